@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from wardenproject.ids import public_id
+
+
+def new_agent_id() -> str:
+    return public_id("agt")
+
+
+def new_key_id() -> str:
+    return public_id("key")
+
+
+def new_rule_id() -> str:
+    return public_id("rul")
+
+
+def new_usage_id() -> str:
+    return public_id("usg")
+
+
+class Agent(models.Model):
+    class DefaultDecision(models.TextChoices):
+        ALLOW = "allow", "Allow and log"
+        BLOCK = "block", "Block (default-deny)"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_agent_id, editable=False)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="agents"
+    )
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    default_decision = models.CharField(
+        max_length=8, choices=DefaultDecision.choices, default=DefaultDecision.ALLOW
+    )
+    # Bumped on every change to the agent or to a rule that applies to it, so a compiled
+    # policy cached in any process can tell it is stale.
+    policy_revision = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="agent_name_unique_in_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    """A secret shown once; only its SHA-256 is stored (keys are 160+ bits of randomness)."""
+
+    class Kind(models.TextChoices):
+        AGENT = "agent", "Agent key"
+        ORG = "org", "Organisation key"
+        APPROVER = "approver", "Approver key"
+
+    class Environment(models.TextChoices):
+        TEST = "test", "Test"
+        LIVE = "live", "Live"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_key_id, editable=False)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="api_keys"
+    )
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    environment = models.CharField(
+        max_length=8, choices=Environment.choices, default=Environment.LIVE
+    )
+    name = models.CharField(max_length=120)
+    prefix = models.CharField(max_length=24, help_text="First characters, for recognising a key.")
+    hashed_key = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the key was rotated: valid until then."
+    )
+    replaced_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["organization", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_usable(self, now=None) -> bool:
+        now = now or timezone.now()
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return False
+        return self.expires_at is None or self.expires_at > now
+
+
+class Rule(models.Model):
+    class Effect(models.TextChoices):
+        ALLOW = "allow", "Allow"
+        REQUIRES_APPROVAL = "requires_approval", "Requires approval"
+        BLOCK = "block", "Block"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_rule_id, editable=False)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="rules"
+    )
+    agent = models.ForeignKey(
+        Agent,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="rules",
+        help_text="Empty: the rule applies to every agent of the organisation.",
+    )
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    action_pattern = models.CharField(max_length=200)
+    effect = models.CharField(max_length=24, choices=Effect.choices)
+    # [{"field": "customer.tier", "op": "ne", "value": "vip"}, ...]
+    conditions = models.JSONField(default=list, blank=True)
+    max_amount = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    amount_field = models.CharField(max_length=120, default="amount")
+    # {"count": 5, "per": "1h"} or {"sum": "amount", "over": 2000, "per": "1d"}
+    limit = models.JSONField(null=True, blank=True)
+    environments = models.JSONField(default=list, help_text='Subset of ["test", "live"].')
+    approval_timeout = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds; empty uses the organisation's default."
+    )
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    enabled = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "agent", "name"], name="rule_name_unique_per_agent"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelPrice(models.Model):
+    """Price table for token usage, editable in the admin (USD per million tokens)."""
+
+    model = models.CharField(max_length=120, unique=True)
+    prompt_usd_per_million = models.DecimalField(max_digits=12, decimal_places=4)
+    completion_usd_per_million = models.DecimalField(max_digits=12, decimal_places=4)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class TokenUsage(models.Model):
+    public_id = models.CharField(max_length=32, unique=True, default=new_usage_id, editable=False)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="token_usage"
+    )
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="token_usage"
+    )
+    model = models.CharField(max_length=120)
+    prompt_tokens = models.PositiveIntegerField()
+    completion_tokens = models.PositiveIntegerField()
+    total_tokens = models.PositiveIntegerField()
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    session_id = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=8, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["organization", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.total_tokens} tokens"

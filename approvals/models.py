@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class ApprovalRequest(models.Model):
+    """A tool call held for a human. Shares its public id with the check (``act_...``)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+        EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled"
+
+    action_id = models.CharField(max_length=32, unique=True)
+    check_entry = models.OneToOneField(
+        "audit.AuditEntry", null=True, on_delete=models.SET_NULL, related_name="approval_request"
+    )
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="approval_requests"
+    )
+    agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.CASCADE, related_name="approval_requests"
+    )
+    api_key = models.ForeignKey(
+        "agents.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=200)
+    arguments = models.JSONField(default=dict)
+    arguments_hash = models.CharField(max_length=64, help_text="SHA-256 of canonical JSON.")
+    environment = models.CharField(max_length=8)
+    session_id = models.CharField(max_length=200, blank=True)
+    rule = models.ForeignKey(
+        "agents.Rule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rule_name = models.CharField(max_length=120, blank=True)
+    reason = models.TextField(blank=True)
+    source = models.CharField(max_length=24, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    requested_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by_key = models.ForeignKey(
+        "agents.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by_label = models.CharField(max_length=200, blank=True)
+    notes = models.TextField(blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [
+            models.Index(fields=["organization", "status", "requested_at"]),
+            models.Index(fields=["status", "expires_at"]),
+            models.Index(fields=["agent", "action", "status", "decided_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} ({self.status})"
+
+
+class ApprovalVote(models.Model):
+    """One reviewer's approval or denial; quorum counts distinct approvers."""
+
+    class Vote(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        DENY = "deny", "Deny"
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="votes")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    api_key = models.ForeignKey(
+        "agents.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    voter_label = models.CharField(max_length=200)
+    vote = models.CharField(max_length=8, choices=Vote.choices)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "user"],
+                condition=models.Q(user__isnull=False),
+                name="one_vote_per_user",
+            ),
+            models.UniqueConstraint(
+                fields=["request", "api_key"],
+                condition=models.Q(api_key__isnull=False),
+                name="one_vote_per_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.voter_label} {self.vote}"

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from wardenproject.ids import public_id
+
+
+def new_entry_id() -> str:
+    return public_id("aud")
+
+
+class AppendOnlyError(Exception):
+    """Raised when code tries to change or delete an audit entry."""
+
+
+class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
+    def update(self, **kwargs: object) -> int:
+        raise AppendOnlyError("Audit entries cannot be changed.")
+
+    def delete(self):  # type: ignore[override]
+        raise AppendOnlyError("Audit entries cannot be deleted (retention purges them).")
+
+
+class AuditEntry(models.Model):
+    """One append-only line of the audit log.
+
+    A check's entry doubles as the record of the tool call: its ``public_id`` is the
+    ``action_id`` the API returns (``act_...``), so the hot path writes one row per check.
+    """
+
+    class Kind(models.TextChoices):
+        CHECK = "check", "Policy check"
+        OUTCOME = "outcome", "Tool outcome"
+        LOG = "log", "SDK log entry"
+        DECISION = "decision", "Approval decision"
+        CONFIG = "config", "Configuration change"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_entry_id, editable=False)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="audit_entries"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Who: a user, an API key, or the system (both empty). Snapshots survive deletions.
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_key = models.ForeignKey(
+        "agents.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200, blank=True)
+    # What: the tool call (checks, outcomes, logs, decisions)
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    agent_public_id = models.CharField(max_length=32, blank=True)
+    action = models.CharField(max_length=200, blank=True)
+    action_id = models.CharField(
+        max_length=32, blank=True, help_text="The check this entry is about (checks: itself)."
+    )
+    arguments = models.JSONField(null=True, blank=True)
+    environment = models.CharField(max_length=8, blank=True)
+    session_id = models.CharField(max_length=200, blank=True)
+    decision = models.CharField(max_length=24, blank=True)
+    status = models.CharField(max_length=24, blank=True)
+    rule_public_id = models.CharField(max_length=32, blank=True)
+    rule_name = models.CharField(max_length=120, blank=True)
+    reason = models.TextField(blank=True)
+    latency_us = models.PositiveIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=24, blank=True, help_text="native, arden, agentwarden…")
+    # Configuration changes: what changed, before and after
+    target_type = models.CharField(max_length=40, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["organization", "created_at"]),
+            models.Index(fields=["organization", "kind", "created_at"]),
+            models.Index(fields=["agent", "action", "created_at"]),
+            models.Index(fields=["action_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.public_id}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise AppendOnlyError("Audit entries cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object):  # type: ignore[override]
+        raise AppendOnlyError("Audit entries cannot be deleted (retention purges them).")

@@ -1,0 +1,78 @@
+"""Reading tool calls back out of the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+
+from accounts.models import Organization
+from audit.models import AuditEntry
+
+_STATUS_FOR_DECISION = {"allow": "allowed", "block": "blocked", "requires_approval": "pending"}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def check_entry_get(*, organization: Organization, action_id: str) -> AuditEntry:
+    """The check entry of ``action_id`` in ``organization``, or 404 (other tenants: 404 too)."""
+    try:
+        return AuditEntry.objects.select_related("agent").get(
+            organization=organization, public_id=action_id, kind=AuditEntry.Kind.CHECK
+        )
+    except AuditEntry.DoesNotExist:
+        raise Http404("No such action.") from None
+
+
+def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
+    """The native JSON view of one tool call: the check, its approval and its outcome."""
+    from approvals.models import ApprovalRequest
+
+    approval = (
+        ApprovalRequest.objects.filter(action_id=entry.public_id).prefetch_related("votes").first()
+    )
+    outcome_entry = (
+        AuditEntry.objects.filter(
+            organization_id=entry.organization_id,
+            action_id=entry.public_id,
+            kind=AuditEntry.Kind.OUTCOME,
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    status = approval.status if approval else _STATUS_FOR_DECISION.get(entry.decision, "")
+    return {
+        "action_id": entry.public_id,
+        "agent_id": entry.agent_public_id,
+        "action": entry.action,
+        "arguments": entry.arguments or {},
+        "decision": entry.decision,
+        "status": status,
+        "reason": entry.reason,
+        "rule": entry.rule_name or None,
+        "environment": entry.environment,
+        "session_id": entry.session_id or None,
+        "created_at": _iso(entry.created_at),
+        "expires_at": _iso(approval.expires_at) if approval else None,
+        "decided_at": _iso(approval.decided_at) if approval else None,
+        "decided_by": (approval.decided_by_label or None) if approval else None,
+        "notes": (approval.notes or None) if approval else None,
+        "approvals": [
+            {"by": vote.voter_label, "at": _iso(vote.created_at), "notes": vote.notes or None}
+            for vote in (approval.votes.all() if approval else [])
+            if vote.vote == vote.Vote.APPROVE
+        ],
+        "approvals_required": approval.approvals_required if approval else None,
+        "claimed_at": _iso(approval.claimed_at) if approval else None,
+        "outcome": (
+            {
+                "status": outcome_entry.status,
+                "error": outcome_entry.data.get("error"),
+                "at": _iso(outcome_entry.created_at),
+            }
+            if outcome_entry
+            else None
+        ),
+    }

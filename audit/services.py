@@ -1,0 +1,87 @@
+"""Writing the audit log. Entries are only ever added; retention is the only deletion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from accounts.models import Organization, User
+from audit.models import AuditEntry
+
+
+def _label_for(user: User | None, api_key: Any | None) -> str:
+    if user is not None:
+        return user.email
+    if api_key is not None:
+        return f"key {api_key.prefix}… ({api_key.name})"
+    return "system"
+
+
+def audit_record(
+    *,
+    organization: Organization,
+    kind: str,
+    actor_user: User | None = None,
+    actor_key: Any | None = None,
+    public_id: str | None = None,
+    **fields: Any,
+) -> AuditEntry:
+    """Append one entry. ``fields`` are AuditEntry columns (action, arguments, data, ...)."""
+    entry = AuditEntry(
+        organization=organization,
+        kind=kind,
+        actor_user=actor_user,
+        actor_key=actor_key,
+        actor_label=fields.pop("actor_label", None) or _label_for(actor_user, actor_key),
+        **fields,
+    )
+    if public_id:
+        entry.public_id = public_id
+    entry.save(force_insert=True)
+    return entry
+
+
+def model_snapshot(instance: models.Model, fields: list[str] | None = None) -> dict[str, Any]:
+    """A JSON-safe dict of a model's concrete fields, for before/after in config entries."""
+    data: dict[str, Any] = {}
+    for field in instance._meta.concrete_fields:
+        if fields is not None and field.name not in fields:
+            continue
+        if field.name in {"hashed_key", "secret", "previous_secret", "password"}:
+            continue  # never write a secret (even hashed) into the log
+        value = field.value_from_object(instance)
+        if field.is_relation:
+            related = getattr(instance, field.name, None)
+            value = getattr(related, "public_id", None) or (str(related) if related else None)
+        elif hasattr(value, "isoformat"):
+            value = value.isoformat()
+        elif not isinstance(value, (str, int, float, bool, list, dict, type(None))):
+            value = str(value)
+        data[field.name] = value
+    return data
+
+
+def audit_record_change(
+    *,
+    organization: Organization,
+    actor_user: User | None,
+    actor_key: Any | None = None,
+    target: models.Model,
+    verb: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    source: str = "",
+) -> AuditEntry:
+    """Record a configuration change: who, when, what, before and after."""
+    return audit_record(
+        organization=organization,
+        kind=AuditEntry.Kind.CONFIG,
+        actor_user=actor_user,
+        actor_key=actor_key,
+        target_type=target._meta.model_name or "",
+        target_id=getattr(target, "public_id", None) or str(target.pk),
+        reason=f"{verb} {target._meta.verbose_name} {target}",
+        source=source,
+        data={"verb": verb, "before": before, "after": after},
+    )

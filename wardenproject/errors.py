@@ -1,0 +1,146 @@
+"""Domain errors and their single mapping to HTTP answers.
+
+Every app raises subclasses of ``DomainError``; the API exception handler (and the HTML
+views, through ``messages``) turn them into a JSON body ``{code, detail, field}`` with the
+error's status. Nothing reaches the client as a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    status: int = HTTPStatus.BAD_REQUEST
+    code: str = "invalid"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "detail": self.detail, "field": self.field, **self.extra}
+
+
+class ValidationFailed(DomainError):
+    status = HTTPStatus.BAD_REQUEST
+    code = "invalid"
+
+
+class NotFound(DomainError):
+    status = HTTPStatus.NOT_FOUND
+    code = "not_found"
+
+
+class Forbidden(DomainError):
+    status = HTTPStatus.FORBIDDEN
+    code = "forbidden"
+
+
+class Conflict(DomainError):
+    status = HTTPStatus.CONFLICT
+    code = "conflict"
+
+
+class PlanRequired(DomainError):
+    """An action needs a higher plan. ``detail`` names the plan that unlocks it."""
+
+    status = HTTPStatus.PAYMENT_REQUIRED
+    code = "plan_required"
+
+
+class RateLimited(DomainError):
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    code = "rate_limited"
+
+
+def error_response(
+    status: int,
+    code: str,
+    detail: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    return Response(
+        {"code": code, "detail": detail, "field": field, **extra}, status=status, headers=headers
+    )
+
+
+_DRF_CODES = {
+    drf_exceptions.NotAuthenticated: "unauthenticated",
+    drf_exceptions.AuthenticationFailed: "unauthenticated",
+    drf_exceptions.PermissionDenied: "forbidden",
+    drf_exceptions.NotFound: "not_found",
+    drf_exceptions.MethodNotAllowed: "method_not_allowed",
+    drf_exceptions.UnsupportedMediaType: "unsupported_media_type",
+    drf_exceptions.ParseError: "invalid_json",
+    drf_exceptions.Throttled: "rate_limited",
+}
+
+
+def _first_field_error(detail: Any, prefix: str = "") -> tuple[str | None, str]:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else None
+            full = f"{prefix}.{name}" if prefix and name else (name or prefix or None)
+            field, message = _first_field_error(value, full or "")
+            return field or full, message
+    if isinstance(detail, list) and detail:
+        return _first_field_error(detail[0], prefix)
+    return (prefix or None), str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, DomainError):
+        return error_response(
+            exc.status, exc.code, exc.detail, exc.field, headers=exc.headers, **exc.extra
+        )
+    if isinstance(exc, Http404):
+        return error_response(HTTPStatus.NOT_FOUND, "not_found", "Not found.")
+    if isinstance(exc, PermissionDenied):
+        return error_response(HTTPStatus.FORBIDDEN, "forbidden", str(exc) or "Forbidden.")
+    if isinstance(exc, drf_exceptions.ValidationError):
+        field, message = _first_field_error(exc.detail)
+        return error_response(HTTPStatus.BAD_REQUEST, "invalid", message, field)
+    if isinstance(exc, drf_exceptions.APIException):
+        code = next((c for t, c in _DRF_CODES.items() if isinstance(exc, t)), "error")
+        headers = {}
+        if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(max(1, int(exc.wait)))
+        status = exc.status_code
+        if code == "unauthenticated":
+            status = HTTPStatus.UNAUTHORIZED
+        return error_response(status, code, str(exc.detail), headers=headers)
+    if isinstance(exc, DatabaseError):
+        logger.exception("database unavailable while serving %s", context.get("view"))
+        return error_response(
+            HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "The database is unavailable."
+        )
+    return None

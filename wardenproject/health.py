@@ -1,0 +1,58 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import os
+from http import HTTPStatus
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. Touches nothing else."""
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".strip()[:300]
+    return None
+
+
+def _check_broker() -> str | None:
+    if settings.REDIS_URL:
+        import redis
+
+        try:
+            client = redis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1
+            )
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}".strip()[:300]
+        return None
+    folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        return f"broker folder {folder} is missing or not writable"
+    return None
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: the database and the broker are reachable. 503 names what is down."""
+    checks = {"database": _check_database(), "broker": _check_broker()}
+    body = {
+        "status": "ok" if not any(checks.values()) else "unavailable",
+        "checks": {name: ("ok" if err is None else "down") for name, err in checks.items()},
+        "errors": {name: err for name, err in checks.items() if err is not None},
+    }
+    status = HTTPStatus.OK if body["status"] == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
+    return JsonResponse(body, status=status)

@@ -1,0 +1,27 @@
+"""Queueing helpers shared by the apps."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue_on_commit(task: Any, *args: Any, **kwargs: Any) -> None:
+    """Queue ``task`` after the current transaction commits.
+
+    The broker is only a wake-up call: the database row the task works on is the truth, and a
+    scheduled sweeper picks up anything whose wake-up was lost. So a broker that is down must
+    not fail the request that committed the row.
+    """
+
+    def _send() -> None:
+        try:
+            task.apply_async(args=args, kwargs=kwargs, retry=False)
+        except Exception:  # the sweeper will pick the work up
+            logger.warning("could not queue %s; the sweeper will retry it", task.name)
+
+    transaction.on_commit(_send)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from wardenproject import health
+
+api_v1 = [
+    path("", include("agents.api_urls")),
+    path("", include("approvals.api_urls")),
+    path("", include("webhooks.api_urls")),
+    path("", include("audit.api_urls")),
+]
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Wire-compatible endpoints of the Arden and AgentWarden SDKs, at the root (COMPAT.md).
+    path("", include("agents.compat_urls")),
+    path("", include("approvals.compat_urls")),
+    # Server-rendered pages
+    path("approvals/", include("approvals.urls")),
+    path("webhooks/", include("webhooks.urls")),
+    path("agents/", include("agents.urls")),
+    path("", include("accounts.urls")),
+]
