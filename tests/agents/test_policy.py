@@ -749,7 +749,7 @@ def reference_match(pattern: str, action: str) -> bool:
     if p[-1] == "*":
         if len(a) < len(p):
             return False
-        a = a[: len(p) - 1] + [".".join(a[len(p) - 1 :])]
+        a = [*a[: len(p) - 1], ".".join(a[len(p) - 1 :])]
     if len(p) != len(a):
         return False
     for ps, seg in zip(p, a, strict=True):
