@@ -535,7 +535,11 @@ class _Rule:
         "get_limit_field",
         "index",
         "limit_query",
+        "limit_texts",
+        "max_amount",
+        "max_amount_text",
         "order",
+        "over",
         "regex_conditions",
         "spec",
     )
@@ -547,9 +551,21 @@ class _Rule:
         self.conditions = tuple(_compile_condition(c) for c in spec.conditions)
         self.regex_conditions = tuple(c for c in spec.conditions if c.op == "matches")
         self.get_amount = _path_getter(spec.amount_field) if spec.max_amount is not None else None
+        # Numbers normalised to Decimal (a float max_amount would compare by binary value) and
+        # reason fragments that do not depend on the call, formatted once.
+        self.max_amount = to_decimal(spec.max_amount) if spec.max_amount is not None else None
+        self.over = to_decimal(spec.limit.over) if spec.limit is not None else None
+        self.max_amount_text = (
+            format_number(spec.max_amount) if spec.max_amount is not None else None
+        )
         limit = spec.limit
         self.get_limit_field = (
             _path_getter(limit.field) if limit is not None and limit.kind == "sum" else None
+        )
+        self.limit_texts = (
+            (format_duration(limit.per_seconds), format_number(limit.over or 0))
+            if limit is not None
+            else None
         )
         self.limit_query = (
             LimitQuery(spec.id, spec.action, limit.kind, limit.field, limit.per_seconds)
@@ -590,10 +606,10 @@ class _Rule:
 
     def _amount_outcome(self, arguments: Mapping[str, Any]) -> tuple[str, str]:
         spec = self.spec
-        assert self.get_amount is not None and spec.max_amount is not None
+        assert self.get_amount is not None and self.max_amount is not None
         raw = self.get_amount(arguments)
         amount = None if raw is _MISSING else to_decimal(raw)
-        limit_text = format_number(spec.max_amount)
+        limit_text = self.max_amount_text
         if amount is None:
             what = "missing" if raw is _MISSING else "not a number"
             return (
@@ -601,7 +617,7 @@ class _Rule:
                 f"{spec.amount_field} is {what}, so max_amount {limit_text} of rule "
                 f"'{spec.name}' cannot be checked",
             )
-        if amount <= spec.max_amount:
+        if amount <= self.max_amount:
             return (
                 ALLOW,
                 f"{spec.amount_field} {format_number(amount)} within max_amount {limit_text} "
@@ -618,8 +634,8 @@ class _Rule:
     ) -> tuple[str, str]:
         spec = self.spec
         limit = spec.limit
-        assert limit is not None
-        window = format_duration(limit.per_seconds)
+        assert limit is not None and self.limit_texts is not None
+        window, over_text = self.limit_texts
         raw_total = totals.get(spec.id) if totals is not None else None
         total = to_decimal(raw_total) if raw_total is not None else None
         if total is None:
@@ -641,7 +657,7 @@ class _Rule:
                 f"{_ordinal(nth)} call in {window} within limit of {limit.count} per {window} "
                 f"of rule '{spec.name}'",
             )
-        assert self.get_limit_field is not None and limit.over is not None
+        assert self.get_limit_field is not None and self.over is not None
         raw = self.get_limit_field(arguments)
         value = None if raw is _MISSING else to_decimal(raw)
         if value is None:
@@ -652,16 +668,16 @@ class _Rule:
                 "cannot be checked",
             )
         new_total = total + value
-        if new_total > limit.over:
+        if new_total > self.over:
             return (
                 spec.effect,
                 f"{limit.field} total {format_number(new_total)} in {window} would exceed "
-                f"{format_number(limit.over)} of rule '{spec.name}'",
+                f"{over_text} of rule '{spec.name}'",
             )
         return (
             ALLOW,
             f"{limit.field} total {format_number(new_total)} in {window} within "
-            f"{format_number(limit.over)} of rule '{spec.name}'",
+            f"{over_text} of rule '{spec.name}'",
         )
 
 
@@ -704,9 +720,9 @@ def rule_spec_problems(spec: RuleSpec) -> list[tuple[str, str]]:
             problems.append(("amount_field", amount_field_problem))
     if spec.limit is not None:
         problems.extend(_limit_problems(spec.limit))
-    if not isinstance(spec.environments, frozenset) or not spec.environments:
+    if not isinstance(spec.environments, (frozenset, set, tuple, list)) or not spec.environments:
         problems.append(("environments", "must be a non-empty set of test/live"))
-    elif not spec.environments <= ENVIRONMENTS:
+    elif not set(spec.environments) <= ENVIRONMENTS:
         problems.append(("environments", "may only contain test and live"))
     if spec.approval_timeout is not None and (
         not isinstance(spec.approval_timeout, int)

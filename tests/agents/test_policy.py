@@ -383,6 +383,18 @@ def test_max_amount_with_block_effect_blocks_above_the_limit() -> None:
     )
 
 
+def test_float_max_amount_is_compared_as_the_decimal_it_reads_as() -> None:
+    capped = rule("cap", max_amount=0.3)  # type: ignore[arg-type]
+    assert decide([capped], arguments={"amount": "0.3"}).decision == "allow"
+
+
+def test_environments_given_as_a_plain_set_or_list_are_accepted() -> None:
+    for environments in ({"live"}, ["live"]):
+        live_only = rule(environments=environments)  # type: ignore[arg-type]
+        assert decide([live_only], environment="test").decision == "allow"
+        assert decide([live_only], environment="live").decision == "block"
+
+
 # ---------------------------------------------------------------------------
 # Running-total limits
 # ---------------------------------------------------------------------------
