@@ -359,6 +359,10 @@ def _path_getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
 # ---------------------------------------------------------------------------
 
 
+def _is_plain(value: object) -> bool:
+    return value is None or isinstance(value, (str, bool, int, float, Decimal))
+
+
 def field_path_problem(path: object) -> str | None:
     if not isinstance(path, str) or not path:
         return "must be a non-empty string"
@@ -402,8 +406,10 @@ def condition_problem(field_path: object, op: object, value: object) -> tuple[st
     elif op == "exists":
         if not isinstance(value, bool):
             return ("value", "'exists' needs true or false")
-    elif op in ("eq", "ne") and isinstance(value, (set, frozenset)):
-        return ("value", f"'{op}' needs a plain value")
+    elif op in ("eq", "ne") and not (
+        _is_plain(value) or (isinstance(value, (list, tuple)) and all(map(_is_plain, value)))
+    ):
+        return ("value", f"'{op}' needs a plain value or a list of plain values")
     return None
 
 

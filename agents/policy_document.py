@@ -182,6 +182,10 @@ def _load_text(text: str | bytes, format: str | None) -> Any:
             return json.loads(text, parse_constant=_reject_constant)
         except ValueError as exc:
             raise PolicyDocumentError([PolicyError(None, None, f"invalid JSON: {exc}")]) from None
+        except RecursionError:
+            raise PolicyDocumentError(
+                [PolicyError(None, None, "invalid JSON: nested too deeply")]
+            ) from None
     if format == "yaml":
         try:
             return yaml.load(text, Loader=_SafeLoaderWithoutAliases)  # noqa: S506 - safe loader

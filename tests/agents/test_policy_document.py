@@ -202,6 +202,12 @@ RULE_ERRORS = [
     ({"when": [{"field": "x", "op": "eq"}]}, "when[0].value", "is required"),
     ({"when": [{"field": "x", "op": "eq", "value": 1, "not": 1}]}, "when[0].not", "unknown key"),
     ({"when": ["x == 1"]}, "when[0]", "must be a mapping"),
+    (
+        {"when": [{"field": "x", "op": "eq", "value": {"a": 1}}]},
+        "when[0].value",
+        "plain value",
+    ),
+    ({"when": [{"field": "x", "op": "ne", "value": [[1]]}]}, "when[0].value", "plain value"),
     ({"max_amount": 0}, "max_amount", "greater than 0"),
     ({"max_amount": -5}, "max_amount", "greater than 0"),
     ({"max_amount": "lots"}, "max_amount", "must be a number"),
@@ -317,6 +323,12 @@ def test_document_level_errors(text: str, field: str | None, fragment: str) -> N
 def test_document_larger_than_the_cap_is_refused_before_parsing() -> None:
     errors = errors_of("agent: a\n" + "#" * MAX_DOCUMENT_BYTES)
     assert "larger than" in errors[0].message
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_deeply_nested_document_is_an_error_not_a_crash(fmt: str) -> None:
+    errors = errors_of("[" * 100_000 + "]" * 100_000, format=fmt)
+    assert "invalid" in errors[0].message
 
 
 def test_bytes_that_are_not_utf8_are_refused() -> None:
