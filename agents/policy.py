@@ -523,10 +523,6 @@ def _compile_condition(condition: Condition) -> CompiledCondition:
     raise InvalidPolicy(f"unknown operator {op!r}")  # unreachable after validation
 
 
-def _describe_condition(condition: Condition) -> str:
-    return f"{condition.field} {condition.op} {condition.value!r}"
-
-
 # ---------------------------------------------------------------------------
 # Compiled rules
 # ---------------------------------------------------------------------------
@@ -594,11 +590,13 @@ class _Rule:
         if undecided:
             if spec.effect == ALLOW:
                 return None
-            patterns = ", ".join(_describe_condition(c) for c in self.regex_conditions)
+            # Name the fields only: the pattern itself may be a detection rule worth keeping
+            # from the agent reading the reason.
+            fields = ", ".join(sorted({c.field for c in self.regex_conditions}))
             return (
                 spec.effect,
-                f"condition ({patterns}) could not be checked safely (input too long or "
-                f"pattern too slow), so rule '{spec.name}' applies",
+                f"pattern condition on {fields} could not be checked safely (input too long "
+                f"or pattern too slow), so rule '{spec.name}' applies",
             )
         if spec.max_amount is None and spec.limit is None:
             return spec.effect, _plain_reason(spec)
@@ -607,7 +605,7 @@ class _Rule:
             outcomes.append(self._amount_outcome(arguments))
         if spec.limit is not None:
             outcomes.append(self._limit_outcome(arguments, totals))
-        # More restrictive first; on equal effects the max_amount outcome (listed first) wins.
+        # The more restrictive outcome; on equal effects max() keeps the first (max_amount).
         return max(outcomes, key=lambda outcome: _EFFECT_RANK[outcome[0]])
 
     def _amount_outcome(self, arguments: Mapping[str, Any]) -> tuple[str, str]:
