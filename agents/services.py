@@ -70,6 +70,9 @@ def _policy_changed(*, organization: Organization, agent: Agent | None) -> None:
         agents = agents.filter(pk=agent.pk)
     agents.update(policy_revision=F("policy_revision") + 1)
     agent_ids = [agent.pk] if agent is not None else None
+    # Now (so this thread's next check sees the change even inside an outer transaction)
+    # and again on commit (in case another thread recompiled from pre-commit rows).
+    runtime.policy_forget(organization.pk, agent_ids)
     transaction.on_commit(lambda: runtime.policy_forget(organization.pk, agent_ids))
 
 
