@@ -265,7 +265,11 @@ def api_key_rotate(
             field="grace_seconds",
         )
     with transaction.atomic():
-        old = ApiKey.objects.select_for_update().select_related("agent").get(pk=api_key.pk)
+        old = (
+            ApiKey.objects.select_for_update(of=("self",))
+            .select_related("agent", "organization")
+            .get(pk=api_key.pk)
+        )
         if not old.is_usable():
             raise Conflict("Only a usable key can be rotated.", extra={"status": "unusable"})
         if old.replaced_by_id is not None:
@@ -401,7 +405,9 @@ def rule_update(
     draft = _draft_from(rule.organization, merged)
     with transaction.atomic():
         rule = (
-            Rule.objects.select_for_update().select_related("organization", "agent").get(pk=rule.pk)
+            Rule.objects.select_for_update(of=("self",))
+            .select_related("organization", "agent")
+            .get(pk=rule.pk)
         )
         if _rule_name_taken(rule.organization, rule.agent, draft.name, exclude=rule):
             raise Conflict(f"A rule named {draft.name!r} already exists.", field="name")

@@ -19,9 +19,7 @@ from agents.models import Agent, ApiKey, ModelPrice, Rule
 def _reseed() -> None:
     """Transactional tests (live server) flush the tables that data migrations seeded."""
     if not Plan.objects.exists():
-        importlib.import_module("accounts.migrations.0002_seed_plans").seed_plans(
-            django_apps, None
-        )
+        importlib.import_module("accounts.migrations.0002_seed_plans").seed_plans(django_apps, None)
     if not ModelPrice.objects.exists():
         importlib.import_module("agents.migrations.0002_seed_model_prices").seed_prices(
             django_apps, None
@@ -70,9 +68,7 @@ def keys_for(agent: Agent, actor: Any = None) -> Keys:
         organization=org, kind="agent", agent=agent, environment="live", actor=actor
     )
     org_key, org_raw = services.api_key_create(organization=org, kind="org", actor=actor)
-    approver_key, approver = services.api_key_create(
-        organization=org, kind="approver", actor=actor
-    )
+    approver_key, approver = services.api_key_create(organization=org, kind="approver", actor=actor)
     return Keys(test, live, org_raw, approver, test_key, live_key, org_key, approver_key)
 
 

@@ -17,8 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def post(client, key, body, url="/api/v1/check", **extra):
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return client.post(url, data=data, content_type="application/json",
-                       HTTP_X_API_KEY=key, **extra)
+    return client.post(url, data=data, content_type="application/json", HTTP_X_API_KEY=key, **extra)
 
 
 @pytest.mark.parametrize(
@@ -38,8 +37,11 @@ def post(client, key, body, url="/api/v1/check", **extra):
 def test_a_malformed_check_is_a_400_naming_the_field(client, keys, body, field):
     response = post(client, keys.live, body)
     assert response.status_code == HTTPStatus.BAD_REQUEST
-    assert response.json() == {"code": "invalid", "detail": response.json()["detail"],
-                               "field": field}
+    assert response.json() == {
+        "code": "invalid",
+        "detail": response.json()["detail"],
+        "field": field,
+    }
     assert not AuditEntry.objects.filter(kind="check").exists()
 
 
@@ -105,15 +107,20 @@ def test_an_unreachable_database_is_a_503_never_an_allow(client, keys):
         ("/policy/check", {"kwargs": {}}, "tool_name"),
         ("/policy/check", {"tool_name": "x", "kwargs": [1]}, "kwargs"),
         ("/policy/check", {"tool_name": "x", "args": "a"}, "args"),
-        ("/policy/check", {"tool_name": "x", "metadata": {"session_id": 5}},
-         "metadata.session_id"),
+        ("/policy/check", {"tool_name": "x", "metadata": {"session_id": 5}}, "metadata.session_id"),
         ("/sdk/check", {"action": "x"}, "agent_id"),
         ("/sdk/check", {"agent_id": "support-bot", "action": "x", "context": [1]}, "context"),
         ("/sdk/log", {"agent_id": "support-bot", "action": "x", "status": "meh"}, "status"),
-        ("/token-usage", {"model": "gpt-4o", "prompt_tokens": -1, "completion_tokens": 1},
-         "prompt_tokens"),
-        ("/api/v1/token-usage", {"model": "gpt-4o", "prompt_tokens": "1",
-                                 "completion_tokens": 1}, "prompt_tokens"),
+        (
+            "/token-usage",
+            {"model": "gpt-4o", "prompt_tokens": -1, "completion_tokens": 1},
+            "prompt_tokens",
+        ),
+        (
+            "/api/v1/token-usage",
+            {"model": "gpt-4o", "prompt_tokens": "1", "completion_tokens": 1},
+            "prompt_tokens",
+        ),
     ],
 )
 def test_compatible_endpoints_reject_bad_fields_with_a_400(client, keys, url, body, field):

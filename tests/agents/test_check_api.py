@@ -17,8 +17,11 @@ pytestmark = pytest.mark.django_db
 
 def check(client: Client, key: str, body: dict, **headers: str):
     return client.post(
-        "/api/v1/check", data=json.dumps(body), content_type="application/json",
-        HTTP_X_API_KEY=key, **headers,
+        "/api/v1/check",
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_X_API_KEY=key,
+        **headers,
     )
 
 
@@ -79,7 +82,10 @@ def test_a_refund_over_the_limit_is_held_for_approval(client, keys, refund_rules
 
 def test_a_count_limit_applies_once_the_window_is_full(client, keys, support_bot):
     add_rule(
-        support_bot, name="bulk mail", action="email.bulk", effect="block",
+        support_bot,
+        name="bulk mail",
+        action="email.bulk",
+        effect="block",
         limit={"count": 2, "per": "1h"},
     )
     decisions = [check(client, keys.live, {"action": "email.bulk"}).json() for _ in range(3)]
@@ -89,7 +95,10 @@ def test_a_count_limit_applies_once_the_window_is_full(client, keys, support_bot
 
 def test_a_sum_limit_adds_up_allowed_calls_in_the_window(client, keys, support_bot):
     add_rule(
-        support_bot, name="daily refunds", action="stripe.refund", effect="block",
+        support_bot,
+        name="daily refunds",
+        action="stripe.refund",
+        effect="block",
         limit={"sum": "amount", "over": 100, "per": "1d"},
     )
     first = check(client, keys.live, {"action": "stripe.refund", "arguments": {"amount": 60}})
@@ -103,7 +112,10 @@ def test_a_sum_limit_adds_up_allowed_calls_in_the_window(client, keys, support_b
 
 def test_a_sum_limit_counts_approved_requests(client, keys, support_bot):
     add_rule(
-        support_bot, name="daily refunds", action="stripe.refund", effect="requires_approval",
+        support_bot,
+        name="daily refunds",
+        action="stripe.refund",
+        effect="requires_approval",
         limit={"sum": "amount", "over": 100, "per": "1d"},
     )
     held = check(client, keys.live, {"action": "stripe.refund", "arguments": {"amount": 150}})
@@ -133,8 +145,9 @@ def test_a_default_deny_agent_blocks_unmatched_calls(client, keys, support_bot, 
 
 
 def test_rules_limited_to_live_do_not_apply_to_test_keys(client, keys, support_bot):
-    add_rule(support_bot, name="live only", action="crm.discount", effect="block",
-             environments=["live"])
+    add_rule(
+        support_bot, name="live only", action="crm.discount", effect="block", environments=["live"]
+    )
     assert check(client, keys.test, {"action": "crm.discount"}).json()["decision"] == "allow"
     assert check(client, keys.live, {"action": "crm.discount"}).json()["decision"] == "block"
 
@@ -174,7 +187,9 @@ def test_an_approver_key_cannot_check(client, keys):
 
 def test_a_bearer_token_is_accepted(client, keys):
     response = client.post(
-        "/api/v1/check", data=json.dumps({"action": "x"}), content_type="application/json",
+        "/api/v1/check",
+        data=json.dumps({"action": "x"}),
+        content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {keys.live}",
     )
     assert response.status_code == HTTPStatus.OK
@@ -251,7 +266,8 @@ def test_an_outcome_is_recorded_and_shown_on_the_action(client, keys):
     response = client.post(
         f"/api/v1/actions/{action_id}/outcome",
         data=json.dumps({"status": "failed", "error": "card declined"}),
-        content_type="application/json", HTTP_X_API_KEY=keys.live,
+        content_type="application/json",
+        HTTP_X_API_KEY=keys.live,
     )
     assert response.status_code == HTTPStatus.CREATED
     assert response.json()["outcome"]["status"] == "failed"
@@ -262,8 +278,10 @@ def test_an_outcome_is_recorded_and_shown_on_the_action(client, keys):
 def test_an_outcome_with_an_unknown_status_is_invalid(client, keys):
     action_id = check(client, keys.live, {"action": "a"}).json()["action_id"]
     response = client.post(
-        f"/api/v1/actions/{action_id}/outcome", data=json.dumps({"status": "great"}),
-        content_type="application/json", HTTP_X_API_KEY=keys.live,
+        f"/api/v1/actions/{action_id}/outcome",
+        data=json.dumps({"status": "great"}),
+        content_type="application/json",
+        HTTP_X_API_KEY=keys.live,
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["field"] == "status"

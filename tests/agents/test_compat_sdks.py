@@ -67,8 +67,11 @@ def test_ardenpy_positional_amount_under_the_limit_is_allowed(arden, refund_rule
 
 def test_ardenpy_amount_over_the_limit_becomes_a_pending_approval(arden, refund_rules):
     pending = arden.guard_tool(
-        "stripe.refund", issue_refund, approval_mode="async",
-        on_approval=lambda *a: None, on_denial=lambda *a: None,
+        "stripe.refund",
+        issue_refund,
+        approval_mode="async",
+        on_approval=lambda *a: None,
+        on_denial=lambda *a: None,
     )(150)
     assert isinstance(pending, ardenpy.PendingApproval)
     status = ArdenClient().get_action_status(pending.action_id)
@@ -85,8 +88,13 @@ def test_ardenpy_reads_an_expired_approval_as_denied(arden, refund_rules):
 
 
 def test_ardenpy_running_total_blocks_past_the_count(arden, support_bot):
-    add_rule(support_bot, name="two mails", action="email.bulk", effect="block",
-             limit={"count": 2, "per": "1h"})
+    add_rule(
+        support_bot,
+        name="two mails",
+        action="email.bulk",
+        effect="block",
+        limit={"count": 2, "per": "1h"},
+    )
     guarded = arden.guard_tool("email.bulk", search)
     guarded("a")
     guarded("b")
@@ -142,8 +150,13 @@ def test_agentwarden_no_rule_is_allowed_with_no_policy_configured(warden, keys):
 
 
 def test_agentwarden_running_total_sums_amounts(warden, support_bot):
-    add_rule(support_bot, name="budget", action="stripe.refund", effect="block",
-             limit={"sum": "amount", "over": 100, "per": "1d"})
+    add_rule(
+        support_bot,
+        name="budget",
+        action="stripe.refund",
+        effect="block",
+        limit={"sum": "amount", "over": 100, "per": "1d"},
+    )
     assert warden.check("support-bot", "stripe.refund", {"amount": 70}).allowed
     assert not warden.check("support-bot", "stripe.refund", {"amount": 40}).allowed
 

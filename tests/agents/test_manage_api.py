@@ -73,8 +73,13 @@ def test_deactivating_an_agent_keeps_it(client, alice, support_bot):
 
 def test_a_rule_is_created_and_read_back_in_document_form(client, alice, support_bot):
     client.force_login(alice)
-    body = {"name": "refund limit", "action": "stripe.refund", "effect": "requires_approval",
-            "max_amount": 100, "approval": {"timeout": "30m"}}
+    body = {
+        "name": "refund limit",
+        "action": "stripe.refund",
+        "effect": "requires_approval",
+        "max_amount": 100,
+        "approval": {"timeout": "30m"},
+    }
     created = send(client, "post", f"/api/v1/agents/{support_bot.public_id}/rules", body)
     assert created.status_code == HTTPStatus.CREATED
     rule = created.json()
@@ -86,8 +91,12 @@ def test_a_rule_is_created_and_read_back_in_document_form(client, alice, support
 
 def test_a_bad_rule_names_the_field(client, alice, support_bot):
     client.force_login(alice)
-    body = {"name": "x", "action": "a", "effect": "block", "when": [{"field": "f", "op": "zz",
-                                                                     "value": 1}]}
+    body = {
+        "name": "x",
+        "action": "a",
+        "effect": "block",
+        "when": [{"field": "f", "op": "zz", "value": 1}],
+    }
     response = send(client, "post", f"/api/v1/agents/{support_bot.public_id}/rules", body)
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["field"] == "when[0].op"
@@ -122,8 +131,12 @@ def test_requires_approval_rules_are_refused_on_free(client, alice, org_a, suppo
 
 def test_a_quorum_is_refused_below_business(client, alice, support_bot):
     client.force_login(alice)
-    body = {"name": "r", "action": "a", "effect": "requires_approval",
-            "approval": {"approvals_required": 2}}
+    body = {
+        "name": "r",
+        "action": "a",
+        "effect": "requires_approval",
+        "approval": {"approvals_required": 2},
+    }
     response = send(client, "post", f"/api/v1/agents/{support_bot.public_id}/rules", body)
     assert response.status_code == HTTPStatus.PAYMENT_REQUIRED
     assert "Business" in response.json()["detail"]
@@ -149,8 +162,9 @@ def test_a_key_secret_is_shown_once_and_stored_hashed(client, alice, support_bot
     assert created["key"] not in stored.hashed_key
     listed = client.get("/api/v1/keys").json()["results"]
     assert all("key" not in k for k in listed)
-    assert "hashed_key" not in json.dumps(AuditEntry.objects.filter(target_type="apikey")
-                                          .values_list("data", flat=True)[0])
+    assert "hashed_key" not in json.dumps(
+        AuditEntry.objects.filter(target_type="apikey").values_list("data", flat=True)[0]
+    )
 
 
 @pytest.mark.parametrize(("kind", "prefix"), [("org", "wdn_org_"), ("approver", "wdn_apv_")])
@@ -160,8 +174,10 @@ def test_org_and_approver_keys_have_their_prefix(client, alice, org_a, kind, pre
 
 
 def test_a_revoked_key_is_refused_at_once(client, alice, keys):
-    assert send(client, "post", "/api/v1/check", {"action": "a"},
-                HTTP_X_API_KEY=keys.live).status_code == 200
+    assert (
+        send(client, "post", "/api/v1/check", {"action": "a"}, HTTP_X_API_KEY=keys.live).status_code
+        == 200
+    )
     client.force_login(alice)
     client.post(f"/api/v1/keys/{keys.live_key.public_id}/revoke")
     client.logout()
@@ -171,8 +187,9 @@ def test_a_revoked_key_is_refused_at_once(client, alice, keys):
 
 def test_a_rotated_key_works_during_the_grace_period(client, alice, keys):
     client.force_login(alice)
-    rotated = send(client, "post", f"/api/v1/keys/{keys.live_key.public_id}/rotate",
-                   {"grace_seconds": 3600}).json()
+    rotated = send(
+        client, "post", f"/api/v1/keys/{keys.live_key.public_id}/rotate", {"grace_seconds": 3600}
+    ).json()
     client.logout()
     for key in (keys.live, rotated["key"]):
         response = send(client, "post", "/api/v1/check", {"action": "a"}, HTTP_X_API_KEY=key)
@@ -188,8 +205,9 @@ def test_a_rotated_key_stops_after_the_grace_period(client, alice, keys):
 
 def test_a_negative_grace_is_invalid(client, alice, keys):
     client.force_login(alice)
-    response = send(client, "post", f"/api/v1/keys/{keys.live_key.public_id}/rotate",
-                    {"grace_seconds": -5})
+    response = send(
+        client, "post", f"/api/v1/keys/{keys.live_key.public_id}/rotate", {"grace_seconds": -5}
+    )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["field"] == "grace_seconds"
 
@@ -216,46 +234,65 @@ def test_last_used_is_recorded_but_not_on_every_call(client, keys):
 
 
 def test_another_orgs_key_gets_404_for_an_action(client, keys, charlie_keys):
-    action_id = send(client, "post", "/api/v1/check", {"action": "a"},
-                     HTTP_X_API_KEY=keys.live).json()["action_id"]
+    action_id = send(
+        client, "post", "/api/v1/check", {"action": "a"}, HTTP_X_API_KEY=keys.live
+    ).json()["action_id"]
     for url in (f"/api/v1/actions/{action_id}", f"/status/{action_id}"):
         assert client.get(url, HTTP_X_API_KEY=charlie_keys.live).status_code == 404
-    response = send(client, "post", f"/api/v1/actions/{action_id}/outcome", {"status": "success"},
-                    HTTP_X_API_KEY=charlie_keys.org)
+    response = send(
+        client,
+        "post",
+        f"/api/v1/actions/{action_id}/outcome",
+        {"status": "success"},
+        HTTP_X_API_KEY=charlie_keys.org,
+    )
     assert response.status_code == HTTPStatus.NOT_FOUND
 
 
 def test_another_agents_key_gets_404_for_an_action(client, keys, org_a, alice):
     other = services.agent_create(organization=org_a, actor=alice, name="other-bot")
-    _, other_key = services.api_key_create(organization=org_a, kind="agent", agent=other,
-                                           actor=alice)
-    action_id = send(client, "post", "/api/v1/check", {"action": "a"},
-                     HTTP_X_API_KEY=keys.live).json()["action_id"]
+    _, other_key = services.api_key_create(
+        organization=org_a, kind="agent", agent=other, actor=alice
+    )
+    action_id = send(
+        client, "post", "/api/v1/check", {"action": "a"}, HTTP_X_API_KEY=keys.live
+    ).json()["action_id"]
     assert client.get(f"/api/v1/actions/{action_id}", HTTP_X_API_KEY=other_key).status_code == 404
 
 
 def test_an_outsider_cannot_read_another_orgs_action(client, keys, charlie, org_c):
-    action_id = send(client, "post", "/api/v1/check", {"action": "a"},
-                     HTTP_X_API_KEY=keys.live).json()["action_id"]
+    action_id = send(
+        client, "post", "/api/v1/check", {"action": "a"}, HTTP_X_API_KEY=keys.live
+    ).json()["action_id"]
     client.force_login(charlie)
     assert client.get(f"/api/v1/actions/{action_id}").status_code == 404
 
 
 def test_an_org_key_cannot_log_for_another_orgs_agent(client, keys, charlie_bot):
-    response = send(client, "post", "/sdk/log", {"agent_id": charlie_bot.public_id, "action": "a",
-                                                 "status": "success"}, HTTP_X_API_KEY=keys.org)
+    response = send(
+        client,
+        "post",
+        "/sdk/log",
+        {"agent_id": charlie_bot.public_id, "action": "a", "status": "success"},
+        HTTP_X_API_KEY=keys.org,
+    )
     assert response.status_code == HTTPStatus.NOT_FOUND
 
 
 # --- Simulation and policy documents --------------------------------------------------------
 
 
-def test_simulation_answers_the_decision_and_records_nothing(client, alice, refund_rules,
-                                                             support_bot):
+def test_simulation_answers_the_decision_and_records_nothing(
+    client, alice, refund_rules, support_bot
+):
     client.force_login(alice)
     before = AuditEntry.objects.count()
-    response = send(client, "post", f"/api/v1/agents/{support_bot.public_id}/simulate",
-                    {"action": "stripe.refund", "arguments": {"amount": 150}})
+    response = send(
+        client,
+        "post",
+        f"/api/v1/agents/{support_bot.public_id}/simulate",
+        {"action": "stripe.refund", "arguments": {"amount": 150}},
+    )
     body = response.json()
     assert body["decision"] == "requires_approval"
     assert [m["rule"] for m in body["matched"]] == ["refund limit"]
@@ -302,13 +339,13 @@ def test_a_policy_document_round_trips_through_the_api(client, alice, support_bo
     assert as_json == yaml.safe_load(POLICY)
 
 
-def test_a_bad_policy_document_changes_nothing_and_names_rule_and_field(client, alice,
-                                                                      support_bot):
+def test_a_bad_policy_document_changes_nothing_and_names_rule_and_field(client, alice, support_bot):
     add_rule(support_bot, name="keep me", action="a", effect="block")
     client.force_login(alice)
     bad = POLICY.replace("effect: block\n", "effect: explode\n", 1)
-    response = client.put(f"/api/v1/agents/{support_bot.public_id}/policy", data=bad,
-                          content_type="application/yaml")
+    response = client.put(
+        f"/api/v1/agents/{support_bot.public_id}/policy", data=bad, content_type="application/yaml"
+    )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     body = response.json()
     assert body["rule"] == "no deletes"
@@ -318,8 +355,11 @@ def test_a_bad_policy_document_changes_nothing_and_names_rule_and_field(client, 
 
 def test_a_json_policy_document_is_accepted(client, alice, support_bot):
     client.force_login(alice)
-    document = {"agent": "support-bot", "default": "block",
-                "rules": [{"name": "ok", "action": "kb.*", "effect": "allow"}]}
+    document = {
+        "agent": "support-bot",
+        "default": "block",
+        "rules": [{"name": "ok", "action": "kb.*", "effect": "allow"}],
+    }
     response = send(client, "put", f"/api/v1/agents/{support_bot.public_id}/policy", document)
     assert response.status_code == HTTPStatus.OK
     support_bot.refresh_from_db()
@@ -328,16 +368,23 @@ def test_a_json_policy_document_is_accepted(client, alice, support_bot):
 
 def test_a_viewer_cannot_replace_a_policy(client, vera, support_bot):
     client.force_login(vera)
-    response = client.put(f"/api/v1/agents/{support_bot.public_id}/policy", data=POLICY,
-                          content_type="application/yaml")
+    response = client.put(
+        f"/api/v1/agents/{support_bot.public_id}/policy",
+        data=POLICY,
+        content_type="application/yaml",
+    )
     assert response.status_code == HTTPStatus.FORBIDDEN
 
 
 def test_token_usage_is_summarised_by_model_and_day(client, keys, alice):
     for model in ("gpt-4o", "gpt-4o", "unknown-model"):
-        send(client, "post", "/api/v1/token-usage",
-             {"model": model, "prompt_tokens": 100, "completion_tokens": 50, "session_id": "s"},
-             HTTP_X_API_KEY=keys.live)
+        send(
+            client,
+            "post",
+            "/api/v1/token-usage",
+            {"model": model, "prompt_tokens": 100, "completion_tokens": 50, "session_id": "s"},
+            HTTP_X_API_KEY=keys.live,
+        )
     client.force_login(alice)
     by_model = client.get("/api/v1/token-usage/summary?group_by=model").json()["results"]
     assert [(r["model"], r["calls"]) for r in by_model] == [("gpt-4o", 2), ("unknown-model", 1)]

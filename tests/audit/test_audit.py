@@ -1,0 +1,169 @@
+"""The audit log: append-only, exported as CSV or JSON Lines, purged after retention."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from http import HTTPStatus
+
+import pytest
+from django.core.management import call_command
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from audit.models import AppendOnlyError, AuditEntry
+from audit.services import audit_purge_expired, audit_record
+
+pytestmark = pytest.mark.django_db
+
+
+def a_check(client, key, action="kb.search"):
+    return client.post(
+        "/api/v1/check",
+        data=json.dumps({"action": action}),
+        content_type="application/json",
+        HTTP_X_API_KEY=key,
+    ).json()["action_id"]
+
+
+def test_an_entry_cannot_be_changed(client, keys):
+    entry = AuditEntry.objects.get(public_id=a_check(client, keys.live))
+    entry.reason = "rewritten"
+    with pytest.raises(AppendOnlyError):
+        entry.save()
+    with pytest.raises(AppendOnlyError):
+        AuditEntry.objects.filter(pk=entry.pk).update(reason="x")
+
+
+def test_an_entry_cannot_be_deleted(client, keys):
+    entry = AuditEntry.objects.get(public_id=a_check(client, keys.live))
+    with pytest.raises(AppendOnlyError):
+        entry.delete()
+    with pytest.raises(AppendOnlyError):
+        AuditEntry.objects.filter(pk=entry.pk).delete()
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_an_update_behind_the_apps_back(client, keys):
+    entry_id = AuditEntry.objects.get(public_id=a_check(client, keys.live)).pk
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE audit_auditentry SET reason = 'x' WHERE id = %s", [entry_id])
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_a_delete_outside_the_purge(client, keys):
+    entry_id = AuditEntry.objects.get(public_id=a_check(client, keys.live)).pk
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [entry_id])
+
+
+@pytest.mark.postgres
+def test_postgres_lets_a_deleted_agent_be_unlinked_from_its_entries(client, keys, support_bot):
+    a_check(client, keys.live)
+    support_bot.delete()
+    assert AuditEntry.objects.filter(kind="check", agent__isnull=True).count() == 1
+
+
+def test_the_admin_cannot_add_change_or_delete_entries(admin_client, client, keys):
+    entry = AuditEntry.objects.get(public_id=a_check(client, keys.live))
+    assert admin_client.get("/admin/audit/auditentry/").status_code == HTTPStatus.OK
+    assert admin_client.get("/admin/audit/auditentry/add/").status_code == HTTPStatus.FORBIDDEN
+    url = f"/admin/audit/auditentry/{entry.pk}/delete/"
+    assert admin_client.post(url, {"post": "yes"}).status_code == HTTPStatus.FORBIDDEN
+    admin_client.post(f"/admin/audit/auditentry/{entry.pk}/change/", {"reason": "x"})
+    entry.refresh_from_db()
+    assert entry.reason != "x"
+
+
+def test_retention_purges_entries_older_than_the_plan_allows(org_a):
+    old = audit_record(
+        organization=org_a, kind="log", action="old", created_at=timezone.now() - timedelta(days=31)
+    )
+    recent = audit_record(
+        organization=org_a,
+        kind="log",
+        action="recent",
+        created_at=timezone.now() - timedelta(days=29),
+    )
+    assert audit_purge_expired() == 1
+    assert not AuditEntry.objects.filter(pk=old.pk).exists()
+    assert AuditEntry.objects.filter(pk=recent.pk).exists()
+
+
+def test_the_api_exports_json_lines(client, keys, alice):
+    action_id = a_check(client, keys.live)
+    client.force_login(alice)
+    response = client.get("/api/v1/audit?format=jsonl&kind=check")
+    assert response.status_code == HTTPStatus.OK
+    lines = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    assert [line["id"] for line in lines] == [action_id]
+    assert lines[0]["decision"] == "allow"
+
+
+def test_the_api_exports_csv(client, keys, alice):
+    a_check(client, keys.live)
+    client.force_login(alice)
+    response = client.get("/api/v1/audit?format=csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert "check" in {row["kind"] for row in rows}
+    assert "config" in {row["kind"] for row in rows}
+
+
+def test_an_outsider_exports_nothing_of_another_org(client, keys, charlie, org_c):
+    a_check(client, keys.live)
+    client.force_login(charlie)
+    response = client.get("/api/v1/audit?format=jsonl&kind=check")
+    assert b"".join(response.streaming_content) == b""
+
+
+def test_a_bad_export_format_is_a_400(client, alice, org_a):
+    client.force_login(alice)
+    response = client.get("/api/v1/audit?format=xml")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["field"] == "format"
+
+
+def test_the_command_exports_csv_since_a_date(client, keys, org_a, tmp_path):
+    a_check(client, keys.live)
+    out = tmp_path / "audit.csv"
+    call_command(
+        "warden_audit",
+        "export",
+        "--org",
+        org_a.public_id,
+        "--format",
+        "csv",
+        "--since",
+        (timezone.now() - timedelta(hours=1)).isoformat(),
+        "--kind",
+        "check",
+        "--output",
+        str(out),
+    )
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1
+    assert rows[0]["action"] == "kb.search"
+
+
+def test_sdk_log_and_outcomes_are_in_the_log(client, keys):
+    action_id = a_check(client, keys.live)
+    client.post(
+        f"/api/v1/actions/{action_id}/outcome",
+        data=json.dumps({"status": "success"}),
+        content_type="application/json",
+        HTTP_X_API_KEY=keys.live,
+    )
+    client.post(
+        "/sdk/log",
+        data=json.dumps(
+            {"agent_id": "support-bot", "action": "a", "status": "failed", "context": {}}
+        ),
+        content_type="application/json",
+        HTTP_X_API_KEY=keys.org,
+    )
+    kinds = set(AuditEntry.objects.values_list("kind", flat=True))
+    assert {"check", "outcome", "log", "config"} <= kinds
