@@ -48,17 +48,23 @@ def test_an_entry_cannot_be_deleted(client, keys):
 @pytest.mark.postgres
 def test_postgres_refuses_an_update_behind_the_apps_back(client, keys):
     entry_id = AuditEntry.objects.get(public_id=a_check(client, keys.live)).pk
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("UPDATE audit_auditentry SET reason = 'x' WHERE id = %s", [entry_id])
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE audit_auditentry SET reason = 'x' WHERE id = %s", [entry_id])
 
 
 @pytest.mark.postgres
 def test_postgres_refuses_a_delete_outside_the_purge(client, keys):
     entry_id = AuditEntry.objects.get(public_id=a_check(client, keys.live)).pk
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [entry_id])
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [entry_id])
 
 
 @pytest.mark.postgres
