@@ -38,8 +38,13 @@ class AuditEntry(models.Model):
         CONFIG = "config", "Configuration change"
 
     public_id = models.CharField(max_length=32, unique=True, default=new_entry_id, editable=False)
+    # No single-column indexes on organization and agent: the composite indexes below start
+    # with them, and every index costs time on the check path's one insert.
     organization = models.ForeignKey(
-        "accounts.Organization", on_delete=models.CASCADE, related_name="audit_entries"
+        "accounts.Organization",
+        on_delete=models.CASCADE,
+        related_name="audit_entries",
+        db_index=False,
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     created_at = models.DateTimeField(default=timezone.now)
@@ -53,7 +58,12 @@ class AuditEntry(models.Model):
     actor_label = models.CharField(max_length=200, blank=True)
     # What: the tool call (checks, outcomes, logs, decisions)
     agent = models.ForeignKey(
-        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "agents.Agent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     agent_public_id = models.CharField(max_length=32, blank=True)
     action = models.CharField(max_length=200, blank=True)

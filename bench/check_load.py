@@ -1,0 +1,229 @@
+"""Load benchmark of the check API: gunicorn (gthread) on PostgreSQL, wrk beside it.
+
+    .venv/bin/python bench/check_load.py [--seconds 15] [--workers 2] [--threads 8]
+
+Needs PostgreSQL on 127.0.0.1 (database BENCH_DATABASE_URL, default warden_bench, created
+if missing) and Debian's `wrk`. Seeds an Enterprise organisation (no rate limit) with one
+agent, 20 rules (one with an amount limit) and a live key, then measures:
+
+1. checks/s at saturation (wrk, 32 connections), every answer writing its audit row;
+2. p50/p99 latency at about 500 checks/s (10 connections, each pausing 20 ms);
+3. the trivial JSON view /healthz at saturation, for the ratio.
+
+Prints a Markdown table for docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
+DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/warden_bench"
+)
+BODY = (
+    '{"action": "stripe.refund", "arguments": {"amount": 42, "customer": {"tier": "vip"}},'
+    ' "session_id": "bench"}'
+)
+
+SEED = """
+from accounts.models import Organization, Plan
+from agents import services
+from agents.models import Agent
+org, _ = Organization.objects.get_or_create(
+    name="Bench", defaults={"plan": Plan.objects.get(slug="enterprise")})
+agent = Agent.objects.filter(organization=org, name="bench-bot").first()
+if agent is None:
+    agent = services.agent_create(organization=org, actor=None, name="bench-bot")
+    services.rule_create(organization=org, agent=agent, actor=None, data={
+        "name": "refund limit", "action": "stripe.refund", "effect": "requires_approval",
+        "max_amount": 100})
+    for i in range(19):
+        services.rule_create(organization=org, agent=agent, actor=None, data={
+            "name": f"rule {i}", "action": f"tool{i}.*", "effect": "block",
+            "when": [{"field": "customer.tier", "op": "ne", "value": "vip"}]})
+_, raw = services.api_key_create(organization=org, kind="agent", agent=agent,
+                                 environment="live", actor=None)
+print("KEY=" + raw)
+"""
+
+
+def env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": DATABASE_URL,
+        "DJANGO_SETTINGS_MODULE": "wardenproject.settings.base",
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-only-secret-key-not-for-production",
+        "LOG_LEVEL": "WARNING",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
+
+
+def manage(*args: str, capture: bool = False) -> str:
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=env(),
+        check=True,
+        capture_output=capture,
+        text=True,
+    )
+    return result.stdout if capture else ""
+
+
+def ensure_database() -> None:
+    name = DATABASE_URL.rsplit("/", 1)[1].split("?")[0]
+    exists = subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{name}'",  # noqa: S608
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not exists:
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {name}"],
+            check=True,
+            capture_output=True,
+        )
+
+
+def audit_rows() -> int:
+    out = manage(
+        "shell",
+        "-c",
+        "from audit.models import AuditEntry as E; print(E.objects.filter(kind='check').count())",
+        capture=True,
+    )
+    return int(out.strip().splitlines()[-1])
+
+
+def wrk(url: str, seconds: int, connections: int, threads: int, script: str | None) -> str:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        command += ["-s", script]
+    return subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+
+
+def parse(output: str) -> dict[str, float]:
+    def ms(text: str) -> float:
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
+    for pct in ("50", "99"):
+        match = re.search(rf"\s{pct}%\s+([\d.]+(?:us|ms|s))", output)
+        if match:
+            result[f"p{pct}"] = ms(match.group(1))
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    result["errors"] = float(errors.group(1)) if errors else 0.0
+    total = re.search(r"(\d+) requests in", output)
+    result["requests"] = float(total.group(1)) if total else 0.0
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="Run PostgreSQL with synchronous_commit=off (DATABASE_URL ?options=...).",
+    )
+    args = parser.parse_args()
+    if args.async_commit:
+        global DATABASE_URL
+        DATABASE_URL += "?options=-c%20synchronous_commit%3Doff"
+
+    ensure_database()
+    manage("migrate", "--noinput", "-v", "0")
+    key = re.search(r"KEY=(\S+)", manage("shell", "-c", SEED, capture=True)).group(1)
+
+    tmp = Path(tempfile.mkdtemp(prefix="warden-bench-"))
+    headers = (
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{BODY}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["X-API-Key"] = "{key}"\n'
+    )
+    saturate = tmp / "check.lua"
+    saturate.write_text(headers)
+    paced = tmp / "check_paced.lua"
+    paced.write_text(headers + "function delay()\n  return 20\nend\n")
+
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            "wardenproject.wsgi",
+            "-k",
+            "gthread",
+            "--workers",
+            str(args.workers),
+            "--threads",
+            str(args.threads),
+            "-b",
+            f"127.0.0.1:{PORT}",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "2048",
+        ],
+        cwd=ROOT,
+        env=env(),
+    )
+    base = f"http://127.0.0.1:{PORT}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        wrk(f"{base}/api/v1/check", 3, 8, 2, str(saturate))  # warm caches in every worker
+        rows_before = audit_rows()
+        check = parse(wrk(f"{base}/api/v1/check", args.seconds, 32, 2, str(saturate)))
+        rows_after = audit_rows()
+        at_500 = parse(wrk(f"{base}/api/v1/check", args.seconds, 10, 1, str(paced)))
+        trivial = parse(wrk(f"{base}/healthz", args.seconds, 32, 2, None))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    print(f"| checks/s at saturation (32 connections) | {check['rps']:.0f} |")
+    print(
+        f"| audit rows written in that phase / requests | "
+        f"{rows_after - rows_before} / {check['requests']:.0f} (non-2xx: {check['errors']:.0f}) |"
+    )
+    print(
+        f"| p50 / p99 at saturation | {check.get('p50', 0):.2f} ms / {check.get('p99', 0):.2f} ms |"
+    )
+    print(f"| paced phase: rate | {at_500['rps']:.0f} checks/s |")
+    paced_p50, paced_p99 = at_500.get("p50", 0), at_500.get("p99", 0)
+    print(f"| paced phase: p50 / p99 | {paced_p50:.2f} ms / {paced_p99:.2f} ms |")
+    print(f"| trivial JSON view /healthz at saturation | {trivial['rps']:.0f} req/s |")
+    print(f"| ratio checks / trivial | {check['rps'] / trivial['rps']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
