@@ -119,9 +119,8 @@ def plan_change_effects(*, organization: Organization, plan: Plan) -> list[str]:
         )
     if current.webhooks and not plan.webhooks:
         count = organization.webhook_endpoints.count()
-        effects.append(
-            f"Webhooks stop being delivered; your {count} endpoint(s) are kept for later."
-        )
+        kept = f"; your {count} endpoint(s) are kept for later" if count else ""
+        effects.append(f"Webhooks stop being delivered{kept}.")
     if current.approval_quorum and not plan.approval_quorum:
         effects.append("Rules that need several approvers act as block.")
     if plan.max_agents is not None:

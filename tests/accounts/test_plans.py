@@ -106,7 +106,7 @@ def test_the_dashboard_shows_which_plan_unlocks_a_locked_feature(client, alice, 
     client.force_login(alice)
     response = client.get(reverse("dashboard"))
     assert b"Approval workflows need the Pro plan or higher" in response.content
-    assert b"Multi-approver quorum need the Business plan or higher" in response.content
+    assert b"Multi-approver quorum needs the Business plan or higher" in response.content
 
 
 def test_the_plan_page_shows_the_four_plans_and_the_current_one(client, alice, org_a):

@@ -95,3 +95,24 @@ def test_password_reset_sends_an_email_to_a_known_user(client, alice):
     assert response.status_code == HTTPStatus.FOUND
     assert mail.outbox[0].to == [alice.email]
     assert "/accounts/password/reset/key/" in mail.outbox[0].body
+
+
+def test_verification_emails_come_from_warden_not_example_com(client):
+    sign_up(client)
+    assert "Warden" in mail.outbox[0].subject
+    assert "example.com" not in mail.outbox[0].subject
+
+
+def test_the_confirmation_link_shows_a_confirm_page_inside_the_warden_layout(client):
+    sign_up(client)
+    response = client.get(confirmation_link(mail.outbox[0]))
+    assert response.status_code == HTTPStatus.OK
+    assert b"warden.css" in response.content
+    assert b"nina@example.com" in response.content
+
+
+def test_the_password_change_page_renders_for_a_logged_in_user(client, alice):
+    client.force_login(alice)
+    response = client.get(reverse("account_change_password"))
+    assert response.status_code == HTTPStatus.OK
+    assert b"warden.css" in response.content
