@@ -132,7 +132,9 @@ def membership_require(
 ) -> Membership:
     """The user's membership of ``organization``: 404 for outsiders, 403 for a weak role."""
     capability = Capability(capability)
-    if organization is None or user is None or not user.is_authenticated:
+    # ``not organization`` (rather than ``is None``) also sees through request.organization,
+    # a lazy object that may wrap None.
+    if not organization or user is None or not user.is_authenticated:
         raise NotAMember("No such organisation.")
     membership = (
         Membership.objects.select_related("organization__plan", "user")

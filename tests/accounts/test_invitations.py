@@ -218,3 +218,21 @@ def test_an_invitation_of_one_organisation_cannot_be_revoked_through_another(
 
 def _later(days: int):
     return freeze_time(timezone.now() + timedelta(days=days))
+
+
+def test_the_login_page_says_which_organisation_the_visitor_is_joining(client, invite):
+    invite()
+    client.get(link_path(mail.outbox[0]))
+    response = client.get(reverse("account_login"))
+    assert b"Log in to join <strong>Acme</strong>" in response.content
+
+
+def test_signing_up_with_another_address_than_invited_still_needs_verification(client, invite):
+    invite(email="nina@example.com")
+    client.get(link_path(mail.outbox[0]))
+    response = client.post(
+        reverse("account_signup"),
+        {"email": "other@example.com", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+    )
+    assert response["Location"] == reverse("account_email_verification_sent")
+    assert "_auth_user_id" not in client.session

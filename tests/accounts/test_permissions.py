@@ -75,3 +75,13 @@ def test_admins_cannot_make_anyone_an_owner_but_owners_can():
     assert not role_can_assign(Role.ADMIN, Role.OWNER)
     assert role_can_assign(Role.OWNER, Role.OWNER)
     assert not role_can_assign(Role.APPROVER, Role.VIEWER)
+
+
+def test_membership_require_answers_404_when_the_request_has_no_organisation(rf, db):
+    from django.utils.functional import SimpleLazyObject
+
+    from tests.factories import UserFactory
+
+    lazy_none = SimpleLazyObject(lambda: None)
+    with pytest.raises(NotAMember):
+        membership_require(user=UserFactory(), organization=lazy_none)
