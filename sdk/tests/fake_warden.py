@@ -60,7 +60,9 @@ class FakeWarden:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> FakeWarden:
@@ -77,13 +79,21 @@ class FakeWarden:
     def set_policy(self, action: str, decision: str | Callable[[dict[str, Any]], str]) -> None:
         self.policies[action] = decision
 
-    def script(self, method: str, path_prefix: str, status: int, *, headers: dict[str, str]
-               | None = None, body: Any = None) -> None:
+    def script(
+        self,
+        method: str,
+        path_prefix: str,
+        status: int,
+        *,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> None:
         """The next matching request gets this answer instead of the real one."""
         self.scripted.append(Scripted(method, path_prefix, status, headers or {}, body))
 
-    def decide(self, action_id: str, status: str, notes: str | None = None,
-               by: str | None = "user_bob") -> None:
+    def decide(
+        self, action_id: str, status: str, notes: str | None = None, by: str | None = "user_bob"
+    ) -> None:
         with self.cond:
             action = self.actions[action_id]
             action.update(status=status, notes=notes, decided_by=by, decided_at=_now())
@@ -138,8 +148,11 @@ class FakeWarden:
                         Recorded(method, parts.path, parse_qs(parts.query), headers, body)
                     )
                     scripted = next(
-                        (s for s in fake.scripted
-                         if s.method == method and parts.path.startswith(s.path_prefix)),
+                        (
+                            s
+                            for s in fake.scripted
+                            if s.method == method and parts.path.startswith(s.path_prefix)
+                        ),
                         None,
                     )
                     if scripted is not None:
@@ -147,16 +160,21 @@ class FakeWarden:
                 if scripted is not None:
                     payload = scripted.body
                     if payload is None:
-                        payload = {"code": "scripted", "detail": f"scripted {scripted.status}",
-                                   "field": None}
+                        payload = {
+                            "code": "scripted",
+                            "detail": f"scripted {scripted.status}",
+                            "field": None,
+                        }
                     self._send(scripted.status, payload, scripted.headers)
                     return
-                status, payload = fake.route(method, parts.path, parse_qs(parts.query),
-                                             headers, body)
+                status, payload = fake.route(
+                    method, parts.path, parse_qs(parts.query), headers, body
+                )
                 self._send(status, payload)
 
-            def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None
-                      ) -> None:
+            def _send(
+                self, status: int, payload: Any, headers: dict[str, str] | None = None
+            ) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -168,8 +186,14 @@ class FakeWarden:
 
         return Handler
 
-    def route(self, method: str, path: str, query: dict[str, list[str]],
-              headers: dict[str, str], body: Any) -> tuple[int, Any]:
+    def route(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        body: Any,
+    ) -> tuple[int, Any]:
         key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         kind = self.keys.get(key)
         if kind is None:
@@ -191,23 +215,34 @@ class FakeWarden:
                 self.token_usage.append(body)
                 self.cond.notify_all()
             total = int(body.get("prompt_tokens", 0)) + int(body.get("completion_tokens", 0))
-            return 201, {"usage_id": f"use_{next(self._ids)}", "total_tokens": total,
-                         "total_cost_usd": "0.0"}
+            return 201, {
+                "usage_id": f"use_{next(self._ids)}",
+                "total_tokens": total,
+                "total_cost_usd": "0.0",
+            }
         if method == "POST" and path == "/sdk/log":
             with self.cond:
                 self.logs.append(body)
-            return 200, {"id": f"log_{next(self._ids)}", "agent_id": body.get("agent_id"),
-                         "organization_id": "org_alice", "action": body.get("action"),
-                         "status": body.get("status"), "context": body.get("context"),
-                         "created_at": _now()}
+            return 200, {
+                "id": f"log_{next(self._ids)}",
+                "agent_id": body.get("agent_id"),
+                "organization_id": "org_alice",
+                "action": body.get("action"),
+                "status": body.get("status"),
+                "context": body.get("context"),
+                "created_at": _now(),
+            }
         return 404, {"code": "not_found", "detail": f"no route {method} {path}", "field": None}
 
     def _check(self, kind: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
         if kind == "approver":
             return 403, {"code": "forbidden", "detail": "approver keys cannot check", "field": None}
         if kind == "org" and not body.get("agent"):
-            return 400, {"code": "invalid", "detail": "org keys must name the agent",
-                         "field": "agent"}
+            return 400, {
+                "code": "invalid",
+                "detail": "org keys must name the agent",
+                "field": "agent",
+            }
         if not body.get("action"):
             return 400, {"code": "invalid", "detail": "action is required", "field": "action"}
         idem = headers.get("idempotency-key")
@@ -216,32 +251,47 @@ class FakeWarden:
                 return 200, self._idempotency[idem]
             policy = self.policies.get(body["action"], "allow")
             decision = policy(body.get("arguments") or {}) if callable(policy) else policy
-            status = {"allow": "allowed", "block": "blocked",
-                      "requires_approval": "pending"}[decision]
+            status = {"allow": "allowed", "block": "blocked", "requires_approval": "pending"}[
+                decision
+            ]
             action_id = f"act_{next(self._ids)}"
             self.actions[action_id] = {
-                "action_id": action_id, "agent_id": body.get("agent") or "agt_alice",
-                "action": body["action"], "arguments": body.get("arguments") or {},
-                "decision": decision, "status": status,
+                "action_id": action_id,
+                "agent_id": body.get("agent") or "agt_alice",
+                "action": body["action"],
+                "arguments": body.get("arguments") or {},
+                "decision": decision,
+                "status": status,
                 "reason": "blocked by rule" if decision == "block" else "matched rule",
                 "rule": "refund-limit" if decision != "allow" else None,
-                "environment": "test", "session_id": body.get("session_id"),
-                "created_at": _now(), "expires_at": None, "decided_at": None,
-                "decided_by": None, "notes": None, "approvals": [], "approvals_required": 1,
-                "claimed_at": None, "outcome": None,
+                "environment": "test",
+                "session_id": body.get("session_id"),
+                "created_at": _now(),
+                "expires_at": None,
+                "decided_at": None,
+                "decided_by": None,
+                "notes": None,
+                "approvals": [],
+                "approvals_required": 1,
+                "claimed_at": None,
+                "outcome": None,
             }
             self.cond.notify_all()
-            answer = {"decision": decision, "action_id": action_id, "status": status,
-                      "reason": self.actions[action_id]["reason"],
-                      "rule": self.actions[action_id]["rule"],
-                      "message": "Refunds above 100 are blocked" if decision == "block" else None,
-                      "environment": "test", "expires_at": None}
+            answer = {
+                "decision": decision,
+                "action_id": action_id,
+                "status": status,
+                "reason": self.actions[action_id]["reason"],
+                "rule": self.actions[action_id]["rule"],
+                "message": "Refunds above 100 are blocked" if decision == "block" else None,
+                "environment": "test",
+                "expires_at": None,
+            }
             if idem:
                 self._idempotency[idem] = answer
         return 200, answer
 
-    def _get_action(self, action: dict[str, Any], query: dict[str, list[str]]
-                    ) -> tuple[int, Any]:
+    def _get_action(self, action: dict[str, Any], query: dict[str, list[str]]) -> tuple[int, Any]:
         wait = float(query.get("wait", ["0"])[0])
         if wait and not self.ignore_wait:
             with self.cond:
@@ -249,32 +299,52 @@ class FakeWarden:
         with self.cond:
             return 200, dict(action)
 
-    def _action_post(self, kind: str, action: dict[str, Any], verb: str,
-                     body: dict[str, Any]) -> tuple[int, Any]:
+    def _action_post(
+        self, kind: str, action: dict[str, Any], verb: str, body: dict[str, Any]
+    ) -> tuple[int, Any]:
         with self.cond:
             if verb == "claim":
                 if action["claimed_at"] is not None:
-                    return 409, {"code": "already_claimed", "detail": "already claimed",
-                                 "status": action["status"]}
+                    return 409, {
+                        "code": "already_claimed",
+                        "detail": "already claimed",
+                        "status": action["status"],
+                    }
                 if action["status"] not in ("approved", "allowed"):
-                    return 409, {"code": "not_approved", "detail": "not approved",
-                                 "status": action["status"]}
+                    return 409, {
+                        "code": "not_approved",
+                        "detail": "not approved",
+                        "status": action["status"],
+                    }
                 action["claimed_at"] = _now()
-                return 200, {"action_id": action["action_id"], "status": action["status"],
-                             "claimed_at": action["claimed_at"]}
+                return 200, {
+                    "action_id": action["action_id"],
+                    "status": action["status"],
+                    "claimed_at": action["claimed_at"],
+                }
             if verb == "outcome":
-                action["outcome"] = {"status": body.get("status"), "error": body.get("error"),
-                                     "at": _now()}
+                action["outcome"] = {
+                    "status": body.get("status"),
+                    "error": body.get("error"),
+                    "at": _now(),
+                }
                 self.cond.notify_all()
                 return 201, {"action_id": action["action_id"], "outcome": action["outcome"]}
             if verb in ("approve", "deny"):
                 if kind != "approver":
                     return 403, {"code": "forbidden", "detail": "cannot decide", "field": None}
                 if action["status"] != "pending":
-                    return 409, {"code": "conflict", "detail": "already decided",
-                                 "status": action["status"]}
-                action.update(status="approved" if verb == "approve" else "denied",
-                              notes=body.get("notes"), decided_by="apv_bob", decided_at=_now())
+                    return 409, {
+                        "code": "conflict",
+                        "detail": "already decided",
+                        "status": action["status"],
+                    }
+                action.update(
+                    status="approved" if verb == "approve" else "denied",
+                    notes=body.get("notes"),
+                    decided_by="apv_bob",
+                    decided_at=_now(),
+                )
                 self.cond.notify_all()
                 return 200, dict(action)
         return 404, {"code": "not_found", "detail": "no such route", "field": None}

@@ -31,8 +31,14 @@ def test_a_url_that_is_not_http_is_refused(url: str) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("timeout", -1), ("timeout", 0), ("poll_interval", -0.5), ("max_poll_time", -1),
-     ("retry_attempts", -1), ("retry_attempts", 1.5)],
+    [
+        ("timeout", -1),
+        ("timeout", 0),
+        ("poll_interval", -0.5),
+        ("max_poll_time", -1),
+        ("retry_attempts", -1),
+        ("retry_attempts", 1.5),
+    ],
 )
 def test_negative_or_zero_durations_are_refused(setting: str, value: float) -> None:
     with pytest.raises(ConfigurationError) as err:
