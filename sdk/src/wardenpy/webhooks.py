@@ -459,13 +459,12 @@ def handle_webhook(
     tolerance: float = DEFAULT_TOLERANCE,
     seen_store: SeenStore | None = None,
     handlers: HandlerRegistry | None = None,
-) -> WebhookEvent | None:
-    """Verify, de-duplicate, parse and dispatch one webhook delivery.
+) -> WebhookEvent:
+    """Verify, de-duplicate, parse and dispatch one webhook delivery; return the event.
 
     Detects the format from the headers (case-insensitive). ``signing_key=None`` skips
     the signature and timestamp checks (for callers that verified already).
     Raises ``ValueError`` on a bad signature, a stale timestamp or a replayed event id.
-    Returns the parsed event (``None`` for a replay would be silent, so it raises instead).
     Callbacks come from ``guard_tool(..., approval_mode="webhook")`` in this process (by
     action id) or from :func:`register_handler` (by tool name). If a callback raises, the
     event id is forgotten so the server's redelivery runs it again, and the error propagates.
