@@ -142,3 +142,11 @@ def test_an_unknown_approval_mode_is_refused() -> None:
     with pytest.raises(wardenpy.ConfigurationError) as err:
         wardenpy.guard_tool("x", issue_refund, approval_mode="later")
     assert err.value.setting == "approval_mode"
+
+
+def test_with_an_org_key_the_guard_names_its_agent(fake: FakeWarden) -> None:
+    from .fake_warden import ORG_KEY
+
+    wardenpy.configure(api_key=ORG_KEY, api_url=fake.url)
+    assert wardenpy.guard_tool("stripe.refund", lambda: "ran", agent="support-bot")() == "ran"
+    assert fake.calls("POST", "/api/v1/check")[0].body["agent"] == "support-bot"

@@ -24,6 +24,7 @@ from .exceptions import (
     ConflictError,
     RateLimitedError,
     ServerUnreachableError,
+    WardenError,
 )
 
 logger = logging.getLogger("wardenpy")
@@ -119,7 +120,11 @@ class Transport:
                 response = self._session().request(
                     method, url, json=json, params=params, timeout=timeout, headers=headers
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 last_cause = type(exc).__name__
                 last_status = None
                 logger.debug(
@@ -128,6 +133,8 @@ class Transport:
                 if not is_last:
                     time.sleep(self._backoff(attempt))
                 continue
+            except requests.RequestException as exc:
+                raise WardenError(f"request to {url} failed: {type(exc).__name__}") from exc
 
             status = response.status_code
             if status < 400:
