@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import background
 from .config import WardenConfig, build_config, config_generation, get_config
@@ -167,11 +167,14 @@ class Client:
 
         Raises :class:`AlreadyClaimedError` when someone else claimed it first.
         """
-        return self.transport.request(
-            "POST",
-            f"/api/v1/actions/{action_id}/claim",
-            json={},
-            headers={"Idempotency-Key": f"wdnpy_claim_{action_id}"},
+        return cast(
+            dict[str, Any],
+            self.transport.request(
+                "POST",
+                f"/api/v1/actions/{action_id}/claim",
+                json={},
+                headers={"Idempotency-Key": f"wdnpy_claim_{action_id}"},
+            ),
         )
 
     def report_outcome(
@@ -189,7 +192,10 @@ class Client:
             body["error"] = error[:4000]
         if result is not None:
             body["result"] = to_jsonable(result)
-        return self.transport.request("POST", f"/api/v1/actions/{action_id}/outcome", json=body)
+        return cast(
+            dict[str, Any],
+            self.transport.request("POST", f"/api/v1/actions/{action_id}/outcome", json=body),
+        )
 
     def report_outcome_later(self, action_id: str, status: str, error: str | None = None) -> None:
         """Queue :meth:`report_outcome` on the background worker (never blocks)."""
@@ -230,7 +236,9 @@ class Client:
         session_id = session_id if session_id is not None else get_session()
         if session_id:
             body["session_id"] = session_id
-        return self.transport.request("POST", "/api/v1/token-usage", json=body)
+        return cast(
+            dict[str, Any], self.transport.request("POST", "/api/v1/token-usage", json=body)
+        )
 
     def log(
         self,

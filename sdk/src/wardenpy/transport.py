@@ -45,7 +45,7 @@ def _retry_after_seconds(value: str | None) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, float(when.timestamp()) - time.time())
 
 
 def _error_body(response: requests.Response) -> dict[str, Any]:
@@ -93,7 +93,7 @@ class Transport:
         return f"{self.config.api_url}/{path.lstrip('/')}"
 
     def _backoff(self, attempt: int) -> float:
-        base = self.config.retry_backoff * (2**attempt)
+        base: float = self.config.retry_backoff * 2.0**attempt
         return min(MAX_BACKOFF, base) * (0.5 + random.random() / 2)
 
     # -- requests -----------------------------------------------------------

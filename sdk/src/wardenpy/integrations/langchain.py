@@ -24,7 +24,9 @@ def guard_langchain_tool(
     """
     tools_mod = require("langchain_core.tools", "langchain", "langchain-core")
     name = action or tool.name
-    options = {"approval_mode": approval_mode, "on_approval": on_approval, "on_denial": on_denial}
+
+    def wrap(func: Any) -> Any:
+        return guard_tool(name, func, approval_mode, on_approval, on_denial)
 
     if isinstance(tool, tools_mod.Tool):  # single string input
         func = getattr(tool, "func", None)
@@ -32,8 +34,8 @@ def guard_langchain_tool(
         guarded_tool = tools_mod.Tool(
             name=tool.name,
             description=tool.description,
-            func=guard_tool(name, func, **options) if func else None,
-            coroutine=guard_tool(name, coroutine, **options) if coroutine else None,
+            func=wrap(func) if func else None,
+            coroutine=wrap(coroutine) if coroutine else None,
             return_direct=tool.return_direct,
         )
     else:
@@ -45,8 +47,8 @@ def guard_langchain_tool(
             return await tool.ainvoke(kwargs)
 
         guarded_tool = tools_mod.StructuredTool.from_function(
-            func=guard_tool(name, invoke, **options),
-            coroutine=guard_tool(name, ainvoke, **options),
+            func=wrap(invoke),
+            coroutine=wrap(ainvoke),
             name=tool.name,
             description=tool.description,
             args_schema=tool.args_schema,
