@@ -3,11 +3,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fake_warden import AGENT_KEY, FakeWarden
 
 import wardenpy
 from wardenpy import webhooks
-
-from .fake_warden import AGENT_KEY, FakeWarden
 
 
 @pytest.fixture(autouse=True)

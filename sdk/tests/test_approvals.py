@@ -4,6 +4,7 @@ import threading
 from typing import Any
 
 import pytest
+from fake_warden import FakeWarden
 
 import wardenpy
 from wardenpy import (
@@ -13,8 +14,6 @@ from wardenpy import (
     PolicyDeniedError,
     WebhookEvent,
 )
-
-from .fake_warden import FakeWarden
 
 
 class Refunds:

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from fake_warden import AGENT_KEY, APPROVER_KEY, ORG_KEY, FakeWarden
 
 import wardenpy
 from wardenpy import ApprovalRequiredError, Client, PolicyDeniedError
-
-from .fake_warden import AGENT_KEY, APPROVER_KEY, ORG_KEY, FakeWarden
 
 
 @pytest.fixture

@@ -3,11 +3,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fake_warden import FakeWarden
 
 import wardenpy
 from wardenpy import PolicyDeniedError
-
-from .fake_warden import FakeWarden
 
 
 async def refund(amount: float, customer_id: str) -> str:

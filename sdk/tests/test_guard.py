@@ -6,11 +6,10 @@ import decimal
 from typing import Any
 
 import pytest
+from fake_warden import FakeWarden
 
 import wardenpy
 from wardenpy import PolicyDeniedError, WardenError
-
-from .fake_warden import FakeWarden
 
 
 def issue_refund(amount: float, customer_id: str, currency: str = "usd") -> dict[str, Any]:
@@ -145,7 +144,7 @@ def test_an_unknown_approval_mode_is_refused() -> None:
 
 
 def test_with_an_org_key_the_guard_names_its_agent(fake: FakeWarden) -> None:
-    from .fake_warden import ORG_KEY
+    from fake_warden import ORG_KEY
 
     wardenpy.configure(api_key=ORG_KEY, api_url=fake.url)
     assert wardenpy.guard_tool("stripe.refund", lambda: "ran", agent="support-bot")() == "ran"

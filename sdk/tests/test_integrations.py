@@ -4,11 +4,10 @@ import sys
 from typing import Any
 
 import pytest
+from fake_warden import FakeWarden
 
 from wardenpy import PolicyDeniedError
 from wardenpy.integrations.openai import ToolDispatcher
-
-from .fake_warden import FakeWarden
 
 
 def issue_refund(amount: float, customer_id: str) -> dict[str, Any]:

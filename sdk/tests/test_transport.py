@@ -3,6 +3,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from fake_warden import AGENT_KEY, FakeWarden
 
 import wardenpy
 from wardenpy import (
@@ -11,8 +12,6 @@ from wardenpy import (
     RateLimitedError,
     ServerUnreachableError,
 )
-
-from .fake_warden import AGENT_KEY, FakeWarden
 
 
 def unused_port() -> int:

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_warden import FakeWarden
 
 import wardenpy
 from wardenpy import WebhookEvent, handle_webhook, register_handler, verify_webhook_signature
 from wardenpy import webhooks as wh
-
-from .fake_warden import FakeWarden
 
 STANDARD_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 PLAIN_SECRET = "plain-signing-key"
