@@ -230,6 +230,7 @@ WARDEN_WEBHOOKS_ALLOW_HTTP = env_bool("WARDEN_WEBHOOKS_ALLOW_HTTP", False)
 # --- Static files and i18n -------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from here after collectstatic
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
