@@ -13,7 +13,8 @@ Public API (names are stable; other apps import them):
     The table role -> capabilities::
 
         owner     everything
-        admin     read, manage_agents, manage_webhooks, manage_members (not owners)
+        admin     read, decide_approvals, manage_agents, manage_webhooks,
+                  manage_members (not owners)
         approver  read, decide_approvals
         viewer    read
 
@@ -63,6 +64,7 @@ ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
     Role.ADMIN: frozenset(
         {
             Capability.READ,
+            Capability.DECIDE_APPROVALS,
             Capability.MANAGE_AGENTS,
             Capability.MANAGE_WEBHOOKS,
             Capability.MANAGE_MEMBERS,

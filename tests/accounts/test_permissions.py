@@ -21,7 +21,7 @@ C = Capability
 # capability: (owner, admin, approver, viewer)
 TABLE = {
     C.READ: (True, True, True, True),
-    C.DECIDE_APPROVALS: (True, False, True, False),
+    C.DECIDE_APPROVALS: (True, True, True, False),
     C.MANAGE_AGENTS: (True, True, False, False),
     C.MANAGE_WEBHOOKS: (True, True, False, False),
     C.MANAGE_MEMBERS: (True, True, False, False),
