@@ -16,8 +16,9 @@ class UserFactory(factory.django.DjangoModelFactory):
         skip_postgeneration_save = True
 
     email = factory.Sequence(lambda n: f"user{n}@example.com")
+
     @factory.post_generation
-    def password(obj, create, extracted, **kwargs):  # noqa: N805 - factory_boy's signature
+    def password(obj, create, extracted, **kwargs):
         obj.set_password(extracted or "correct horse battery")
         if create:
             obj.save(update_fields=["password"])
