@@ -33,6 +33,12 @@ FEATURE_LABELS = {
     Feature.WEBHOOKS: "Webhooks",
     Feature.APPROVAL_QUORUM: "Multi-approver quorum",
 }
+# Agreement with the label: "Webhooks need", "Multi-approver quorum needs".
+FEATURE_VERBS = {
+    Feature.APPROVAL_WORKFLOWS: "need",
+    Feature.WEBHOOKS: "need",
+    Feature.APPROVAL_QUORUM: "needs",
+}
 LIMIT_LABELS = {
     Limit.AGENTS: "agents",
     Limit.RULES_PER_AGENT: "rules per agent",
@@ -54,7 +60,7 @@ def plan_required_message(organization: Organization, feature: Feature | str) ->
     unlocking = plan_cheapest_with(feature)
     plan_name = unlocking.name if unlocking else "a higher"
     return (
-        f"{FEATURE_LABELS[feature]} need the {plan_name} plan or higher; "
+        f"{FEATURE_LABELS[feature]} {FEATURE_VERBS[feature]} the {plan_name} plan or higher; "
         f"{organization.name} is on the {organization.plan.name} plan."
     )
 

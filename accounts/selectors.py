@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-from django.http import Http404
+from typing import Any
 
-from accounts.models import Membership, Organization, User
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from accounts.models import Invitation, Membership, Organization, Plan, User
 
 
 def organization_current_for_user(*, user: User) -> Organization | None:
@@ -32,3 +36,127 @@ def membership_get(*, user: User, organization: Organization) -> Membership:
         )
     except Membership.DoesNotExist:
         raise Http404("No such organisation.") from None
+
+
+def organizations_for_user(*, user: User) -> list[Membership]:
+    """The user's memberships, with their organisations, for the switcher."""
+    return list(
+        Membership.objects.select_related("organization__plan")
+        .filter(user=user)
+        .order_by("organization__name", "organization_id")
+    )
+
+
+def membership_list(*, organization: Organization) -> QuerySet[Membership]:
+    return (
+        Membership.objects.select_related("user")
+        .filter(organization=organization)
+        .order_by("user__email")
+    )
+
+
+def membership_get_in_organization(
+    *, organization: Organization, user_public_id: str
+) -> Membership:
+    """A member of ``organization`` by the user's public id, or 404."""
+    try:
+        return Membership.objects.select_related("user", "organization__plan").get(
+            organization=organization, user__public_id=user_public_id
+        )
+    except Membership.DoesNotExist:
+        raise Http404("No such member.") from None
+
+
+def invitation_list_pending(*, organization: Organization) -> QuerySet[Invitation]:
+    return Invitation.objects.select_related("invited_by").filter(
+        organization=organization,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    )
+
+
+def invitation_get_in_organization(*, organization: Organization, public_id: str) -> Invitation:
+    try:
+        return Invitation.objects.select_related("organization").get(
+            organization=organization, public_id=public_id
+        )
+    except Invitation.DoesNotExist:
+        raise Http404("No such invitation.") from None
+
+
+def plan_list() -> list[Plan]:
+    return list(Plan.objects.order_by("rank"))
+
+
+def _limit_text(value: int | None, unit: str) -> str:
+    return f"unlimited {unit}" if value is None else f"{value} {unit}"
+
+
+def plan_change_effects(*, organization: Organization, plan: Plan) -> list[str]:
+    """What stops working (or is limited) if ``organization`` moves to ``plan``.
+
+    A downgrade deletes nothing. Agents, rules, keys, approval requests, webhook
+    endpoints and their history stay. At use time, ``accounts.plans`` refuses what the
+    new plan does not include:
+
+    - approval workflows off: a rule whose effect is "require approval" acts as block (the
+      tool call is refused with a reason naming the plan); requests already pending can
+      still be decided or expire;
+    - webhooks off: endpoints are kept (and can be edited) but no events are delivered;
+    - multi-approver quorum off: a rule that asks for more than one approver acts as block;
+    - agent limit: agents beyond the limit keep working, but creating one more is refused
+      until the count is below the limit (same for rules per agent);
+    - audit-log retention: the retention job keeps only the new plan's number of days;
+    - API requests per minute: the lower rate applies at once (429 above it).
+    """
+    current = organization.plan
+    effects: list[str] = []
+    if current.approval_workflows and not plan.approval_workflows:
+        effects.append(
+            "Approval workflows stop: rules that require approval act as block "
+            "(the tool call is refused)."
+        )
+    if current.webhooks and not plan.webhooks:
+        count = organization.webhook_endpoints.count()
+        kept = f"; your {count} endpoint(s) are kept for later" if count else ""
+        effects.append(f"Webhooks stop being delivered{kept}.")
+    if current.approval_quorum and not plan.approval_quorum:
+        effects.append("Rules that need several approvers act as block.")
+    if plan.max_agents is not None:
+        agents = organization.agents.count()
+        if agents > plan.max_agents:
+            effects.append(
+                f"You have {agents} agents; all keep working, but no new agent can be "
+                f"created beyond {plan.max_agents}."
+            )
+    if plan.max_rules_per_agent is not None and (
+        current.max_rules_per_agent is None
+        or plan.max_rules_per_agent < current.max_rules_per_agent
+    ):
+        effects.append(
+            f"New rules are refused on agents that already have {plan.max_rules_per_agent}."
+        )
+    if plan.audit_retention_days is not None and (
+        current.audit_retention_days is None
+        or plan.audit_retention_days < current.audit_retention_days
+    ):
+        effects.append(
+            f"The audit log keeps {_limit_text(plan.audit_retention_days, 'days')} of history."
+        )
+    if plan.api_requests_per_minute is not None and (
+        current.api_requests_per_minute is None
+        or plan.api_requests_per_minute < current.api_requests_per_minute
+    ):
+        effects.append(
+            f"The API allows {plan.api_requests_per_minute} requests per minute (429 above)."
+        )
+    return effects
+
+
+def organization_overview(*, organization: Organization) -> dict[str, Any]:
+    return {
+        "member_count": organization.memberships.count(),
+        "pending_invitations": invitation_list_pending(organization=organization).count(),
+        "agent_count": organization.agents.count(),
+    }

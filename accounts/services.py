@@ -1,0 +1,512 @@
+"""Writes for accounts: organisations, memberships, invitations, plans and profiles.
+
+Every service takes the acting user, checks the actor's role with
+``accounts.permissions.membership_require`` (so API, pages and admin get the same answer),
+runs in a transaction and writes an audit row for configuration changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import Invitation, Membership, Organization, Plan, User
+from accounts.permissions import (
+    Capability,
+    NotAMember,
+    RoleForbidden,
+    membership_can_manage,
+    membership_require,
+    role_can_assign,
+)
+from audit.services import audit_record_change, model_snapshot
+from wardenproject.errors import Conflict, DomainError, Forbidden, ValidationFailed
+from wardenproject.ids import random_token
+
+logger = logging.getLogger(__name__)
+
+Role = Membership.Role
+INVITATION_SALT = "warden.accounts.invitation"
+MIN_APPROVAL_TIMEOUT_SECONDS = 60
+MAX_APPROVAL_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
+class LastOwnerError(Conflict):
+    code = "last_owner"
+
+
+class InvitationInvalid(DomainError):
+    """The invitation link cannot be used. ``code`` says why; ``detail`` says it to a human."""
+
+    status = 410
+    code = "invitation_invalid"
+
+
+# --- Organisations ---------------------------------------------------------------------------
+
+
+def _plan_default() -> Plan:
+    return Plan.objects.get(slug=Plan.Slug.FREE)
+
+
+@transaction.atomic
+def organization_create(*, owner: User, name: str, plan: Plan | None = None) -> Organization:
+    """Create an organisation (Free plan unless given) with ``owner`` as its owner.
+
+    The new organisation becomes the owner's current one if they had none.
+    """
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("The organisation needs a name.", field="name")
+    organization = Organization.objects.create(name=name, plan=plan or _plan_default())
+    Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
+    if owner.current_organization_id is None:
+        owner.current_organization = organization
+        owner.save(update_fields=["current_organization"])
+    audit_record_change(
+        organization=organization,
+        actor_user=owner,
+        target=organization,
+        verb="create",
+        before=None,
+        after=model_snapshot(organization, ["name", "plan"]),
+        source="web",
+    )
+    return organization
+
+
+@transaction.atomic
+def organization_update(
+    *,
+    actor: User,
+    organization: Organization,
+    name: str,
+    default_approval_timeout: int,
+) -> Organization:
+    """Rename the organisation and set its default approval timeout (seconds)."""
+    membership_require(
+        user=actor, organization=organization, capability=Capability.MANAGE_ORGANIZATION
+    )
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("The organisation needs a name.", field="name")
+    timeout_range = range(MIN_APPROVAL_TIMEOUT_SECONDS, MAX_APPROVAL_TIMEOUT_SECONDS + 1)
+    if default_approval_timeout not in timeout_range:
+        raise ValidationFailed(
+            "The default approval timeout must be between 1 minute and 7 days.",
+            field="default_approval_timeout",
+        )
+    fields = ["name", "default_approval_timeout"]
+    before = model_snapshot(organization, fields)
+    organization.name = name
+    organization.default_approval_timeout = default_approval_timeout
+    organization.save(update_fields=fields)
+    audit_record_change(
+        organization=organization,
+        actor_user=actor,
+        target=organization,
+        verb="update",
+        before=before,
+        after=model_snapshot(organization, fields),
+        source="web",
+    )
+    return organization
+
+
+@transaction.atomic
+def organization_change_plan(
+    *, actor: User, organization: Organization, plan: Plan, as_staff: bool = False
+) -> Organization:
+    """Move the organisation to ``plan``. Owners only (staff may, from the admin).
+
+    A downgrade keeps every row (agents, rules, keys, approval requests, webhook
+    endpoints, audit entries). What stops working is decided at use time by
+    ``accounts.plans``; see ``accounts.selectors.plan_change_effects``.
+    """
+    if not (as_staff and actor.is_staff):
+        membership_require(user=actor, organization=organization, capability=Capability.MANAGE_PLAN)
+    before = model_snapshot(organization, ["plan"])
+    if organization.plan_id != plan.pk:
+        organization.plan = plan
+        organization.save(update_fields=["plan"])
+        audit_record_change(
+            organization=organization,
+            actor_user=actor,
+            target=organization,
+            verb="change plan",
+            before=before,
+            after=model_snapshot(organization, ["plan"]),
+            source="admin" if as_staff else "web",
+        )
+    return organization
+
+
+def user_switch_organization(*, user: User, organization_public_id: str) -> Organization:
+    """Make the organisation the user's current one. Non-members get 404."""
+    membership = Membership.objects.select_related("organization").filter(
+        user=user, organization__public_id=organization_public_id
+    )
+    found = membership.first()
+    if found is None:
+        raise NotAMember("No such organisation.")
+    user.current_organization = found.organization
+    user.save(update_fields=["current_organization"])
+    return found.organization
+
+
+# --- Memberships -----------------------------------------------------------------------------
+
+
+def _other_owners_exist(membership: Membership) -> bool:
+    return (
+        Membership.objects.filter(organization_id=membership.organization_id, role=Role.OWNER)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
+def _lock_owners(organization_id: int) -> None:
+    # Serialise concurrent demotions/removals of owners in the same organisation so two
+    # owners cannot demote each other at the same moment and leave none.
+    list(
+        Membership.objects.select_for_update()
+        .filter(organization_id=organization_id, role=Role.OWNER)
+        .values_list("pk", flat=True)
+    )
+
+
+@transaction.atomic
+def membership_change_role(*, actor: User, membership: Membership, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}.", field="role")
+    acting = membership_require(
+        user=actor, organization=membership.organization, capability=Capability.MANAGE_MEMBERS
+    )
+    if not membership_can_manage(acting, membership) or not role_can_assign(acting.role, role):
+        raise RoleForbidden("Only an owner can change an owner or make someone an owner.")
+    _lock_owners(membership.organization_id)
+    membership.refresh_from_db()
+    if membership.role == role:
+        return membership
+    if membership.role == Role.OWNER and not _other_owners_exist(membership):
+        raise LastOwnerError(
+            "An organisation needs at least one owner: make someone else an owner first.",
+            field="role",
+        )
+    before = model_snapshot(membership, ["user", "role"])
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_record_change(
+        organization=membership.organization,
+        actor_user=actor,
+        target=membership,
+        verb="change role",
+        before=before,
+        after=model_snapshot(membership, ["user", "role"]),
+        source="web",
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, actor: User, membership: Membership) -> None:
+    """Remove a member. Anyone may leave; managing others needs ``manage_members``."""
+    leaving = membership.user_id == actor.pk
+    if leaving:
+        membership_require(user=actor, organization=membership.organization)
+    else:
+        acting = membership_require(
+            user=actor,
+            organization=membership.organization,
+            capability=Capability.MANAGE_MEMBERS,
+        )
+        if not membership_can_manage(acting, membership):
+            raise RoleForbidden("Only an owner can remove an owner.")
+    _lock_owners(membership.organization_id)
+    membership.refresh_from_db()
+    if membership.role == Role.OWNER and not _other_owners_exist(membership):
+        raise LastOwnerError("The last owner cannot be removed: make someone else an owner first.")
+    audit_record_change(
+        organization=membership.organization,
+        actor_user=actor,
+        target=membership,
+        verb="remove",
+        before=model_snapshot(membership, ["user", "role"]),
+        after=None,
+        source="web",
+    )
+    user = membership.user
+    membership.delete()
+    if user.current_organization_id == membership.organization_id:
+        user.current_organization = None
+        user.save(update_fields=["current_organization"])
+
+
+# --- Invitations -----------------------------------------------------------------------------
+
+
+def invitation_token(invitation: Invitation) -> str:
+    """The signed token in the invitation link (over the public id; expiry is in it)."""
+    return signing.dumps(invitation.public_id, salt=INVITATION_SALT, compress=False)
+
+
+def invitation_url(invitation: Invitation) -> str:
+    path = reverse("invitation_accept", kwargs={"token": invitation_token(invitation)})
+    return f"{settings.WARDEN_BASE_URL}{path}"
+
+
+def _invitation_send(invitation_id: int) -> None:
+    invitation = Invitation.objects.select_related("organization", "invited_by").get(
+        pk=invitation_id
+    )
+    context = {
+        "invitation": invitation,
+        "url": invitation_url(invitation),
+        "organization": invitation.organization,
+        "inviter": invitation.invited_by,
+        "role": Role(invitation.role).label,
+        "expires_at": invitation.expires_at,
+    }
+    subject = render_to_string("accounts/email/invitation_subject.txt", context).strip()
+    body = render_to_string("accounts/email/invitation_message.txt", context)
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [invitation.email])
+
+
+@transaction.atomic
+def invitation_create(
+    *, actor: User, organization: Organization, email: str, role: str
+) -> Invitation:
+    """Invite ``email`` with ``role``; the email goes out after commit.
+
+    A pending invitation for the same address is revoked and replaced (a re-send).
+    """
+    acting = membership_require(
+        user=actor, organization=organization, capability=Capability.MANAGE_MEMBERS
+    )
+    email = User.objects.normalize_email(email.strip()).lower()
+    if not email or "@" not in email:
+        raise ValidationFailed("Enter a valid email address.", field="email")
+    if role not in Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}.", field="role")
+    if not role_can_assign(acting.role, role):
+        raise RoleForbidden("Only an owner can invite another owner.")
+    if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
+        raise Conflict(f"{email} is already a member of {organization.name}.", field="email")
+    now = timezone.now()
+    Invitation.objects.filter(
+        organization=organization,
+        email__iexact=email,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+    ).update(revoked_at=now)
+    invitation = Invitation.objects.create(
+        organization=organization,
+        email=email,
+        role=role,
+        invited_by=actor,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.INVITATION_MAX_AGE_SECONDS),
+    )
+    audit_record_change(
+        organization=organization,
+        actor_user=actor,
+        target=invitation,
+        verb="invite",
+        before=None,
+        after=model_snapshot(invitation, ["email", "role", "expires_at"]),
+        source="web",
+    )
+    invitation_id = invitation.pk
+    transaction.on_commit(lambda: _invitation_send(invitation_id))
+    return invitation
+
+
+@transaction.atomic
+def invitation_revoke(*, actor: User, invitation: Invitation) -> Invitation:
+    acting = membership_require(
+        user=actor, organization=invitation.organization, capability=Capability.MANAGE_MEMBERS
+    )
+    if not role_can_assign(acting.role, invitation.role):
+        raise RoleForbidden("Only an owner can revoke an invitation to become an owner.")
+    updated = Invitation.objects.filter(
+        pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True
+    ).update(revoked_at=timezone.now())
+    if not updated:
+        raise Conflict("This invitation was already accepted or revoked.")
+    invitation.refresh_from_db()
+    audit_record_change(
+        organization=invitation.organization,
+        actor_user=actor,
+        target=invitation,
+        verb="revoke",
+        before={"email": invitation.email, "role": invitation.role},
+        after=None,
+        source="web",
+    )
+    return invitation
+
+
+def invitation_check(invitation: Invitation) -> None:
+    """Raise ``InvitationInvalid`` unless the invitation can still be accepted."""
+    if invitation.revoked_at is not None:
+        raise InvitationInvalid(
+            "This invitation was revoked. Ask for a new one.", code="invitation_revoked"
+        )
+    if invitation.accepted_at is not None:
+        raise InvitationInvalid(
+            "This invitation link was already used. Each link works once.",
+            code="invitation_used",
+        )
+    if invitation.expires_at <= timezone.now():
+        raise InvitationInvalid(
+            "This invitation link has expired. Ask for a new one.", code="invitation_expired"
+        )
+
+
+def invitation_from_token(token: str) -> Invitation:
+    """The invitation a link's token names, if the link is genuine, unexpired and unused."""
+    try:
+        public_id = signing.loads(
+            token, salt=INVITATION_SALT, max_age=settings.INVITATION_MAX_AGE_SECONDS
+        )
+    except signing.SignatureExpired:
+        raise InvitationInvalid(
+            "This invitation link has expired. Ask for a new one.", code="invitation_expired"
+        ) from None
+    except signing.BadSignature:
+        raise InvitationInvalid(
+            "This invitation link is not valid. Check that you copied all of it.",
+            code="invitation_invalid",
+            status=404,
+        ) from None
+    invitation = (
+        Invitation.objects.select_related("organization", "invited_by")
+        .filter(public_id=public_id)
+        .first()
+    )
+    if invitation is None:
+        raise InvitationInvalid(
+            "This invitation no longer exists.", code="invitation_invalid", status=404
+        )
+    invitation_check(invitation)
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, user: User, invitation: Invitation) -> Membership:
+    """Join the organisation. Single use: a conditional UPDATE claims the invitation."""
+    invitation_check(invitation)
+    if invitation.email.lower() != user.email.lower():
+        raise Forbidden(
+            f"This invitation is for {invitation.email}, but you are logged in as "
+            f"{user.email}. Log out and sign in (or sign up) with {invitation.email}.",
+            code="invitation_email_mismatch",
+        )
+    now = timezone.now()
+    claimed = Invitation.objects.filter(
+        pk=invitation.pk,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=now,
+    ).update(accepted_at=now, accepted_by=user)
+    if claimed != 1:
+        invitation.refresh_from_db()
+        invitation_check(invitation)
+        raise InvitationInvalid("This invitation can no longer be used.")
+    membership = Membership.objects.filter(user=user, organization=invitation.organization).first()
+    if membership is None:
+        try:
+            with transaction.atomic():
+                membership = Membership.objects.create(
+                    user=user, organization=invitation.organization, role=invitation.role
+                )
+        except IntegrityError:
+            membership = Membership.objects.get(user=user, organization=invitation.organization)
+        audit_record_change(
+            organization=invitation.organization,
+            actor_user=user,
+            target=membership,
+            verb="join",
+            before=None,
+            after={**model_snapshot(membership, ["user", "role"]), "via": invitation.public_id},
+            source="web",
+        )
+    user.current_organization = invitation.organization
+    user.save(update_fields=["current_organization"])
+    return membership
+
+
+# --- Profile ---------------------------------------------------------------------------------
+
+
+def user_update_profile(*, user: User, name: str, notify_approvals: bool) -> User:
+    user.name = name.strip()[:150]
+    user.notify_approvals = notify_approvals
+    user.save(update_fields=["name", "notify_approvals"])
+    return user
+
+
+# --- Bootstrap -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def organization_bootstrap(
+    *, org_name: str, email: str, password: str | None, plan: Plan | None
+) -> dict[str, Any]:
+    """Idempotently ensure a user (verified email), an organisation and the owner membership.
+
+    Returns the objects and what was made: ``{"user", "organization", "password",
+    "created": {"user", "organization", "membership"}}``. ``password`` is the one given,
+    or a generated one when the user is created without one; ``None`` otherwise.
+    """
+    from allauth.account.models import EmailAddress
+
+    email = User.objects.normalize_email(email.strip()).lower()
+    created = {"user": False, "organization": False, "membership": False}
+    user = User.objects.filter(email__iexact=email).first()
+    if user is None:
+        if password is None:
+            password = random_token(20)
+        user = User.objects.create_user(email=email, password=password)
+        created["user"] = True
+    elif password is not None:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    EmailAddress.objects.filter(user=user).exclude(email__iexact=email).update(primary=False)
+    EmailAddress.objects.update_or_create(
+        user=user, email=email, defaults={"verified": True, "primary": True}
+    )
+
+    organization = (
+        Organization.objects.filter(name=org_name, memberships__user=user)
+        .order_by("created_at")
+        .first()
+        or Organization.objects.filter(name=org_name).order_by("created_at").first()
+    )
+    if organization is None:
+        organization = organization_create(owner=user, name=org_name, plan=plan)
+        created["organization"] = created["membership"] = True
+    else:
+        membership, made = Membership.objects.get_or_create(
+            user=user, organization=organization, defaults={"role": Role.OWNER}
+        )
+        created["membership"] = made
+        if membership.role != Role.OWNER:
+            membership.role = Role.OWNER
+            membership.save(update_fields=["role"])
+        if plan is not None and organization.plan_id != plan.pk:
+            organization.plan = plan
+            organization.save(update_fields=["plan"])
+    if user.current_organization_id is None:
+        user.current_organization = organization
+        user.save(update_fields=["current_organization"])
+    return {"user": user, "organization": organization, "password": password, "created": created}
