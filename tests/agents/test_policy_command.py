@@ -39,3 +39,48 @@ def test_requires_approval_is_refused_on_the_free_plan(org_a, tmp_path):
     source.write_text(POLICY)
     with pytest.raises(CommandError, match="Pro plan"):
         call_command("warden_policy", "import", str(source), "--org", org_a.name)
+
+
+def test_bootstrap_with_an_agent_prints_working_keys(client, capsys):
+    import json
+
+    call_command(
+        "warden_bootstrap",
+        "--org",
+        "Boot",
+        "--email",
+        "boot@example.com",
+        "--agent",
+        "boot-bot",
+        "--json",
+    )
+    first = json.loads(capsys.readouterr().out)
+    call_command(
+        "warden_bootstrap",
+        "--org",
+        "Boot",
+        "--email",
+        "boot@example.com",
+        "--agent",
+        "boot-bot",
+        "--json",
+    )
+    second = json.loads(capsys.readouterr().out)
+    assert first["agent"]["id"] == second["agent"]["id"]
+    assert first["agent"]["live_key"] != second["agent"]["live_key"]
+    for key in (first["agent"]["test_key"], second["agent"]["live_key"]):
+        response = client.post(
+            "/api/v1/check",
+            data='{"action": "a"}',
+            content_type="application/json",
+            HTTP_X_API_KEY=key,
+        )
+        assert response.status_code == 200
+    response = client.post(
+        "/sdk/check",
+        data='{"agent_id": "boot-bot", "action": "a"}',
+        content_type="application/json",
+        HTTP_X_API_KEY=first["org_key"],
+    )
+    assert response.json()["allowed"] is True
+    assert first["approver_key"].startswith("wdn_apv_")

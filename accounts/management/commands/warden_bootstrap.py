@@ -31,6 +31,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--plan", choices=list(Plan.Slug.values), help="Plan of the organisation."
         )
+        parser.add_argument(
+            "--agent", help="Also ensure this agent and print fresh test/live/org/approver keys."
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def build_result(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -47,13 +50,57 @@ class Command(BaseCommand):
             raise CommandError(exc.detail) from exc
         organization, user = made["organization"], made["user"]
         self._made = made
-        return {
+        result = {
             "org": {
                 "id": organization.public_id,
                 "name": organization.name,
                 "plan": organization.plan.slug,
             },
             "user": {"email": user.email, "password": made["password"]},
+        }
+        if options.get("agent"):
+            result.update(self._agent_and_keys(organization, user, options["agent"].strip()))
+        return result
+
+    def _agent_and_keys(self, organization: Any, user: Any, name: str) -> dict[str, Any]:
+        """The agent (reused by name) and fresh keys on every run; older keys stay valid."""
+        from agents.models import Agent
+        from agents.services import agent_create, api_key_create
+
+        try:
+            agent = Agent.objects.filter(organization=organization, name=name).first()
+            if agent is None:
+                agent = agent_create(
+                    organization=organization, actor=user, name=name, source="bootstrap"
+                )
+            keys = {
+                label: api_key_create(
+                    organization=organization,
+                    kind=kind,
+                    actor=user,
+                    agent=agent if kind == "agent" else None,
+                    environment=environment,
+                    name=f"bootstrap {label}",
+                    source="bootstrap",
+                )[1]
+                for label, kind, environment in (
+                    ("test_key", "agent", "test"),
+                    ("live_key", "agent", "live"),
+                    ("org_key", "org", None),
+                    ("approver_key", "approver", None),
+                )
+            }
+        except DomainError as exc:
+            raise CommandError(exc.detail) from exc
+        return {
+            "agent": {
+                "id": agent.public_id,
+                "name": agent.name,
+                "test_key": keys["test_key"],
+                "live_key": keys["live_key"],
+            },
+            "org_key": keys["org_key"],
+            "approver_key": keys["approver_key"],
         }
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -73,3 +120,10 @@ class Command(BaseCommand):
         self.stdout.write(f"{'Created' if created['membership'] else 'Reused'} owner membership")
         if user["password"]:
             self.stdout.write(f"Password: {user['password']}")
+        if "agent" in result:
+            agent = result["agent"]
+            self.stdout.write(f"Agent {agent['name']} ({agent['id']})")
+            self.stdout.write(f"  test key: {agent['test_key']}")
+            self.stdout.write(f"  live key: {agent['live_key']}")
+            self.stdout.write(f"Org key: {result['org_key']}")
+            self.stdout.write(f"Approver key: {result['approver_key']}")
