@@ -34,10 +34,13 @@ migrate: install ## Apply database migrations
 run: install ## Install, migrate, seed a demo org, run web + worker + beat on 127.0.0.1:$(PORT)
 	DEBUG=$${DEBUG:-true} PORT=$(PORT) $(BIN)/python scripts/run_all.py
 
-test: install-dev ## Lint and run the whole test suite
+test: install-dev ## Lint and run the whole test suite (server, then the SDK package)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+	# The SDK's own tests run in a process of their own: ardenpy, which the server tests
+	# drive, patches LangChain's BaseTool process-wide when configured.
+	cd sdk && ../$(BIN)/python -m pytest -p no:django -p no:cacheprovider
 
 lint: install-dev ## ruff check + format check
 	$(BIN)/ruff check .
