@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from django.db.models import Q
+
 from accounts.models import Organization, Plan
 from wardenproject.errors import PlanRequired
 
@@ -89,8 +91,7 @@ def plan_require_within_limit(
     field = limit.value
     unlocking = (
         Plan.objects.filter(rank__gt=organization.plan.rank)
-        .filter(**{f"{field}__isnull": True})
-        .union(Plan.objects.filter(rank__gt=organization.plan.rank, **{f"{field}__gte": needed}))
+        .filter(Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__gte": needed}))
         .order_by("rank")
         .first()
     )

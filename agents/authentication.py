@@ -1,10 +1,45 @@
+"""API-key authentication for the native and compatible APIs.
+
+A key arrives as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``. A good key makes
+``request.user`` and ``request.auth`` an ``ApiPrincipal`` (key, organisation with plan,
+agent id, kind, environment); a missing key leaves the request to session authentication;
+an unknown, revoked or expired key is a 401 ``unauthenticated``. Every keyed request counts
+against the organisation's plan rate (429 ``rate_limited`` with ``Retry-After``).
+"""
+
 from __future__ import annotations
 
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from agents import runtime
+from agents.runtime import ApiPrincipal
+
+
+def raw_key_from(request: Request) -> str | None:
+    meta = request.META
+    key = meta.get("HTTP_X_API_KEY")
+    if key:
+        return key.strip()
+    authorization = meta.get("HTTP_AUTHORIZATION", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """Placeholder until the API-key service lands: authenticates nobody."""
+    def authenticate(self, request: Request) -> tuple[ApiPrincipal, ApiPrincipal] | None:
+        raw_key = raw_key_from(request)
+        if raw_key is None:
+            return None
+        principal = runtime.principal_for_key(raw_key)
+        if principal is None:
+            raise AuthenticationFailed("Unknown, revoked or expired API key.")
+        runtime.rate_limit_hit(principal.organization)
+        runtime.key_touch(principal)
+        return principal, principal
 
-    def authenticate(self, request):
-        return None
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="warden"'

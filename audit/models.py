@@ -74,6 +74,9 @@ class AuditEntry(models.Model):
     target_type = models.CharField(max_length=40, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    # Checks sent with an Idempotency-Key header: unique per agent, so a retried request
+    # replays the first answer instead of creating a second call (see agents.checks).
+    idempotency_key = models.CharField(max_length=200, blank=True)
 
     objects = AuditEntryQuerySet.as_manager()
 
@@ -85,6 +88,13 @@ class AuditEntry(models.Model):
             models.Index(fields=["organization", "kind", "created_at"]),
             models.Index(fields=["agent", "action", "created_at"]),
             models.Index(fields=["action_id"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="audit_idempotency_key_unique_per_agent",
+            )
         ]
 
     def __str__(self) -> str:

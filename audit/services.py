@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import models
+from django.db import connection, models, transaction
+from django.utils import timezone
 
 from accounts.models import Organization, User
+from accounts.plans import Limit, plan_limit
 from audit.models import AuditEntry
 
 
@@ -85,3 +90,37 @@ def audit_record_change(
         source=source,
         data={"verb": verb, "before": before, "after": after},
     )
+
+
+@contextmanager
+def audit_purge_allowed() -> Iterator[None]:
+    """A transaction in which audit entries may be deleted (retention, organisation deletion).
+
+    On PostgreSQL the append-only trigger refuses DELETE unless the transaction-local setting
+    ``warden.audit_purge`` is on; elsewhere only the model guards exist.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL warden.audit_purge = 'on'")
+        yield
+
+
+def audit_purge_before(*, organization: Organization, before: datetime) -> int:
+    """Delete the organisation's entries older than ``before``; returns how many went."""
+    with audit_purge_allowed():
+        queryset = AuditEntry.objects.filter(organization=organization, created_at__lt=before)
+        deleted, _ = models.QuerySet.delete(queryset)
+    return deleted
+
+
+def audit_purge_expired(*, now: datetime | None = None) -> int:
+    """Apply every organisation's plan retention (``audit_retention_days``; empty = forever)."""
+    now = now or timezone.now()
+    total = 0
+    for organization in Organization.objects.select_related("plan"):
+        days = plan_limit(organization, Limit.AUDIT_RETENTION_DAYS)
+        if days is None:
+            continue
+        total += audit_purge_before(organization=organization, before=now - timedelta(days=days))
+    return total

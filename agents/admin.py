@@ -1,0 +1,147 @@
+"""Admin for agents, keys, rules and the token price table. Changes go through services so
+they are audited and invalidate compiled policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from agents import services
+from agents.models import Agent, ApiKey, ModelPrice, Rule, TokenUsage
+from agents.policy_document import PolicyDocumentError, rule_draft_from_mapping
+from agents.selectors import rule_as_mapping
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ("name", "organization", "public_id", "is_active", "default_decision")
+    list_filter = ("is_active", "default_decision")
+    search_fields = ("name", "public_id", "organization__name")
+    readonly_fields = ("public_id", "policy_revision", "created_at", "updated_at")
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        if not change:
+            created = services.agent_create(
+                organization=obj.organization,
+                actor=request.user,
+                name=obj.name,
+                description=obj.description,
+                default_decision=obj.default_decision,
+                source="admin",
+            )
+            obj.pk = created.pk
+            obj.public_id = created.public_id
+            return
+        services.agent_update(
+            agent=obj,
+            actor=request.user,
+            source="admin",
+            **{field: getattr(obj, field) for field in form.changed_data},
+        )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are created through the API or warden_bootstrap (the secret is shown once);
+    here they can be looked at and revoked."""
+
+    list_display = ("name", "organization", "kind", "environment", "prefix", "agent")
+    list_filter = ("kind", "environment")
+    search_fields = ("name", "prefix", "public_id", "organization__name")
+    readonly_fields = [f.name for f in ApiKey._meta.fields if f.name != "hashed_key"]
+    exclude = ("hashed_key",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        for api_key in queryset:
+            services.api_key_revoke(api_key=api_key, actor=request.user, source="admin")
+        messages.success(request, f"Revoked {queryset.count()} key(s).")
+
+
+class RuleAdminForm(forms.ModelForm):
+    class Meta:
+        model = Rule
+        fields = [
+            "organization",
+            "agent",
+            "name",
+            "description",
+            "action_pattern",
+            "effect",
+            "conditions",
+            "max_amount",
+            "amount_field",
+            "limit",
+            "environments",
+            "approval_timeout",
+            "approvals_required",
+            "enabled",
+            "position",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        rule = Rule(**{k: v for k, v in data.items() if k in {f.name for f in Rule._meta.fields}})
+        try:
+            rule_draft_from_mapping(rule_as_mapping(rule))
+        except PolicyDocumentError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return data
+
+
+@admin.register(Rule)
+class RuleAdmin(admin.ModelAdmin):
+    form = RuleAdminForm
+    list_display = ("name", "organization", "agent", "action_pattern", "effect", "enabled")
+    list_filter = ("effect", "enabled")
+    search_fields = ("name", "action_pattern", "public_id", "organization__name")
+    readonly_fields = ("public_id", "created_at", "updated_at")
+
+    def save_model(self, request: HttpRequest, obj: Rule, form: Any, change: bool) -> None:
+        mapping = rule_as_mapping(obj)
+        if change:
+            original = Rule.objects.get(pk=obj.pk)
+            services.rule_update(rule=original, data=mapping, actor=request.user, source="admin")
+        else:
+            created = services.rule_create(
+                organization=obj.organization,
+                agent=obj.agent,
+                data=mapping,
+                actor=request.user,
+                source="admin",
+            )
+            obj.pk = created.pk
+
+    def delete_model(self, request: HttpRequest, obj: Rule) -> None:
+        services.rule_delete(rule=obj, actor=request.user, source="admin")
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for rule in queryset:
+            services.rule_delete(rule=rule, actor=request.user, source="admin")
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = ("model", "prompt_usd_per_million", "completion_usd_per_million")
+    search_fields = ("model",)
+
+
+@admin.register(TokenUsage)
+class TokenUsageAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "organization", "agent", "model", "total_tokens", "cost_usd")
+    list_filter = ("model",)
+    search_fields = ("model", "session_id", "public_id")
+    readonly_fields = [f.name for f in TokenUsage._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

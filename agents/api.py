@@ -1,0 +1,647 @@
+"""The native API (v1): checks, actions, agents, rules, keys, policies, token usage.
+
+Views parse input (agents.http), call one service or selector and render the result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDay
+from django.http import Http404, HttpResponse, JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import Organization
+from agents import checks, runtime, selectors, services
+from agents.http import (
+    body_bytes,
+    bool_field,
+    int_field,
+    json_object,
+    object_field,
+    string_field,
+)
+from agents.models import Agent, ApiKey, TokenUsage
+from agents.permissions import (
+    IsAgentOrOrgKey,
+    IsCallerOfActions,
+    IsManager,
+    IsMember,
+    api_principal,
+    request_organization,
+)
+from agents.policy_document import MAX_DOCUMENT_BYTES, PolicyDocumentError
+from agents.schemas import (
+    ActionSerializer,
+    AgentSerializer,
+    ApiKeySerializer,
+    CheckRequestSerializer,
+    CheckResponseSerializer,
+    ErrorSerializer,
+    OutcomeRequestSerializer,
+    OutcomeResponseSerializer,
+    RotateRequestSerializer,
+    RuleSerializer,
+    SimulateRequestSerializer,
+    SimulateResponseSerializer,
+    TokenUsageRequestSerializer,
+    TokenUsageResponseSerializer,
+    TokenUsageSummarySerializer,
+)
+from audit.models import AuditEntry
+from audit.selectors import action_detail, check_entry_get
+from wardenproject.errors import ValidationFailed
+
+MAX_WAIT_SECONDS = 60
+OUTCOME_STATUSES = ("success", "failed", "blocked")
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 413, 429, 503)}
+
+
+def _organization(request: Request) -> Organization:
+    organization = request_organization(request)
+    if organization is None:
+        raise Http404("No organisation.")
+    return organization
+
+
+def _user(request: Request) -> Any:
+    return None if api_principal(request) is not None else request.user
+
+
+def parse_check_body(data: dict[str, Any]) -> dict[str, Any]:
+    action = string_field(data, "action", required=True)
+    arguments = data.get("arguments")
+    if arguments is None:
+        arguments = {}
+    elif not isinstance(arguments, dict):
+        raise ValidationFailed("arguments must be a JSON object.", field="arguments")
+    return {
+        "action": action,
+        "arguments": arguments,
+        "session_id": string_field(data, "session_id"),
+        "metadata": object_field(data, "metadata"),
+        "agent_ref": string_field(data, "agent") or None,
+    }
+
+
+class CheckView(APIView):
+    """Decide one tool call (the hot path)."""
+
+    permission_classes = [IsAgentOrOrgKey]
+
+    @extend_schema(
+        operation_id="check",
+        request=CheckRequestSerializer,
+        responses={200: CheckResponseSerializer, **ERRORS},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Replays the first answer for a retried request.",
+            )
+        ],
+    )
+    def post(self, request: Request) -> HttpResponse:
+        started = time.perf_counter()
+        fields = parse_check_body(json_object(request))
+        idempotency_key = request.META.get("HTTP_IDEMPOTENCY_KEY", "")
+        if len(idempotency_key) > 200:
+            raise ValidationFailed(
+                "Idempotency-Key must be at most 200 characters.", field="Idempotency-Key"
+            )
+        result = checks.check_perform(
+            principal=api_principal(request),
+            idempotency_key=idempotency_key,
+            source="native",
+            started=started,
+            **fields,
+        )
+        response = JsonResponse(result.native())
+        if result.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+def action_entry_for(request: Request, action_id: str) -> AuditEntry:
+    """The check entry, if the caller may see it: agent keys only their own agent's."""
+    entry = check_entry_get(organization=_organization(request), action_id=action_id)
+    principal = api_principal(request)
+    if principal is not None and principal.kind == "agent" and entry.agent_id != principal.agent_id:
+        raise Http404("No such action.")
+    return entry
+
+
+class ActionView(APIView):
+    permission_classes = [IsCallerOfActions]
+
+    @extend_schema(
+        operation_id="action_get",
+        parameters=[
+            OpenApiParameter(
+                "wait", float, description="Long-poll up to this many seconds (0..60)."
+            )
+        ],
+        responses={200: ActionSerializer, **ERRORS},
+    )
+    def get(self, request: Request, action_id: str) -> Response:
+        wait = 0.0
+        raw_wait = request.query_params.get("wait")
+        if raw_wait not in (None, ""):
+            try:
+                wait = float(raw_wait)
+            except ValueError:
+                raise ValidationFailed("wait must be a number of seconds.", field="wait") from None
+            if not 0 <= wait <= MAX_WAIT_SECONDS:
+                raise ValidationFailed(
+                    f"wait must be from 0 to {MAX_WAIT_SECONDS} seconds.", field="wait"
+                )
+        entry = action_entry_for(request, action_id)
+        if wait > 0 and entry.decision == "requires_approval":
+            from approvals.selectors import approval_wait_for_decision
+
+            approval_wait_for_decision(action_id=entry.public_id, timeout=wait)
+        return Response(action_detail(entry=entry))
+
+
+class ActionOutcomeView(APIView):
+    permission_classes = [IsAgentOrOrgKey]
+
+    @extend_schema(
+        operation_id="action_outcome",
+        request=OutcomeRequestSerializer,
+        responses={201: OutcomeResponseSerializer, **ERRORS},
+    )
+    def post(self, request: Request, action_id: str) -> Response:
+        data = json_object(request)
+        status = string_field(data, "status", required=True)
+        if status not in OUTCOME_STATUSES:
+            raise ValidationFailed(
+                f"status must be one of {', '.join(OUTCOME_STATUSES)}.", field="status"
+            )
+        error = string_field(data, "error", max_length=10_000) or None
+        entry = action_entry_for(request, action_id)
+        outcome = checks.action_outcome_record(
+            principal=api_principal(request),
+            check=entry,
+            status=status,
+            error=error,
+            result=data.get("result"),
+        )
+        return Response(
+            {
+                "action_id": entry.public_id,
+                "outcome": {
+                    "status": outcome.status,
+                    "error": error,
+                    "at": outcome.created_at.isoformat(),
+                },
+            },
+            status=HTTPStatus.CREATED,
+        )
+
+
+# --- Agents ---------------------------------------------------------------------------------
+
+
+class AgentListView(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [IsMember()] if self.request.method == "GET" else [IsManager()]
+
+    @extend_schema(operation_id="agents_list", responses={200: AgentSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        agents = selectors.agent_list(organization=_organization(request))
+        return Response({"results": [selectors.agent_detail(a) for a in agents]})
+
+    @extend_schema(
+        operation_id="agents_create", request=AgentSerializer, responses={201: AgentSerializer}
+    )
+    def post(self, request: Request) -> Response:
+        data = json_object(request)
+        agent = services.agent_create(
+            organization=_organization(request),
+            actor=_user(request),
+            name=string_field(data, "name", required=True, max_length=120),
+            description=string_field(data, "description", max_length=10_000),
+            default_decision=string_field(data, "default") or Agent.DefaultDecision.ALLOW,
+        )
+        return Response(selectors.agent_detail(agent), status=HTTPStatus.CREATED)
+
+
+class AgentDetailView(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [IsMember()] if self.request.method == "GET" else [IsManager()]
+
+    @extend_schema(operation_id="agents_get", responses={200: AgentSerializer})
+    def get(self, request: Request, agent_id: str) -> Response:
+        agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
+        return Response(selectors.agent_detail(agent))
+
+    @extend_schema(
+        operation_id="agents_update", request=AgentSerializer, responses={200: AgentSerializer}
+    )
+    def patch(self, request: Request, agent_id: str) -> Response:
+        agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
+        data = json_object(request)
+        changes: dict[str, Any] = {}
+        if "name" in data:
+            changes["name"] = string_field(data, "name", required=True, max_length=120)
+        if "description" in data:
+            changes["description"] = string_field(data, "description", max_length=10_000)
+        if "default" in data:
+            changes["default_decision"] = string_field(data, "default", required=True)
+        if "is_active" in data:
+            changes["is_active"] = bool_field(data, "is_active")
+        agent = services.agent_update(agent=agent, actor=_user(request), **changes)
+        return Response(selectors.agent_detail(agent))
+
+    @extend_schema(operation_id="agents_deactivate", responses={200: AgentSerializer})
+    def delete(self, request: Request, agent_id: str) -> Response:
+        agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
+        agent = services.agent_deactivate(agent=agent, actor=_user(request))
+        return Response(selectors.agent_detail(agent))
+
+
+# --- Rules ----------------------------------------------------------------------------------
+
+
+class _RulesBase(APIView):
+    """Agent rules when the URL names an agent, organisation-wide rules otherwise."""
+
+    def get_permissions(self) -> list[Any]:
+        return [IsMember()] if self.request.method == "GET" else [IsManager()]
+
+    def _agent(self, request: Request, agent_id: str | None) -> Agent | None:
+        if agent_id is None:
+            return None
+        return selectors.agent_get(organization=_organization(request), ref=agent_id)
+
+
+class RuleListView(_RulesBase):
+    @extend_schema(operation_id="rules_list", responses={200: RuleSerializer(many=True)})
+    def get(self, request: Request, agent_id: str | None = None) -> Response:
+        agent = self._agent(request, agent_id)
+        rules = selectors.rule_list(organization=_organization(request), agent=agent)
+        return Response({"results": [selectors.rule_detail(rule) for rule in rules]})
+
+    @extend_schema(
+        operation_id="rules_create", request=RuleSerializer, responses={201: RuleSerializer}
+    )
+    def post(self, request: Request, agent_id: str | None = None) -> Response:
+        agent = self._agent(request, agent_id)
+        rule = services.rule_create(
+            organization=_organization(request),
+            agent=agent,
+            data=json_object(request),
+            actor=_user(request),
+        )
+        return Response(selectors.rule_detail(rule), status=HTTPStatus.CREATED)
+
+
+class RuleDetailView(_RulesBase):
+    def _rule(self, request: Request, agent_id: str | None, rule_id: str) -> Any:
+        agent = self._agent(request, agent_id)
+        return selectors.rule_get(
+            organization=_organization(request), public_id=rule_id, agent=agent
+        )
+
+    @extend_schema(operation_id="rules_get", responses={200: RuleSerializer})
+    def get(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
+        return Response(selectors.rule_detail(self._rule(request, agent_id, rule_id)))
+
+    @extend_schema(
+        operation_id="rules_update", request=RuleSerializer, responses={200: RuleSerializer}
+    )
+    def patch(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
+        rule = self._rule(request, agent_id, rule_id)
+        rule = services.rule_update(rule=rule, data=json_object(request), actor=_user(request))
+        return Response(selectors.rule_detail(rule))
+
+    @extend_schema(operation_id="rules_delete", responses={204: None})
+    def delete(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
+        rule = self._rule(request, agent_id, rule_id)
+        services.rule_delete(rule=rule, actor=_user(request))
+        return Response(status=HTTPStatus.NO_CONTENT)
+
+
+# --- Keys -----------------------------------------------------------------------------------
+
+
+class KeyListView(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [IsMember()] if self.request.method == "GET" else [IsManager()]
+
+    @extend_schema(
+        operation_id="keys_list",
+        parameters=[OpenApiParameter("agent", str, description="Only this agent's keys.")],
+        responses={200: ApiKeySerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        organization = _organization(request)
+        agent = None
+        if request.query_params.get("agent"):
+            agent = selectors.agent_get(
+                organization=organization, ref=request.query_params["agent"]
+            )
+        keys = selectors.api_key_list(organization=organization, agent=agent)
+        return Response({"results": [selectors.api_key_detail(key) for key in keys]})
+
+    @extend_schema(
+        operation_id="keys_create", request=ApiKeySerializer, responses={201: ApiKeySerializer}
+    )
+    def post(self, request: Request) -> Response:
+        organization = _organization(request)
+        data = json_object(request)
+        agent_ref = string_field(data, "agent") or string_field(data, "agent_id")
+        agent = selectors.agent_get(organization=organization, ref=agent_ref) if agent_ref else None
+        api_key, raw = services.api_key_create(
+            organization=organization,
+            kind=string_field(data, "kind", required=True),
+            actor=_user(request),
+            agent=agent,
+            environment=string_field(data, "environment") or None,
+            name=string_field(data, "name", max_length=120),
+        )
+        return Response(
+            {**selectors.api_key_detail(api_key), "key": raw}, status=HTTPStatus.CREATED
+        )
+
+
+class KeyDetailView(APIView):
+    permission_classes = [IsMember]
+
+    @extend_schema(operation_id="keys_get", responses={200: ApiKeySerializer})
+    def get(self, request: Request, key_id: str) -> Response:
+        api_key = selectors.api_key_get(organization=_organization(request), public_id=key_id)
+        return Response(selectors.api_key_detail(api_key))
+
+
+class KeyRevokeView(APIView):
+    permission_classes = [IsManager]
+
+    @extend_schema(operation_id="keys_revoke", request=None, responses={200: ApiKeySerializer})
+    def post(self, request: Request, key_id: str) -> Response:
+        api_key = selectors.api_key_get(organization=_organization(request), public_id=key_id)
+        api_key = services.api_key_revoke(api_key=api_key, actor=_user(request))
+        return Response(selectors.api_key_detail(api_key))
+
+
+class KeyRotateView(APIView):
+    permission_classes = [IsManager]
+
+    @extend_schema(
+        operation_id="keys_rotate",
+        request=RotateRequestSerializer,
+        responses={201: ApiKeySerializer},
+    )
+    def post(self, request: Request, key_id: str) -> Response:
+        organization = _organization(request)
+        api_key = selectors.api_key_get(organization=organization, public_id=key_id)
+        data = json_object(request) if body_bytes(request).strip() else {}
+        grace = int_field(data, "grace_seconds", maximum=services.MAX_GRACE_SECONDS)
+        new, raw = services.api_key_rotate(
+            api_key=api_key, actor=_user(request), grace_seconds=grace
+        )
+        api_key.refresh_from_db()
+        return Response(
+            {
+                **selectors.api_key_detail(new),
+                "key": raw,
+                "previous": selectors.api_key_detail(api_key),
+            },
+            status=HTTPStatus.CREATED,
+        )
+
+
+# --- Simulation and policy documents --------------------------------------------------------
+
+
+class SimulateView(APIView):
+    permission_classes = [IsMember]
+
+    @extend_schema(
+        operation_id="agents_simulate",
+        request=SimulateRequestSerializer,
+        responses={200: SimulateResponseSerializer, **ERRORS},
+    )
+    def post(self, request: Request, agent_id: str) -> Response:
+        organization = _organization(request)
+        agent = selectors.agent_get(organization=organization, ref=agent_id)
+        data = json_object(request)
+        fields = parse_check_body(data)
+        environment = string_field(data, "environment") or "live"
+        if environment not in ApiKey.Environment.values:
+            raise ValidationFailed("environment must be test or live.", field="environment")
+        agent_rt = runtime.agent_runtime(agent.pk, organization)
+        if agent_rt is None:
+            raise Http404("No such agent.")
+        return Response(
+            checks.simulate(
+                agent_rt=agent_rt,
+                action=fields["action"],
+                arguments=fields["arguments"],
+                environment=environment,
+            )
+        )
+
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def _wants_json(request: Request) -> bool:
+    fmt = request.query_params.get("format") or ""
+    if fmt:
+        return fmt == "json"
+    accept = request.META.get("HTTP_ACCEPT", "")
+    return "application/json" in accept and not any(t in accept for t in YAML_TYPES)
+
+
+class IgnoreFormatNegotiation:
+    """``?format=`` is ours (yaml/json/csv/jsonl), not DRF's renderer override."""
+
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: list[Any], format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class PolicyView(APIView):
+    content_negotiation_class = IgnoreFormatNegotiation
+
+    def get_permissions(self) -> list[Any]:
+        return [IsMember()] if self.request.method == "GET" else [IsManager()]
+
+    @extend_schema(
+        operation_id="agents_policy_get",
+        parameters=[OpenApiParameter("format", str, enum=["yaml", "json"])],
+        responses={(200, "application/yaml"): OpenApiTypes.STR},
+    )
+    def get(self, request: Request, agent_id: str) -> HttpResponse:
+        agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
+        if _wants_json(request):
+            text = services.policy_export(agent=agent, format="json")
+            return HttpResponse(text, content_type="application/json")
+        text = services.policy_export(agent=agent, format="yaml")
+        return HttpResponse(text, content_type="application/yaml; charset=utf-8")
+
+    @extend_schema(
+        operation_id="agents_policy_put",
+        request={"application/yaml": OpenApiTypes.STR, "application/json": OpenApiTypes.OBJECT},
+        responses={200: AgentSerializer, 400: ErrorSerializer},
+    )
+    def put(self, request: Request, agent_id: str) -> Response:
+        organization = _organization(request)
+        agent = selectors.agent_get(organization=organization, ref=agent_id)
+        content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        fmt = "yaml" if content_type in YAML_TYPES else "json" if "json" in content_type else None
+        raw = body_bytes(request, limit=MAX_DOCUMENT_BYTES)
+        try:
+            document = services.policy_document_parse(
+                organization=organization, text=raw, format=fmt
+            )
+        except PolicyDocumentError as exc:
+            first = exc.errors[0]
+            raise ValidationFailed(
+                str(first),
+                field=first.field,
+                extra={
+                    "rule": first.rule,
+                    "errors": [
+                        {"rule": e.rule, "field": e.field, "message": e.message} for e in exc.errors
+                    ],
+                },
+            ) from None
+        if document.agent != agent.name:
+            raise ValidationFailed(
+                f"The document is for agent {document.agent!r}, not {agent.name!r}.",
+                field="agent",
+            )
+        agent = services.policy_import(
+            organization=organization, document=document, actor=_user(request), agent=agent
+        )
+        return Response(
+            {**selectors.agent_detail(agent), "rules": len(document.rules)},
+        )
+
+
+# --- Token usage ----------------------------------------------------------------------------
+
+
+def parse_token_usage(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": string_field(data, "model", required=True, max_length=120),
+        "prompt_tokens": int_field(data, "prompt_tokens", required=True),
+        "completion_tokens": int_field(data, "completion_tokens", required=True),
+        "session_id": string_field(data, "session_id"),
+    }
+
+
+def token_usage_answer(usage: TokenUsage) -> dict[str, Any]:
+    return {
+        "usage_id": usage.public_id,
+        "total_tokens": usage.total_tokens,
+        "total_cost_usd": float(usage.cost_usd),
+    }
+
+
+def token_usage_agent(request: Request, agent_ref: str | None) -> Agent | None:
+    principal = api_principal(request)
+    if principal.kind == "agent":
+        return checks.check_agent_resolve(principal=principal, agent_ref=agent_ref).agent
+    if agent_ref:
+        return checks.check_agent_resolve(principal=principal, agent_ref=agent_ref).agent
+    return None
+
+
+class TokenUsageView(APIView):
+    permission_classes = [IsAgentOrOrgKey]
+
+    @extend_schema(
+        operation_id="token_usage_create",
+        request=TokenUsageRequestSerializer,
+        responses={201: TokenUsageResponseSerializer, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = json_object(request)
+        fields = parse_token_usage(data)
+        principal = api_principal(request)
+        agent = token_usage_agent(request, string_field(data, "agent") or None)
+        usage = services.token_usage_record(
+            organization=principal.organization,
+            agent=agent,
+            environment=principal.environment,
+            **fields,
+        )
+        return Response(token_usage_answer(usage), status=HTTPStatus.CREATED)
+
+
+class TokenUsageSummaryView(APIView):
+    permission_classes = [IsCallerOfActions]
+
+    @extend_schema(
+        operation_id="token_usage_summary",
+        parameters=[
+            OpenApiParameter("group_by", str, enum=["model", "day", "session"]),
+            OpenApiParameter("agent", str),
+        ],
+        responses={200: TokenUsageSummarySerializer},
+    )
+    def get(self, request: Request) -> Response:
+        organization = _organization(request)
+        group_by = request.query_params.get("group_by", "model")
+        columns = {"model": "model", "day": "day", "session": "session_id"}
+        if group_by not in columns:
+            raise ValidationFailed("group_by must be model, day or session.", field="group_by")
+        usage = TokenUsage.objects.filter(organization=organization)
+        principal = api_principal(request)
+        if principal is not None and principal.kind == "agent":
+            usage = usage.filter(agent_id=principal.agent_id)
+        elif request.query_params.get("agent"):
+            agent = selectors.agent_get(
+                organization=organization, ref=request.query_params["agent"]
+            )
+            usage = usage.filter(agent=agent)
+        if group_by == "day":
+            usage = usage.annotate(day=TruncDay("created_at"))
+        rows = (
+            usage.values(columns[group_by])
+            .annotate(
+                calls=Count("id"),
+                prompt_tokens=Sum("prompt_tokens"),
+                completion_tokens=Sum("completion_tokens"),
+                total_tokens=Sum("total_tokens"),
+                cost_usd=Sum("cost_usd"),
+            )
+            .order_by(columns[group_by])
+        )
+        results: list[dict[str, Any]] = []
+        totals: dict[str, Any] = defaultdict(int)
+        for row in rows:
+            key = row[columns[group_by]]
+            if group_by == "day":
+                key = key.date().isoformat() if key else None
+            cost = row["cost_usd"] or Decimal(0)
+            results.append(
+                {
+                    group_by: key,
+                    "calls": row["calls"],
+                    "prompt_tokens": row["prompt_tokens"],
+                    "completion_tokens": row["completion_tokens"],
+                    "total_tokens": row["total_tokens"],
+                    "total_cost_usd": float(cost),
+                }
+            )
+            totals["calls"] += row["calls"]
+            totals["total_tokens"] += row["total_tokens"]
+            totals["total_cost_usd"] += float(cost)
+        return Response({"group_by": group_by, "results": results, "totals": dict(totals)})

@@ -1,0 +1,126 @@
+"""Reading request bodies for the API: size limit first, then JSON, then typed fields."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from rest_framework.request import Request
+
+from wardenproject.errors import DomainError, ValidationFailed
+
+
+class PayloadTooLarge(DomainError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "too_large"
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+
+
+def body_bytes(request: Request, limit: int | None = None) -> bytes:
+    """The raw body, refused with 413 when Content-Length or the actual size passes the limit
+    (checked before anything parses it)."""
+    limit = limit or settings.WARDEN_MAX_BODY_BYTES
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared:
+        try:
+            if int(declared) > limit:
+                raise _too_large(limit)
+        except ValueError:
+            raise ValidationFailed("Content-Length is not a number.") from None
+    try:
+        raw = request._request.body
+    except RequestDataTooBig:
+        raise _too_large(limit) from None
+    if len(raw) > limit:
+        raise _too_large(limit)
+    return raw
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_object(request: Request, limit: int | None = None) -> dict[str, Any]:
+    """The body as a JSON object, or 400 ``invalid_json`` / ``invalid``."""
+    raw = body_bytes(request, limit)
+    if not raw.strip():
+        raise ValidationFailed("The request body must be a JSON object.", code="invalid_json")
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationFailed(f"The body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("The request body must be a JSON object.")
+    return data
+
+
+def string_field(
+    data: dict[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    max_length: int = 200,
+    default: str = "",
+    label: str | None = None,
+) -> str:
+    label = label or name
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ValidationFailed(f"{label} is required.", field=label)
+        return default
+    if not isinstance(value, str):
+        raise ValidationFailed(f"{label} must be a string.", field=label)
+    if required and not value.strip():
+        raise ValidationFailed(f"{label} must not be empty.", field=label)
+    if len(value) > max_length:
+        raise ValidationFailed(f"{label} must be at most {max_length} characters.", field=label)
+    return value
+
+
+def object_field(
+    data: dict[str, Any], name: str, *, label: str | None = None
+) -> dict[str, Any] | None:
+    label = label or name
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationFailed(f"{label} must be a JSON object.", field=label)
+    return value
+
+
+def int_field(
+    data: dict[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    minimum: int = 0,
+    maximum: int = 2**31 - 1,
+    default: int = 0,
+) -> int:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ValidationFailed(f"{name} is required.", field=name)
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValidationFailed(f"{name} must be a whole number.", field=name)
+    if not minimum <= value <= maximum:
+        raise ValidationFailed(f"{name} must be from {minimum} to {maximum}.", field=name)
+    return value
+
+
+def bool_field(data: dict[str, Any], name: str) -> bool | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise ValidationFailed(f"{name} must be true or false.", field=name)
+    return value

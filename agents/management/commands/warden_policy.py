@@ -1,0 +1,91 @@
+"""Policy as code from the command line.
+
+    manage.py warden_policy import FILE --org ORG      (creates the agent if missing)
+    manage.py warden_policy export --org ORG --agent AGENT [--format yaml|json] [--output F]
+
+ORG is an organisation's public id (org_...) or exact name; AGENT a public id or name.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
+from django.http import Http404
+
+from accounts.models import Organization
+from agents import selectors, services
+from agents.policy_document import PolicyDocumentError
+from wardenproject.errors import DomainError
+
+
+def organization_from(ref: str) -> Organization:
+    organization = (
+        Organization.objects.select_related("plan").filter(Q(public_id=ref) | Q(name=ref)).first()
+    )
+    if organization is None:
+        raise CommandError(f"No organisation {ref!r}.")
+    return organization
+
+
+class Command(BaseCommand):
+    help = "Import or export an agent's policy document (YAML or JSON)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="verb", required=True)
+        importer = sub.add_parser("import", help="Apply a document: all rules or none.")
+        importer.add_argument("file", help="Path of the YAML/JSON document, or - for stdin.")
+        importer.add_argument("--org", required=True)
+        exporter = sub.add_parser("export", help="Print an agent's document.")
+        exporter.add_argument("--org", required=True)
+        exporter.add_argument("--agent", required=True)
+        exporter.add_argument("--format", choices=["yaml", "json"], default="yaml")
+        exporter.add_argument("--output", help="Write here instead of standard output.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        organization = organization_from(options["org"])
+        if options["verb"] == "import":
+            self._import(organization, options["file"])
+        else:
+            self._export(organization, options)
+
+    def _import(self, organization: Organization, file: str) -> None:
+        try:
+            raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+        except OSError as exc:
+            raise CommandError(f"Cannot read {file}: {exc}") from None
+        fmt = (
+            "json"
+            if file.endswith(".json")
+            else "yaml"
+            if file.endswith((".yml", ".yaml"))
+            else None
+        )
+        try:
+            document = services.policy_document_parse(
+                organization=organization, text=raw, format=fmt
+            )
+            agent = services.policy_import(
+                organization=organization, document=document, actor=None, source="command"
+            )
+        except PolicyDocumentError as exc:
+            raise CommandError(str(exc)) from None
+        except DomainError as exc:
+            raise CommandError(exc.detail) from None
+        self.stdout.write(
+            f"Imported {len(document.rules)} rule(s) for agent {agent.name} ({agent.public_id})."
+        )
+
+    def _export(self, organization: Organization, options: dict[str, Any]) -> None:
+        try:
+            agent = selectors.agent_get(organization=organization, ref=options["agent"])
+        except Http404:
+            raise CommandError(f"No agent {options['agent']!r} in {organization.name}.") from None
+        text = services.policy_export(agent=agent, format=options["format"])
+        if options.get("output"):
+            Path(options["output"]).write_text(text, encoding="utf-8")
+        else:
+            self.stdout.write(text, ending="")

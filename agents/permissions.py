@@ -1,0 +1,102 @@
+"""Who may call what. For the approvals helper and every API view of Warden.
+
+- ``api_principal(request)``: the ``ApiPrincipal`` of a keyed request, else None.
+- ``request_organization(request)``: the organisation of the key, or the session user's
+  current organisation (None when neither).
+- ``IsAgentKey``: agent keys only.
+- ``IsAgentOrOrgKey``: agent or organisation keys (checks, outcomes, token usage, SDK log).
+- ``IsApproverKey``: approver keys only.
+- ``IsApproverKeyOrReviewer``: approver keys, or a logged-in owner/admin/approver of the
+  current organisation (deciding and listing approvals). Agent and org keys get 403.
+- ``IsCallerOfActions``: agent keys, org keys, or any logged-in member (reading actions).
+- ``IsMember``: logged-in member of the current organisation, any role (reading config).
+- ``IsManager``: logged-in owner or admin of the current organisation (changing config).
+
+Approver keys are refused (403) by every class except the two approver ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from accounts.models import Organization
+from agents.runtime import ApiPrincipal
+from agents.selectors import ALL_ROLES, MANAGER_ROLES, REVIEWER_ROLES, member_role_get
+
+
+def api_principal(request: Request) -> ApiPrincipal | None:
+    auth = getattr(request, "auth", None)
+    return auth if isinstance(auth, ApiPrincipal) else None
+
+
+def request_organization(request: Request) -> Organization | None:
+    principal = api_principal(request)
+    if principal is not None:
+        return principal.organization
+    user = getattr(request, "user", None)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    organization = getattr(request._request, "organization", None)
+    return organization if organization else None
+
+
+def request_role(request: Request) -> str | None:
+    """The session user's role in their current organisation (memoised on the request)."""
+    if api_principal(request) is not None:
+        return None
+    cached = getattr(request._request, "_warden_role", "unset")
+    if cached != "unset":
+        return cached
+    organization = request_organization(request)
+    role = None
+    if organization is not None:
+        role = member_role_get(user=request.user, organization=organization)
+    request._request._warden_role = role
+    return role
+
+
+class _KeyKinds(BasePermission):
+    kinds: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    message = "This key or account may not do that."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        principal = api_principal(request)
+        if principal is not None:
+            return principal.kind in self.kinds
+        if not self.roles:
+            return False
+        return request_role(request) in self.roles
+
+
+class IsAgentKey(_KeyKinds):
+    kinds = frozenset({"agent"})
+
+
+class IsAgentOrOrgKey(_KeyKinds):
+    kinds = frozenset({"agent", "org"})
+
+
+class IsApproverKey(_KeyKinds):
+    kinds = frozenset({"approver"})
+
+
+class IsApproverKeyOrReviewer(_KeyKinds):
+    kinds = frozenset({"approver"})
+    roles = REVIEWER_ROLES
+
+
+class IsCallerOfActions(_KeyKinds):
+    kinds = frozenset({"agent", "org"})
+    roles = ALL_ROLES
+
+
+class IsMember(_KeyKinds):
+    roles = ALL_ROLES
+
+
+class IsManager(_KeyKinds):
+    roles = MANAGER_ROLES

@@ -1,0 +1,338 @@
+"""The check path's in-process caches: API keys, agents and their compiled policies.
+
+Bounds (documented in docs/API.md):
+
+- An API key is looked up by its SHA-256 and kept here for ``WARDEN_KEY_CACHE_SECONDS``
+  (default 5). Revoking or rotating forgets it at once in the process that did it; every
+  other process stops accepting a revoked key within that many seconds.
+- An agent's compiled policy is kept here and re-validated against ``Agent.policy_revision``
+  (one indexed primary-key read) at most every ``WARDEN_POLICY_RECHECK_SECONDS`` (default 1).
+  Every change of the agent or of a rule that applies to it bumps the revision, and the
+  process that made the change forgets its copy on commit: a change applies to the very next
+  check there, and within that many seconds everywhere else.
+
+Plain dicts: reads and writes are atomic under the GIL, and a race only compiles twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Organization
+from accounts.plans import Feature, Limit, plan_allows, plan_cheapest_with, plan_limit
+from agents.models import Agent, ApiKey, Rule
+from agents.policy import (
+    BLOCK,
+    ENVIRONMENTS,
+    CompiledPolicy,
+    RuleSpec,
+    action_pattern_is_valid,
+    compile_policy,
+)
+from agents.policy_document import PolicyDocumentError, rule_draft_from_mapping
+from wardenproject.errors import RateLimited
+
+logger = logging.getLogger(__name__)
+
+_MAX_ENTRIES = 50_000
+TOUCH_INTERVAL_SECONDS = 60
+
+
+def _key_cache_seconds() -> float:
+    return float(getattr(settings, "WARDEN_KEY_CACHE_SECONDS", 5))
+
+
+def _policy_recheck_seconds() -> float:
+    return float(getattr(settings, "WARDEN_POLICY_RECHECK_SECONDS", 1))
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ApiPrincipal:
+    """Who is calling with an API key: the key, its organisation (with plan), its agent."""
+
+    api_key: ApiKey
+    organization: Organization
+    kind: str
+    environment: str
+    agent_id: int | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    touched_at: float = field(default=0.0)
+
+    # DRF treats request.user as the authenticated party.
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+
+    @property
+    def key_id(self) -> int:
+        return self.api_key.pk
+
+    @property
+    def label(self) -> str:
+        return f"key {self.api_key.prefix}… ({self.api_key.name})"
+
+    def is_usable(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return False
+        return self.expires_at is None or self.expires_at > now
+
+    def __str__(self) -> str:
+        return self.label
+
+
+_keys: dict[str, tuple[float, ApiPrincipal | None]] = {}
+
+
+def _digest(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def _principal_load(digest: str) -> ApiPrincipal | None:
+    api_key = (
+        ApiKey.objects.select_related("organization__plan", "agent")
+        .filter(hashed_key=digest)
+        .first()
+    )
+    if api_key is None:
+        return None
+    return ApiPrincipal(
+        api_key=api_key,
+        organization=api_key.organization,
+        kind=api_key.kind,
+        environment=api_key.environment,
+        agent_id=api_key.agent_id,
+        revoked_at=api_key.revoked_at,
+        expires_at=api_key.expires_at,
+    )
+
+
+def principal_for_key(raw_key: str) -> ApiPrincipal | None:
+    """The usable key's principal, or None (unknown, revoked or expired)."""
+    if len(raw_key) > 200:
+        return None
+    digest = _digest(raw_key)
+    now = time.monotonic()
+    hit = _keys.get(digest)
+    if hit is not None and hit[0] > now:
+        principal = hit[1]
+    else:
+        principal = _principal_load(digest)
+        if len(_keys) > _MAX_ENTRIES:
+            _keys.clear()
+        _keys[digest] = (now + _key_cache_seconds(), principal)
+    if principal is None or not principal.is_usable():
+        return None
+    return principal
+
+
+def key_forget(hashed_key: str) -> None:
+    _keys.pop(hashed_key, None)
+
+
+def key_touch(principal: ApiPrincipal) -> None:
+    """Update ``last_used_at`` at most once a minute per key (per process, and across
+    processes through the cache), never on every call."""
+    now = time.monotonic()
+    if now - principal.touched_at < TOUCH_INTERVAL_SECONDS:
+        return
+    principal.touched_at = now
+    if cache.add(f"key-touch:{principal.key_id}", 1, TOUCH_INTERVAL_SECONDS):
+        from agents.services import api_key_touch
+
+        api_key_touch(api_key_id=principal.key_id)
+
+
+# --- Rate limit -----------------------------------------------------------------------------
+
+
+def _redis_client() -> Any | None:
+    backend = getattr(cache, "_cache", None)
+    get_client = getattr(backend, "get_client", None)
+    if get_client is None or "redis" not in type(cache).__module__:
+        return None
+    return get_client(write=True)
+
+
+def rate_limit_hit(organization: Organization) -> None:
+    """Count one API request in the organisation's fixed one-minute window; raise 429
+    (with Retry-After = seconds to the next window) past the plan's limit."""
+    limit = plan_limit(organization, Limit.API_REQUESTS_PER_MINUTE)
+    if limit is None:
+        return
+    now = time.time()
+    window = int(now // 60)
+    key = f"rate:{organization.pk}:{window}"
+    client = _redis_client()
+    if client is not None:
+        full_key = cache.make_and_validate_key(key)
+        pipe = client.pipeline()
+        pipe.incr(full_key)
+        pipe.expire(full_key, 90)
+        count = pipe.execute()[0]
+    else:
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            count = 1 if cache.add(key, 1, 90) else cache.incr(key)
+    if count > limit:
+        retry_after = max(1, int((window + 1) * 60 - now + 0.999))
+        raise RateLimited(
+            f"The {organization.plan.name} plan allows {limit} API requests per minute.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+# --- Agents and compiled policies -----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class AgentRuntime:
+    agent: Agent
+    policy: CompiledPolicy
+    revision: int
+    plan_key: tuple[int, bool]
+    rules_by_id: dict[str, Rule]
+    checked_at: float
+
+
+_agents: dict[int, AgentRuntime] = {}
+_agent_refs: dict[tuple[int, str], tuple[float, int]] = {}
+
+
+def _plan_key(organization: Organization) -> tuple[int, bool]:
+    return (organization.plan_id, plan_allows(organization, Feature.APPROVAL_WORKFLOWS))
+
+
+def rule_spec(rule: Rule) -> RuleSpec:
+    """A stored rule as the evaluator's RuleSpec. A rule that no longer validates (e.g. edited
+    by hand in the database) fails closed: it blocks its action pattern."""
+    from agents.selectors import rule_as_mapping
+
+    scope = "agent" if rule.agent_id else "org"
+    try:
+        draft = rule_draft_from_mapping(rule_as_mapping(rule))
+    except PolicyDocumentError as exc:
+        logger.error("rule %s does not validate, blocking its actions: %s", rule.public_id, exc)
+        pattern = rule.action_pattern if action_pattern_is_valid(rule.action_pattern) else "*"
+        return RuleSpec(
+            id=rule.public_id,
+            name=rule.name or rule.public_id,
+            action=pattern,
+            effect=BLOCK,
+            environments=ENVIRONMENTS,
+            position=rule.position,
+            scope=scope,
+        )
+    return draft.to_spec(id=rule.public_id, position=rule.position, scope=scope)
+
+
+def _runtime_load(agent_id: int, organization: Organization) -> AgentRuntime | None:
+    agent = Agent.objects.filter(pk=agent_id, organization_id=organization.pk).first()
+    if agent is None:
+        return None
+    agent.organization = organization
+    rules = list(
+        Rule.objects.filter(organization_id=organization.pk).filter(
+            Q(agent_id=agent_id) | Q(agent__isnull=True)
+        )
+    )
+    specs = [rule_spec(rule) for rule in rules]
+    approvals_plan = plan_cheapest_with(Feature.APPROVAL_WORKFLOWS)
+    policy = compile_policy(
+        specs,
+        default=agent.default_decision,
+        approvals_enabled=plan_allows(organization, Feature.APPROVAL_WORKFLOWS),
+        approvals_plan=approvals_plan.name if approvals_plan else "a higher",
+    )
+    return AgentRuntime(
+        agent=agent,
+        policy=policy,
+        revision=agent.policy_revision,
+        plan_key=_plan_key(organization),
+        rules_by_id={rule.public_id: rule for rule in rules},
+        checked_at=time.monotonic(),
+    )
+
+
+def agent_runtime(agent_id: int, organization: Organization) -> AgentRuntime | None:
+    """The agent with its compiled policy; None if it is not in ``organization``."""
+    now = time.monotonic()
+    current = _agents.get(agent_id)
+    if current is not None and current.agent.organization_id == organization.pk:
+        fresh = now - current.checked_at < _policy_recheck_seconds()
+        if fresh and current.plan_key == _plan_key(organization):
+            return current
+        revision = (
+            Agent.objects.filter(pk=agent_id).values_list("policy_revision", flat=True).first()
+        )
+        if revision == current.revision and current.plan_key == _plan_key(organization):
+            current.checked_at = now
+            return current
+    loaded = _runtime_load(agent_id, organization)
+    if loaded is None:
+        _agents.pop(agent_id, None)
+        return None
+    if len(_agents) > _MAX_ENTRIES:
+        _agents.clear()
+    _agents[agent_id] = loaded
+    return loaded
+
+
+def agent_id_for_ref(organization: Organization, ref: str) -> int | None:
+    """Resolve an agent named in a request (public id or name) to its id; 5 s cache."""
+    now = time.monotonic()
+    key = (organization.pk, ref)
+    hit = _agent_refs.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    agent_id = (
+        Agent.objects.filter(organization_id=organization.pk)
+        .filter(Q(public_id=ref) | Q(name=ref))
+        .order_by("-public_id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if agent_id is not None:
+        if len(_agent_refs) > _MAX_ENTRIES:
+            _agent_refs.clear()
+        _agent_refs[key] = (now + _key_cache_seconds(), agent_id)
+    return agent_id
+
+
+def policy_forget(organization_id: int, agent_ids: list[int] | None) -> None:
+    """Drop compiled policies (one agent, or every agent of the organisation)."""
+    if agent_ids is None:
+        for agent_id, entry in list(_agents.items()):
+            if entry.agent.organization_id == organization_id:
+                _agents.pop(agent_id, None)
+        for key in [k for k in _agent_refs if k[0] == organization_id]:
+            _agent_refs.pop(key, None)
+    else:
+        for agent_id in agent_ids:
+            _agents.pop(agent_id, None)
+        for key in [k for k, v in _agent_refs.items() if v[1] in agent_ids]:
+            _agent_refs.pop(key, None)
+
+
+def caches_clear() -> None:
+    """Forget everything (tests)."""
+    _keys.clear()
+    _agents.clear()
+    _agent_refs.clear()

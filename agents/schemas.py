@@ -1,0 +1,160 @@
+"""Serializers that describe the native API in the OpenAPI schema (documentation only: the
+views validate input with agents.http so every error has the same {code, detail, field})."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    field = serializers.CharField(allow_null=True)
+
+
+class CheckRequestSerializer(serializers.Serializer):
+    action = serializers.CharField(max_length=200, help_text="e.g. stripe.refund")
+    arguments = serializers.DictField(required=False, help_text="The tool call's arguments.")
+    session_id = serializers.CharField(required=False, allow_null=True, max_length=200)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    agent = serializers.CharField(
+        required=False, help_text="Org keys only: the agent's agt_ id or name."
+    )
+
+
+class CheckResponseSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(["allow", "requires_approval", "block"])
+    action_id = serializers.CharField()
+    status = serializers.ChoiceField(["allowed", "blocked", "pending"])
+    reason = serializers.CharField()
+    rule = serializers.CharField(allow_null=True)
+    message = serializers.CharField(allow_null=True)
+    environment = serializers.ChoiceField(["test", "live"])
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class OutcomeSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    error = serializers.CharField(allow_null=True, required=False)
+    at = serializers.DateTimeField()
+
+
+class ApprovalVoteSerializer(serializers.Serializer):
+    by = serializers.CharField()
+    at = serializers.DateTimeField()
+    notes = serializers.CharField(allow_null=True)
+
+
+class ActionSerializer(serializers.Serializer):
+    action_id = serializers.CharField()
+    agent_id = serializers.CharField()
+    action = serializers.CharField()
+    arguments = serializers.DictField()
+    decision = serializers.CharField()
+    status = serializers.ChoiceField(
+        ["allowed", "blocked", "pending", "approved", "denied", "expired", "cancelled"]
+    )
+    reason = serializers.CharField()
+    rule = serializers.CharField(allow_null=True)
+    environment = serializers.CharField()
+    session_id = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decided_by = serializers.CharField(allow_null=True)
+    notes = serializers.CharField(allow_null=True)
+    approvals = ApprovalVoteSerializer(many=True)
+    approvals_required = serializers.IntegerField(allow_null=True)
+    claimed_at = serializers.DateTimeField(allow_null=True)
+    outcome = OutcomeSerializer(allow_null=True)
+
+
+class OutcomeRequestSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(["success", "failed", "blocked"])
+    error = serializers.CharField(required=False, allow_null=True)
+    result = serializers.JSONField(required=False)
+
+
+class OutcomeResponseSerializer(serializers.Serializer):
+    action_id = serializers.CharField()
+    outcome = OutcomeSerializer()
+
+
+class AgentSerializer(serializers.Serializer):
+    id = serializers.CharField(read_only=True)
+    name = serializers.CharField()
+    description = serializers.CharField(required=False)
+    is_active = serializers.BooleanField(required=False)
+    default = serializers.ChoiceField(["allow", "block"], required=False)
+    policy_revision = serializers.IntegerField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class RuleSerializer(serializers.Serializer):
+    id = serializers.CharField(read_only=True)
+    scope = serializers.ChoiceField(["agent", "org"], read_only=True)
+    agent_id = serializers.CharField(read_only=True, allow_null=True)
+    name = serializers.CharField()
+    description = serializers.CharField(required=False)
+    action = serializers.CharField(help_text="stripe.refund, stripe.refund.*, database.*.delete, *")
+    effect = serializers.ChoiceField(["allow", "requires_approval", "block"])
+    when = serializers.ListField(child=serializers.DictField(), required=False)
+    max_amount = serializers.DecimalField(max_digits=20, decimal_places=4, required=False)
+    amount_field = serializers.CharField(required=False)
+    limit = serializers.DictField(required=False, help_text="{count, per} or {sum, over, per}")
+    approval = serializers.DictField(required=False, help_text="{timeout, approvals_required}")
+    environments = serializers.ListField(child=serializers.CharField(), required=False)
+    enabled = serializers.BooleanField(required=False)
+    position = serializers.IntegerField(read_only=True)
+
+
+class ApiKeySerializer(serializers.Serializer):
+    id = serializers.CharField(read_only=True)
+    name = serializers.CharField(required=False)
+    kind = serializers.ChoiceField(["agent", "org", "approver"])
+    environment = serializers.ChoiceField(["test", "live"], required=False)
+    agent_id = serializers.CharField(required=False, allow_null=True)
+    prefix = serializers.CharField(read_only=True)
+    key = serializers.CharField(read_only=True, help_text="Shown once, at creation.")
+    created_at = serializers.DateTimeField(read_only=True)
+    last_used_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    revoked_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+
+class RotateRequestSerializer(serializers.Serializer):
+    grace_seconds = serializers.IntegerField(min_value=0, required=False)
+
+
+class SimulateRequestSerializer(serializers.Serializer):
+    action = serializers.CharField()
+    arguments = serializers.DictField(required=False)
+    environment = serializers.ChoiceField(["test", "live"], required=False)
+
+
+class SimulateResponseSerializer(serializers.Serializer):
+    decision = serializers.CharField()
+    status = serializers.CharField()
+    reason = serializers.CharField()
+    rule = serializers.CharField(allow_null=True)
+    environment = serializers.CharField()
+    matched = serializers.ListField(child=serializers.DictField())
+
+
+class TokenUsageRequestSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    prompt_tokens = serializers.IntegerField(min_value=0)
+    completion_tokens = serializers.IntegerField(min_value=0)
+    session_id = serializers.CharField(required=False)
+    agent = serializers.CharField(required=False, help_text="Org keys: the agent, optional.")
+
+
+class TokenUsageResponseSerializer(serializers.Serializer):
+    usage_id = serializers.CharField()
+    total_tokens = serializers.IntegerField()
+    total_cost_usd = serializers.FloatField()
+
+
+class TokenUsageSummarySerializer(serializers.Serializer):
+    group_by = serializers.CharField()
+    results = serializers.ListField(child=serializers.DictField())

@@ -1,0 +1,170 @@
+"""Reading agents, keys and rules, always within one organisation (others get 404)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.http import Http404
+
+from accounts.models import Membership, Organization, User
+from agents.models import Agent, ApiKey, Rule
+from agents.policy import ENVIRONMENTS
+from agents.policy_document import rule_to_mapping
+
+MANAGER_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN})
+REVIEWER_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN, Membership.Role.APPROVER})
+ALL_ROLES = frozenset(Membership.Role.values)
+
+
+def member_role_get(*, user: User, organization: Organization) -> str | None:
+    """The user's role in ``organization``, or None for outsiders.
+
+    The one place the API asks about roles: swap it for the accounts permission helper
+    when that lands.
+    """
+    return (
+        Membership.objects.filter(user=user, organization=organization)
+        .values_list("role", flat=True)
+        .first()
+    )
+
+
+def agent_list(*, organization: Organization) -> QuerySet[Agent]:
+    return Agent.objects.filter(organization=organization).order_by("name")
+
+
+def agent_get(*, organization: Organization, ref: str) -> Agent:
+    """An agent of ``organization`` by public id (``agt_...``) or name, or 404."""
+    agent = (
+        Agent.objects.select_related("organization__plan")
+        .filter(organization=organization)
+        .filter(Q(public_id=ref) | Q(name=ref))
+        .order_by("-public_id")  # a public id match wins over a same-named agent
+        .first()
+    )
+    if agent is None:
+        raise Http404("No such agent.")
+    return agent
+
+
+def api_key_list(*, organization: Organization, agent: Agent | None = None) -> QuerySet[ApiKey]:
+    keys = ApiKey.objects.filter(organization=organization).select_related("agent")
+    if agent is not None:
+        keys = keys.filter(agent=agent)
+    return keys.order_by("-created_at", "-id")
+
+
+def api_key_get(*, organization: Organization, public_id: str) -> ApiKey:
+    try:
+        return ApiKey.objects.select_related("agent", "organization").get(
+            organization=organization, public_id=public_id
+        )
+    except ApiKey.DoesNotExist:
+        raise Http404("No such key.") from None
+
+
+def rule_list(*, organization: Organization, agent: Agent | None) -> QuerySet[Rule]:
+    """Rules of ``agent`` only, or the organisation-wide rules when ``agent`` is None."""
+    rules = Rule.objects.filter(organization=organization).select_related("agent")
+    rules = rules.filter(agent=agent) if agent is not None else rules.filter(agent__isnull=True)
+    return rules.order_by("position", "id")
+
+
+def rule_list_for_agent(*, agent: Agent) -> list[Rule]:
+    """Every rule that applies to ``agent``: its own, then the organisation's."""
+    rules = Rule.objects.filter(organization_id=agent.organization_id).filter(
+        Q(agent=agent) | Q(agent__isnull=True)
+    )
+    return sorted(rules, key=lambda r: (r.agent_id is None, r.position, r.id))
+
+
+def rule_get(*, organization: Organization, public_id: str, agent: Agent | None = None) -> Rule:
+    rules = Rule.objects.select_related("agent").filter(organization=organization)
+    if agent is not None:
+        rules = rules.filter(agent=agent)
+    rule = rules.filter(public_id=public_id).first()
+    if rule is None:
+        raise Http404("No such rule.")
+    return rule
+
+
+def rule_as_mapping(rule: Rule) -> dict[str, Any]:
+    """The policy-document form of a stored rule (same keys as in YAML/JSON documents)."""
+    mapping: dict[str, Any] = {"name": rule.name}
+    if rule.description:
+        mapping["description"] = rule.description
+    mapping["action"] = rule.action_pattern
+    mapping["effect"] = rule.effect
+    if rule.conditions:
+        mapping["when"] = rule.conditions
+    if rule.max_amount is not None:
+        amount = rule.max_amount
+        mapping["max_amount"] = int(amount) if amount == amount.to_integral_value() else str(amount)
+    if rule.amount_field and rule.amount_field != "amount":
+        mapping["amount_field"] = rule.amount_field
+    if rule.limit:
+        mapping["limit"] = rule.limit
+    approval: dict[str, Any] = {}
+    if rule.approval_timeout:
+        approval["timeout"] = rule.approval_timeout
+    if rule.approvals_required and rule.approvals_required != 1:
+        approval["approvals_required"] = rule.approvals_required
+    if approval:
+        mapping["approval"] = approval
+    if rule.environments and set(rule.environments) != ENVIRONMENTS:
+        mapping["environments"] = sorted(rule.environments)
+    if not rule.enabled:
+        mapping["enabled"] = False
+    return mapping
+
+
+def rule_detail(rule: Rule) -> dict[str, Any]:
+    """The API view of a rule: its document form plus identity and scope."""
+    from agents.policy_document import rule_draft_from_mapping
+
+    try:
+        document = rule_to_mapping(rule_draft_from_mapping(rule_as_mapping(rule)))
+    except ValueError:
+        document = rule_as_mapping(rule)
+    return {
+        "id": rule.public_id,
+        "scope": "agent" if rule.agent_id else "org",
+        "agent_id": rule.agent.public_id if rule.agent_id else None,
+        **document,
+        "position": rule.position,
+        "created_at": rule.created_at.isoformat(),
+        "updated_at": rule.updated_at.isoformat(),
+    }
+
+
+def agent_detail(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.public_id,
+        "name": agent.name,
+        "description": agent.description,
+        "is_active": agent.is_active,
+        "default": agent.default_decision,
+        "policy_revision": agent.policy_revision,
+        "created_at": agent.created_at.isoformat(),
+    }
+
+
+def api_key_detail(api_key: ApiKey) -> dict[str, Any]:
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": api_key.public_id,
+        "name": api_key.name,
+        "kind": api_key.kind,
+        "environment": api_key.environment,
+        "agent_id": api_key.agent.public_id if api_key.agent_id else None,
+        "prefix": api_key.prefix,
+        "created_at": iso(api_key.created_at),
+        "last_used_at": iso(api_key.last_used_at),
+        "revoked_at": iso(api_key.revoked_at),
+        "expires_at": iso(api_key.expires_at),
+        "replaced_by": api_key.replaced_by.public_id if api_key.replaced_by_id else None,
+        "usable": api_key.is_usable(),
+    }
