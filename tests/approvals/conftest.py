@@ -4,14 +4,18 @@ way the check path creates them (a check audit entry + approval_request_create).
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from accounts.models import Organization
+from accounts.models import Organization, Plan
+from agents import runtime
 from agents.models import Agent, ApiKey
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_create
@@ -23,28 +27,9 @@ KEY_PREFIXES = {"agent": "wdn_test_", "org": "wdn_org_", "approver": "wdn_apv_"}
 
 
 @dataclass
-class Principal:
-    """What the API-key authenticator puts on ``request.auth``."""
-
-    kind: str
-    organization: Organization
-    agent: Agent | None
-    api_key: ApiKey
-
-
-@dataclass
 class Key:
     raw: str
     model: ApiKey
-
-    @property
-    def principal(self) -> Principal:
-        return Principal(
-            kind=self.model.kind,
-            organization=self.model.organization,
-            agent=self.model.agent,
-            api_key=self.model,
-        )
 
 
 def key_create(organization: Organization, kind: str, agent: Agent | None = None) -> Key:
@@ -97,6 +82,24 @@ def request_create(
     )
 
 
+def _reseed_plans() -> None:
+    """Transactional tests (live server, threads) flush what data migrations seeded."""
+    if not Plan.objects.exists():
+        importlib.import_module("accounts.migrations.0002_seed_plans").seed_plans(django_apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(request: pytest.FixtureRequest) -> Any:
+    """Key and rate caches are per process; start every test without them."""
+    runtime.caches_clear()
+    cache.clear()
+    if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+        _reseed_plans()
+    yield
+    runtime.caches_clear()
+    cache.clear()
+
+
 @pytest.fixture
 def agent_a(org_a) -> Agent:
     return Agent.objects.create(organization=org_a, name="refund-bot")
@@ -127,12 +130,11 @@ def keys(org_a, agent_a) -> dict[str, Key]:
 
 @pytest.fixture
 def key_client() -> Callable[[Key], APIClient]:
-    """An API client authenticated as a key (through DRF's forced authentication until the
-    key authenticator lands; the live-server tests send the real header)."""
+    """An API client that sends the key in ``X-API-Key`` (the real authenticator)."""
 
     def make(key: Key) -> APIClient:
         client = APIClient()
-        client.force_authenticate(user=None, token=key.principal)
+        client.credentials(HTTP_X_API_KEY=key.raw)
         return client
 
     return make
