@@ -93,7 +93,9 @@ def _fresh_state(request: pytest.FixtureRequest) -> Any:
     """Key and rate caches are per process; start every test without them."""
     runtime.caches_clear()
     cache.clear()
-    if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+    marker = request.node.get_closest_marker("django_db")
+    if (marker and marker.kwargs.get("transaction")) or "live_server" in request.fixturenames:
+        request.getfixturevalue("transactional_db")
         _reseed_plans()
     yield
     runtime.caches_clear()

@@ -340,7 +340,7 @@ def test_a_reviewer_working_from_a_stale_read_gets_the_standing_outcome(alice, b
 
 
 @pytest.mark.postgres  # SQLite (in-memory test DB) serialises writers and locks tables
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_racing_reviewers_end_with_exactly_one_outcome(org_a, agent_a):
     request = request_create(agent_a)
     reviewers = []
@@ -380,7 +380,7 @@ def test_racing_reviewers_end_with_exactly_one_outcome(org_a, agent_a):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_a_decision_racing_the_expiry_sweep_ends_with_one_outcome(org_a, agent_a, bob):
     request = request_create(agent_a, timeout_seconds=1)
     ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now())

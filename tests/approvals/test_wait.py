@@ -67,7 +67,7 @@ def _until_registered(action_id: str) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
 def test_a_waiter_wakes_when_the_request_is_decided(org_a, agent_a, bob):
     request = request_create(agent_a)
@@ -108,7 +108,7 @@ def _waiter_process(action_id: str) -> subprocess.Popen:
     )
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_a_waiter_in_another_process_is_woken_through_redis(org_a, agent_a, bob):
