@@ -63,6 +63,15 @@ def approval_wait_for_decision(*, action_id: str, timeout: float) -> str | None:
             event.clear()
     finally:
         wakeup.unregister(action_id, event)
+        _no_persistent_connection()
+
+
+def _no_persistent_connection() -> None:
+    """A long-poll thread should not then keep a persistent connection (CONN_MAX_AGE) idle:
+    with many waiting agents that alone would exhaust PostgreSQL's connection slots. Django
+    closes it when this request finishes."""
+    if connection.connection is not None and not connection.in_atomic_block:
+        connection.close_at = time.monotonic()
 
 
 # --- one request ------------------------------------------------------------------------------
