@@ -6,3 +6,14 @@ from django.apps import AppConfig
 class ApprovalsConfig(AppConfig):
     name = "approvals"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from approvals.tasks import EXPIRE_EVERY_SECONDS
+
+        # In place: Celery may already hold a reference to this dict.
+        settings.CELERY_BEAT_SCHEDULE.setdefault(
+            "approvals-expire-overdue",
+            {"task": "approvals.expire_overdue", "schedule": EXPIRE_EVERY_SECONDS},
+        )

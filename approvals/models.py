@@ -53,6 +53,9 @@ class ApprovalRequest(models.Model):
     decided_by_label = models.CharField(max_length=200, blank=True)
     notes = models.TextField(blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When reviewers were emailed about it (or a digest)."
+    )
 
     class Meta:
         ordering = ["-requested_at"]

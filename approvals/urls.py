@@ -1,3 +1,16 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from approvals import views
+
+app_name = "approvals"
+
+urlpatterns = [
+    path("", views.queue, name="queue"),
+    path("queue.fragment", views.queue_fragment, name="queue-fragment"),
+    path("history/", views.history, name="history"),
+    path("<str:action_id>/", views.detail, name="detail"),
+    path("<str:action_id>/status.fragment", views.detail_status, name="detail-status"),
+    path("<str:action_id>/decide", views.decide, name="decide"),
+]

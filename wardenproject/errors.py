@@ -81,7 +81,7 @@ class RateLimited(DomainError):
 
 
 def error_response(
-    status: int,
+    http_status: int,
     code: str,
     detail: str,
     field: str | None = None,
@@ -89,7 +89,9 @@ def error_response(
     **extra: Any,
 ) -> Response:
     return Response(
-        {"code": code, "detail": detail, "field": field, **extra}, status=status, headers=headers
+        {"code": code, "detail": detail, "field": field, **extra},
+        status=http_status,
+        headers=headers,
     )
 
 

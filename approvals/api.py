@@ -1,0 +1,247 @@
+"""The approvals API: the native queue and decisions, claim and cancel, and Arden's
+``/approve/{id}`` and ``/deny/{id}``. Each view parses input, calls one service or selector
+and renders; errors are DomainErrors mapped once by wardenproject.errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import Organization, User
+from approvals.models import ApprovalRequest
+from approvals.selectors import (
+    ApprovalFilters,
+    approval_compat_status,
+    approval_list,
+)
+from approvals.services import (
+    approval_cancel,
+    approval_claim,
+    approval_decide,
+    approval_request_get,
+)
+from audit.selectors import action_detail
+from wardenproject.errors import Conflict, Forbidden
+
+MAX_PAGE = 200
+
+
+class IsMemberOrKey(BasePermission):
+    """A logged-in user or any API key; what each may do is decided by the services."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if getattr(request.auth, "kind", None):
+            return True
+        user = request.user
+        return bool(user is not None and user.is_authenticated)
+
+
+def request_actor(request: Request) -> tuple[User | None, Any | None]:
+    """(user, api_key) of the caller. The key authenticator's principal has ``.kind`` and
+    ``.api_key``; a session gives a user."""
+    principal = request.auth
+    if getattr(principal, "kind", None):
+        return None, getattr(principal, "api_key", principal)
+    user = request.user
+    if user is not None and user.is_authenticated:
+        return user, None
+    raise NotAuthenticated()
+
+
+def approval_json(request: ApprovalRequest) -> dict[str, Any]:
+    """The native action JSON of an approval request (audit.selectors.action_detail)."""
+    if request.check_entry_id is not None:
+        return action_detail(entry=request.check_entry)
+    raise Conflict("The check of this request was purged by retention.", extra={"status": "gone"})
+
+
+class NotesSerializer(serializers.Serializer):
+    notes = serializers.CharField(required=False, allow_blank=True, allow_null=True, default="")
+
+
+class ListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=ApprovalRequest.Status.choices, required=False, allow_blank=True
+    )
+    agent = serializers.CharField(required=False, allow_blank=True, max_length=120)
+    environment = serializers.ChoiceField(
+        choices=["test", "live"], required=False, allow_blank=True
+    )
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE, default=50)
+
+
+class ApprovalListApi(APIView):
+    """`GET /api/v1/approvals?status=pending&agent=&environment=&limit=`."""
+
+    permission_classes = [IsMemberOrKey]
+
+    def get(self, request: Request) -> Response:
+        query = ListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        _user, key = request_actor(request)
+        organization: Organization | None
+        if key is not None:
+            if key.kind == "agent":
+                raise Forbidden("Agent keys cannot list the approval queue.")
+            organization = key.organization
+        else:
+            organization = getattr(request._request, "organization", None)
+        if not organization:
+            return Response({"results": [], "count": 0})
+        data = query.validated_data
+        qs = approval_list(
+            organization=organization,
+            filters=ApprovalFilters(
+                status=data.get("status") or "",
+                agent=data.get("agent") or "",
+                environment=data.get("environment") or "",
+            ),
+        ).select_related("check_entry")
+        count = qs.count()
+        results = [
+            approval_json(item) for item in qs[: data["limit"]] if item.check_entry_id is not None
+        ]
+        return Response({"results": results, "count": count})
+
+
+class _DecideApi(APIView):
+    permission_classes = [IsMemberOrKey]
+    approve: bool = True
+
+    def post(self, request: Request, action_id: str) -> Response:
+        body = NotesSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user, key = request_actor(request)
+        decided = approval_decide(
+            request_or_action_id=action_id,
+            actor_user=user,
+            actor_key=key,
+            approve=self.approve,
+            notes=body.validated_data.get("notes") or "",
+            source="api",
+        )
+        return Response(approval_json(decided))
+
+
+class ApproveApi(_DecideApi):
+    """`POST /api/v1/actions/{id}/approve` `{notes}`."""
+
+    approve = True
+
+
+class DenyApi(_DecideApi):
+    """`POST /api/v1/actions/{id}/deny` `{notes}`."""
+
+    approve = False
+
+
+class ClaimSerializer(serializers.Serializer):
+    arguments = serializers.JSONField(required=False)
+
+
+class ClaimApi(APIView):
+    """`POST /api/v1/actions/{id}/claim`: the first claim of an approved action wins."""
+
+    permission_classes = [IsMemberOrKey]
+
+    def post(self, request: Request, action_id: str) -> Response:
+        body = ClaimSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        user, key = request_actor(request)
+        if key is None:
+            _forbid_members(user, action_id)
+        claimed = approval_claim(
+            request_or_action_id=action_id,
+            actor_key=key,
+            arguments=body.validated_data.get("arguments"),
+        )
+        return Response(
+            {
+                "action_id": claimed.action_id,
+                "status": claimed.status,
+                "claimed_at": claimed.claimed_at.isoformat(),
+            }
+        )
+
+
+def _forbid_members(user: User | None, action_id: str) -> None:
+    """Members of the request's organisation get 403 (claiming is the agent's); others 404."""
+    from approvals.services import member_can_decide
+
+    request = approval_request_get(action_id)
+    member_can_decide(user=user, organization_id=request.organization_id)  # 404 if outsider
+    raise Forbidden("Only the agent's key or an organisation key can claim an action.")
+
+
+class CancelApi(APIView):
+    """`POST /api/v1/actions/{id}/cancel` `{reason}`: withdraw a pending request."""
+
+    permission_classes = [IsMemberOrKey]
+
+    def post(self, request: Request, action_id: str) -> Response:
+        reason = request.data.get("reason") if isinstance(request.data, dict) else None
+        user, key = request_actor(request)
+        cancelled = approval_cancel(
+            request_or_action_id=action_id,
+            actor_user=user,
+            actor_key=key,
+            reason=str(reason or ""),
+            source="api",
+        )
+        return Response(approval_json(cancelled))
+
+
+# --- Arden compatibility (COMPAT.md): POST /approve/{id}, /deny/{id} {"message": ...} ---------
+
+
+class ArdenMessageSerializer(serializers.Serializer):
+    message = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+
+class _ArdenDecideApi(APIView):
+    permission_classes = [IsMemberOrKey]
+    approve: bool = True
+
+    def post(self, request: Request, action_id: str) -> Response:
+        body = ArdenMessageSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        user, key = request_actor(request)
+        wanted = ApprovalRequest.Status.APPROVED if self.approve else ApprovalRequest.Status.DENIED
+        try:
+            decided = approval_decide(
+                request_or_action_id=action_id,
+                actor_user=user,
+                actor_key=key,
+                approve=self.approve,
+                notes=body.validated_data.get("message") or "",
+                source="arden",
+            )
+        except Conflict as conflict:
+            # The SDK retries non-2xx answers: a retry of a decision that went through
+            # (same outcome standing) is answered 2xx rather than an error.
+            if conflict.extra.get("status") != wanted or conflict.code != "conflict":
+                raise
+            decided = approval_request_get(action_id)
+        status, message = approval_compat_status(decided)
+        return Response(
+            {
+                "action_id": decided.action_id,
+                "status": status,
+                "message": message,
+                "decided_by": decided.decided_by_label or None,
+            }
+        )
+
+
+class ArdenApproveApi(_ArdenDecideApi):
+    approve = True
+
+
+class ArdenDenyApi(_ArdenDecideApi):
+    approve = False

@@ -1,0 +1,24 @@
+"""Thin Celery tasks: expiry sweep and reviewer notifications."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from approvals.notifications import approval_notify_reviewers
+from approvals.services import approval_expire_overdue
+
+EXPIRE_EVERY_SECONDS = 2.0
+
+
+@shared_task(name="approvals.expire_overdue", ignore_result=True)
+def approvals_expire_overdue() -> int:
+    return approval_expire_overdue()
+
+
+@shared_task(name="approvals.notify", ignore_result=True, acks_late=False)
+def approvals_notify(organization_id: int) -> list[str]:
+    result = approval_notify_reviewers(organization_id=organization_id)
+    if result.retry_in is not None:
+        # A burst: one digest at the end of the window, covering what is pending then.
+        approvals_notify.apply_async(args=[organization_id], countdown=result.retry_in + 0.5)
+    return result.notified

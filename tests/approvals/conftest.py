@@ -1,0 +1,154 @@
+"""Approval fixtures: an agent in Acme, keys of each kind, and pending requests created the
+way the check path creates them (a check audit entry + approval_request_create)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.apps import apps as django_apps
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.models import Organization, Plan
+from agents import runtime
+from agents.models import Agent, ApiKey
+from approvals.models import ApprovalRequest
+from approvals.services import approval_request_create
+from audit.models import AuditEntry
+from audit.services import audit_record
+from wardenproject.ids import public_id, random_token
+
+KEY_PREFIXES = {"agent": "wdn_test_", "org": "wdn_org_", "approver": "wdn_apv_"}
+
+
+@dataclass
+class Key:
+    raw: str
+    model: ApiKey
+
+
+def key_create(organization: Organization, kind: str, agent: Agent | None = None) -> Key:
+    raw = KEY_PREFIXES[kind] + random_token(32)
+    model = ApiKey.objects.create(
+        organization=organization,
+        agent=agent if kind == "agent" else None,
+        kind=kind,
+        environment="test" if kind == "agent" else "live",
+        name=f"{kind} key",
+        prefix=raw[:12],
+        hashed_key=hashlib.sha256(raw.encode()).hexdigest(),
+    )
+    return Key(raw=raw, model=model)
+
+
+def request_create(
+    agent: Agent,
+    *,
+    action: str = "stripe.refund",
+    arguments: dict[str, Any] | None = None,
+    timeout_seconds: int | None = 3600,
+    approvals_required: int = 1,
+    environment: str = "test",
+) -> ApprovalRequest:
+    """What the check path does for a requires_approval decision."""
+    entry = audit_record(
+        organization=agent.organization,
+        kind=AuditEntry.Kind.CHECK,
+        public_id=public_id("act"),
+        agent=agent,
+        agent_public_id=agent.public_id,
+        action=action,
+        action_id="",
+        arguments=arguments if arguments is not None else {"amount": 500, "customer": "cus_1"},
+        environment=environment,
+        session_id="s1",
+        decision="requires_approval",
+        status="pending",
+        rule_name="large refunds",
+        reason="Refunds over 100 need a human",
+        source="native",
+    )
+    return approval_request_create(
+        entry=entry,
+        api_key=None,
+        rule=None,
+        timeout_seconds=timeout_seconds,
+        approvals_required=approvals_required,
+    )
+
+
+def _reseed_plans() -> None:
+    """Transactional tests (live server, threads) flush what data migrations seeded."""
+    if not Plan.objects.exists():
+        importlib.import_module("accounts.migrations.0002_seed_plans").seed_plans(django_apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(request: pytest.FixtureRequest) -> Any:
+    """Key and rate caches are per process; start every test without them."""
+    runtime.caches_clear()
+    cache.clear()
+    marker = request.node.get_closest_marker("django_db")
+    if (marker and marker.kwargs.get("transaction")) or "live_server" in request.fixturenames:
+        request.getfixturevalue("transactional_db")
+        _reseed_plans()
+    yield
+    runtime.caches_clear()
+    cache.clear()
+
+
+@pytest.fixture
+def agent_a(org_a) -> Agent:
+    return Agent.objects.create(organization=org_a, name="refund-bot")
+
+
+@pytest.fixture
+def agent_c(org_c) -> Agent:
+    return Agent.objects.create(organization=org_c, name="charlie-bot")
+
+
+@pytest.fixture
+def make_request(agent_a) -> Callable[..., ApprovalRequest]:
+    def make(**kwargs: Any) -> ApprovalRequest:
+        return request_create(kwargs.pop("agent", agent_a), **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def pending(make_request) -> ApprovalRequest:
+    return make_request()
+
+
+@pytest.fixture
+def keys(org_a, agent_a) -> dict[str, Key]:
+    return {kind: key_create(org_a, kind, agent_a) for kind in ("agent", "org", "approver")}
+
+
+@pytest.fixture
+def key_client() -> Callable[[Key], APIClient]:
+    """An API client that sends the key in ``X-API-Key`` (the real authenticator)."""
+
+    def make(key: Key) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_X_API_KEY=key.raw)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def member_client() -> Callable[..., APIClient]:
+    def make(user) -> APIClient:
+        client = APIClient(enforce_csrf_checks=True)
+        client.force_login(user)
+        client.cookies["csrftoken"] = "a" * 32
+        client.defaults["HTTP_X_CSRFTOKEN"] = "a" * 32
+        return client
+
+    return make
