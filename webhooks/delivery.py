@@ -197,6 +197,8 @@ def post(url: str, headers: dict[str, str], body: bytes) -> SendResult:
         result.response_body = b"".join(chunks)[:MAX_RESPONSE_BYTES].decode(
             "utf-8", errors="replace"
         )
+    except urllib3.exceptions.NewConnectionError as exc:  # a TimeoutError subclass in urllib3
+        result.error = f"connection error: {exc}"
     except (TimeoutError, urllib3.exceptions.TimeoutError) as exc:
         result.error = f"timeout: {exc}"
     except urllib3.exceptions.HTTPError as exc:
