@@ -73,9 +73,7 @@ def test_redirect_is_not_followed(webhook_receiver):
 def test_request_reaches_the_receiver_with_body_headers_and_hostname_host_header(
     webhook_receiver,
 ):
-    result = delivery.post(
-        webhook_receiver.url(host="localhost"), {"X-Test": "1"}, b'{"hello": 1}'
-    )
+    result = delivery.post(webhook_receiver.url(host="localhost"), {"X-Test": "1"}, b'{"hello": 1}')
     assert result.ok
     (request,) = webhook_receiver.received()
     assert request.body == b'{"hello": 1}'

@@ -101,7 +101,9 @@ def test_arden_signature_is_refused_by_ardenpy_with_another_secret():
 
 def agentwarden_verify(body: bytes, headers: dict, secret: str) -> bool:
     ts = headers["X-AgentWarden-Timestamp"]
-    expected = "sha256=" + hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    expected = (
+        "sha256=" + hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    )
     return hmac.compare_digest(expected, headers["X-AgentWarden-Signature"])
 
 
