@@ -96,7 +96,7 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 answer = receiver._record(self, body)
@@ -112,7 +112,7 @@ class WebhookReceiver:
                 except OSError:
                     pass
 
-            do_GET = do_POST  # noqa: N815
+            do_GET = do_POST
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -254,7 +254,7 @@ def broker_switched(url: str) -> Iterator[None]:
 
     saved = (app.conf.broker_url, app.conf.broker_transport_options)
     app.conf.broker_url = url
-    app.conf.broker_transport_options = {"visibility_timeout": 3600}
+    app.conf.broker_transport_options = {"visibility_timeout": 3600, "max_retries": 1}
     reset()
     try:
         yield

@@ -82,7 +82,7 @@ def test_arden_approval_reaches_the_on_approval_callback_of_handle_webhook():
     [("approval.rejected", "action_denied"), ("approval.expired", "action_denied")],
 )
 def test_arden_rejection_and_expiry_are_action_denied(event_type, arden_type):
-    headers, body = build_request(FakeEvent(event_type=event_type), "arden", ["k"], NOW)
+    _headers, body = build_request(FakeEvent(event_type=event_type), "arden", ["k"], NOW)
     payload = json.loads(body)
     assert payload["event_type"] == arden_type
     assert payload["event_id"] == "evt_abc123"
