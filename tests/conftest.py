@@ -19,6 +19,8 @@ from django.db import connection
 from accounts.models import Membership
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory, plan
 
+pytest_plugins = ["tests.live"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PASSWORD = "correct horse battery"
 

@@ -38,8 +38,9 @@ class Endpoint(models.Model):
     )
     format = models.CharField(max_length=16, choices=Format.choices, default=Format.STANDARD)
     enabled = models.BooleanField(default=True)
-    secret = models.CharField(max_length=128)
-    previous_secret = models.CharField(max_length=128, blank=True)
+    # Encrypted at rest (webhooks/crypto.py); read them through endpoint_signing_secrets.
+    secret = models.CharField(max_length=255)
+    previous_secret = models.CharField(max_length=255, blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     failing_since = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=200, blank=True)
@@ -93,6 +94,9 @@ class Delivery(models.Model):
     attempt_count = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     leased_until = models.DateTimeField(null=True, blank=True)
+    # When a wake-up task was last queued; the sweeper re-queues a due delivery whose
+    # wake-up is older than this attempt's due time or than WARDEN_WEBHOOKS_REQUEUE_AFTER.
+    queued_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -103,6 +107,7 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"]),
             models.Index(fields=["endpoint", "status", "created_at"]),
+            models.Index(fields=["endpoint", "status", "leased_until"]),
         ]
 
     def __str__(self) -> str:

@@ -1,14 +1,25 @@
-"""Emitting events into the transactional outbox."""
+"""Webhook writes: endpoints, secrets, emitting events into the outbox, replay.
+
+Delivery itself (leasing, sending, retrying, sweeping) lives in ``webhooks/dispatch.py``.
+"""
 
 from __future__ import annotations
 
+import base64
+import secrets as random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organization
-from accounts.plans import Feature, plan_allows
+from accounts.plans import Feature, plan_allows, plan_require
+from wardenproject.errors import ValidationFailed
+from webhooks import conf
+from webhooks.crypto import secret_decrypt, secret_encrypt
+from webhooks.delivery import url_problem
 from webhooks.models import Delivery, Endpoint, Event
 
 EVENT_TYPES = (
@@ -18,6 +29,186 @@ EVENT_TYPES = (
     "approval.expired",
     "webhook.test",
 )
+DEFAULT_EVENTS = ["approval.approved", "approval.rejected", "approval.expired"]
+
+
+@dataclass
+class EndpointWithSecret:
+    """An endpoint and its new plaintext secret: the only time the secret is shown."""
+
+    endpoint: Endpoint
+    secret: str
+
+
+def secret_generate(fmt: str) -> str:
+    if fmt == Endpoint.Format.STANDARD:
+        return "whsec_" + base64.b64encode(random.token_bytes(32)).decode()
+    return "whsk_" + random.token_urlsafe(32)
+
+
+def endpoint_signing_secrets(endpoint: Endpoint, *, now: datetime | None = None) -> list[str]:
+    """Plaintext secrets to sign with: current first, then the previous during its grace."""
+    now = now or timezone.now()
+    found = [secret_decrypt(endpoint.secret)]
+    if (
+        endpoint.previous_secret
+        and endpoint.previous_secret_expires_at
+        and endpoint.previous_secret_expires_at > now
+    ):
+        found.append(secret_decrypt(endpoint.previous_secret))
+    return found
+
+
+def _clean_url(url: str) -> str:
+    url = (url or "").strip()
+    if len(url) > 500:
+        raise ValidationFailed("The URL is longer than 500 characters.", field="url")
+    problem = url_problem(url)
+    if problem:
+        raise ValidationFailed(problem, field="url")
+    return url
+
+
+def _clean_events(events: Any) -> list[str]:
+    if isinstance(events, str):
+        events = [e.strip() for e in events.split(",") if e.strip()]
+    if not isinstance(events, list | tuple) or not events:
+        raise ValidationFailed("Choose at least one event.", field="events")
+    unknown = [e for e in events if e not in EVENT_TYPES]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown event type {unknown[0]!r}; known: {', '.join(EVENT_TYPES)}.",
+            field="events",
+        )
+    return sorted(set(events), key=EVENT_TYPES.index)
+
+
+def _clean_format(fmt: str) -> str:
+    if fmt not in Endpoint.Format.values:
+        raise ValidationFailed(
+            f"Unknown format {fmt!r}; use one of {', '.join(Endpoint.Format.values)}.",
+            field="format",
+        )
+    return fmt
+
+
+def _clean_agents(organization: Organization, agents: Any) -> list:
+    from agents.models import Agent
+
+    if not agents:
+        return []
+    if not isinstance(agents, list | tuple):
+        raise ValidationFailed("agents must be a list of agent ids or names.", field="agents")
+    found = []
+    for ref in agents:
+        agent = (
+            Agent.objects.filter(organization=organization, public_id=str(ref)).first()
+            or Agent.objects.filter(organization=organization, name=str(ref)).first()
+        )
+        if agent is None:
+            raise ValidationFailed(f"No agent {ref!r} in this organisation.", field="agents")
+        found.append(agent)
+    return found
+
+
+def endpoint_create(
+    *,
+    organization: Organization,
+    url: str,
+    events: Any = None,
+    fmt: str = Endpoint.Format.STANDARD,
+    description: str = "",
+    agents: Any = None,
+    enabled: bool = True,
+) -> EndpointWithSecret:
+    plan_require(organization, Feature.WEBHOOKS)
+    url = _clean_url(url)
+    fmt = _clean_format(fmt)
+    events = _clean_events(DEFAULT_EVENTS if events is None else events)
+    agent_objs = _clean_agents(organization, agents)
+    if len(description or "") > 200:
+        raise ValidationFailed(
+            "The description is longer than 200 characters.", field="description"
+        )
+    secret = secret_generate(fmt)
+    with transaction.atomic():
+        endpoint = Endpoint.objects.create(
+            organization=organization,
+            url=url,
+            description=description or "",
+            events=events,
+            format=fmt,
+            enabled=enabled,
+            secret=secret_encrypt(secret),
+        )
+        endpoint.agents.set(agent_objs)
+    return EndpointWithSecret(endpoint=endpoint, secret=secret)
+
+
+def endpoint_update(
+    *,
+    endpoint: Endpoint,
+    url: str | None = None,
+    events: Any = None,
+    description: str | None = None,
+    agents: Any = None,
+    enabled: bool | None = None,
+) -> Endpoint:
+    """Change an endpoint. The format is fixed at creation (its secret's shape depends on it)."""
+    plan_require(endpoint.organization, Feature.WEBHOOKS)
+    if url is not None:
+        endpoint.url = _clean_url(url)
+    if events is not None:
+        endpoint.events = _clean_events(events)
+    if description is not None:
+        if len(description) > 200:
+            raise ValidationFailed(
+                "The description is longer than 200 characters.", field="description"
+            )
+        endpoint.description = description
+    if enabled is not None:
+        endpoint_set_enabled(endpoint=endpoint, enabled=enabled, save=False)
+    with transaction.atomic():
+        endpoint.save()
+        if agents is not None:
+            endpoint.agents.set(_clean_agents(endpoint.organization, agents))
+    return endpoint
+
+
+def endpoint_set_enabled(
+    *, endpoint: Endpoint, enabled: bool, reason: str = "", save: bool = True
+) -> Endpoint:
+    endpoint.enabled = enabled
+    if enabled:
+        endpoint.disabled_reason = ""
+        endpoint.failing_since = None
+    else:
+        endpoint.disabled_reason = reason or "Disabled by a member."
+    if save:
+        endpoint.save(update_fields=["enabled", "disabled_reason", "failing_since", "updated_at"])
+    return endpoint
+
+
+def endpoint_delete(*, endpoint: Endpoint) -> None:
+    endpoint.delete()
+
+
+def endpoint_rotate_secret(
+    *, endpoint: Endpoint, grace_seconds: float | None = None
+) -> EndpointWithSecret:
+    """New secret now; the old one keeps signing (standard format) until the grace ends."""
+    plan_require(endpoint.organization, Feature.WEBHOOKS)
+    grace = conf.rotation_grace_seconds() if grace_seconds is None else grace_seconds
+    secret = secret_generate(endpoint.format)
+    endpoint.previous_secret = endpoint.secret if grace > 0 else ""
+    endpoint.previous_secret_expires_at = (
+        timezone.now() + timedelta(seconds=grace) if grace > 0 else None
+    )
+    endpoint.secret = secret_encrypt(secret)
+    endpoint.save(
+        update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
+    )
+    return EndpointWithSecret(endpoint=endpoint, secret=secret)
 
 
 def event_emit(
@@ -57,25 +248,95 @@ def event_emit(
                 or any(a.pk == agent.pk for a in endpoint.agents.all())
             )
         ]
-        now = timezone.now()
-        deliveries = Delivery.objects.bulk_create(
-            [
-                Delivery(event=event, endpoint=endpoint, next_attempt_at=now)
-                for endpoint in endpoints
-            ]
-        )
-        if deliveries:
-            _queue_deliveries([d.public_id for d in deliveries])
+        _create_deliveries(event, endpoints)
     return event
+
+
+def _create_deliveries(event: Event, endpoints: list[Endpoint]) -> list[Delivery]:
+    now = timezone.now()
+    deliveries = Delivery.objects.bulk_create(
+        [
+            Delivery(event=event, endpoint=endpoint, next_attempt_at=now, queued_at=now)
+            for endpoint in endpoints
+        ]
+    )
+    _queue_deliveries([d.public_id for d in deliveries])
+    return deliveries
 
 
 def _queue_deliveries(delivery_ids: list[str]) -> None:
     """Wake the workers after commit; the sweeper covers a lost wake-up."""
-    try:
-        from webhooks.tasks import deliver
-    except ImportError:  # delivery worker not installed yet: the sweeper will find the rows
-        return
     from wardenproject.tasks import enqueue_on_commit
+    from webhooks.tasks import deliver
 
     for delivery_id in delivery_ids:
         enqueue_on_commit(deliver, delivery_id)
+
+
+def test_event_data(endpoint: Endpoint) -> dict[str, Any]:
+    now = timezone.now().isoformat()
+    return {
+        "action_id": "act_test_" + random.token_hex(6),
+        "agent_id": None,
+        "agent_name": None,
+        "action": "warden.webhook_test",
+        "arguments": {"message": "This is a test event from Warden."},
+        "status": "test",
+        "environment": "test",
+        "session_id": None,
+        "rule": None,
+        "reason": "Test event sent by a member.",
+        "requested_at": now,
+        "expires_at": None,
+        "decided_at": None,
+        "decided_by": None,
+        "notes": None,
+        "endpoint_id": endpoint.public_id,
+    }
+
+
+def endpoint_send_test(*, endpoint: Endpoint) -> Delivery:
+    """Send a ``webhook.test`` event to this endpoint only, subscribed or not."""
+    plan_require(endpoint.organization, Feature.WEBHOOKS)
+    with transaction.atomic():
+        event = Event.objects.create(
+            organization=endpoint.organization,
+            event_type="webhook.test",
+            data=test_event_data(endpoint),
+        )
+        (delivery,) = _create_deliveries(event, [endpoint])
+    return delivery
+
+
+def _requeue(queryset) -> int:
+    now = timezone.now()
+    ids = list(queryset.values_list("public_id", flat=True))
+    with transaction.atomic():
+        Delivery.objects.filter(public_id__in=ids).update(
+            status=Delivery.Status.PENDING,
+            attempt_count=0,
+            next_attempt_at=now,
+            queued_at=now,
+            leased_until=None,
+            completed_at=None,
+        )
+        _queue_deliveries(ids)
+    return len(ids)
+
+
+def delivery_resend(*, delivery: Delivery) -> Delivery:
+    """Deliver again now, with a fresh retry schedule (same event id)."""
+    plan_require(delivery.endpoint.organization, Feature.WEBHOOKS)
+    _requeue(Delivery.objects.filter(pk=delivery.pk))
+    delivery.refresh_from_db()
+    return delivery
+
+
+def deliveries_recover(*, endpoint: Endpoint, since: datetime) -> int:
+    """Re-send every failed delivery of ``endpoint`` created since ``since``; returns how many."""
+    plan_require(endpoint.organization, Feature.WEBHOOKS)
+    return _requeue(
+        Delivery.objects.filter(
+            endpoint=endpoint, status=Delivery.Status.FAILED, created_at__gte=since
+        )
+    )

@@ -1,0 +1,389 @@
+"""Shared fixtures for tests that run real processes: a Celery worker, a webhook receiver,
+and a private Redis server.
+
+Loaded from tests/conftest.py (``pytest_plugins = ["tests.live"]``).
+
+``celery_worker`` starts ``celery -A wardenproject worker --pool threads -B`` in its own
+process group, pointed at the test database (PostgreSQL only: an SQLite test database lives
+in the test process's memory) and at the test process's broker. Tests using it need
+``transactional_db`` (the worker must see committed rows) and the ``postgres`` and ``live``
+markers (plus ``redis`` if they need Redis). Override the fixtures ``celery_worker_settings``
+(a settings module) and ``celery_worker_env`` (extra environment) in a test module or a
+conftest to tune the worker.
+
+``webhook_receiver`` is a real HTTP server on 127.0.0.1 that records every request and can
+be told, per path, to fail N times, answer a status with headers, or sleep.
+
+``private_redis`` starts a redis-server of its own on a free port, so a test can kill and
+restart it without touching the Redis other tests share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float = 30, interval: float = 0.1, what: str = ""
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- Webhook receiver -------------------------------------------------------------------------
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b'{"ok": true}'
+    sleep: float = 0.0
+
+
+class WebhookReceiver:
+    """Records requests; answers per path from a script of answers, then a default."""
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self._scripts: dict[str, list[Answer]] = {}
+        self._defaults: dict[str, Answer] = {}
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                answer = receiver._record(self, body)
+                if answer.sleep:
+                    time.sleep(answer.sleep)
+                try:
+                    self.send_response(answer.status)
+                    for name, value in answer.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except OSError:
+                    pass
+
+            do_GET = do_POST
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _record(self, handler: BaseHTTPRequestHandler, body: bytes) -> Answer:
+        path = handler.path.split("?", 1)[0]
+        with self._lock:
+            self.requests.append(
+                ReceivedRequest(
+                    handler.command, handler.path, dict(handler.headers.items()), body, time.time()
+                )
+            )
+            script = self._scripts.get(path)
+            if script:
+                return script.pop(0)
+            return self._defaults.get(path, Answer())
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def fail_times(self, count: int, path: str = "/hook", status: int = 500) -> None:
+        with self._lock:
+            self._scripts.setdefault(path, []).extend(Answer(status=status) for _ in range(count))
+
+    def then(self, answer: Answer, path: str = "/hook") -> None:
+        """Queue one scripted answer for ``path``."""
+        with self._lock:
+            self._scripts.setdefault(path, []).append(answer)
+
+    def always(self, answer: Answer, path: str = "/hook") -> None:
+        with self._lock:
+            self._defaults[path] = answer
+
+    def received(self, path: str | None = None) -> list[ReceivedRequest]:
+        with self._lock:
+            return [r for r in self.requests if path is None or r.path.startswith(path)]
+
+    def wait_for(self, count: int, path: str | None = None, timeout: float = 30) -> list:
+        wait_until(
+            lambda: len(self.received(path)) >= count,
+            timeout=timeout,
+            what=f"{count} request(s) on {path or 'any path'}",
+        )
+        return self.received(path)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+# --- Private Redis ----------------------------------------------------------------------------
+
+
+class PrivateRedis:
+    def __init__(self, port: int, workdir: str) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, timeout=10, what="private redis-server to start")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: the server loses everything it held (it persists nothing)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    if not shutil.which("redis-server"):
+        pytest.skip("needs redis-server on PATH")
+    with tempfile.TemporaryDirectory() as workdir:
+        redis = PrivateRedis(free_port(), workdir)
+        redis.start()
+        yield redis
+        redis.kill()
+
+
+@contextlib.contextmanager
+def broker_switched(url: str) -> Iterator[None]:
+    """Point the test process's Celery producer at ``url`` (e.g. a private Redis)."""
+    from wardenproject.celery import app
+
+    def reset() -> None:
+        app._pool = None
+        with contextlib.suppress(AttributeError, KeyError):
+            app.__dict__["amqp"]._producer_pool = None
+
+    saved = (app.conf.broker_url, app.conf.broker_transport_options)
+    app.conf.broker_url = url
+    app.conf.broker_transport_options = {"visibility_timeout": 3600, "max_retries": 1}
+    reset()
+    try:
+        yield
+    finally:
+        app.conf.broker_url, app.conf.broker_transport_options = saved
+        reset()
+
+
+# --- Celery worker ----------------------------------------------------------------------------
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if not db["ENGINE"].endswith("postgresql"):
+        pytest.skip("a worker process needs PostgreSQL (the SQLite test DB is in memory)")
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class CeleryWorker:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        offset = self.log_path.stat().st_size
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "wardenproject",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                self.env.get("WORKER_CONCURRENCY", "4"),
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+                "-B",
+                "-s",
+                str(self.log_path.with_suffix(".beat")),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                pytest.fail(f"celery worker exited early:\n{self.log()[-4000:]}")
+            return b" ready." in self.log_path.read_bytes()[offset:]
+
+        wait_until(ready, timeout=60, interval=0.2, what="celery worker to be ready")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _signal_group(self, sig: int) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its embedded beat: no clean-up, no acknowledgements."""
+        self._signal_group(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        self._signal_group(signal.SIGTERM)
+        if self.process is not None:
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def restart(self) -> None:
+        self.kill()
+        if self._log:
+            self._log.close()
+        self.start()
+
+
+@pytest.fixture
+def celery_worker_settings() -> str:
+    return "wardenproject.settings.test"
+
+
+@pytest.fixture
+def celery_worker_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+def celery_worker(
+    transactional_db,
+    django_db_serialized_rollback,
+    celery_worker_settings,
+    celery_worker_env,
+    tmp_path,
+) -> Iterator[CeleryWorker]:
+    # serialized_rollback: the flush after a transactional test would otherwise also wipe
+    # the rows seeded by data migrations (plans) that every later test relies on.
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": celery_worker_settings,
+        "DATABASE_URL": _database_url(),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    env.update(celery_worker_env)
+    worker = CeleryWorker(env, tmp_path / "celery-worker.log")
+    worker.start()
+    yield worker
+    worker.stop()

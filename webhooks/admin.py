@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from webhooks.models import Attempt, Delivery, Endpoint, Event
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(admin.ModelAdmin):
+    list_display = ["url", "organization", "format", "enabled", "failing_since", "created_at"]
+    list_filter = ["format", "enabled"]
+    search_fields = ["url", "public_id", "description", "organization__name"]
+    # Signing secrets never appear in the admin, not even encrypted.
+    exclude = ["secret", "previous_secret"]
+    readonly_fields = ["public_id", "previous_secret_expires_at", "failing_since", "created_at"]
+    raw_id_fields = ["organization"]
+    filter_horizontal = ["agents"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a new endpoint needs a secret shown once: use the page, API or command
+
+
+class DeliveryInline(admin.TabularInline):
+    model = Delivery
+    fields = ["public_id", "endpoint", "status", "attempt_count", "next_attempt_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "event_type", "organization", "action_id", "created_at"]
+    list_filter = ["event_type"]
+    search_fields = ["public_id", "action_id", "organization__name"]
+    readonly_fields = ["public_id", "organization", "event_type", "agent", "action_id", "data"]
+    date_hierarchy = "created_at"
+    inlines = [DeliveryInline]
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    fields = ["number", "created_at", "response_status", "duration_ms", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "public_id",
+        "endpoint",
+        "event",
+        "status",
+        "attempt_count",
+        "last_status_code",
+        "next_attempt_at",
+        "created_at",
+    ]
+    list_filter = ["status", "endpoint__format"]
+    search_fields = ["public_id", "event__public_id", "endpoint__url", "event__action_id"]
+    raw_id_fields = ["event", "endpoint"]
+    readonly_fields = ["public_id", "leased_until", "queued_at", "completed_at"]
+    date_hierarchy = "created_at"
+    inlines = [AttemptInline]
+
+
+@admin.register(Attempt)
+class AttemptAdmin(admin.ModelAdmin):
+    list_display = ["delivery", "number", "response_status", "duration_ms", "error", "created_at"]
+    list_filter = ["response_status"]
+    search_fields = ["delivery__public_id", "request_url", "error"]
+    raw_id_fields = ["delivery"]
+    date_hierarchy = "created_at"

@@ -1,0 +1,240 @@
+"""JSON API under /api/v1/webhooks/: parse, call one service or selector, render."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import Membership
+from wardenproject.errors import ValidationFailed
+from webhooks import selectors, services
+from webhooks.models import Attempt, Delivery, Endpoint
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.public_id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "format": endpoint.format,
+        "events": endpoint.events,
+        "agents": [a.public_id for a in endpoint.agents.all()],
+        "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason or None,
+        "failing_since": _iso(endpoint.failing_since),
+        "previous_secret_expires_at": _iso(endpoint.previous_secret_expires_at),
+        "created_at": _iso(endpoint.created_at),
+    }
+
+
+def attempt_json(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "at": _iso(attempt.created_at),
+        "url": attempt.request_url,
+        "request_headers": attempt.request_headers,
+        "request_body": attempt.request_body,
+        "response_status": attempt.response_status,
+        "response_body": attempt.response_body,
+        "duration_ms": attempt.duration_ms,
+        "error": attempt.error or None,
+    }
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.public_id,
+        "endpoint_id": delivery.endpoint.public_id,
+        "event_id": delivery.event.public_id,
+        "event_type": delivery.event.event_type,
+        "action_id": delivery.event.action_id or None,
+        "status": delivery.status,
+        "attempt_count": delivery.attempt_count,
+        "next_attempt_at": _iso(delivery.next_attempt_at)
+        if delivery.status == Delivery.Status.PENDING
+        else None,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error or None,
+        "created_at": _iso(delivery.created_at),
+        "completed_at": _iso(delivery.completed_at),
+        "attempts": [attempt_json(a) for a in delivery.attempts.all()],
+    }
+
+
+def _membership(request: Request, *, manage: bool) -> Membership:
+    membership = selectors.webhook_membership(
+        user=request.user, organization=getattr(request, "organization", None)
+    )
+    if manage:
+        selectors.webhook_require_manager(membership)
+    return membership
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise ValidationFailed("The body must be a JSON object.")
+    return request.data
+
+
+def _str(data: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ValidationFailed(f"{name} is required.", field=name)
+        return None
+    if not isinstance(value, str):
+        raise ValidationFailed(f"{name} must be a string.", field=name)
+    return value
+
+
+class EndpointListView(APIView):
+    def get(self, request: Request) -> Response:
+        membership = _membership(request, manage=False)
+        endpoints = selectors.endpoint_list(organization=membership.organization)
+        return Response({"results": [endpoint_json(e) for e in endpoints]})
+
+    def post(self, request: Request) -> Response:
+        membership = _membership(request, manage=True)
+        data = _body(request)
+        enabled = data.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ValidationFailed("enabled must be true or false.", field="enabled")
+        created = services.endpoint_create(
+            organization=membership.organization,
+            url=_str(data, "url", required=True) or "",
+            events=data.get("events"),
+            fmt=_str(data, "format") or Endpoint.Format.STANDARD,
+            description=_str(data, "description") or "",
+            agents=data.get("agents"),
+            enabled=enabled,
+        )
+        return Response(
+            {**endpoint_json(created.endpoint), "secret": created.secret},
+            status=HTTPStatus.CREATED,
+        )
+
+
+class EndpointDetailView(APIView):
+    def get(self, request: Request, endpoint_id: str) -> Response:
+        membership = _membership(request, manage=False)
+        endpoint = selectors.endpoint_get(
+            organization=membership.organization, public_id=endpoint_id
+        )
+        return Response(endpoint_json(endpoint))
+
+    def patch(self, request: Request, endpoint_id: str) -> Response:
+        membership = _membership(request, manage=True)
+        endpoint = selectors.endpoint_get(
+            organization=membership.organization, public_id=endpoint_id
+        )
+        data = _body(request)
+        if "format" in data and data["format"] != endpoint.format:
+            raise ValidationFailed(
+                "The format cannot change; create a new endpoint.", field="format"
+            )
+        enabled = data.get("enabled")
+        if enabled is not None and not isinstance(enabled, bool):
+            raise ValidationFailed("enabled must be true or false.", field="enabled")
+        endpoint = services.endpoint_update(
+            endpoint=endpoint,
+            url=_str(data, "url"),
+            events=data.get("events"),
+            description=_str(data, "description"),
+            agents=data.get("agents"),
+            enabled=enabled,
+        )
+        return Response(endpoint_json(endpoint))
+
+    def delete(self, request: Request, endpoint_id: str) -> Response:
+        membership = _membership(request, manage=True)
+        endpoint = selectors.endpoint_get(
+            organization=membership.organization, public_id=endpoint_id
+        )
+        services.endpoint_delete(endpoint=endpoint)
+        return Response(status=HTTPStatus.NO_CONTENT)
+
+
+class EndpointRotateView(APIView):
+    def post(self, request: Request, endpoint_id: str) -> Response:
+        membership = _membership(request, manage=True)
+        endpoint = selectors.endpoint_get(
+            organization=membership.organization, public_id=endpoint_id
+        )
+        rotated = services.endpoint_rotate_secret(endpoint=endpoint)
+        return Response({**endpoint_json(rotated.endpoint), "secret": rotated.secret})
+
+
+class EndpointTestView(APIView):
+    def post(self, request: Request, endpoint_id: str) -> Response:
+        membership = _membership(request, manage=True)
+        endpoint = selectors.endpoint_get(
+            organization=membership.organization, public_id=endpoint_id
+        )
+        delivery = services.endpoint_send_test(endpoint=endpoint)
+        return Response(delivery_json(delivery), status=HTTPStatus.ACCEPTED)
+
+
+class EndpointRecoverView(APIView):
+    def post(self, request: Request, endpoint_id: str) -> Response:
+        membership = _membership(request, manage=True)
+        endpoint = selectors.endpoint_get(
+            organization=membership.organization, public_id=endpoint_id
+        )
+        raw = _str(_body(request), "since", required=True) or ""
+        since = parse_datetime(raw)
+        if since is None or since.tzinfo is None:
+            raise ValidationFailed(
+                "since must be an ISO-8601 date-time with a time zone.", field="since"
+            )
+        count = services.deliveries_recover(endpoint=endpoint, since=since)
+        return Response({"recovered": count}, status=HTTPStatus.ACCEPTED)
+
+
+class EndpointDeliveriesView(APIView):
+    def get(self, request: Request, endpoint_id: str) -> Response:
+        membership = _membership(request, manage=False)
+        endpoint = selectors.endpoint_get(
+            organization=membership.organization, public_id=endpoint_id
+        )
+        status = request.query_params.get("status")
+        if status and status not in Delivery.Status.values:
+            raise ValidationFailed(
+                f"status must be one of {', '.join(Delivery.Status.values)}.", field="status"
+            )
+        try:
+            limit = min(max(int(request.query_params.get("limit", 50)), 1), 500)
+        except ValueError:
+            raise ValidationFailed("limit must be an integer.", field="limit") from None
+        deliveries = list(selectors.delivery_list(endpoint=endpoint, status=status, limit=limit))
+        return Response(
+            {"results": [delivery_json(d) for d in deliveries], "count": len(deliveries)}
+        )
+
+
+class DeliveryDetailView(APIView):
+    def get(self, request: Request, delivery_id: str) -> Response:
+        membership = _membership(request, manage=False)
+        delivery = selectors.delivery_get(
+            organization=membership.organization, public_id=delivery_id
+        )
+        return Response(delivery_json(delivery))
+
+
+class DeliveryResendView(APIView):
+    def post(self, request: Request, delivery_id: str) -> Response:
+        membership = _membership(request, manage=True)
+        delivery = selectors.delivery_get(
+            organization=membership.organization, public_id=delivery_id
+        )
+        delivery = services.delivery_resend(delivery=delivery)
+        return Response(delivery_json(delivery), status=HTTPStatus.ACCEPTED)

@@ -1,0 +1,104 @@
+"""`manage.py warden_webhook create|list|rotate`: webhook endpoints from the shell."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
+
+from accounts.models import Organization
+from wardenproject.errors import DomainError
+from webhooks import selectors, services
+from webhooks.api import endpoint_json
+from webhooks.models import Endpoint
+
+
+def _organization(ref: str) -> Organization:
+    orgs = list(Organization.objects.filter(Q(public_id=ref) | Q(name=ref))[:2])
+    if not orgs:
+        raise CommandError(f"No organisation {ref!r} (give its public id or name).")
+    if len(orgs) > 1:
+        raise CommandError(f"Several organisations are named {ref!r}; give the public id.")
+    return orgs[0]
+
+
+class Command(BaseCommand):
+    help = "Create, list or rotate webhook endpoints. The secret is printed once."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="subcommand", required=True)
+        create = sub.add_parser("create", help="Create an endpoint and print its secret.")
+        create.add_argument("--org", required=True, help="Organisation public id or name.")
+        create.add_argument("--url", required=True)
+        create.add_argument("--format", default="standard", choices=list(Endpoint.Format.values))
+        create.add_argument(
+            "--events",
+            default=",".join(services.DEFAULT_EVENTS),
+            help="Comma-separated event types.",
+        )
+        create.add_argument("--description", default="")
+        create.add_argument("--agents", default="", help="Comma-separated agent ids or names.")
+        create.add_argument("--json", action="store_true")
+        listing = sub.add_parser("list", help="List an organisation's endpoints.")
+        listing.add_argument("--org", required=True)
+        listing.add_argument("--json", action="store_true")
+        rotate = sub.add_parser("rotate", help="Rotate an endpoint's secret and print it.")
+        rotate.add_argument("--org", required=True)
+        rotate.add_argument("endpoint", help="Endpoint id (we_...).")
+        rotate.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        organization = _organization(options["org"])
+        try:
+            getattr(self, f"_{options['subcommand']}")(organization, options)
+        except DomainError as exc:
+            raise CommandError(exc.detail) from None
+
+    def _emit(self, payload: Any, as_json: bool, text: str) -> None:
+        self.stdout.write(json.dumps(payload) if as_json else text)
+
+    def _create(self, organization: Organization, options: dict[str, Any]) -> None:
+        agents = [a.strip() for a in options["agents"].split(",") if a.strip()]
+        created = services.endpoint_create(
+            organization=organization,
+            url=options["url"],
+            events=options["events"],
+            fmt=options["format"],
+            description=options["description"],
+            agents=agents or None,
+        )
+        self._emit(
+            {"id": created.endpoint.public_id, "secret": created.secret},
+            options["json"],
+            f"Created {created.endpoint.public_id} -> {created.endpoint.url}\n"
+            f"Signing secret (shown once): {created.secret}",
+        )
+
+    def _list(self, organization: Organization, options: dict[str, Any]) -> None:
+        endpoints = [endpoint_json(e) for e in selectors.endpoint_list(organization=organization)]
+        text = "\n".join(
+            f"{e['id']}  {e['format']:<11}  {'on ' if e['enabled'] else 'off'}  {e['url']}"
+            for e in endpoints
+        )
+        self._emit(endpoints, options["json"], text or "No endpoints.")
+
+    def _rotate(self, organization: Organization, options: dict[str, Any]) -> None:
+        endpoint = Endpoint.objects.filter(
+            organization=organization, public_id=options["endpoint"]
+        ).first()
+        if endpoint is None:
+            raise CommandError(f"No endpoint {options['endpoint']!r} in {organization.name}.")
+        rotated = services.endpoint_rotate_secret(endpoint=endpoint)
+        self._emit(
+            {
+                "id": endpoint.public_id,
+                "secret": rotated.secret,
+                "previous_secret_expires_at": endpoint.previous_secret_expires_at.isoformat()
+                if endpoint.previous_secret_expires_at
+                else None,
+            },
+            options["json"],
+            f"New signing secret for {endpoint.public_id} (shown once): {rotated.secret}",
+        )

@@ -1,0 +1,69 @@
+"""Webhook reads, always scoped to one organisation (anything else is a 404)."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404
+
+from accounts.models import Membership, Organization, User
+from wardenproject.errors import Forbidden
+from webhooks.models import Attempt, Delivery, Endpoint
+
+MANAGER_ROLES = {Membership.Role.OWNER, Membership.Role.ADMIN}
+
+
+def webhook_membership(*, user: User, organization: Organization | None) -> Membership:
+    """The user's membership of ``organization`` or 404."""
+    if organization is None or not getattr(user, "is_authenticated", False):
+        raise Http404("No such organisation.")
+    membership = Membership.objects.filter(user=user, organization=organization).first()
+    if membership is None:
+        raise Http404("No such organisation.")
+    return membership
+
+
+def webhook_require_manager(membership: Membership) -> None:
+    if membership.role not in MANAGER_ROLES:
+        raise Forbidden("Only the organisation's owners and admins can change webhooks.")
+
+
+def endpoint_list(*, organization: Organization) -> QuerySet[Endpoint]:
+    return Endpoint.objects.filter(organization=organization).prefetch_related("agents")
+
+
+def endpoint_get(*, organization: Organization, public_id: str) -> Endpoint:
+    endpoint = (
+        Endpoint.objects.filter(organization=organization, public_id=public_id)
+        .select_related("organization__plan")
+        .prefetch_related("agents")
+        .first()
+    )
+    if endpoint is None:
+        raise Http404("No such webhook endpoint.")
+    return endpoint
+
+
+def delivery_list(
+    *, endpoint: Endpoint, status: str | None = None, limit: int = 50
+) -> QuerySet[Delivery]:
+    qs = (
+        Delivery.objects.filter(endpoint=endpoint)
+        .select_related("event")
+        .prefetch_related(Prefetch("attempts", queryset=Attempt.objects.order_by("number")))
+        .order_by("-created_at", "-pk")
+    )
+    if status:
+        qs = qs.filter(status=status)
+    return qs[:limit]
+
+
+def delivery_get(*, organization: Organization, public_id: str) -> Delivery:
+    delivery = (
+        Delivery.objects.filter(endpoint__organization=organization, public_id=public_id)
+        .select_related("event", "endpoint__organization__plan")
+        .prefetch_related(Prefetch("attempts", queryset=Attempt.objects.order_by("number")))
+        .first()
+    )
+    if delivery is None:
+        raise Http404("No such delivery.")
+    return delivery

@@ -1,0 +1,25 @@
+"""Thin Celery tasks: they pass ids to the delivery engine (webhooks/dispatch.py)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from webhooks import dispatch
+
+
+@shared_task(name="webhooks.deliver", ignore_result=True, acks_late=True)
+def deliver(delivery_id: str) -> None:
+    attempt = dispatch.delivery_attempt(delivery_public_id=delivery_id)
+    if attempt is not None:
+        dispatch.endpoint_drain(endpoint_pk=attempt.delivery.endpoint_id)
+
+
+@shared_task(name="webhooks.sweep", ignore_result=True)
+def sweep() -> int:
+    ids = dispatch.deliveries_sweep()
+    for delivery_id in ids:
+        try:
+            deliver.apply_async(args=[delivery_id], retry=False)
+        except Exception:  # broker down: queued_at ages out and the next sweep retries
+            return 0
+    return len(ids)

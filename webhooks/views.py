@@ -1,0 +1,167 @@
+"""Server-rendered webhook pages: thin adapters over the services and selectors."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_POST
+
+from accounts.models import Membership
+from accounts.plans import Feature, plan_allows, plan_required_message
+from wardenproject.errors import DomainError
+from webhooks import selectors, services
+from webhooks.models import Endpoint
+
+
+def _membership(request: HttpRequest, *, manage: bool = False) -> Membership:
+    membership = selectors.webhook_membership(
+        user=request.user, organization=getattr(request, "organization", None)
+    )
+    if manage:
+        selectors.webhook_require_manager(membership)
+    return membership
+
+
+def _can_manage(membership: Membership) -> bool:
+    return membership.role in selectors.MANAGER_ROLES
+
+
+@login_required
+def endpoint_list(request: HttpRequest) -> HttpResponse:
+    membership = _membership(request)
+    org = membership.organization
+    return render(
+        request,
+        "webhooks/endpoint_list.html",
+        {
+            "endpoints": selectors.endpoint_list(organization=org),
+            "can_manage": _can_manage(membership),
+            "plan_message": None
+            if plan_allows(org, Feature.WEBHOOKS)
+            else plan_required_message(org, Feature.WEBHOOKS),
+        },
+    )
+
+
+@login_required
+def endpoint_create(request: HttpRequest) -> HttpResponse:
+    try:
+        membership = _membership(request, manage=True)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+        return redirect("webhooks:list")
+    context = {
+        "formats": Endpoint.Format.choices,
+        "event_types": services.EVENT_TYPES,
+        "values": {"events": services.DEFAULT_EVENTS, "format": "standard"},
+    }
+    if request.method == "POST":
+        values = {
+            "url": request.POST.get("url", ""),
+            "description": request.POST.get("description", ""),
+            "format": request.POST.get("format", "standard"),
+            "events": request.POST.getlist("events"),
+        }
+        context["values"] = values
+        try:
+            created = services.endpoint_create(
+                organization=membership.organization,
+                url=values["url"],
+                events=values["events"],
+                fmt=values["format"],
+                description=values["description"],
+            )
+        except DomainError as exc:
+            context["error"] = exc.detail
+            context["error_field"] = exc.field
+            return render(request, "webhooks/endpoint_form.html", context, status=400)
+        # Rendered, not redirected: the secret is shown once and stored nowhere in clear.
+        return render(
+            request,
+            "webhooks/secret.html",
+            {"endpoint": created.endpoint, "secret": created.secret},
+        )
+    return render(request, "webhooks/endpoint_form.html", context)
+
+
+@login_required
+def endpoint_detail(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    membership = _membership(request)
+    endpoint = selectors.endpoint_get(organization=membership.organization, public_id=endpoint_id)
+    return render(
+        request,
+        "webhooks/endpoint_detail.html",
+        {
+            "endpoint": endpoint,
+            "deliveries": selectors.delivery_list(
+                endpoint=endpoint, status=request.GET.get("status") or None
+            ),
+            "can_manage": _can_manage(membership),
+        },
+    )
+
+
+def _endpoint_action(request: HttpRequest, endpoint_id: str):
+    membership = _membership(request)
+    endpoint = selectors.endpoint_get(organization=membership.organization, public_id=endpoint_id)
+    selectors.webhook_require_manager(membership)
+    return endpoint
+
+
+@login_required
+@require_POST
+def endpoint_action(request: HttpRequest, endpoint_id: str, action: str) -> HttpResponse:
+    try:
+        endpoint = _endpoint_action(request, endpoint_id)
+        if action == "test":
+            services.endpoint_send_test(endpoint=endpoint)
+            messages.success(request, "Test event queued.")
+        elif action == "enable":
+            services.endpoint_set_enabled(endpoint=endpoint, enabled=True)
+            messages.success(request, "Endpoint enabled.")
+        elif action == "disable":
+            services.endpoint_set_enabled(endpoint=endpoint, enabled=False)
+            messages.success(request, "Endpoint disabled.")
+        elif action == "recover":
+            since = parse_datetime(request.POST.get("since", ""))
+            if since is None:
+                messages.error(request, "Give a start time like 2026-01-31T00:00Z.")
+            else:
+                if since.tzinfo is None:
+                    since = timezone.make_aware(since)
+                count = services.deliveries_recover(endpoint=endpoint, since=since)
+                messages.success(request, f"{count} failed deliveries queued again.")
+        elif action == "rotate":
+            rotated = services.endpoint_rotate_secret(endpoint=endpoint)
+            return render(
+                request,
+                "webhooks/secret.html",
+                {"endpoint": rotated.endpoint, "secret": rotated.secret, "rotated": True},
+            )
+        elif action == "delete":
+            services.endpoint_delete(endpoint=endpoint)
+            messages.success(request, "Endpoint deleted.")
+            return redirect("webhooks:list")
+        else:
+            messages.error(request, "Unknown action.")
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    return redirect("webhooks:detail", endpoint_id=endpoint_id)
+
+
+@login_required
+@require_POST
+def delivery_resend(request: HttpRequest, delivery_id: str) -> HttpResponse:
+    membership = _membership(request)
+    delivery = selectors.delivery_get(organization=membership.organization, public_id=delivery_id)
+    try:
+        selectors.webhook_require_manager(membership)
+        services.delivery_resend(delivery=delivery)
+        messages.success(request, "Delivery queued again.")
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    return redirect("webhooks:detail", endpoint_id=delivery.endpoint.public_id)
