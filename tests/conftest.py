@@ -9,6 +9,7 @@ service they skip with a reason; with CI=true any skip fails the run (see pytest
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 
@@ -66,6 +67,42 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for nodeid in _skipped:
             print(f"  {nodeid}")
         session.exitstatus = 1
+
+
+def _reference_data_missing() -> bool:
+    from accounts.models import Plan
+    from agents.models import ModelPrice
+
+    return not Plan.objects.exists() or not ModelPrice.objects.exists()
+
+
+def reseed_reference_data() -> None:
+    """Put back the rows data migrations seed (plans, model prices, the site's name).
+
+    A transactional test (live server, worker, threads) ends with a flush of every table,
+    which takes those rows with it; the tests after it need them again.
+    """
+    from django.apps import apps as django_apps
+
+    for module, function in (
+        ("accounts.migrations.0002_seed_plans", "seed_plans"),
+        ("accounts.migrations.0003_site_name", "name_site"),
+        ("agents.migrations.0002_seed_model_prices", "seed_prices"),
+    ):
+        getattr(importlib.import_module(module), function)(django_apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _reference_data(request: pytest.FixtureRequest) -> None:
+    names = request.fixturenames
+    if "transactional_db" in names or "live_server" in names:
+        request.getfixturevalue("transactional_db")
+    elif "db" in names or request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("db")
+    else:
+        return
+    if _reference_data_missing():
+        reseed_reference_data()
 
 
 @pytest.fixture

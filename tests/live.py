@@ -367,13 +367,10 @@ def celery_worker_env() -> dict[str, str]:
 @pytest.fixture
 def celery_worker(
     transactional_db,
-    django_db_serialized_rollback,
     celery_worker_settings,
     celery_worker_env,
     tmp_path,
 ) -> Iterator[CeleryWorker]:
-    # serialized_rollback: the flush after a transactional test would otherwise also wipe
-    # the rows seeded by data migrations (plans) that every later test relies on.
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": celery_worker_settings,

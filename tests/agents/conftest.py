@@ -3,48 +3,23 @@ clients for the live server (the real ardenpy and agentwarden SDKs)."""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.apps import apps as django_apps
 from django.core.cache import cache
 
-from accounts.models import Plan
 from agents import runtime, services
-from agents.models import Agent, ApiKey, ModelPrice, Rule
-
-
-def _reseed() -> None:
-    """Transactional tests (live server) flush the tables that data migrations seeded."""
-    if not Plan.objects.exists():
-        importlib.import_module("accounts.migrations.0002_seed_plans").seed_plans(django_apps, None)
-    if not ModelPrice.objects.exists():
-        importlib.import_module("agents.migrations.0002_seed_model_prices").seed_prices(
-            django_apps, None
-        )
+from agents.models import Agent, ApiKey, Rule
 
 
 @pytest.fixture(autouse=True)
 def _fresh_state(request: pytest.FixtureRequest) -> Any:
     runtime.caches_clear()
     cache.clear()
-    if request.node.get_closest_marker("django_db") or any(
-        name in request.fixturenames for name in ("db", "transactional_db", "live_server")
-    ):
-        request.getfixturevalue("transactional_db" if _wants_transaction(request) else "db")
-        _reseed()
     yield
     runtime.caches_clear()
     cache.clear()
-
-
-def _wants_transaction(request: pytest.FixtureRequest) -> bool:
-    marker = request.node.get_closest_marker("django_db")
-    if marker and marker.kwargs.get("transaction"):
-        return True
-    return "live_server" in request.fixturenames or "transactional_db" in request.fixturenames
 
 
 @dataclass

@@ -4,17 +4,15 @@ way the check path creates them (a check audit entry + approval_request_create).
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.apps import apps as django_apps
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from accounts.models import Organization, Plan
+from accounts.models import Organization
 from agents import runtime
 from agents.models import Agent, ApiKey
 from approvals.models import ApprovalRequest
@@ -82,21 +80,11 @@ def request_create(
     )
 
 
-def _reseed_plans() -> None:
-    """Transactional tests (live server, threads) flush what data migrations seeded."""
-    if not Plan.objects.exists():
-        importlib.import_module("accounts.migrations.0002_seed_plans").seed_plans(django_apps, None)
-
-
 @pytest.fixture(autouse=True)
 def _fresh_state(request: pytest.FixtureRequest) -> Any:
     """Key and rate caches are per process; start every test without them."""
     runtime.caches_clear()
     cache.clear()
-    marker = request.node.get_closest_marker("django_db")
-    if (marker and marker.kwargs.get("transaction")) or "live_server" in request.fixturenames:
-        request.getfixturevalue("transactional_db")
-        _reseed_plans()
     yield
     runtime.caches_clear()
     cache.clear()
