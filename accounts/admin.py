@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import Invitation, Membership, Organization, Plan, User
-from accounts.services import organization_change_plan
+from accounts.services import organization_change_plan, organization_delete
 
 
 class MembershipInline(admin.TabularInline):
@@ -101,6 +101,19 @@ class OrganizationAdmin(admin.ModelAdmin):
     @admin.display(description="Members", ordering="_members")
     def member_count(self, obj: Organization) -> int:
         return obj._members
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        # What an organisation owns goes with it, append-only audit rows included: the
+        # permission to delete the organisation is the only one needed.
+        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set(), protected
+
+    def delete_model(self, request: HttpRequest, obj: Organization) -> None:
+        organization_delete(organization=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        for organization in queryset:
+            organization_delete(organization=organization)
 
     def save_model(self, request: HttpRequest, obj: Organization, form, change: bool) -> None:
         # Staff may set any plan; a change goes through the service so it is audited.

@@ -150,6 +150,19 @@ def organization_change_plan(
     return organization
 
 
+def organization_delete(*, organization: Organization) -> None:
+    """Delete an organisation and everything it owns, its audit log included.
+
+    The audit log is append-only (on PostgreSQL a trigger refuses deletes), so this opens the
+    one window in which its rows may go: the tenant itself is leaving.
+    """
+    from audit.services import audit_purge_allowed
+
+    with audit_purge_allowed():
+        User.objects.filter(current_organization=organization).update(current_organization=None)
+        organization.delete()
+
+
 def user_switch_organization(*, user: User, organization_public_id: str) -> Organization:
     """Make the organisation the user's current one. Non-members get 404."""
     membership = Membership.objects.select_related("organization").filter(

@@ -96,15 +96,16 @@ class ArdenStatusView(APIView):
     permission_classes = [IsAgentOrOrgKey]
 
     def get(self, request: Request, action_id: str) -> Response:
+        from approvals.selectors import CANCELLED_MESSAGE, EXPIRED_MESSAGE
         from audit.selectors import action_detail
 
         detail = action_detail(entry=action_entry_for(request, action_id))
         native = detail["status"]
         status = _ARDEN_STATUS.get(native, "denied")
         if native == "expired":
-            message = "The approval request expired without a decision."
+            message = EXPIRED_MESSAGE
         elif native == "cancelled":
-            message = "The approval request was cancelled."
+            message = detail["notes"] or CANCELLED_MESSAGE
         elif native in ("approved", "denied"):
             message = detail["notes"] or f"{native} by {detail['decided_by'] or 'a reviewer'}"
         elif native == "pending":

@@ -29,10 +29,14 @@ def check_entry_get(*, organization: Organization, action_id: str) -> AuditEntry
 def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
     """The native JSON view of one tool call: the check, its approval and its outcome."""
     from approvals.models import ApprovalRequest
+    from approvals.services import approval_expire_if_overdue
 
     approval = (
         ApprovalRequest.objects.filter(action_id=entry.public_id).prefetch_related("votes").first()
     )
+    if approval is not None:
+        # Every reader sees an overdue request as expired, whatever the beat task's lag.
+        approval = approval_expire_if_overdue(approval)
     outcome_entry = (
         AuditEntry.objects.filter(
             organization_id=entry.organization_id,

@@ -41,3 +41,17 @@ def test_staff_sets_any_plan_in_the_admin(staff_client, org_a):
     assert response.status_code == HTTPStatus.FOUND
     org_a.refresh_from_db()
     assert org_a.plan.slug == "enterprise"
+
+
+def test_staff_deletes_an_organisation_with_its_audit_log_in_the_admin(staff_client, org_a, alice):
+    from audit.models import AuditEntry
+    from audit.services import audit_record
+
+    audit_record(organization=org_a, kind=AuditEntry.Kind.LOG, actor_user=alice, action="x")
+    url = reverse("admin:accounts_organization_delete", args=[org_a.pk])
+    response = staff_client.post(url, {"post": "yes"})
+    assert response.status_code == HTTPStatus.FOUND
+    assert not Organization.objects.filter(pk=org_a.pk).exists()
+    assert not AuditEntry.objects.filter(organization_id=org_a.pk).exists()
+    alice.refresh_from_db()
+    assert alice.current_organization_id is None

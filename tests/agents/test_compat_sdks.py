@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import ardenpy
 import pytest
 from agentwarden import AgentWarden
 from agentwarden.exceptions import AgentNotFoundError, AuthenticationError
 from ardenpy import ArdenClient, ArdenError, PolicyDeniedError
+from django.utils import timezone
 
 from approvals.models import ApprovalRequest
 from audit.models import AuditEntry
@@ -85,6 +88,19 @@ def test_ardenpy_reads_an_expired_approval_as_denied(arden, refund_rules):
     status = ArdenClient().get_action_status(response.action_id)
     assert status.status.value == "denied"
     assert "expired" in status.message
+
+
+def test_ardenpy_reads_an_overdue_request_as_denied_before_the_expiry_task_runs(
+    arden, refund_rules
+):
+    response = ArdenClient().check_tool_call("stripe.refund", [], {"amount": 500})
+    ApprovalRequest.objects.filter(action_id=response.action_id).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    status = ArdenClient().get_action_status(response.action_id)
+    assert status.status.value == "denied"
+    assert "expired" in status.message
+    assert ApprovalRequest.objects.get(action_id=response.action_id).status == "expired"
 
 
 def test_ardenpy_running_total_blocks_past_the_count(arden, support_bot):

@@ -94,6 +94,7 @@ TEMPLATES = [
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     DATABASES = {"default": parse_database_url(_database_url, base_dir=BASE_DIR)}
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -119,7 +120,13 @@ if REDIS_URL:
         }
     }
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+    # Fail fast when Redis is down: the database is the truth and the sweepers re-queue,
+    # so a request that commits must not stall on a broker retry loop.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+        "visibility_timeout": 3600,
+        "max_retries": 1,
+        "socket_connect_timeout": 2,
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     _celery_dir = VAR_DIR / "celery"
