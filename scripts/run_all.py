@@ -56,6 +56,17 @@ def main() -> int:
             capture=True,
         )
     )
+    marker = Path(os.environ.get("WARDEN_VAR_DIR", ROOT / "var")) / ".demo-policy-imported"
+    if not marker.exists():
+        # First run only: later runs keep whatever the demo user changed.
+        manage(
+            "warden_policy",
+            "import",
+            str(ROOT / "scripts" / "demo-policy.yaml"),
+            "--org",
+            seeded["org"]["id"],
+        )
+        marker.touch()
     threads = os.environ.get("WEB_THREADS", "64")
     commands = {
         "web": [
