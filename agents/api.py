@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from accounts.models import Organization
 from agents import checks, runtime, selectors, services
 from agents.http import (
+    JsonOnlyNegotiation,
     body_bytes,
     bool_field,
     int_field,
@@ -97,6 +98,7 @@ class CheckView(APIView):
     """Decide one tool call (the hot path)."""
 
     permission_classes = [IsAgentOrOrgKey]
+    content_negotiation_class = JsonOnlyNegotiation
 
     @extend_schema(
         operation_id="check",

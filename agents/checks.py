@@ -23,6 +23,7 @@ from agents import runtime
 from agents.policy import REQUIRES_APPROVAL, LimitQuery, action_matches, to_decimal
 from agents.runtime import AgentRuntime, ApiPrincipal
 from audit.models import AuditEntry
+from audit.services import audit_entry_insert
 from wardenproject.errors import Conflict, DomainError, Forbidden, NotFound
 from wardenproject.ids import public_id
 
@@ -278,7 +279,7 @@ def check_perform(
             from approvals.services import approval_request_create
 
             with transaction.atomic():
-                entry.save(force_insert=True)
+                audit_entry_insert(entry)
                 approval = approval_request_create(
                     entry=entry,
                     api_key=principal.api_key,
@@ -289,9 +290,9 @@ def check_perform(
             expires_at = approval.expires_at
         elif idempotency_key:
             with transaction.atomic():
-                entry.save(force_insert=True)
+                audit_entry_insert(entry)
         else:
-            entry.save(force_insert=True)
+            audit_entry_insert(entry)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -384,7 +385,7 @@ def action_outcome_record(
         source="native",
         data=data,
     )
-    entry.save(force_insert=True)
+    audit_entry_insert(entry)
     return entry
 
 
@@ -408,5 +409,5 @@ def sdk_log_record(
         status=status,
         source="agentwarden",
     )
-    entry.save(force_insert=True)
+    audit_entry_insert(entry)
     return entry

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from agents import checks, services
 from agents.api import action_entry_for, parse_token_usage, token_usage_answer
-from agents.http import json_object, object_field, string_field
+from agents.http import JsonOnlyNegotiation, json_object, object_field, string_field
 from agents.permissions import IsAgentOrOrgKey, api_principal
 from wardenproject.errors import ValidationFailed
 
@@ -38,6 +38,7 @@ class ArdenCheckView(APIView):
     """``POST /policy/check`` {tool_name, args, kwargs, metadata: {session_id}}."""
 
     permission_classes = [IsAgentOrOrgKey]
+    content_negotiation_class = JsonOnlyNegotiation
 
     def post(self, request: Request) -> JsonResponse:
         started = time.perf_counter()
@@ -149,6 +150,7 @@ class AgentWardenCheckView(APIView):
     """``POST /sdk/check`` {agent_id, action, context} -> {allowed, requires_approval, reason}."""
 
     permission_classes = [IsAgentOrOrgKey]
+    content_negotiation_class = JsonOnlyNegotiation
 
     def post(self, request: Request) -> JsonResponse:
         started = time.perf_counter()
@@ -181,6 +183,7 @@ class AgentWardenLogView(APIView):
     """``POST /sdk/log`` {agent_id, action, status, context}: one LOG audit entry."""
 
     permission_classes = [IsAgentOrOrgKey]
+    content_negotiation_class = JsonOnlyNegotiation
 
     def post(self, request: Request) -> Response:
         data = json_object(request)

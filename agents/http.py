@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 
 from wardenproject.errors import DomainError, ValidationFailed
@@ -124,3 +125,15 @@ def bool_field(data: dict[str, Any], name: str) -> bool | None:
     if not isinstance(value, bool):
         raise ValidationFailed(f"{name} must be true or false.", field=name)
     return value
+
+
+class JsonOnlyNegotiation(BaseContentNegotiation):
+    """The check endpoints speak JSON only: skip parsing Accept headers on the hot path."""
+
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(
+        self, request: Request, renderers: list[Any], format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type

@@ -37,7 +37,9 @@ class AuditEntry(models.Model):
         DECISION = "decision", "Approval decision"
         CONFIG = "config", "Configuration change"
 
-    public_id = models.CharField(max_length=32, unique=True, default=new_entry_id, editable=False)
+    # Unique through Meta.constraints, not unique=True: that would add a second, unused
+    # pattern-ops index on PostgreSQL to every insert.
+    public_id = models.CharField(max_length=32, default=new_entry_id, editable=False)
     # No single-column indexes on organization and agent: the composite indexes below start
     # with them, and every index costs time on the check path's one insert.
     organization = models.ForeignKey(
@@ -50,7 +52,12 @@ class AuditEntry(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # Who: a user, an API key, or the system (both empty). Snapshots survive deletions.
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # partial index below: checks (most rows) have no user
     )
     actor_key = models.ForeignKey(
         "agents.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -97,14 +104,25 @@ class AuditEntry(models.Model):
             models.Index(fields=["organization", "created_at"]),
             models.Index(fields=["organization", "kind", "created_at"]),
             models.Index(fields=["agent", "action", "created_at"]),
-            models.Index(fields=["action_id"]),
+            # Only outcomes and decisions point at a check; the checks themselves don't.
+            models.Index(
+                fields=["action_id"],
+                condition=~models.Q(action_id=""),
+                name="audit_entry_action_id",
+            ),
+            models.Index(
+                fields=["actor_user"],
+                condition=models.Q(actor_user__isnull=False),
+                name="audit_entry_actor_user",
+            ),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["public_id"], name="audit_entry_public_id_unique"),
             models.UniqueConstraint(
                 fields=["agent", "idempotency_key"],
                 condition=~models.Q(idempotency_key=""),
                 name="audit_idempotency_key_unique_per_agent",
-            )
+            ),
         ]
 
     def __str__(self) -> str:

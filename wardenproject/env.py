@@ -75,7 +75,9 @@ def parse_database_url(url: str, *, name: str = "DATABASE_URL", base_dir: Path) 
             "HOST": parts.hostname or "",
             "PORT": str(port or ""),
             "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": True,
+            # No SELECT 1 before every request: a broken connection fails one query, is
+            # closed at the end of that request, and the next request reconnects.
+            "CONN_HEALTH_CHECKS": False,
             "OPTIONS": options,
         }
         return config
