@@ -147,6 +147,13 @@ def organization_change_plan(
             after=model_snapshot(organization, ["plan"]),
             source="admin" if as_staff else "web",
         )
+        from agents.runtime import organization_forget
+
+        # The check path caches keys with their organisation and plan. Drop them now and again
+        # after commit, in case another thread reloaded the old plan in between.
+        organization_id = organization.pk
+        organization_forget(organization_id)
+        transaction.on_commit(lambda: organization_forget(organization_id))
     return organization
 
 

@@ -1,5 +1,6 @@
 """Wire-compatible endpoints of the Arden (``ardenpy``) and AgentWarden (``agentwarden``) SDKs,
-exactly as the two SDKs send them (see docs/API.md, "Compatible endpoints"). They share the native check path."""
+exactly as the two SDKs send them (docs/API.md, "Wire contract"). They share the native
+check path."""
 
 from __future__ import annotations
 

@@ -793,6 +793,8 @@ class CompiledPolicy:
         "approvals_enabled",
         "approvals_plan",
         "default",
+        "quorum_enabled",
+        "quorum_plan",
         "rules",
     )
 
@@ -803,12 +805,16 @@ class CompiledPolicy:
         default: str,
         approvals_enabled: bool,
         approvals_plan: str,
+        quorum_enabled: bool = True,
+        quorum_plan: str = "Business",
         cache_size: int = CANDIDATE_CACHE_SIZE,
     ) -> None:
         self.rules = rules
         self.default = default
         self.approvals_enabled = approvals_enabled
         self.approvals_plan = approvals_plan
+        self.quorum_enabled = quorum_enabled
+        self.quorum_plan = quorum_plan
         compiled = [_Rule(spec, index) for index, spec in enumerate(rules) if spec.enabled]
         exact: dict[str, list[_Rule]] = {}
         globs: list[tuple[Callable[[str], bool], tuple[_Rule, ...]]] = []
@@ -910,6 +916,18 @@ class CompiledPolicy:
                 f"{self.approvals_plan} plan or higher"
             )
             reason = plan_reason if reason == _plain_reason(spec) else f"{reason}; {plan_reason}"
+        elif (
+            decision == REQUIRES_APPROVAL
+            and spec.approvals_required > 1
+            and not self.quorum_enabled
+        ):
+            # Nobody could ever complete the quorum on this plan: refuse now, not at expiry.
+            decision = BLOCK
+            plan_reason = (
+                f"rule '{spec.name}' requires {spec.approvals_required} approvals, which needs "
+                f"the {self.quorum_plan} plan or higher"
+            )
+            reason = plan_reason if reason == _plain_reason(spec) else f"{reason}; {plan_reason}"
         return Decision(
             decision=decision,
             rule=spec,
@@ -926,6 +944,8 @@ def compile_policy(
     default: str = ALLOW,
     approvals_enabled: bool = True,
     approvals_plan: str = "Pro",
+    quorum_enabled: bool = True,
+    quorum_plan: str = "Business",
 ) -> CompiledPolicy:
     """Validate and compile rules; raises InvalidPolicy naming the first broken rule."""
     if default not in DEFAULTS:
@@ -947,6 +967,8 @@ def compile_policy(
         default=default,
         approvals_enabled=approvals_enabled,
         approvals_plan=approvals_plan,
+        quorum_enabled=quorum_enabled,
+        quorum_plan=quorum_plan,
     )
 
 

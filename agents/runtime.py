@@ -255,11 +255,14 @@ def _runtime_load(agent_id: int, organization: Organization) -> AgentRuntime | N
     )
     specs = [rule_spec(rule) for rule in rules]
     approvals_plan = plan_cheapest_with(Feature.APPROVAL_WORKFLOWS)
+    quorum_plan = plan_cheapest_with(Feature.APPROVAL_QUORUM)
     policy = compile_policy(
         specs,
         default=agent.default_decision,
         approvals_enabled=plan_allows(organization, Feature.APPROVAL_WORKFLOWS),
         approvals_plan=approvals_plan.name if approvals_plan else "a higher",
+        quorum_enabled=plan_allows(organization, Feature.APPROVAL_QUORUM),
+        quorum_plan=quorum_plan.name if quorum_plan else "a higher",
     )
     return AgentRuntime(
         agent=agent,
@@ -329,6 +332,15 @@ def policy_forget(organization_id: int, agent_ids: list[int] | None) -> None:
             _agents.pop(agent_id, None)
         for key in [k for k, v in _agent_refs.items() if v[1] in agent_ids]:
             _agent_refs.pop(key, None)
+
+
+def organization_forget(organization_id: int) -> None:
+    """Drop every cached key and policy of an organisation (its plan changed): this process
+    sees the change at once, others within the key cache's lifetime."""
+    for digest, (_expires, principal) in list(_keys.items()):
+        if principal is not None and principal.organization.pk == organization_id:
+            _keys.pop(digest, None)
+    policy_forget(organization_id, None)
 
 
 def caches_clear() -> None:

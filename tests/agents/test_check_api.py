@@ -291,3 +291,28 @@ def test_a_member_can_read_an_action(client, keys, alice):
     action_id = check(client, keys.live, {"action": "a"}).json()["action_id"]
     client.force_login(alice)
     assert client.get(f"/api/v1/actions/{action_id}").status_code == HTTPStatus.OK
+
+
+def test_after_a_downgrade_below_business_a_quorum_rule_blocks_naming_the_plan(
+    client, org_a, alice, keys, support_bot
+):
+    from accounts.models import Plan
+    from accounts.services import organization_change_plan
+
+    org_a.plan = Plan.objects.get(slug="business")
+    org_a.save(update_fields=["plan"])
+    add_rule(
+        support_bot,
+        name="big transfers",
+        action="bank.transfer",
+        effect="requires_approval",
+        approval={"approvals_required": 2},
+    )
+    assert check(client, keys.live, {"action": "bank.transfer"}).json()["decision"] == (
+        "requires_approval"
+    )
+    organization_change_plan(actor=alice, organization=org_a, plan=Plan.objects.get(slug="pro"))
+    body = check(client, keys.live, {"action": "bank.transfer"}).json()
+    assert body["decision"] == "block"
+    assert "needs the Business plan" in body["reason"]
+    assert ApprovalRequest.objects.filter(action="bank.transfer").count() == 1

@@ -663,6 +663,20 @@ def test_plan_block_reason_keeps_the_amount_explanation_and_names_the_configured
     )
 
 
+def test_quorum_rule_without_quorum_on_the_plan_becomes_block_naming_the_plan() -> None:
+    transfer = rule("big transfers", effect="requires_approval", approvals_required=2)
+    result = decide([transfer], quorum_enabled=False)
+    assert result.decision == "block"
+    assert result.reason == (
+        "rule 'big transfers' requires 2 approvals, which needs the Business plan or higher"
+    )
+
+
+def test_single_approver_rule_still_asks_for_approval_without_quorum_on_the_plan() -> None:
+    result = decide([rule("refunds", effect="requires_approval")], quorum_enabled=False)
+    assert result.decision == "requires_approval"
+
+
 def test_decision_carries_approval_settings_of_the_deciding_rule() -> None:
     transfer = rule(
         "big transfers", effect="requires_approval", approval_timeout=1800, approvals_required=2

@@ -17,3 +17,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 ACCOUNT_RATE_LIMITS = {**ACCOUNT_RATE_LIMITS, "signup": False}  # noqa: F405
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not :memory:. With an in-memory database Django's live server shares ONE
+    # connection between its request threads, and two concurrent requests (an SDK polling
+    # while a reviewer approves) collide with "table is locked". A file gives each thread
+    # its own connection, and SQLite's busy timeout makes writers wait their turn.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-warden.sqlite3")}  # noqa: F405
