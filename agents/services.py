@@ -525,7 +525,9 @@ def policy_export(*, agent: Agent, format: str = "yaml") -> str:
         rule_draft_from_mapping(rule_as_mapping(rule))
         for rule in agent.rules.order_by("position", "id")
     ]
-    return dump_policy_document(agent.name, agent.default_decision, drafts, format=format)
+    # str(): a just-created agent holds the TextChoices member, which YAML cannot represent.
+    default = str(agent.default_decision)
+    return dump_policy_document(agent.name, default, drafts, format=format)
 
 
 def policy_rules_for_agent(agent: Agent) -> list[Rule]:
