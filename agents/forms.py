@@ -20,12 +20,21 @@ from audit.selectors import AuditFilters
 from wardenproject.errors import DomainError
 
 GRACE_CHOICES = [
-    (0, "None: the old key stops at once"),
-    (3600, "1 hour"),
-    (86400, "24 hours"),
-    (7 * 86400, "7 days"),
+    (0, "No grace: old key stops now"),
+    (3600, "Old key valid 1 hour"),
+    (86400, "Old key valid 24 hours"),
+    (7 * 86400, "Old key valid 7 days"),
 ]
 ENVIRONMENT_CHOICES = [(env, env) for env in sorted(ENVIRONMENTS)]
+# Checks record the policy's answer; approval entries record what a person (or time) did.
+AUDIT_DECISIONS = [
+    ("", "Any decision"),
+    *Rule.Effect.choices,
+    ("approve", "Approved"),
+    ("deny", "Denied"),
+    ("expire", "Expired"),
+    ("cancel", "Cancelled"),
+]
 LIMIT_KINDS = [("", "No running total"), ("count", "Count of calls"), ("sum", "Sum of a field")]
 
 
@@ -57,7 +66,7 @@ class OrgKeyCreateForm(forms.Form):
 
 class KeyRotateForm(forms.Form):
     grace_seconds = forms.TypedChoiceField(
-        choices=GRACE_CHOICES, coerce=int, initial=0, label="Old key valid for"
+        choices=GRACE_CHOICES, coerce=int, initial=3600, label="Old key valid for"
     )
 
 
@@ -289,9 +298,7 @@ class AuditFilterForm(forms.Form):
     kind = forms.ChoiceField(choices=[("", "Any kind"), *AuditEntry.Kind.choices], required=False)
     agent = forms.ChoiceField(choices=[("", "Any agent")], required=False)
     action = forms.CharField(required=False, max_length=200)
-    decision = forms.ChoiceField(
-        choices=[("", "Any decision"), *Rule.Effect.choices], required=False
-    )
+    decision = forms.ChoiceField(choices=AUDIT_DECISIONS, required=False)
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(
         required=False,
