@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.http import Http404
 
 from accounts.models import Membership, Organization, User
@@ -34,6 +34,14 @@ def agent_list(*, organization: Organization) -> QuerySet[Agent]:
     return Agent.objects.filter(organization=organization).order_by("name")
 
 
+def agent_list_with_stats(*, organization: Organization) -> QuerySet[Agent]:
+    """Agents with ``rule_count`` (their own rules) and ``last_used_at`` (of any key)."""
+    return agent_list(organization=organization).annotate(
+        rule_count=Count("rules", distinct=True),
+        last_used_at=Max("api_keys__last_used_at"),
+    )
+
+
 def agent_get(*, organization: Organization, ref: str) -> Agent:
     """An agent of ``organization`` by public id (``agt_...``) or name, or 404."""
     agent = (
@@ -53,6 +61,13 @@ def api_key_list(*, organization: Organization, agent: Agent | None = None) -> Q
     if agent is not None:
         keys = keys.filter(agent=agent)
     return keys.order_by("-created_at", "-id")
+
+
+def org_key_list(*, organization: Organization) -> QuerySet[ApiKey]:
+    """The organisation's org keys and approver keys (not its agents' keys)."""
+    return api_key_list(organization=organization).filter(
+        kind__in=[ApiKey.Kind.ORG, ApiKey.Kind.APPROVER]
+    )
 
 
 def api_key_get(*, organization: Organization, public_id: str) -> ApiKey:

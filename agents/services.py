@@ -22,7 +22,7 @@ from accounts.plans import (
     plan_require,
     plan_require_within_limit,
 )
-from agents import runtime
+from agents import checks, runtime
 from agents.models import Agent, ApiKey, ModelPrice, Rule, TokenUsage
 from agents.policy import REQUIRES_APPROVAL
 from agents.policy_document import (
@@ -525,11 +525,34 @@ def policy_export(*, agent: Agent, format: str = "yaml") -> str:
         rule_draft_from_mapping(rule_as_mapping(rule))
         for rule in agent.rules.order_by("position", "id")
     ]
-    return dump_policy_document(agent.name, agent.default_decision, drafts, format=format)
+    # str(): a just-created agent holds the TextChoices member, which YAML cannot represent.
+    default = str(agent.default_decision)
+    return dump_policy_document(agent.name, default, drafts, format=format)
 
 
 def policy_rules_for_agent(agent: Agent) -> list[Rule]:
     return rule_list_for_agent(agent=agent)
+
+
+def agent_simulate(
+    *, agent: Agent, action: str, arguments: dict[str, Any], environment: str
+) -> dict[str, Any]:
+    """What a check of ``agent`` would answer now (decision, matched rules, reason).
+
+    Records nothing: no audit row, no approval request, no running-total contribution.
+    """
+    if not isinstance(action, str) or not action.strip():
+        raise ValidationFailed("An action is required.", field="action")
+    if not isinstance(arguments, dict):
+        raise ValidationFailed("arguments must be a JSON object.", field="arguments")
+    if environment not in ApiKey.Environment.values:
+        raise ValidationFailed("environment must be test or live.", field="environment")
+    agent_rt = runtime.agent_runtime(agent.pk, agent.organization)
+    if agent_rt is None:
+        raise NotFound("No such agent.")
+    return checks.simulate(
+        agent_rt=agent_rt, action=action.strip(), arguments=arguments, environment=environment
+    )
 
 
 # --- Token usage ----------------------------------------------------------------------------

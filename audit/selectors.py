@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import Http404
 
 from accounts.models import Organization
@@ -14,6 +17,37 @@ _STATUS_FOR_DECISION = {"allow": "allowed", "block": "blocked", "requires_approv
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilters:
+    kind: str | None = None
+    agent_public_id: str | None = None
+    action: str | None = None  # exact action, e.g. stripe.refund
+    decision: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def audit_entry_list(
+    *, organization: Organization, filters: AuditFilters | None = None
+) -> QuerySet[AuditEntry]:
+    """The organisation's audit log, newest first, narrowed by ``filters``."""
+    filters = filters or AuditFilters()
+    entries = AuditEntry.objects.filter(organization=organization).select_related("agent")
+    if filters.kind:
+        entries = entries.filter(kind=filters.kind)
+    if filters.agent_public_id:
+        entries = entries.filter(agent_public_id=filters.agent_public_id)
+    if filters.action:
+        entries = entries.filter(action=filters.action)
+    if filters.decision:
+        entries = entries.filter(decision=filters.decision)
+    if filters.since is not None:
+        entries = entries.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        entries = entries.filter(created_at__lt=filters.until)
+    return entries.order_by("-created_at", "-id")
 
 
 def check_entry_get(*, organization: Organization, action_id: str) -> AuditEntry:

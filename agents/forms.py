@@ -1,0 +1,347 @@
+"""Forms of the agent pages: they parse what a person typed into the mappings the services
+take (policy-document keys for rules), and put the services' errors back on the right field.
+
+Validation of meaning (patterns, operators, durations, plan gates) stays in the services.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from agents.models import Agent, ApiKey, Rule
+from agents.policy import ENVIRONMENTS
+from audit.models import AuditEntry
+from audit.selectors import AuditFilters
+from wardenproject.errors import DomainError
+
+GRACE_CHOICES = [
+    (0, "No grace: old key stops now"),
+    (3600, "Old key valid 1 hour"),
+    (86400, "Old key valid 24 hours"),
+    (7 * 86400, "Old key valid 7 days"),
+]
+ENVIRONMENT_CHOICES = [(env, env) for env in sorted(ENVIRONMENTS)]
+# Checks record the policy's answer; approval entries record what a person (or time) did.
+AUDIT_DECISIONS = [
+    ("", "Any decision"),
+    *Rule.Effect.choices,
+    ("approve", "Approved"),
+    ("deny", "Denied"),
+    ("expire", "Expired"),
+    ("cancel", "Cancelled"),
+]
+LIMIT_KINDS = [("", "No running total"), ("count", "Count of calls"), ("sum", "Sum of a field")]
+
+
+class AgentCreateForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    default_decision = forms.ChoiceField(
+        choices=Agent.DefaultDecision.choices,
+        initial=Agent.DefaultDecision.ALLOW,
+        label="When no rule matches",
+    )
+
+
+class AgentSettingsForm(AgentCreateForm):
+    is_active = forms.BooleanField(required=False, label="Active (checks are answered)")
+
+
+class KeyCreateForm(forms.Form):
+    environment = forms.ChoiceField(choices=ApiKey.Environment.choices)
+    name = forms.CharField(max_length=120, required=False)
+
+
+class OrgKeyCreateForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[(ApiKey.Kind.ORG, "Organisation key"), (ApiKey.Kind.APPROVER, "Approver key")]
+    )
+    name = forms.CharField(max_length=120, required=False)
+
+
+class KeyRotateForm(forms.Form):
+    grace_seconds = forms.TypedChoiceField(
+        choices=GRACE_CHOICES, coerce=int, initial=3600, label="Old key valid for"
+    )
+
+
+class PolicyForm(forms.Form):
+    document = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}), label="Policy (YAML)"
+    )
+
+
+class SimulateForm(forms.Form):
+    action = forms.CharField(max_length=200, widget=forms.TextInput(attrs={"size": 30}))
+    arguments = forms.CharField(
+        required=False,
+        initial="{}",
+        widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false"}),
+        label="Arguments (JSON object)",
+    )
+    environment = forms.ChoiceField(choices=ApiKey.Environment.choices, initial="live")
+
+    def clean_arguments(self) -> dict[str, Any]:
+        text = self.cleaned_data["arguments"].strip() or "{}"
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Arguments must be a JSON object, like {}.")
+        return value
+
+
+# --- Rules ----------------------------------------------------------------------------------
+
+
+def _condition_value(text: str) -> Any:
+    """JSON when it reads as JSON (numbers, true, "quoted", [lists]), otherwise the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _condition_value_text(value: Any) -> str:
+    if isinstance(value, str) and value == value.strip() and value:
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def conditions_parse(text: str) -> list[dict[str, Any]] | None:
+    """``field op value`` per line, or a JSON list of {field, op, value}; None when empty."""
+    text = text.strip()
+    if not text:
+        return None
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(value, list):
+            raise forms.ValidationError("Give a JSON list of {field, op, value}.")
+        return value
+    conditions = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split(None, 2)
+        if len(parts) == 2 and parts[1] == "exists":
+            parts.append("true")
+        if len(parts) < 3:
+            raise forms.ValidationError(
+                f"Line {number}: write field, operator and value, like customer.tier ne vip."
+            )
+        field, op, value = parts
+        conditions.append({"field": field, "op": op, "value": _condition_value(value)})
+    return conditions
+
+
+def conditions_text(conditions: list[dict[str, Any]] | None) -> str:
+    return "\n".join(
+        f"{c.get('field')} {c.get('op')} {_condition_value_text(c.get('value'))}"
+        for c in conditions or []
+    )
+
+
+# Where a service error about a document key belongs on this form.
+_RULE_ERROR_FIELDS = {
+    "limit": "limit_kind",
+    "limit.count": "limit_count",
+    "limit.sum": "limit_sum",
+    "limit.over": "limit_over",
+    "limit.per": "limit_per",
+    "approval": "approval_timeout",
+    "approval.timeout": "approval_timeout",
+    "approval.approvals_required": "approvals_required",
+}
+_PLAN_FEATURE_FIELDS = {"approval_workflows": "effect", "approval_quorum": "approvals_required"}
+
+
+class RuleForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    action = forms.CharField(
+        max_length=200,
+        label="Action pattern",
+        help_text="stripe.refund, stripe.refund.*, database.*.delete or *",
+    )
+    effect = forms.ChoiceField(choices=Rule.Effect.choices)
+    when = forms.CharField(
+        required=False,
+        label="Conditions",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text="One per line: field op value (customer.tier ne vip). "
+        "Operators: eq ne gt gte lt lte in not_in contains startswith matches exists. "
+        "Or a JSON list of {field, op, value}.",
+    )
+    max_amount = forms.CharField(
+        required=False, label="Max amount", help_text="At or under: allowed by this rule."
+    )
+    amount_field = forms.CharField(required=False, initial="amount", label="Amount field")
+    limit_kind = forms.ChoiceField(choices=LIMIT_KINDS, required=False, label="Running total")
+    limit_count = forms.IntegerField(required=False, label="More than N calls")
+    limit_sum = forms.CharField(required=False, label="Sum of field")
+    limit_over = forms.CharField(required=False, label="Over")
+    limit_per = forms.CharField(required=False, label="Per window", help_text="1h, 1d …")
+    environments = forms.MultipleChoiceField(
+        choices=ENVIRONMENT_CHOICES,
+        initial=sorted(ENVIRONMENTS),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose test, live or both."},
+    )
+    approval_timeout = forms.CharField(
+        required=False, label="Approval timeout", help_text="e.g. 30m; empty: the org default"
+    )
+    approvals_required = forms.IntegerField(min_value=1, initial=1, label="Approvals required")
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("prefix", "rule")
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def from_document(cls, mapping: dict[str, Any]) -> RuleForm:
+        """An unbound form showing a stored rule (its policy-document mapping)."""
+        limit = mapping.get("limit") or {}
+        approval = mapping.get("approval") or {}
+        initial = {
+            "name": mapping.get("name", ""),
+            "description": mapping.get("description", ""),
+            "action": mapping.get("action", ""),
+            "effect": mapping.get("effect"),
+            "when": conditions_text(mapping.get("when")),
+            "max_amount": mapping.get("max_amount", ""),
+            "amount_field": mapping.get("amount_field", "amount"),
+            "limit_kind": "count" if "count" in limit else "sum" if "sum" in limit else "",
+            "limit_count": limit.get("count"),
+            "limit_sum": limit.get("sum", ""),
+            "limit_over": limit.get("over", ""),
+            "limit_per": limit.get("per", ""),
+            "environments": mapping.get("environments") or sorted(ENVIRONMENTS),
+            "approval_timeout": approval.get("timeout", ""),
+            "approvals_required": approval.get("approvals_required", 1),
+            "enabled": mapping.get("enabled", True),
+        }
+        return cls(initial=initial)
+
+    def clean_when(self) -> list[dict[str, Any]] | None:
+        return conditions_parse(self.cleaned_data["when"])
+
+    def rule_changes(self) -> dict[str, Any]:
+        """Every document key; None for the optional ones left empty (which removes them)."""
+        data = self.cleaned_data
+        limit: dict[str, Any] | None = None
+        if data["limit_kind"] == "count":
+            limit = {"count": data["limit_count"], "per": data["limit_per"].strip() or None}
+        elif data["limit_kind"] == "sum":
+            limit = {
+                "sum": data["limit_sum"].strip() or None,
+                "over": data["limit_over"].strip() or None,
+                "per": data["limit_per"].strip() or None,
+            }
+        if limit is not None:
+            # Left out rather than null, so the service says "is required".
+            limit = {k: v for k, v in limit.items() if v is not None or k not in ("per", "over")}
+        approval: dict[str, Any] = {}
+        if data["approval_timeout"].strip():
+            approval["timeout"] = data["approval_timeout"].strip()
+        if data["approvals_required"] != 1:
+            approval["approvals_required"] = data["approvals_required"]
+        return {
+            "name": data["name"].strip(),
+            "description": data["description"],
+            "action": data["action"].strip(),
+            "effect": data["effect"],
+            "when": data["when"],
+            "max_amount": data["max_amount"].strip() or None,
+            "amount_field": data["amount_field"].strip() or "amount",
+            "limit": limit,
+            "approval": approval or None,
+            "environments": sorted(data["environments"]),
+            "enabled": data["enabled"],
+        }
+
+    def rule_data(self) -> dict[str, Any]:
+        """The document mapping of a new rule (empty optional keys left out)."""
+        return {key: value for key, value in self.rule_changes().items() if value is not None}
+
+    def add_service_error(self, error: DomainError) -> None:
+        """Show a service refusal on the field it names (every one of a rule's problems)."""
+        problems = error.extra.get("errors") or [{"field": error.field, "message": None}]
+        for problem in problems:
+            message = problem["message"] or error.detail
+            field = (problem["field"] or "").split("[")[0]
+            if problem["field"] and problem["field"].startswith("when["):
+                message = f"{problem['field']}: {message}"
+            field = _RULE_ERROR_FIELDS.get(problem["field"] or "", field)
+            field = field or _PLAN_FEATURE_FIELDS.get(error.extra.get("feature", ""), "")
+            if field == "default":
+                field = ""
+            self.add_error(field if field in self.fields else None, message)
+
+
+# --- Audit filters --------------------------------------------------------------------------
+
+
+class AuditFilterForm(forms.Form):
+    kind = forms.ChoiceField(choices=[("", "Any kind"), *AuditEntry.Kind.choices], required=False)
+    agent = forms.ChoiceField(choices=[("", "Any agent")], required=False)
+    action = forms.CharField(required=False, max_length=200)
+    decision = forms.ChoiceField(choices=AUDIT_DECISIONS, required=False)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Inclusive.",
+    )
+
+    def __init__(self, *args: Any, agents: list[Agent], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["agent"].choices = [
+            ("", "Any agent"),
+            *[(agent.public_id, agent.name) for agent in agents],
+        ]
+
+    def filters(self) -> AuditFilters:
+        if not self.is_valid():
+            return AuditFilters()
+        data = self.cleaned_data
+        return AuditFilters(
+            kind=data["kind"] or None,
+            agent_public_id=data["agent"] or None,
+            action=data["action"].strip() or None,
+            decision=data["decision"] or None,
+            since=_day_start(data["since"]),
+            until=_day_start(data["until"], days_after=1),
+        )
+
+    def export_query(self) -> dict[str, str]:
+        """The filters the export API understands (it has no action or decision filter)."""
+        filters = self.filters()
+        query = {}
+        if filters.kind:
+            query["kind"] = filters.kind
+        if filters.agent_public_id:
+            query["agent"] = filters.agent_public_id
+        if filters.since:
+            query["since"] = filters.since.isoformat()
+        if filters.until:
+            query["until"] = filters.until.isoformat()
+        return query
+
+
+def _day_start(day: Any, days_after: int = 0) -> datetime | None:
+    if day is None:
+        return None
+    return timezone.make_aware(datetime.combine(day + timedelta(days=days_after), time.min))
