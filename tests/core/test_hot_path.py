@@ -1,0 +1,36 @@
+"""The key-only check endpoints skip the browser middleware but keep their behaviour."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import pytest
+
+from wardenproject.middleware import KEY_ONLY_HOT_PATHS
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("path", sorted(KEY_ONLY_HOT_PATHS))
+def test_a_hot_path_without_a_key_answers_401_json_with_security_headers(client, path):
+    response = client.post(path, data={}, content_type="application/json")
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert response.json()["code"] == "unauthenticated"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["X-Frame-Options"] == "DENY"
+    assert "sessionid" not in response.cookies
+
+
+@pytest.mark.parametrize("path", sorted(KEY_ONLY_HOT_PATHS))
+def test_a_hot_path_with_a_bad_body_names_the_problem(client, path):
+    response = client.post(
+        path, data="not json", content_type="application/json", HTTP_X_API_KEY="wdn_live_nope"
+    )
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+
+
+def test_other_methods_on_a_hot_path_go_through_the_whole_stack(client):
+    response = client.get("/api/v1/check")
+    # The normal stack answers (DRF: unauthenticated before method), with its own headers.
+    assert response.status_code in {HTTPStatus.UNAUTHORIZED, HTTPStatus.METHOD_NOT_ALLOWED}
+    assert response["X-Content-Type-Options"] == "nosniff"
