@@ -41,6 +41,10 @@ def _fresh_state() -> Iterator[None]:
     set_seen_store(InMemorySeenStore())
     yield
     background.flush(5)
+    if wardenpy.is_configured():
+        # Closing the keep-alive sockets ends the live server's threads serving them, and
+        # with them their database sessions.
+        wardenpy.get_client().close()
     wardenpy.reset_config()
     registry.clear()
     runtime.caches_clear()
@@ -84,6 +88,7 @@ def sdk(live_server, keys) -> Iterator[wardenpy.WardenConfig]:
     yield wardenpy.configure(
         api_key=keys.test, api_url=live_server.url, max_poll_time=60, retry_attempts=1
     )
+    background.flush(5)  # outcome reports reach the server before its database is flushed
     cancel_pending(keys)
 
 

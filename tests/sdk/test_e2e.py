@@ -130,6 +130,34 @@ def test_the_loser_of_a_claim_race_sees_409_already_claimed(sdk, refund, bob):
     assert lost.value.code == "already_claimed"
 
 
+def _approved_elsewhere(refund, bob) -> str:
+    """An approved action whose call was made earlier (webhook mode: nothing claimed it)."""
+    made_earlier = wardenpy.guard_tool(
+        "stripe.refund", refund, "webhook", on_approval=print, on_denial=print
+    )
+    action_id = made_earlier(150.0, customer_id="cus_abc").action_id
+    decide(action_id, bob, approve=True)
+    return action_id
+
+
+def test_resuming_an_approved_action_with_its_arguments_runs_the_tool(sdk, refund, calls, bob):
+    action_id = _approved_elsewhere(refund, bob)
+    tool = wardenpy.guard_tool("stripe.refund", refund)
+    assert tool.resume(action_id, 150.0, customer_id="cus_abc") == "refunded 150.0 to cus_abc"
+    assert calls.made == [{"amount": 150.0, "customer_id": "cus_abc"}]
+
+
+def test_resuming_an_approved_action_with_other_arguments_does_not_run_the_tool(
+    sdk, refund, calls, bob
+):
+    action_id = _approved_elsewhere(refund, bob)
+    tool = wardenpy.guard_tool("stripe.refund", refund)
+    with pytest.raises(wardenpy.PolicyDeniedError) as refused:
+        tool.resume(action_id, 9999.0, customer_id="cus_evil")
+    assert "arguments" in str(refused.value)
+    assert calls.made == []
+
+
 def test_a_claimed_approved_call_reports_success(live_server, sdk, keys, refund, bob):
     call = in_thread(wardenpy.guard_tool("stripe.refund", refund), 150.0, customer_id="cus_abc")
     action_id = pending_action_id()
@@ -325,6 +353,7 @@ def test_an_unreachable_server_fails_closed_with_server_unreachable(calls, refun
 def org_client(live_server, keys):
     with wardenpy.Client(api_key=keys.org, api_url=live_server.url, retry_attempts=1) as client:
         yield client
+        wardenpy.flush(5)
 
 
 def test_an_org_key_checks_for_the_agent_it_names(org_client, support_bot):
