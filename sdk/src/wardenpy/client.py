@@ -162,17 +162,22 @@ class Client:
             raise error from last_error
         raise error
 
-    def claim(self, action_id: str) -> dict[str, Any]:
+    def claim(self, action_id: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
         """``POST /api/v1/actions/{id}/claim``: take the right to run an approved action once.
 
-        Raises :class:`AlreadyClaimedError` when someone else claimed it first.
+        With ``arguments`` the server refuses the claim (409 ``arguments_mismatch``) unless
+        they are the arguments that were approved. Raises :class:`AlreadyClaimedError` when
+        someone else claimed it first.
         """
+        body: dict[str, Any] = {}
+        if arguments is not None:
+            body["arguments"] = to_jsonable(arguments)
         return cast(
             dict[str, Any],
             self.transport.request(
                 "POST",
                 f"/api/v1/actions/{action_id}/claim",
-                json={},
+                json=body,
                 headers={"Idempotency-Key": f"wdnpy_claim_{action_id}"},
             ),
         )

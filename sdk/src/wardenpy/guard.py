@@ -140,9 +140,11 @@ class _Guard:
             decided_by=state.decided_by,
         )
 
-    def _claim(self, client: Client, action_id: str) -> None:
+    def _claim(
+        self, client: Client, action_id: str, arguments: dict[str, Any] | None = None
+    ) -> None:
         try:
-            client.claim(action_id)
+            client.claim(action_id, arguments)
         except AlreadyClaimedError as exc:
             raise AlreadyClaimedError(
                 f"Action {action_id} ({self.tool_name}) was already claimed by another worker; "
@@ -154,17 +156,22 @@ class _Guard:
                 body=exc.body,
             ) from exc
         except ConflictError as exc:
+            why = (
+                "its arguments differ from the approved call's"
+                if exc.code == "arguments_mismatch"
+                else f"action is {exc.status}"
+            )
             raise PolicyDeniedError(
-                f"Tool call {self.tool_name!r} can no longer run: action is {exc.status}",
+                f"Tool call {self.tool_name!r} can no longer run: {why}",
                 tool_name=self.tool_name,
                 action_id=action_id,
                 status=exc.status,
             ) from exc
 
-    def _claim_decided(self, client: Client, state: ActionState) -> None:
-        """Claim an approved action, or raise why it may not run."""
+    def _claim_decided(self, client: Client, state: ActionState, arguments: dict[str, Any]) -> None:
+        """Claim an approved action for exactly these arguments, or raise why it may not run."""
         if state.status in ("approved", "allowed"):
-            self._claim(client, state.action_id)
+            self._claim(client, state.action_id, arguments)
             return
         raise self._denied(state)
 
@@ -204,18 +211,20 @@ class _Guard:
             raise self._blocked(result)
         action_id = self._require_action_id(result)
         if self.approval_mode == "wait":
-            return self._resume(client, action_id, run)
+            return self._resume(client, action_id, arguments, run)
         return self._pending_result(client, result, arguments, None)
 
-    def _resume(self, client: Client, action_id: str, run: Callable[[], Any]) -> Any:
+    def _resume(
+        self, client: Client, action_id: str, arguments: dict[str, Any], run: Callable[[], Any]
+    ) -> Any:
         state = client.wait_for_decision(action_id, tool_name=self.tool_name)
-        self._claim_decided(client, state)
+        self._claim_decided(client, state, arguments)
         return self._run_and_report(client, action_id, run)
 
     def resume(self, action_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        bind_arguments(self.func, args, kwargs)  # same TypeError as a direct call
+        arguments = bind_arguments(self.func, args, kwargs)  # same TypeError as a direct call
         run = functools.partial(self.func, *args, **kwargs)
-        return self._resume(self._client(), action_id, run)
+        return self._resume(self._client(), action_id, arguments, run)
 
     @staticmethod
     def _run_and_report(client: Client, action_id: str | None, run: Callable[[], Any]) -> Any:
@@ -241,22 +250,26 @@ class _Guard:
             raise self._blocked(result)
         action_id = self._require_action_id(result)
         if self.approval_mode == "wait":
-            return await self._aresume(client, action_id, run)
+            return await self._aresume(client, action_id, arguments, run)
         return self._pending_result(client, result, arguments, asyncio.get_running_loop())
 
     async def _aresume(
-        self, client: Client, action_id: str, run: Callable[[], Awaitable[Any]]
+        self,
+        client: Client,
+        action_id: str,
+        arguments: dict[str, Any],
+        run: Callable[[], Awaitable[Any]],
     ) -> Any:
         state = await asyncio.to_thread(
             client.wait_for_decision, action_id, tool_name=self.tool_name
         )
-        await asyncio.to_thread(self._claim_decided, client, state)
+        await asyncio.to_thread(self._claim_decided, client, state, arguments)
         return await self._arun_and_report(client, action_id, run)
 
     async def aresume(self, action_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        bind_arguments(self.func, args, kwargs)
+        arguments = bind_arguments(self.func, args, kwargs)
         run = functools.partial(self.func, *args, **kwargs)
-        return await self._aresume(self._client(), action_id, run)
+        return await self._aresume(self._client(), action_id, arguments, run)
 
     @staticmethod
     async def _arun_and_report(
