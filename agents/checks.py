@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -292,7 +293,9 @@ def check_perform(
             with transaction.atomic():
                 audit_entry_insert(entry)
         else:
-            audit_entry_insert(entry)
+            # The common case: one autocommitted row (asynchronous commit if the operator
+            # opted in with WARDEN_AUDIT_ASYNC_COMMIT).
+            audit_entry_insert(entry, using=settings.WARDEN_AUDIT_WRITE_ALIAS)
     except IntegrityError:
         if not idempotency_key:
             raise

@@ -71,11 +71,11 @@ def main() -> int:
     commands = {
         "web": [
             str(BIN / "gunicorn"),
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
             "wardenproject.wsgi",
             "--bind",
             f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
             "--workers",
             os.environ.get("WEB_CONCURRENCY", "2"),
             "--threads",

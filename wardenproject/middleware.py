@@ -19,7 +19,8 @@ class KeyOnlyHotPathMiddleware:
     the middleware chain cost about a third of a check's CPU. Everything else (exceptions
     mapped to JSON, the API-key check, rate limits, request_started/finished and their
     database connection handling) still happens, inside the view or Django's handler.
-    Must be first in MIDDLEWARE; sets the security headers the skipped middleware would.
+    Must be first in MIDDLEWARE; sets the Content-Length and security headers that the
+    skipped middleware would.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -36,6 +37,8 @@ class KeyOnlyHotPathMiddleware:
         response = view(request)
         if hasattr(response, "render") and not response.is_rendered:
             response = response.render()  # DRF answers are template responses
+        if not response.streaming and "Content-Length" not in response.headers:
+            response.headers["Content-Length"] = str(len(response.content))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")

@@ -19,6 +19,7 @@ def test_a_hot_path_without_a_key_answers_401_json_with_security_headers(client,
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["X-Frame-Options"] == "DENY"
     assert "sessionid" not in response.cookies
+    assert response["Content-Length"] == str(len(response.content))
 
 
 @pytest.mark.parametrize("path", sorted(KEY_ONLY_HOT_PATHS))

@@ -67,3 +67,35 @@ def test_production_settings_turn_on_secure_cookies_and_hsts():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "True"]
+
+
+def test_audit_async_commit_is_an_explicit_postgresql_only_opt_in():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.WARDEN_AUDIT_WRITE_ALIAS, "
+        "s.DATABASES.get('audit_async', {}).get('OPTIONS', {}).get('options'))"
+    )
+    base = {
+        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
+        "DJANGO_SETTINGS_MODULE": "wardenproject.settings.base",
+        "DEBUG": "true",
+    }
+
+    def run(extra: dict[str, str]) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    postgres = "postgres://postgres@127.0.0.1:5432/x"
+    assert run({"DATABASE_URL": postgres}) == "default None"
+    assert run({"DATABASE_URL": postgres, "WARDEN_AUDIT_ASYNC_COMMIT": "true"}) == (
+        "audit_async -c synchronous_commit=off"
+    )
+    assert run({"WARDEN_AUDIT_ASYNC_COMMIT": "true"}) == "default None"  # SQLite: no such knob

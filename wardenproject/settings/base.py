@@ -97,6 +97,19 @@ _database_url = env_str("DATABASE_URL")
 if _database_url:
     DATABASES = {"default": parse_database_url(_database_url, base_dir=BASE_DIR)}
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    if env_bool("WARDEN_AUDIT_ASYNC_COMMIT", False) and DATABASES["default"]["ENGINE"].endswith(
+        "postgresql"
+    ):
+        # Opt-in: allow/block audit rows of checks go through this alias, committed with
+        # synchronous_commit=off (no wait for the WAL flush). A PostgreSQL crash can lose
+        # the last ~0.6 s of them; approvals, decisions and everything else stay durable.
+        _options = dict(DATABASES["default"]["OPTIONS"])
+        _options["options"] = (_options.get("options", "") + " -c synchronous_commit=off").strip()
+        DATABASES["audit_async"] = {
+            **DATABASES["default"],
+            "OPTIONS": _options,
+            "TEST": {"MIRROR": "default"},
+        }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -107,6 +120,8 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The alias allow/block check rows are written through (see WARDEN_AUDIT_ASYNC_COMMIT).
+WARDEN_AUDIT_WRITE_ALIAS = "audit_async" if "audit_async" in DATABASES else "default"
 
 # --- Redis, cache and Celery -----------------------------------------------------------------
 # REDIS_URL selects Redis as Celery broker and cache. Without it Celery uses kombu's
