@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from webhooks import conf, delivery
+from webhooks.crypto import SecretUnreadable
 from webhooks.formats import build_request
 from webhooks.models import Attempt, Delivery, Endpoint
 from webhooks.services import endpoint_set_enabled, endpoint_signing_secrets
@@ -147,9 +148,19 @@ def _attempt_leased(lease: Lease) -> Attempt:
             error=f"Endpoint disabled: {endpoint.disabled_reason}", permanent=True
         )
     else:
-        secrets = endpoint_signing_secrets(endpoint, now=now)
-        headers, body = build_request(item.event, endpoint.format, secrets, int(now.timestamp()))
-        result = delivery.post(endpoint.url, headers, body)
+        try:
+            secrets = endpoint_signing_secrets(endpoint, now=now)
+        except SecretUnreadable as exc:
+            # Retried on the normal schedule: restoring SECRET_KEY (or rotating the secret)
+            # lets the delivery go out, and the attempt log says what is wrong meanwhile.
+            result = delivery.SendResult(
+                error=f"Cannot sign: {exc}. Restore SECRET_KEY or rotate this endpoint's secret."
+            )
+        else:
+            headers, body = build_request(
+                item.event, endpoint.format, secrets, int(now.timestamp())
+            )
+            result = delivery.post(endpoint.url, headers, body)
     attempt_count = item.attempt_count + 1
     attempt = Attempt.objects.create(
         delivery=item,

@@ -259,3 +259,18 @@ def test_every_attempt_records_request_and_response(org_a, make_endpoint, webhoo
     assert attempt.response_body == "thanks"
     assert attempt.request_headers["webhook-id"] == delivery.event.public_id
     assert '"stripe.refund"' in attempt.request_body
+
+
+def test_an_unreadable_secret_is_a_logged_attempt_that_retries_not_a_crash(
+    settings, org_a, make_endpoint, webhook_receiver
+):
+    make_endpoint(webhook_receiver.url())
+    delivery = only_delivery(emit(org_a))
+    settings.SECRET_KEY = "a-different-secret-key-than-the-one-that-encrypted-it"
+    attempt = dispatch.delivery_attempt(delivery_public_id=delivery.public_id)
+    assert "Cannot sign" in attempt.error
+    assert webhook_receiver.received() == []
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.PENDING
+    assert delivery.attempt_count == 1
+    assert Endpoint.objects.get(pk=delivery.endpoint_id).enabled
