@@ -119,7 +119,7 @@ def _endpoint_record_outcome(endpoint: Endpoint, result: delivery.SendResult) ->
             enabled=False,
             reason=f"Every delivery failed for {failing_for / 86400:.0f} days.",
         )
-        _notify_disabled(endpoint)
+        transaction.on_commit(lambda: _notify_disabled(endpoint))
 
 
 def delivery_attempt(*, delivery_public_id: str) -> Attempt | None:
@@ -162,9 +162,24 @@ def _attempt_leased(lease: Lease) -> Attempt:
             )
             result = delivery.post(endpoint.url, headers, body)
     attempt_count = item.attempt_count + 1
+    with transaction.atomic():  # the attempt, the delivery's state and the endpoint's: one commit
+        attempt = _attempt_record(lease, item, endpoint, now, headers, body, result, attempt_count)
+    return attempt
+
+
+def _attempt_record(
+    lease: Lease,
+    item: Delivery,
+    endpoint: Endpoint,
+    now: datetime,
+    headers: dict[str, str],
+    body: bytes,
+    result: delivery.SendResult,
+    attempt_count: int,
+) -> Attempt:
     attempt = Attempt.objects.create(
         delivery=item,
-        number=Attempt.objects.filter(delivery=item).count() + 1,
+        number=attempt_count,
         created_at=now,
         request_url=endpoint.url,
         request_headers=headers,

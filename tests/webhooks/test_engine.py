@@ -128,7 +128,7 @@ def test_refused_address_fails_at_once_without_retry(
 
 
 def test_endpoint_failing_for_five_days_is_disabled_and_admins_are_emailed(
-    org_a, make_endpoint, webhook_receiver
+    org_a, make_endpoint, webhook_receiver, django_capture_on_commit_callbacks
 ):
     endpoint = make_endpoint(webhook_receiver.url()).endpoint
     Endpoint.objects.filter(pk=endpoint.pk).update(
@@ -136,7 +136,8 @@ def test_endpoint_failing_for_five_days_is_disabled_and_admins_are_emailed(
     )
     webhook_receiver.always(Answer(status=500))
     delivery = only_delivery(emit(org_a))
-    dispatch.delivery_attempt(delivery_public_id=delivery.public_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch.delivery_attempt(delivery_public_id=delivery.public_id)
     endpoint.refresh_from_db()
     assert not endpoint.enabled
     assert [m.to for m in mail.outbox] == [["alice@example.com"]]
