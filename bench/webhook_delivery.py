@@ -20,6 +20,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import transaction  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 
 from accounts.models import Organization, Plan  # noqa: E402
 from tests.live import WebhookReceiver  # noqa: E402
@@ -84,13 +85,14 @@ def wait_for(receiver: WebhookReceiver, ids: set[str], timeout: float) -> float:
     raise SystemExit(f"{missing} event(s) not delivered within {timeout}s")
 
 
-def start_worker(concurrency: int, log: Path) -> subprocess.Popen:
+def start_worker(concurrency: int, log: Path, beat: bool = True) -> subprocess.Popen:
+    beat_args = ["-B", "-s", str(log.with_suffix(".beat"))] if beat else []
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "celery", "-A", "wardenproject", "worker",
             "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "WARNING",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"bench-{os.getpid()}@%h", "-B", "-s", str(log.with_suffix(".beat")),
+            "-n", f"bench-{os.getpid()}-{log.stem}@%h", *beat_args,
         ],
         cwd=ROOT,
         env=os.environ.copy(),
@@ -110,6 +112,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--burst", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--emitters", type=int, default=8, help="emitting threads")
     args = parser.parse_args()
     if not (settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and settings.REDIS_URL):
         raise SystemExit("set DATABASE_URL=postgres://... and REDIS_URL=redis://...")
@@ -125,21 +129,36 @@ def main() -> None:
     receiver.start()
     services.endpoint_create(organization=org, url=receiver.url(), events=["approval.approved"])
     log = Path("/tmp") / f"webhook-bench-worker-{os.getpid()}.log"
-    worker = start_worker(args.concurrency, log)
+    workers = [
+        start_worker(args.concurrency, log.with_name(f"{log.stem}-{n}.log"), beat=n == 0)
+        for n in range(args.workers)
+    ]
     try:
         # Phase 1: steady rate
+        # Events come from many web threads at once in production: emit from several
+        # threads, each on its own schedule, so the emitter is not the bottleneck.
         commits: dict[str, float] = {}
-        interval = 1 / args.rate
-        start = time.time()
-        for n in range(args.rate * args.seconds):
-            target = start + n * interval
-            if (delay := target - time.time()) > 0:
-                time.sleep(delay)
-            with transaction.atomic():
-                event = services.event_emit(
-                    organization=org, event_type="approval.approved", data=DATA
-                )
-            commits[event.public_id] = time.time()
+        emitters = args.emitters
+        interval = emitters / args.rate
+        start = time.time() + 0.2
+
+        def emit_share(offset: int) -> None:
+            for n in range(args.rate * args.seconds // emitters):
+                target = start + (n + offset / emitters) * interval
+                if (delay := target - time.time()) > 0:
+                    time.sleep(delay)
+                with transaction.atomic():
+                    event = services.event_emit(
+                        organization=org, event_type="approval.approved", data=DATA
+                    )
+                commits[event.public_id] = time.time()
+            connection.close()
+
+        threads = [threading.Thread(target=emit_share, args=(i,)) for i in range(emitters)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         achieved = len(commits) / (time.time() - start)
         wait_for(receiver, set(commits), 120)
         arrivals = first_arrivals(receiver)
@@ -176,13 +195,16 @@ def main() -> None:
         )
         print(
             f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-            f"{platform.python_version()}, worker --pool threads --concurrency "
-            f"{args.concurrency}, max in flight per endpoint "
+            f"{platform.python_version()}, {args.workers} worker processes --pool threads "
+            f"--concurrency {args.concurrency}, {args.emitters} emitting threads, max in "
+            f"flight per endpoint "
             f"{getattr(settings, 'WARDEN_WEBHOOKS_MAX_IN_FLIGHT', 4)}"
         )
     finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(20)
+        for worker in workers:
+            os.killpg(worker.pid, 15)
+        for worker in workers:
+            worker.wait(20)
         receiver.stop()
 
 

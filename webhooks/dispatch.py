@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -41,21 +41,55 @@ def _due(now: datetime) -> Q:
     )
 
 
-def delivery_lease(*, delivery_pk: int, endpoint_pk: int) -> Lease | None:
-    """Lease one due delivery unless its endpoint already has its cap of leases in flight.
+def _in_flight(endpoint_pk: int, now: datetime) -> int:
+    return Delivery.objects.filter(
+        endpoint_id=endpoint_pk, status=Delivery.Status.PENDING, leased_until__gt=now
+    ).count()
 
-    The endpoint row lock serialises leasing per endpoint (PostgreSQL; SQLite serialises
-    writers anyway), so the cap holds; the conditional UPDATE makes one worker the winner.
+
+def delivery_lease(*, delivery_pk: int | None, endpoint_pk: int) -> Lease | None:
+    """Lease a due delivery unless its endpoint already has its cap of leases in flight.
+
+    ``delivery_pk`` names the delivery a wake-up was for; ``None`` takes the endpoint's
+    oldest due delivery. The endpoint row lock serialises leasing per endpoint (PostgreSQL;
+    SQLite serialises writers anyway), so the cap holds and two drainers never pick the
+    same row; the conditional UPDATE makes a stale wake-up lose cleanly.
     """
     now = timezone.now()
     token = now + timedelta(seconds=conf.lease_seconds())
+    # Unlocked first look: most wake-ups of a busy endpoint find its cap full or their
+    # delivery already taken by a drainer; they leave without queueing for the row lock.
+    if _in_flight(endpoint_pk, now) >= conf.max_in_flight():
+        return None
+    if (
+        delivery_pk is not None
+        and not Delivery.objects.filter(pk=delivery_pk).filter(_due(now)).exists()
+    ):
+        return None
     with transaction.atomic():
-        list(Endpoint.objects.select_for_update().filter(pk=endpoint_pk).values_list("pk"))
-        in_flight = Delivery.objects.filter(
-            endpoint_id=endpoint_pk, status=Delivery.Status.PENDING, leased_until__gt=now
-        ).count()
-        if in_flight >= conf.max_in_flight():
+        if connection.vendor == "postgresql":
+            # A lease is a soft claim that expires by itself: losing one in a database crash
+            # only means a re-lease (at worst a duplicate, which at-least-once allows). Don't
+            # hold the endpoint's lock while waiting for the WAL flush of every lease.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
+        # FOR NO KEY UPDATE: serialises leasing per endpoint without blocking the FOR KEY
+        # SHARE locks that inserting new deliveries (their foreign key) takes on this row.
+        list(
+            Endpoint.objects.select_for_update(no_key=True).filter(pk=endpoint_pk).values_list("pk")
+        )
+        if _in_flight(endpoint_pk, now) >= conf.max_in_flight():
             return None
+        if delivery_pk is None:
+            delivery_pk = (
+                Delivery.objects.filter(endpoint_id=endpoint_pk)
+                .filter(_due(now))
+                .order_by("next_attempt_at", "pk")
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if delivery_pk is None:
+                return None
         won = Delivery.objects.filter(pk=delivery_pk).filter(_due(now)).update(leased_until=token)
     return Lease(delivery_pk, token) if won == 1 else None
 
@@ -219,17 +253,7 @@ def endpoint_drain(*, endpoint_pk: int, limit: int = 100) -> int:
     """
     sent = 0
     while sent < limit:
-        now = timezone.now()
-        pk = (
-            Delivery.objects.filter(endpoint_id=endpoint_pk)
-            .filter(_due(now))
-            .order_by("next_attempt_at", "pk")
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if pk is None:
-            break
-        lease = delivery_lease(delivery_pk=pk, endpoint_pk=endpoint_pk)
+        lease = delivery_lease(delivery_pk=None, endpoint_pk=endpoint_pk)
         if lease is None:
             break
         _attempt_leased(lease)
