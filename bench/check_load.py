@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paced import paced_load
+from servers import start_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -173,26 +174,7 @@ def main() -> int:
     saturate = tmp / "check.lua"
     saturate.write_text(headers)
 
-    server = subprocess.Popen(
-        [
-            str(ROOT / ".venv" / "bin" / "gunicorn"),
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "wardenproject.wsgi",
-            "--workers",
-            str(args.workers),
-            "--threads",
-            str(args.threads),
-            "-b",
-            f"127.0.0.1:{PORT}",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "2048",
-        ],
-        cwd=ROOT,
-        env=env(),
-    )
+    server = start_gunicorn(port=PORT, workers=args.workers, threads=args.threads, env=env())
     base = f"http://127.0.0.1:{PORT}"
     try:
         for _ in range(100):
