@@ -7,6 +7,7 @@ broker) and on PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -97,7 +98,13 @@ def main() -> int:
         ],
         "beat": [str(BIN / "celery"), "-A", "wardenproject", "beat", "--loglevel", "INFO"],
     }
-    procs = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in commands.items()}
+    # Each child in its own process group: Ctrl-C reaches only this script, which then sends
+    # every child exactly one SIGTERM (a second signal mid-shutdown can wedge a gunicorn
+    # gthread worker) and, past the grace period, kills the child's whole group.
+    procs = {
+        name: subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+        for name, cmd in commands.items()
+    }
     time.sleep(1.5)
     user = seeded.get("user", {})
     agent = seeded.get("agent") or {}
@@ -129,12 +136,12 @@ def main() -> int:
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
     for proc in procs.values():
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the group: no orphaned worker survives
     return exit_code
 
 
