@@ -22,17 +22,6 @@ from wardenproject.errors import ValidationFailed
 
 SDK_LOG_STATUSES = ("success", "blocked", "failed", "pending_approval")
 
-# Arden's poll loop accepts exactly pending/approved/denied.
-_ARDEN_STATUS = {
-    "pending": "pending",
-    "approved": "approved",
-    "allowed": "approved",
-    "denied": "denied",
-    "blocked": "denied",
-    "expired": "denied",
-    "cancelled": "denied",
-}
-
 
 @extend_schema(exclude=True)
 class ArdenCheckView(APIView):
@@ -98,22 +87,19 @@ class ArdenStatusView(APIView):
     permission_classes = [IsAgentOrOrgKey]
 
     def get(self, request: Request, action_id: str) -> Response:
-        from approvals.selectors import CANCELLED_MESSAGE, EXPIRED_MESSAGE
+        from approvals.selectors import arden_status
         from audit.selectors import action_detail
 
         detail = action_detail(entry=action_entry_for(request, action_id))
         native = detail["status"]
-        status = _ARDEN_STATUS.get(native, "denied")
-        if native == "expired":
-            message = EXPIRED_MESSAGE
-        elif native == "cancelled":
-            message = detail["notes"] or CANCELLED_MESSAGE
-        elif native in ("approved", "denied"):
-            message = detail["notes"] or f"{native} by {detail['decided_by'] or 'a reviewer'}"
-        elif native == "pending":
-            message = "Waiting for approval."
-        else:
-            message = detail["reason"]
+        status, message = arden_status(native, detail["notes"])
+        if message is None:
+            if native in ("approved", "denied"):
+                message = f"{native} by {detail['decided_by'] or 'a reviewer'}"
+            elif native == "pending":
+                message = "Waiting for approval."
+            else:
+                message = detail["reason"]
         return Response(
             {
                 "action_id": detail["action_id"],

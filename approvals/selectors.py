@@ -90,14 +90,30 @@ def approval_get_for_org(*, organization: Organization, action_id: str) -> Appro
     return approval_expire_if_overdue(request)
 
 
-def approval_compat_status(request: ApprovalRequest) -> tuple[str, str | None]:
-    """(status, message) for the Arden SDK, which knows only pending/approved/denied."""
-    status = request.status
-    if status == ApprovalRequest.Status.EXPIRED:
+# Arden's poll loop accepts exactly pending/approved/denied.
+ARDEN_STATUS = {
+    "pending": "pending",
+    "approved": "approved",
+    "allowed": "approved",
+    "denied": "denied",
+    "blocked": "denied",
+    "expired": "denied",
+    "cancelled": "denied",
+}
+
+
+def arden_status(native: str, notes: str | None) -> tuple[str, str | None]:
+    """(status, message) as the Arden SDK, which knows only pending/approved/denied, reads a
+    native status: expired and cancelled read as denied, with the reason in the message."""
+    if native == ApprovalRequest.Status.EXPIRED:
         return "denied", EXPIRED_MESSAGE
-    if status == ApprovalRequest.Status.CANCELLED:
-        return "denied", request.notes or CANCELLED_MESSAGE
-    return status, request.notes or None
+    if native == ApprovalRequest.Status.CANCELLED:
+        return "denied", notes or CANCELLED_MESSAGE
+    return ARDEN_STATUS.get(native, "denied"), notes or None
+
+
+def approval_compat_status(request: ApprovalRequest) -> tuple[str, str | None]:
+    return arden_status(request.status, request.notes)
 
 
 def approval_votes(request: ApprovalRequest) -> list[ApprovalVote]:
