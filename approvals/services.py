@@ -21,7 +21,7 @@ from accounts.plans import Feature, plan_require
 from approvals import wakeup
 from approvals.models import ApprovalRequest, ApprovalVote
 from audit.models import AuditEntry
-from audit.services import audit_record
+from audit.services import actor_label, audit_record
 from wardenproject.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from wardenproject.tasks import enqueue_on_commit
 from webhooks.services import event_emit
@@ -120,14 +120,6 @@ def _notify_reviewers_on_commit(organization_id: int) -> None:
 
 
 # --- who may do what --------------------------------------------------------------------------
-
-
-def actor_label(*, user: User | None, api_key: Any | None) -> str:
-    if user is not None:
-        return user.email
-    if api_key is not None:
-        return f"key {api_key.prefix}… ({api_key.name})"
-    return "system"
 
 
 def approval_request_get(request_or_action_id: ApprovalRequest | str) -> ApprovalRequest:

@@ -15,7 +15,8 @@ from accounts.plans import Limit, plan_limit
 from audit.models import AppendOnlyError, AuditEntry
 
 
-def _label_for(user: User | None, api_key: Any | None) -> str:
+def actor_label(*, user: User | None, api_key: Any | None) -> str:
+    """How the log names who acted: the user's email, the key's prefix and name, or system."""
     if user is not None:
         return user.email
     if api_key is not None:
@@ -38,7 +39,8 @@ def audit_record(
         kind=kind,
         actor_user=actor_user,
         actor_key=actor_key,
-        actor_label=fields.pop("actor_label", None) or _label_for(actor_user, actor_key),
+        actor_label=fields.pop("actor_label", None)
+        or actor_label(user=actor_user, api_key=actor_key),
         **fields,
     )
     if public_id:
