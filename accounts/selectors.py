@@ -160,3 +160,25 @@ def organization_overview(*, organization: Organization) -> dict[str, Any]:
         "pending_invitations": invitation_list_pending(organization=organization).count(),
         "agent_count": organization.agents.count(),
     }
+
+
+def organization_get_by_ref(*, ref: str) -> Organization:
+    """The organisation with this public id or exact name, for operators' commands.
+
+    A name that several organisations share is refused rather than guessed: a policy import
+    or an export must never land on the wrong tenant.
+    """
+    from django.db.models import Q
+
+    from wardenproject.errors import NotFound, ValidationFailed
+
+    organizations = list(
+        Organization.objects.select_related("plan").filter(Q(public_id=ref) | Q(name=ref))[:2]
+    )
+    if not organizations:
+        raise NotFound(f"No organisation {ref!r} (give its public id or name).", field="org")
+    if len(organizations) > 1:
+        raise ValidationFailed(
+            f"Several organisations are named {ref!r}; give the public id.", field="org"
+        )
+    return organizations[0]

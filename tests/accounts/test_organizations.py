@@ -158,3 +158,14 @@ def test_a_user_turns_approval_emails_back_on(client, bob):
     client.post(reverse("profile"), {"name": "", "notify_approvals": "on"})
     bob.refresh_from_db()
     assert bob.notify_approvals is True
+
+
+def test_commands_refuse_an_organisation_name_that_several_organisations_share(db, alice):
+    from django.core.management import CommandError, call_command
+
+    from accounts.services import organization_create
+
+    organization_create(owner=alice, name="Twin")
+    organization_create(owner=alice, name="Twin")
+    with pytest.raises(CommandError, match="Several organisations are named 'Twin'"):
+        call_command("warden_audit", "export", "--org", "Twin")

@@ -13,22 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q
 from django.http import Http404
 
 from accounts.models import Organization
 from agents import selectors, services
 from agents.policy_document import PolicyDocumentError
+from wardenproject.commands import organization_from
 from wardenproject.errors import DomainError
-
-
-def organization_from(ref: str) -> Organization:
-    organization = (
-        Organization.objects.select_related("plan").filter(Q(public_id=ref) | Q(name=ref)).first()
-    )
-    if organization is None:
-        raise CommandError(f"No organisation {ref!r}.")
-    return organization
 
 
 class Command(BaseCommand):

@@ -14,10 +14,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
 
-from agents.management.commands.warden_policy import organization_from
 from audit.export import FORMATS, audit_entries_for_export, export_lines
 from audit.models import AuditEntry
 from audit.services import audit_purge_expired
+from wardenproject.commands import organization_from
 
 
 def _when(value: str | None, name: str) -> datetime | None:

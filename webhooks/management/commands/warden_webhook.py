@@ -6,22 +6,13 @@ import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q
 
 from accounts.models import Organization
+from wardenproject.commands import organization_from
 from wardenproject.errors import DomainError
 from webhooks import selectors, services
 from webhooks.api import endpoint_json
 from webhooks.models import Endpoint
-
-
-def _organization(ref: str) -> Organization:
-    orgs = list(Organization.objects.filter(Q(public_id=ref) | Q(name=ref))[:2])
-    if not orgs:
-        raise CommandError(f"No organisation {ref!r} (give its public id or name).")
-    if len(orgs) > 1:
-        raise CommandError(f"Several organisations are named {ref!r}; give the public id.")
-    return orgs[0]
 
 
 class Command(BaseCommand):
@@ -50,7 +41,7 @@ class Command(BaseCommand):
         rotate.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        organization = _organization(options["org"])
+        organization = organization_from(options["org"])
         try:
             getattr(self, f"_{options['subcommand']}")(organization, options)
         except DomainError as exc:
