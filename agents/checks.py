@@ -27,6 +27,7 @@ from audit.models import AuditEntry
 from audit.services import audit_entry_insert
 from wardenproject.errors import Conflict, DomainError, Forbidden, NotFound
 from wardenproject.ids import public_id
+from wardenproject.jsonutil import iso
 
 STATUS_FOR_DECISION = {"allow": "allowed", "block": "blocked", "requires_approval": "pending"}
 IDEMPOTENCY_CACHE_SECONDS = 24 * 3600
@@ -59,7 +60,7 @@ class CheckResult:
             "rule": self.rule,
             "message": self.message,
             "environment": self.environment,
-            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "expires_at": iso(self.expires_at),
         }
 
 

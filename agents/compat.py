@@ -19,6 +19,7 @@ from agents.api import action_entry_for, parse_token_usage, token_usage_answer
 from agents.http import JsonOnlyNegotiation, json_object, object_field, string_field
 from agents.permissions import IsAgentOrOrgKey, api_principal
 from wardenproject.errors import ValidationFailed
+from wardenproject.jsonutil import iso
 
 SDK_LOG_STATUSES = ("success", "blocked", "failed", "pending_approval")
 
@@ -74,7 +75,7 @@ class ArdenCheckView(APIView):
                 "environment": result.environment,
                 "user_id": principal.organization.public_id,
                 "rule": result.rule,
-                "expires_at": result.expires_at.isoformat() if result.expires_at else None,
+                "expires_at": iso(result.expires_at),
             }
         )
 

@@ -11,6 +11,7 @@ from accounts.models import Membership, Organization, User
 from agents.models import Agent, ApiKey, Rule
 from agents.policy import ENVIRONMENTS
 from agents.policy_document import rule_to_mapping
+from wardenproject.jsonutil import iso
 
 MANAGER_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN})
 REVIEWER_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN, Membership.Role.APPROVER})
@@ -166,9 +167,6 @@ def agent_detail(agent: Agent) -> dict[str, Any]:
 
 
 def api_key_detail(api_key: ApiKey) -> dict[str, Any]:
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
-
     return {
         "id": api_key.public_id,
         "name": api_key.name,

@@ -23,6 +23,7 @@ from approvals.models import ApprovalRequest, ApprovalVote
 from audit.models import AuditEntry
 from audit.services import actor_label, audit_record
 from wardenproject.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from wardenproject.jsonutil import iso
 from wardenproject.tasks import enqueue_on_commit
 from webhooks.services import event_emit
 
@@ -44,9 +45,6 @@ def arguments_hash(arguments: Any) -> str:
 
 def approval_event_data(request: ApprovalRequest) -> dict[str, Any]:
     """The canonical data of every approval event (see the webhook formats)."""
-
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
 
     return {
         "action_id": request.action_id,

@@ -11,12 +11,9 @@ from django.http import Http404
 
 from accounts.models import Organization
 from audit.models import AuditEntry
+from wardenproject.jsonutil import iso
 
 _STATUS_FOR_DECISION = {"allow": "allowed", "block": "blocked", "requires_approval": "pending"}
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,23 +89,23 @@ def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
         "rule": entry.rule_name or None,
         "environment": entry.environment,
         "session_id": entry.session_id or None,
-        "created_at": _iso(entry.created_at),
-        "expires_at": _iso(approval.expires_at) if approval else None,
-        "decided_at": _iso(approval.decided_at) if approval else None,
+        "created_at": iso(entry.created_at),
+        "expires_at": iso(approval.expires_at) if approval else None,
+        "decided_at": iso(approval.decided_at) if approval else None,
         "decided_by": (approval.decided_by_label or None) if approval else None,
         "notes": (approval.notes or None) if approval else None,
         "approvals": [
-            {"by": vote.voter_label, "at": _iso(vote.created_at), "notes": vote.notes or None}
+            {"by": vote.voter_label, "at": iso(vote.created_at), "notes": vote.notes or None}
             for vote in (approval.votes.all() if approval else [])
             if vote.vote == vote.Vote.APPROVE
         ],
         "approvals_required": approval.approvals_required if approval else None,
-        "claimed_at": _iso(approval.claimed_at) if approval else None,
+        "claimed_at": iso(approval.claimed_at) if approval else None,
         "outcome": (
             {
                 "status": outcome_entry.status,
                 "error": outcome_entry.data.get("error"),
-                "at": _iso(outcome_entry.created_at),
+                "at": iso(outcome_entry.created_at),
             }
             if outcome_entry
             else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -13,12 +12,9 @@ from rest_framework.views import APIView
 
 from accounts.models import Membership
 from wardenproject.errors import ValidationFailed
+from wardenproject.jsonutil import iso
 from webhooks import selectors, services
 from webhooks.models import Attempt, Delivery, Endpoint
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 def endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
@@ -31,16 +27,16 @@ def endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
         "agents": [a.public_id for a in endpoint.agents.all()],
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason or None,
-        "failing_since": _iso(endpoint.failing_since),
-        "previous_secret_expires_at": _iso(endpoint.previous_secret_expires_at),
-        "created_at": _iso(endpoint.created_at),
+        "failing_since": iso(endpoint.failing_since),
+        "previous_secret_expires_at": iso(endpoint.previous_secret_expires_at),
+        "created_at": iso(endpoint.created_at),
     }
 
 
 def attempt_json(attempt: Attempt) -> dict[str, Any]:
     return {
         "number": attempt.number,
-        "at": _iso(attempt.created_at),
+        "at": iso(attempt.created_at),
         "url": attempt.request_url,
         "request_headers": attempt.request_headers,
         "request_body": attempt.request_body,
@@ -60,13 +56,13 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
         "action_id": delivery.event.action_id or None,
         "status": delivery.status,
         "attempt_count": delivery.attempt_count,
-        "next_attempt_at": _iso(delivery.next_attempt_at)
+        "next_attempt_at": iso(delivery.next_attempt_at)
         if delivery.status == Delivery.Status.PENDING
         else None,
         "last_status_code": delivery.last_status_code,
         "last_error": delivery.last_error or None,
-        "created_at": _iso(delivery.created_at),
-        "completed_at": _iso(delivery.completed_at),
+        "created_at": iso(delivery.created_at),
+        "completed_at": iso(delivery.completed_at),
         "attempts": [attempt_json(a) for a in delivery.attempts.all()],
     }
 
