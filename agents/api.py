@@ -6,13 +6,9 @@ Views parse input (agents.http), call one service or selector and render the res
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
 
-from django.db.models import Count, Sum
-from django.db.models.functions import TruncDay
 from django.http import Http404, HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -601,49 +597,17 @@ class TokenUsageSummaryView(APIView):
     def get(self, request: Request) -> Response:
         organization = _organization(request)
         group_by = request.query_params.get("group_by", "model")
-        columns = {"model": "model", "day": "day", "session": "session_id"}
-        if group_by not in columns:
+        if group_by not in selectors.TOKEN_USAGE_GROUPS:
             raise ValidationFailed("group_by must be model, day or session.", field="group_by")
-        usage = TokenUsage.objects.filter(organization=organization)
         principal = api_principal(request)
+        agent_id = None
         if principal is not None and principal.kind == "agent":
-            usage = usage.filter(agent_id=principal.agent_id)
+            agent_id = principal.agent_id
         elif request.query_params.get("agent"):
-            agent = selectors.agent_get(
+            agent_id = selectors.agent_get(
                 organization=organization, ref=request.query_params["agent"]
-            )
-            usage = usage.filter(agent=agent)
-        if group_by == "day":
-            usage = usage.annotate(day=TruncDay("created_at"))
-        rows = (
-            usage.values(columns[group_by])
-            .annotate(
-                calls=Count("id"),
-                prompt_tokens=Sum("prompt_tokens"),
-                completion_tokens=Sum("completion_tokens"),
-                total_tokens=Sum("total_tokens"),
-                cost_usd=Sum("cost_usd"),
-            )
-            .order_by(columns[group_by])
+            ).pk
+        results, totals = selectors.token_usage_summary(
+            organization=organization, agent_id=agent_id, group_by=group_by
         )
-        results: list[dict[str, Any]] = []
-        totals: dict[str, Any] = defaultdict(int)
-        for row in rows:
-            key = row[columns[group_by]]
-            if group_by == "day":
-                key = key.date().isoformat() if key else None
-            cost = row["cost_usd"] or Decimal(0)
-            results.append(
-                {
-                    group_by: key,
-                    "calls": row["calls"],
-                    "prompt_tokens": row["prompt_tokens"],
-                    "completion_tokens": row["completion_tokens"],
-                    "total_tokens": row["total_tokens"],
-                    "total_cost_usd": float(cost),
-                }
-            )
-            totals["calls"] += row["calls"]
-            totals["total_tokens"] += row["total_tokens"]
-            totals["total_cost_usd"] += float(cost)
-        return Response({"group_by": group_by, "results": results, "totals": dict(totals)})
+        return Response({"group_by": group_by, "results": results, "totals": totals})

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay
 from django.http import Http404
 
 from accounts.models import Membership, Organization, User
-from agents.models import Agent, ApiKey, Rule
+from agents.models import Agent, ApiKey, Rule, TokenUsage
 from agents.policy import ENVIRONMENTS
 from agents.policy_document import rule_to_mapping
 from wardenproject.jsonutil import iso
@@ -181,3 +184,51 @@ def api_key_detail(api_key: ApiKey) -> dict[str, Any]:
         "replaced_by": api_key.replaced_by.public_id if api_key.replaced_by_id else None,
         "usable": api_key.is_usable(),
     }
+
+
+TOKEN_USAGE_GROUPS = {"model": "model", "day": "day", "session": "session_id"}
+
+
+def token_usage_summary(
+    *, organization: Organization, agent_id: int | None, group_by: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Token usage grouped by model, day or session (one agent's, or the organisation's),
+    with totals. ``group_by`` must be a key of TOKEN_USAGE_GROUPS."""
+    column = TOKEN_USAGE_GROUPS[group_by]
+    usage = TokenUsage.objects.filter(organization=organization)
+    if agent_id is not None:
+        usage = usage.filter(agent_id=agent_id)
+    if group_by == "day":
+        usage = usage.annotate(day=TruncDay("created_at"))
+    rows = (
+        usage.values(column)
+        .annotate(
+            calls=Count("id"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            total_tokens=Sum("total_tokens"),
+            cost_usd=Sum("cost_usd"),
+        )
+        .order_by(column)
+    )
+    results: list[dict[str, Any]] = []
+    totals: dict[str, Any] = defaultdict(int)
+    for row in rows:
+        key = row[column]
+        if group_by == "day":
+            key = key.date().isoformat() if key else None
+        cost = row["cost_usd"] or Decimal(0)
+        results.append(
+            {
+                group_by: key,
+                "calls": row["calls"],
+                "prompt_tokens": row["prompt_tokens"],
+                "completion_tokens": row["completion_tokens"],
+                "total_tokens": row["total_tokens"],
+                "total_cost_usd": float(cost),
+            }
+        )
+        totals["calls"] += row["calls"]
+        totals["total_tokens"] += row["total_tokens"]
+        totals["total_cost_usd"] += float(cost)
+    return results, dict(totals)
