@@ -24,6 +24,9 @@ Public API (names are stable; other apps import them):
 ``role_has(role, capability) -> bool`` and ``membership_has(membership, capability) -> bool``
     Pure questions, for templates and for deciding what to show.
 
+``roles_with(capability) -> frozenset[str]``
+    The roles that have a capability, for queries (whom to notify).
+
 ``membership_require(*, user, organization, capability=Capability.READ) -> Membership``
     The gate. Returns the user's membership of ``organization``. Raises ``NotAMember``
     (a 404: ``Http404`` and ``wardenproject.errors.NotFound``) when the user is not a
@@ -31,6 +34,9 @@ Public API (names are stable; other apps import them):
     and ``wardenproject.errors.Forbidden``) when the member's role lacks the capability.
     Both work in HTML views (Django's 404/403 handling) and in DRF views (the API
     exception handler answers ``{code, detail, field}``).
+
+``membership_require_capability(membership, capability) -> Membership``
+    The role check alone, for a membership already in hand.
 
 ``membership_require_by_public_id(*, user, organization_public_id, capability) -> Membership``
     The same, starting from the organisation's public id in a URL.
@@ -97,6 +103,12 @@ def role_has(role: str, capability: Capability | str) -> bool:
     return Capability(capability) in ROLE_CAPABILITIES.get(role, frozenset())
 
 
+def roles_with(capability: Capability | str) -> frozenset[str]:
+    """Every role that has ``capability`` (for queries such as "whom do we email")."""
+    capability = Capability(capability)
+    return frozenset(role for role, caps in ROLE_CAPABILITIES.items() if capability in caps)
+
+
 def membership_has(membership: Membership | None, capability: Capability | str) -> bool:
     return membership is not None and role_has(membership.role, capability)
 
@@ -145,8 +157,16 @@ def membership_require(
     )
     if membership is None:
         raise NotAMember("No such organisation.")
+    return membership_require_capability(membership, capability)
+
+
+def membership_require_capability(
+    membership: Membership, capability: Capability | str
+) -> Membership:
+    """For a membership already in hand (after the object it acts on was found): 403 unless
+    its role has ``capability``."""
     if not role_has(membership.role, capability):
-        raise _forbidden(membership.role, capability)
+        raise _forbidden(membership.role, Capability(capability))
     return membership
 
 
@@ -166,6 +186,4 @@ def membership_require_by_public_id(
     )
     if membership is None:
         raise NotAMember("No such organisation.")
-    if not role_has(membership.role, capability):
-        raise _forbidden(membership.role, capability)
-    return membership
+    return membership_require_capability(membership, capability)

@@ -182,3 +182,12 @@ def organization_get_by_ref(*, ref: str) -> Organization:
             f"Several organisations are named {ref!r}; give the public id.", field="org"
         )
     return organizations[0]
+
+
+def membership_role_get(*, user: User, organization: Organization) -> str | None:
+    """The user's role in ``organization``, or None for outsiders."""
+    return (
+        Membership.objects.filter(user=user, organization=organization)
+        .values_list("role", flat=True)
+        .first()
+    )

@@ -23,8 +23,9 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from accounts.models import Organization
+from accounts.permissions import Capability, role_has
+from accounts.selectors import membership_role_get
 from agents.runtime import ApiPrincipal
-from agents.selectors import ALL_ROLES, MANAGER_ROLES, REVIEWER_ROLES, member_role_get
 
 
 def api_principal(request: Request) -> ApiPrincipal | None:
@@ -53,23 +54,27 @@ def request_role(request: Request) -> str | None:
     organization = request_organization(request)
     role = None
     if organization is not None:
-        role = member_role_get(user=request.user, organization=organization)
+        role = membership_role_get(user=request.user, organization=organization)
     request._request._warden_role = role
     return role
 
 
 class _KeyKinds(BasePermission):
+    """Keys of ``kinds``, or logged-in members whose role has ``capability``
+    (the role table is accounts.permissions)."""
+
     kinds: frozenset[str] = frozenset()
-    roles: frozenset[str] = frozenset()
+    capability: Capability | None = None
     message = "This key or account may not do that."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         principal = api_principal(request)
         if principal is not None:
             return principal.kind in self.kinds
-        if not self.roles:
+        if self.capability is None:
             return False
-        return request_role(request) in self.roles
+        role = request_role(request)
+        return role is not None and role_has(role, self.capability)
 
 
 class IsAgentKey(_KeyKinds):
@@ -86,17 +91,17 @@ class IsApproverKey(_KeyKinds):
 
 class IsApproverKeyOrReviewer(_KeyKinds):
     kinds = frozenset({"approver"})
-    roles = REVIEWER_ROLES
+    capability = Capability.DECIDE_APPROVALS
 
 
 class IsCallerOfActions(_KeyKinds):
     kinds = frozenset({"agent", "org"})
-    roles = ALL_ROLES
+    capability = Capability.READ
 
 
 class IsMember(_KeyKinds):
-    roles = ALL_ROLES
+    capability = Capability.READ
 
 
 class IsManager(_KeyKinds):
-    roles = MANAGER_ROLES
+    capability = Capability.MANAGE_AGENTS

@@ -10,28 +10,11 @@ from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay
 from django.http import Http404
 
-from accounts.models import Membership, Organization, User
+from accounts.models import Organization
 from agents.models import Agent, ApiKey, Rule, TokenUsage
 from agents.policy import ENVIRONMENTS
 from agents.policy_document import rule_to_mapping
 from wardenproject.jsonutil import iso
-
-MANAGER_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN})
-REVIEWER_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN, Membership.Role.APPROVER})
-ALL_ROLES = frozenset(Membership.Role.values)
-
-
-def member_role_get(*, user: User, organization: Organization) -> str | None:
-    """The user's role in ``organization``, or None for outsiders.
-
-    The one place the API asks about roles: swap it for the accounts permission helper
-    when that lands.
-    """
-    return (
-        Membership.objects.filter(user=user, organization=organization)
-        .values_list("role", flat=True)
-        .first()
-    )
 
 
 def agent_list(*, organization: Organization) -> QuerySet[Agent]:

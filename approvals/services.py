@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Membership, User
+from accounts.permissions import Capability, roles_with
 from accounts.plans import Feature, plan_require
 from approvals import wakeup
 from approvals.models import ApprovalRequest, ApprovalVote
@@ -27,7 +28,7 @@ from wardenproject.jsonutil import iso
 from wardenproject.tasks import enqueue_on_commit
 from webhooks.services import event_emit
 
-DECIDING_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN, Membership.Role.APPROVER})
+DECIDING_ROLES = roles_with(Capability.DECIDE_APPROVALS)
 MAX_NOTES = 2000
 EXPIRED_NOTE = "Expired: no decision before the deadline."
 EVENT_FOR_STATUS = {

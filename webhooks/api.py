@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Membership
+from accounts.permissions import Capability, membership_require, membership_require_capability
 from wardenproject.errors import ValidationFailed
 from wardenproject.jsonutil import iso
 from webhooks import selectors, services
@@ -68,11 +69,11 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
 
 
 def _membership(request: Request, *, manage: bool) -> Membership:
-    membership = selectors.webhook_membership(
+    membership = membership_require(
         user=request.user, organization=getattr(request, "organization", None)
     )
     if manage:
-        selectors.webhook_require_manager(membership)
+        membership_require_capability(membership, Capability.MANAGE_WEBHOOKS)
     return membership
 
 

@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Membership
+from accounts.permissions import Capability, roles_with
 from webhooks import conf, delivery
 from webhooks.crypto import SecretUnreadable
 from webhooks.formats import build_request
@@ -110,7 +111,7 @@ def _notify_disabled(endpoint: Endpoint) -> None:
     emails = list(
         Membership.objects.filter(
             organization_id=endpoint.organization_id,
-            role__in=[Membership.Role.OWNER, Membership.Role.ADMIN],
+            role__in=roles_with(Capability.MANAGE_WEBHOOKS),
         ).values_list("user__email", flat=True)
     )
     if not emails:

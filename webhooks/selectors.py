@@ -5,26 +5,8 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
-from accounts.models import Membership, Organization, User
-from wardenproject.errors import Forbidden
+from accounts.models import Organization
 from webhooks.models import Attempt, Delivery, Endpoint
-
-MANAGER_ROLES = {Membership.Role.OWNER, Membership.Role.ADMIN}
-
-
-def webhook_membership(*, user: User, organization: Organization | None) -> Membership:
-    """The user's membership of ``organization`` or 404."""
-    if organization is None or not getattr(user, "is_authenticated", False):
-        raise Http404("No such organisation.")
-    membership = Membership.objects.filter(user=user, organization=organization).first()
-    if membership is None:
-        raise Http404("No such organisation.")
-    return membership
-
-
-def webhook_require_manager(membership: Membership) -> None:
-    if membership.role not in MANAGER_ROLES:
-        raise Forbidden("Only the organisation's owners and admins can change webhooks.")
 
 
 def endpoint_list(*, organization: Organization) -> QuerySet[Endpoint]:

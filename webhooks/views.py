@@ -11,6 +11,12 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from accounts.models import Membership
+from accounts.permissions import (
+    Capability,
+    membership_has,
+    membership_require,
+    membership_require_capability,
+)
 from accounts.plans import Feature, plan_allows, plan_required_message
 from wardenproject.errors import DomainError
 from webhooks import selectors, services
@@ -18,16 +24,16 @@ from webhooks.models import Endpoint
 
 
 def _membership(request: HttpRequest, *, manage: bool = False) -> Membership:
-    membership = selectors.webhook_membership(
+    membership = membership_require(
         user=request.user, organization=getattr(request, "organization", None)
     )
     if manage:
-        selectors.webhook_require_manager(membership)
+        membership_require_capability(membership, Capability.MANAGE_WEBHOOKS)
     return membership
 
 
 def _can_manage(membership: Membership) -> bool:
-    return membership.role in selectors.MANAGER_ROLES
+    return membership_has(membership, Capability.MANAGE_WEBHOOKS)
 
 
 @login_required
@@ -108,7 +114,7 @@ def endpoint_detail(request: HttpRequest, endpoint_id: str) -> HttpResponse:
 def _endpoint_action(request: HttpRequest, endpoint_id: str):
     membership = _membership(request)
     endpoint = selectors.endpoint_get(organization=membership.organization, public_id=endpoint_id)
-    selectors.webhook_require_manager(membership)
+    membership_require_capability(membership, Capability.MANAGE_WEBHOOKS)
     return endpoint
 
 
@@ -159,7 +165,7 @@ def delivery_resend(request: HttpRequest, delivery_id: str) -> HttpResponse:
     membership = _membership(request)
     delivery = selectors.delivery_get(organization=membership.organization, public_id=delivery_id)
     try:
-        selectors.webhook_require_manager(membership)
+        membership_require_capability(membership, Capability.MANAGE_WEBHOOKS)
         services.delivery_resend(delivery=delivery)
         messages.success(request, "Delivery queued again.")
     except DomainError as exc:
