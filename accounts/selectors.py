@@ -184,10 +184,10 @@ def organization_get_by_ref(*, ref: str) -> Organization:
     return organizations[0]
 
 
-def membership_role_get(*, user: User, organization: Organization) -> str | None:
-    """The user's role in ``organization``, or None for outsiders."""
+def membership_role_get(*, user: User, organization_id: int) -> str | None:
+    """The user's role in the organisation, or None for outsiders."""
     return (
-        Membership.objects.filter(user=user, organization=organization)
+        Membership.objects.filter(user=user, organization_id=organization_id)
         .values_list("role", flat=True)
         .first()
     )

@@ -54,7 +54,7 @@ def request_role(request: Request) -> str | None:
     organization = request_organization(request)
     role = None
     if organization is not None:
-        role = membership_role_get(user=request.user, organization=organization)
+        role = membership_role_get(user=request.user, organization_id=organization.pk)
     request._request._warden_role = role
     return role
 

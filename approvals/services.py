@@ -16,9 +16,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Membership, User
+from accounts.models import User
 from accounts.permissions import Capability, roles_with
 from accounts.plans import Feature, plan_require
+from accounts.selectors import membership_role_get
 from approvals import wakeup
 from approvals.models import ApprovalRequest, ApprovalVote
 from audit.models import AuditEntry
@@ -139,11 +140,7 @@ def member_can_decide(*, user: User | None, organization_id: int) -> bool:
     """True for approver, admin and owner members; raises NotFound for non-members."""
     if user is None or not user.is_authenticated:
         raise NotFound("No such approval request.")
-    role = (
-        Membership.objects.filter(user=user, organization_id=organization_id)
-        .values_list("role", flat=True)
-        .first()
-    )
+    role = membership_role_get(user=user, organization_id=organization_id)
     if role is None:
         raise NotFound("No such approval request.")
     return role in DECIDING_ROLES
