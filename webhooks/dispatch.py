@@ -1,21 +1,30 @@
-"""The delivery engine: lease a due delivery, send it, record the attempt, schedule the next.
+"""The delivery engine: take an endpoint slot, lease a due delivery, send it, record it.
 
 PostgreSQL is the truth and the broker only a wake-up. A worker sends a delivery only after
 winning a conditional UPDATE that sets ``leased_until``; the next attempt time lives in the
 row; ``deliveries_sweep`` re-queues whatever is due and has no live wake-up or lease. So a
 lost task, a broker outage or a killed worker delays a delivery but never loses it.
+
+Per-endpoint isolation: a worker may only lease deliveries of an endpoint while it holds one
+of that endpoint's ``WARDEN_WEBHOOKS_MAX_IN_FLIGHT`` slots. On PostgreSQL a slot is a
+session-level advisory lock taken with ``pg_try_advisory_lock``: taking one never waits (a
+wake-up that finds every slot taken leaves at once, and the slot holders drain its
+delivery), and a worker that dies releases its slots with its connection. Other databases
+(the embedded SQLite default) count live leases instead, a soft cap.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -28,6 +37,9 @@ from webhooks.models import Attempt, Delivery, Endpoint
 from webhooks.services import endpoint_set_enabled, endpoint_signing_secrets
 
 logger = logging.getLogger(__name__)
+
+# First key of the two-key advisory locks: "WH" plus the slot number in the low byte.
+_SLOT_NAMESPACE = 0x57480000
 
 
 @dataclass
@@ -42,57 +54,112 @@ def _due(now: datetime) -> Q:
     )
 
 
-def _in_flight(endpoint_pk: int, now: datetime) -> int:
-    return Delivery.objects.filter(
-        endpoint_id=endpoint_pk, status=Delivery.Status.PENDING, leased_until__gt=now
-    ).count()
+def _endpoint_lock_key(endpoint_pk: int) -> int:
+    return endpoint_pk % 2_147_483_647  # the second key is an int4
 
 
-def delivery_lease(*, delivery_pk: int | None, endpoint_pk: int) -> Lease | None:
-    """Lease a due delivery unless its endpoint already has its cap of leases in flight.
+@contextmanager
+def endpoint_slot(endpoint_pk: int) -> Iterator[bool]:
+    """Hold one of the endpoint's in-flight slots for the block; yields False if all are taken.
 
-    ``delivery_pk`` names the delivery a wake-up was for; ``None`` takes the endpoint's
-    oldest due delivery. The endpoint row lock serialises leasing per endpoint (PostgreSQL;
-    SQLite serialises writers anyway), so the cap holds and two drainers never pick the
-    same row; the conditional UPDATE makes a stale wake-up lose cleanly.
+    Never waits. The slot belongs to this thread's database connection, so it is released
+    when the block ends, or by PostgreSQL when the connection dies with its worker.
     """
+    cap = conf.max_in_flight()
+    if connection.vendor != "postgresql":
+        yield _leases_below_cap(endpoint_pk, cap)
+        return
+    key = _endpoint_lock_key(endpoint_pk)
+    with connection.cursor() as cursor:
+        # The LIMIT stops the scan at the first slot won, so at most one lock is taken.
+        cursor.execute(
+            "SELECT s FROM generate_series(0, %s) AS s "
+            "WHERE pg_try_advisory_lock(%s + s, %s) LIMIT 1",
+            [cap - 1, _SLOT_NAMESPACE, key],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        _slot_release(_SLOT_NAMESPACE + row[0], key)
+
+
+def _leases_below_cap(endpoint_pk: int, cap: int) -> bool:
+    """The soft cap of databases without advisory locks: count the endpoint's live leases."""
+    busy = Delivery.objects.filter(
+        endpoint_id=endpoint_pk, status=Delivery.Status.PENDING, leased_until__gt=timezone.now()
+    ).count()
+    return busy < cap
+
+
+def _slot_release(namespace: int, key: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
+    except DatabaseError:
+        # The connection is broken or its transaction aborted: closing it releases every
+        # session lock it holds (outside a transaction; inside one, the rollback's owner
+        # closes it).
+        logger.warning("could not release a webhook endpoint slot; closing the connection")
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+def delivery_lease(*, delivery_pk: int) -> Lease | None:
+    """Lease one delivery if it is due and not leased: a conditional UPDATE, one winner."""
     now = timezone.now()
     token = now + timedelta(seconds=conf.lease_seconds())
-    # Unlocked first look: most wake-ups of a busy endpoint find its cap full or their
-    # delivery already taken by a drainer; they leave without queueing for the row lock.
-    if _in_flight(endpoint_pk, now) >= conf.max_in_flight():
-        return None
-    if (
-        delivery_pk is not None
-        and not Delivery.objects.filter(pk=delivery_pk).filter(_due(now)).exists()
-    ):
-        return None
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # A lease is a soft claim that expires by itself: losing one in a database crash
-            # only means a re-lease (at worst a duplicate, which at-least-once allows). Don't
-            # hold the endpoint's lock while waiting for the WAL flush of every lease.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit = off")
-        # FOR NO KEY UPDATE: serialises leasing per endpoint without blocking the FOR KEY
-        # SHARE locks that inserting new deliveries (their foreign key) takes on this row.
-        list(
-            Endpoint.objects.select_for_update(no_key=True).filter(pk=endpoint_pk).values_list("pk")
-        )
-        if _in_flight(endpoint_pk, now) >= conf.max_in_flight():
-            return None
-        if delivery_pk is None:
-            delivery_pk = (
-                Delivery.objects.filter(endpoint_id=endpoint_pk)
-                .filter(_due(now))
-                .order_by("next_attempt_at", "pk")
-                .values_list("pk", flat=True)
-                .first()
-            )
-            if delivery_pk is None:
-                return None
-        won = Delivery.objects.filter(pk=delivery_pk).filter(_due(now)).update(leased_until=token)
+    won = Delivery.objects.filter(pk=delivery_pk).filter(_due(now)).update(leased_until=token)
     return Lease(delivery_pk, token) if won == 1 else None
+
+
+_LEASE_NEXT_SQL = """
+UPDATE {table} SET leased_until = %(token)s
+WHERE id = (
+    SELECT id FROM {table}
+    WHERE endpoint_id = %(endpoint)s AND status = %(pending)s AND next_attempt_at <= %(now)s
+      AND (leased_until IS NULL OR leased_until < %(now)s)
+    ORDER BY next_attempt_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+
+
+def _lease_next(endpoint_pk: int) -> Lease | None:
+    """Lease the endpoint's oldest due delivery, skipping rows another drainer is leasing."""
+    now = timezone.now()
+    token = now + timedelta(seconds=conf.lease_seconds())
+    if connection.vendor == "postgresql":
+        # One statement, one round trip: the row lock makes two drainers take two rows.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _LEASE_NEXT_SQL.format(table=Delivery._meta.db_table),
+                {
+                    "token": token,
+                    "endpoint": endpoint_pk,
+                    "pending": Delivery.Status.PENDING.value,
+                    "now": now,
+                },
+            )
+            row = cursor.fetchone()
+        return Lease(row[0], token) if row else None
+    pk = (
+        Delivery.objects.filter(endpoint_id=endpoint_pk)
+        .filter(_due(now))
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return delivery_lease(delivery_pk=pk) if pk is not None else None
+
+
+def _has_due(endpoint_pk: int) -> bool:
+    return Delivery.objects.filter(endpoint_id=endpoint_pk).filter(_due(timezone.now())).exists()
 
 
 def _next_delay(attempt_count: int, result: delivery.SendResult) -> float | None:
@@ -158,7 +225,11 @@ def _endpoint_record_outcome(endpoint: Endpoint, result: delivery.SendResult) ->
 
 
 def delivery_attempt(*, delivery_public_id: str) -> Attempt | None:
-    """Lease, send and record one delivery; None if another worker has it or it is not due."""
+    """Send one delivery now if it is due, unleased and its endpoint has a free slot.
+
+    Returns its attempt, or None (another worker has it, it is not due, or every slot of its
+    endpoint is taken: the slot holders send it when they drain the endpoint).
+    """
     row = (
         Delivery.objects.filter(public_id=delivery_public_id)
         .values_list("pk", "endpoint_id")
@@ -166,10 +237,11 @@ def delivery_attempt(*, delivery_public_id: str) -> Attempt | None:
     )
     if row is None:
         return None
-    lease = delivery_lease(delivery_pk=row[0], endpoint_pk=row[1])
-    if lease is None:
-        return None
-    return _attempt_leased(lease)
+    with endpoint_slot(row[1]) as got:
+        if not got:
+            return None
+        lease = delivery_lease(delivery_pk=row[0])
+        return _attempt_leased(lease) if lease else None
 
 
 def _attempt_leased(lease: Lease) -> Attempt:
@@ -246,20 +318,45 @@ def _attempt_record(
     return attempt
 
 
-def endpoint_drain(*, endpoint_pk: int, limit: int = 100) -> int:
-    """Send due deliveries of one endpoint, oldest first, while its cap allows; returns count.
+def endpoint_drain(*, endpoint_pk: int, first: int | None = None, limit: int = 500) -> int:
+    """Send the endpoint's due deliveries, oldest first, while holding a slot; returns count.
 
-    A worker that finishes a delivery keeps draining the endpoint's backlog, so deliveries
-    refused by the in-flight cap do not wait for the sweeper.
+    ``first`` (a delivery pk) is sent before the backlog; if another worker already has it,
+    that worker is draining the endpoint and this call leaves. A worker that wins a slot
+    keeps draining the backlog, so wake-ups turned away because every slot was taken do not
+    wait for the sweeper; after letting its slot go it looks once more, since a wake-up
+    turned away just before the release would otherwise wait for the sweeper.
     """
     sent = 0
     while sent < limit:
-        lease = delivery_lease(delivery_pk=None, endpoint_pk=endpoint_pk)
-        if lease is None:
+        with endpoint_slot(endpoint_pk) as got:
+            if not got:
+                return sent
+            if first is not None:
+                lease = delivery_lease(delivery_pk=first)
+                if lease is None:
+                    return sent
+                _attempt_leased(lease)
+                sent += 1
+                first = None
+            while sent < limit and (lease := _lease_next(endpoint_pk)) is not None:
+                _attempt_leased(lease)
+                sent += 1
+        if not _has_due(endpoint_pk):
             break
-        _attempt_leased(lease)
-        sent += 1
     return sent
+
+
+def delivery_wake(*, delivery_public_id: str) -> int:
+    """A wake-up: send this delivery, then its endpoint's backlog; returns how many were sent."""
+    row = (
+        Delivery.objects.filter(public_id=delivery_public_id)
+        .values_list("pk", "endpoint_id")
+        .first()
+    )
+    if row is None:
+        return 0
+    return endpoint_drain(endpoint_pk=row[1], first=row[0])
 
 
 def deliveries_sweep(*, batch: int = 1000) -> list[str]:

@@ -107,7 +107,12 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"]),
             models.Index(fields=["endpoint", "status", "created_at"]),
-            models.Index(fields=["endpoint", "status", "leased_until"]),
+            # The drainers' "oldest due delivery of this endpoint": pending rows only.
+            models.Index(
+                fields=["endpoint", "next_attempt_at", "id"],
+                condition=models.Q(status="pending"),
+                name="webhooks_delivery_due_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -9,9 +9,7 @@ from webhooks import dispatch
 
 @shared_task(name="webhooks.deliver", ignore_result=True, acks_late=True)
 def deliver(delivery_id: str) -> None:
-    attempt = dispatch.delivery_attempt(delivery_public_id=delivery_id)
-    if attempt is not None:
-        dispatch.endpoint_drain(endpoint_pk=attempt.delivery.endpoint_id)
+    dispatch.delivery_wake(delivery_public_id=delivery_id)
 
 
 @shared_task(name="webhooks.sweep", ignore_result=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection, connections
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -152,35 +154,122 @@ def test_success_clears_the_failing_since_mark(org_a, make_endpoint, webhook_rec
 
 
 def test_a_leased_delivery_cannot_be_leased_again(org_a, make_endpoint, webhook_receiver):
-    endpoint = make_endpoint(webhook_receiver.url()).endpoint
+    make_endpoint(webhook_receiver.url())
     delivery = only_delivery(emit(org_a))
-    assert dispatch.delivery_lease(delivery_pk=delivery.pk, endpoint_pk=endpoint.pk)
-    assert dispatch.delivery_lease(delivery_pk=delivery.pk, endpoint_pk=endpoint.pk) is None
+    assert dispatch.delivery_lease(delivery_pk=delivery.pk)
+    assert dispatch.delivery_lease(delivery_pk=delivery.pk) is None
     assert dispatch.delivery_attempt(delivery_public_id=delivery.public_id) is None
 
 
 def test_an_expired_lease_can_be_taken_over(org_a, make_endpoint, webhook_receiver):
-    endpoint = make_endpoint(webhook_receiver.url()).endpoint
+    make_endpoint(webhook_receiver.url())
     delivery = only_delivery(emit(org_a))
     Delivery.objects.filter(pk=delivery.pk).update(
         leased_until=timezone.now() - timedelta(seconds=1)
     )
-    assert dispatch.delivery_lease(delivery_pk=delivery.pk, endpoint_pk=endpoint.pk)
+    assert dispatch.delivery_lease(delivery_pk=delivery.pk)
 
 
-def test_endpoint_at_its_in_flight_cap_does_not_hold_back_another_endpoint(
-    settings, org_a, make_endpoint, webhook_receiver
+def hold_slots(endpoint_pk: int, count: int):
+    """Take ``count`` slots of an endpoint from other threads (other database sessions)."""
+    taken, release = threading.Barrier(count + 1), threading.Event()
+    won: list[bool] = []
+
+    def hold() -> None:
+        try:
+            with dispatch.endpoint_slot(endpoint_pk) as got:
+                won.append(got)
+                taken.wait(10)
+                release.wait(10)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=hold) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    taken.wait(10)
+    return won, release, threads
+
+
+@pytest.mark.postgres
+def test_endpoint_with_every_slot_taken_turns_wake_ups_away_without_waiting(
+    settings, org_a, make_endpoint
 ):
     settings.WARDEN_WEBHOOKS_MAX_IN_FLIGHT = 2
-    slow = make_endpoint(webhook_receiver.url("/slow")).endpoint
-    fast = make_endpoint(webhook_receiver.url("/fast")).endpoint
+    slow = make_endpoint("https://slow.example.com/hook").endpoint
+    fast = make_endpoint("https://fast.example.com/hook").endpoint
+    won, release, threads = hold_slots(slow.pk, 2)
+    try:
+        assert won == [True, True]
+        with dispatch.endpoint_slot(slow.pk) as got:
+            assert not got
+        with dispatch.endpoint_slot(fast.pk) as got:
+            assert got
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+    with dispatch.endpoint_slot(slow.pk) as got:
+        assert got
+
+
+@pytest.mark.postgres
+def test_a_slot_is_released_when_its_holders_connection_dies(settings, org_a, make_endpoint):
+    settings.WARDEN_WEBHOOKS_MAX_IN_FLIGHT = 1
+    endpoint = make_endpoint("https://slow.example.com/hook").endpoint
+    holder = connections.create_connection("default")
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)",
+                [dispatch._SLOT_NAMESPACE, dispatch._endpoint_lock_key(endpoint.pk)],
+            )
+            assert cursor.fetchone() == (True,)
+        won, release, threads = hold_slots(endpoint.pk, 1)
+        release.set()
+        threads[0].join()
+        assert won == [False]
+    finally:
+        holder.close()  # as a killed worker's connection would
+    won, release, threads = hold_slots(endpoint.pk, 1)
+    release.set()
+    threads[0].join()
+    assert won == [True]
+
+
+def test_without_advisory_locks_live_leases_count_against_the_cap(
+    org_a, make_endpoint, webhook_receiver
+):
+    endpoint = make_endpoint(webhook_receiver.url()).endpoint
+    first, second = (only_delivery(emit(org_a)) for _ in range(2))
+    assert dispatch._leases_below_cap(endpoint.pk, 2)
+    dispatch.delivery_lease(delivery_pk=first.pk)
+    assert dispatch._leases_below_cap(endpoint.pk, 2)
+    dispatch.delivery_lease(delivery_pk=second.pk)
+    assert not dispatch._leases_below_cap(endpoint.pk, 2)
+
+
+def test_a_wake_up_whose_delivery_is_taken_leaves_the_backlog_to_its_holder(
+    org_a, make_endpoint, webhook_receiver
+):
+    make_endpoint(webhook_receiver.url())
+    taken, waiting = (only_delivery(emit(org_a)) for _ in range(2))
+    dispatch.delivery_lease(delivery_pk=taken.pk)
+    assert dispatch.delivery_wake(delivery_public_id=taken.public_id) == 0
+    assert webhook_receiver.received() == []
+    waiting.refresh_from_db()
+    assert waiting.leased_until is None
+    assert waiting.attempt_count == 0
+
+
+def test_a_wake_up_sends_its_delivery_then_the_endpoints_backlog(
+    org_a, make_endpoint, webhook_receiver
+):
+    make_endpoint(webhook_receiver.url())
     events = [emit(org_a) for _ in range(3)]
-    slow_ones = [e.deliveries.get(endpoint=slow) for e in events]
-    fast_one = events[0].deliveries.get(endpoint=fast)
-    assert dispatch.delivery_lease(delivery_pk=slow_ones[0].pk, endpoint_pk=slow.pk)
-    assert dispatch.delivery_lease(delivery_pk=slow_ones[1].pk, endpoint_pk=slow.pk)
-    assert dispatch.delivery_lease(delivery_pk=slow_ones[2].pk, endpoint_pk=slow.pk) is None
-    assert dispatch.delivery_lease(delivery_pk=fast_one.pk, endpoint_pk=fast.pk)
+    assert dispatch.delivery_wake(delivery_public_id=only_delivery(events[2]).public_id) == 3
+    got = [r.headers["webhook-id"] for r in webhook_receiver.received()]
+    assert got == [events[2].public_id, events[0].public_id, events[1].public_id]
 
 
 def test_drain_sends_an_endpoints_backlog_oldest_first(org_a, make_endpoint, webhook_receiver):
@@ -214,10 +303,10 @@ def test_sweeper_picks_a_retry_as_soon_as_it_is_due(org_a, make_endpoint, webhoo
 def test_sweeper_skips_leased_deliveries_until_the_lease_expires(
     org_a, make_endpoint, webhook_receiver
 ):
-    endpoint = make_endpoint(webhook_receiver.url()).endpoint
+    make_endpoint(webhook_receiver.url())
     delivery = only_delivery(emit(org_a))
     Delivery.objects.filter(pk=delivery.pk).update(queued_at=None)
-    dispatch.delivery_lease(delivery_pk=delivery.pk, endpoint_pk=endpoint.pk)
+    dispatch.delivery_lease(delivery_pk=delivery.pk)
     assert dispatch.deliveries_sweep() == []
     Delivery.objects.filter(pk=delivery.pk).update(
         leased_until=timezone.now() - timedelta(seconds=1)
