@@ -7,12 +7,13 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, connections, models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from accounts.models import Organization, User
 from accounts.plans import Limit, plan_limit
 from audit.models import AppendOnlyError, AuditEntry
+from wardenproject.db import row_insert
 
 
 def actor_label(*, user: User | None, api_key: Any | None) -> str:
@@ -49,42 +50,14 @@ def audit_record(
     return entry
 
 
-_INSERT_SQL: dict[str, tuple[str, list[Any]]] = {}
-
-
-def _insert_statement(alias: str) -> tuple[str, list[Any]]:
-    """INSERT ... RETURNING id for every non-key column of AuditEntry, built once per database
-    from the model's own field list, so it follows the model through migrations."""
-    if alias not in _INSERT_SQL:
-        connection = connections[alias]
-        fields = [f for f in AuditEntry._meta.concrete_fields if not f.primary_key]
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-        placeholders = ", ".join(["%s"] * len(fields))
-        table = connection.ops.quote_name(AuditEntry._meta.db_table)
-        pk = connection.ops.quote_name(AuditEntry._meta.pk.column)
-        # Identifiers come from the model and quote_name; values are bound parameters.
-        sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}"  # noqa: S608
-        _INSERT_SQL[alias] = (sql, fields)
-    return _INSERT_SQL[alias]
-
-
 def audit_entry_insert(entry: AuditEntry, *, using: str = "default") -> AuditEntry:
     """Write a new entry with one INSERT and none of ``Model.save()``'s machinery.
 
-    The check endpoint writes one row per tool call; the ORM's save path (signals, SQL
-    compilation per call) cost as much CPU as the rest of the check. Same row, same columns.
+    The check endpoint writes one row per tool call (see wardenproject/db.py).
     """
     if not entry._state.adding:
         raise AppendOnlyError("Audit entries cannot be changed.")
-    sql, fields = _insert_statement(using)
-    connection = connections[using]
-    params = [f.get_db_prep_save(f.pre_save(entry, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        entry.pk = cursor.fetchone()[0]
-    entry._state.adding = False
-    entry._state.db = using
-    return entry
+    return row_insert(entry, using=using)
 
 
 def model_snapshot(instance: models.Model, fields: list[str] | None = None) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """Webhook delivery benchmark: commit-to-first-attempt latency and burst drain.
 
-Needs PostgreSQL and Redis; starts a real Celery worker (threads pool, embedded beat) and a
-local receiver on 127.0.0.1. Run by hand:
+Needs PostgreSQL and Redis; starts real Celery workers (threads pool, one with the embedded
+beat), a receiver on 127.0.0.1 in a process of its own, and emitting processes (as web
+processes would emit). Run by hand:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/warden_wh \\
     REDIS_URL=redis://127.0.0.1:6379/5 .venv/bin/python bench/webhook_delivery.py
 
-Phase 1 emits events at a steady rate (default 200/s for 10 s), each in its own transaction,
-and measures commit -> first request at the receiver. Phase 2 commits a burst (default
+Phase 1 emits events at a steady rate (default 200/s for 10 s) from ``--emitters`` processes
+(4 threads each), each event in its own transaction, and measures commit -> first request at
+the receiver (both clocks are this host's ``time.time()``). Phase 2 commits a burst (default
 10,000 events, 100 per transaction) and measures the time until every event has reached the
 receiver, checking that none is lost.
 """
@@ -15,6 +17,7 @@ receiver, checking that none is lost.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import statistics
@@ -27,7 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wardenproject.settings.base")
-os.environ.setdefault("DEBUG", "true")
+# Production settings: DEBUG would log every query in the workers.
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production")
 os.environ["WARDEN_WEBHOOKS_ALLOW_PRIVATE"] = "true"
 os.environ["WARDEN_WEBHOOKS_ALLOW_HTTP"] = "true"
 
@@ -40,7 +45,6 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
 from accounts.models import Organization, Plan  # noqa: E402
-from tests.live import WebhookReceiver  # noqa: E402
 from webhooks import services  # noqa: E402
 from webhooks.models import Delivery, Endpoint, Event  # noqa: E402
 
@@ -68,21 +72,153 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def first_arrivals(receiver: WebhookReceiver) -> dict[str, float]:
-    seen: dict[str, float] = {}
-    for request in receiver.received():
-        seen.setdefault(request.headers.get("webhook-id", ""), request.at)
-    return seen
+RECEIVER = r"""
+import sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+out = open(sys.argv[1], "a", buffering=1)
+lock = threading.Lock()
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        at = time.time()
+        with lock:
+            out.write(f"{self.headers.get('webhook-id', '')} {at}\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
 
 
-def wait_for(receiver: WebhookReceiver, ids: set[str], timeout: float) -> float:
+class Receiver:
+    """An HTTP receiver in its own process; it appends "event-id arrival-time" per request."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        log.write_text("")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", RECEIVER, str(log)], stdout=subprocess.PIPE, text=True
+        )
+        self.port = int(self.proc.stdout.readline())
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def arrivals(self) -> list[tuple[str, float]]:
+        rows = []
+        for line in self.log.read_text().splitlines():
+            event_id, _, at = line.partition(" ")
+            if at:
+                rows.append((event_id, float(at)))
+        return rows
+
+    def first_arrivals(self) -> dict[str, float]:
+        seen: dict[str, float] = {}
+        for event_id, at in self.arrivals():
+            seen.setdefault(event_id, at)
+        return seen
+
+    def clear(self) -> None:
+        self.log.write_text("")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(workers: list[subprocess.Popen], receiver: Receiver) -> dict[str, float]:
+    """CPU seconds so far of the workers (with their children), receiver, PostgreSQL, Redis."""
+    totals = {"workers": 0.0, "receiver": cpu_seconds(receiver.proc.pid), "postgres": 0.0,
+              "redis": 0.0}  # fmt: skip
+    worker_pids = {w.pid for w in workers}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        pid = int(entry.name)
+        if pid in worker_pids or ppid in worker_pids:
+            totals["workers"] += cpu_seconds(pid)
+        elif comm.startswith("postgres"):
+            totals["postgres"] += cpu_seconds(pid)
+        elif comm.startswith("redis-server"):
+            totals["redis"] += cpu_seconds(pid)
+    return totals
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], events: int) -> str:
+    """CPU milliseconds per event by role (PostgreSQL counts every backend, emitters too)."""
+    parts = [f"{role} {(after[role] - before[role]) / events * 1000:.2f}" for role in before]
+    return "CPU ms per event: " + ", ".join(parts)
+
+
+def wait_for(receiver: Receiver, ids: set[str], timeout: float) -> float:
     start = time.time()
     while time.time() - start < timeout:
-        if ids <= set(first_arrivals(receiver)):
+        if ids <= set(receiver.first_arrivals()):
             return time.time()
         time.sleep(0.05)
-    missing = len(ids - set(first_arrivals(receiver)))
+    missing = len(ids - set(receiver.first_arrivals()))
     raise SystemExit(f"{missing} event(s) not delivered within {timeout}s")
+
+
+def emit_process(
+    org_pk: int,
+    start: float,
+    rate: int,
+    seconds: int,
+    share: int,
+    shares: int,
+    results: multiprocessing.Queue,
+) -> None:
+    """One emitting process: 4 threads, each event in its own transaction, on a fixed plan."""
+    connection.close()  # the parent's connection must not be shared across fork
+    org = Organization.objects.get(pk=org_pk)
+    threads_per_process = 4
+    lanes = shares * threads_per_process
+    interval = lanes / rate
+    commits: dict[str, float] = {}
+
+    def lane(offset: int) -> None:
+        for n in range(rate * seconds // lanes):
+            target = start + (n + offset / lanes) * interval
+            if (delay := target - time.time()) > 0:
+                time.sleep(delay)
+            with transaction.atomic():
+                event = services.event_emit(
+                    organization=org, event_type="approval.approved", data=DATA
+                )
+            commits[event.public_id] = time.time()
+        connection.close()
+
+    threads = [
+        threading.Thread(target=lane, args=(share * threads_per_process + i,))
+        for i in range(threads_per_process)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(commits)
 
 
 def start_worker(concurrency: int, log: Path, beat: bool = True) -> subprocess.Popen:
@@ -113,7 +249,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--emitters", type=int, default=8, help="emitting threads")
+    parser.add_argument("--emitters", type=int, default=2, help="emitting processes")
     args = parser.parse_args()
     if not (settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and settings.REDIS_URL):
         raise SystemExit("set DATABASE_URL=postgres://... and REDIS_URL=redis://...")
@@ -125,8 +261,7 @@ def main() -> None:
         name="webhook-bench", defaults={"plan": Plan.objects.get(slug="pro")}
     )
     Endpoint.objects.filter(organization=org).delete()
-    receiver = WebhookReceiver()
-    receiver.start()
+    receiver = Receiver(Path("/tmp") / f"webhook-bench-arrivals-{os.getpid()}.log")
     services.endpoint_create(organization=org, url=receiver.url(), events=["approval.approved"])
     log = Path("/tmp") / f"webhook-bench-worker-{os.getpid()}.log"
     workers = [
@@ -134,43 +269,41 @@ def main() -> None:
         for n in range(args.workers)
     ]
     try:
-        # Phase 1: steady rate
-        # Events come from many web threads at once in production: emit from several
-        # threads, each on its own schedule, so the emitter is not the bottleneck.
+        # Phase 1: steady rate, emitted from processes of their own as web processes would.
+        connection.close()
+        cpu_before = cpu_by_role(workers, receiver)
+        results: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
+        start = time.time() + 0.5
+        emitters = [
+            multiprocessing.get_context("fork").Process(
+                target=emit_process,
+                args=(org.pk, start, args.rate, args.seconds, n, args.emitters, results),
+            )
+            for n in range(args.emitters)
+        ]
+        for proc in emitters:
+            proc.start()
         commits: dict[str, float] = {}
-        emitters = args.emitters
-        interval = emitters / args.rate
-        start = time.time() + 0.2
-
-        def emit_share(offset: int) -> None:
-            for n in range(args.rate * args.seconds // emitters):
-                target = start + (n + offset / emitters) * interval
-                if (delay := target - time.time()) > 0:
-                    time.sleep(delay)
-                with transaction.atomic():
-                    event = services.event_emit(
-                        organization=org, event_type="approval.approved", data=DATA
-                    )
-                commits[event.public_id] = time.time()
-            connection.close()
-
-        threads = [threading.Thread(target=emit_share, args=(i,)) for i in range(emitters)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        achieved = len(commits) / (time.time() - start)
+        for _ in emitters:
+            commits.update(results.get(timeout=args.seconds + 120))
+        for proc in emitters:
+            proc.join()
+        achieved = len(commits) / (max(commits.values()) - start)
         wait_for(receiver, set(commits), 120)
-        arrivals = first_arrivals(receiver)
+        time.sleep(1)  # let the drainers' last records commit before reading CPU
+        cpu_after = cpu_by_role(workers, receiver)
+        arrivals = receiver.first_arrivals()
         latencies = [(arrivals[i] - t) * 1000 for i, t in commits.items()]
         print(
             f"steady: {len(commits)} events at {achieved:.0f}/s; commit->first attempt "
-            f"p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
-            f"max {max(latencies):.1f} ms"
+            f"p50 {statistics.median(latencies):.1f} ms, p90 {percentile(latencies, 90):.1f} ms, "
+            f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms; "
+            f"{len(receiver.arrivals()) - len(commits)} duplicates"
         )
+        print(cpu_report(cpu_before, cpu_after, len(commits)))
 
         # Phase 2: burst
-        receiver.requests.clear()
+        receiver.clear()
         burst_ids: set[str] = set()
         start = time.time()
         for _ in range(args.burst // 100):
@@ -182,7 +315,7 @@ def main() -> None:
                     burst_ids.add(event.public_id)
         committed = time.time()
         done = wait_for(receiver, burst_ids, 900)
-        received = len(receiver.received())
+        received = len(receiver.arrivals())
         succeeded = Delivery.objects.filter(
             event__public_id__in=burst_ids, status=Delivery.Status.SUCCEEDED
         ).count()
@@ -191,14 +324,13 @@ def main() -> None:
             f"delivered {done - start:.1f} s after the first commit "
             f"({len(burst_ids) / (done - start):.0f}/s); {received} requests, "
             f"{received - len(burst_ids)} duplicates, {succeeded} deliveries succeeded, "
-            f"lost {len(burst_ids - set(first_arrivals(receiver)))}"
+            f"lost {len(burst_ids - set(receiver.first_arrivals()))}"
         )
         print(
             f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
             f"{platform.python_version()}, {args.workers} worker processes --pool threads "
-            f"--concurrency {args.concurrency}, {args.emitters} emitting threads, max in "
-            f"flight per endpoint "
-            f"{getattr(settings, 'WARDEN_WEBHOOKS_MAX_IN_FLIGHT', 4)}"
+            f"--concurrency {args.concurrency}, {args.emitters} emitting processes x 4 threads, "
+            f"max in flight per endpoint {getattr(settings, 'WARDEN_WEBHOOKS_MAX_IN_FLIGHT', 4)}"
         )
     finally:
         for worker in workers:

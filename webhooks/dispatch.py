@@ -15,6 +15,7 @@ delivery), and a worker that dies releases its slots with its connection. Other 
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Iterator
@@ -30,10 +31,11 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from accounts.permissions import Capability, roles_with
+from wardenproject.db import insert_statement, row_insert
 from webhooks import conf, delivery
 from webhooks.crypto import SecretUnreadable
 from webhooks.formats import build_request
-from webhooks.models import Attempt, Delivery, Endpoint
+from webhooks.models import Attempt, Delivery, Endpoint, Event
 from webhooks.services import endpoint_set_enabled, endpoint_signing_secrets
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,16 @@ _SLOT_NAMESPACE = 0x57480000
 class Lease:
     delivery_id: int
     token: datetime
+
+
+@dataclass
+class Leased:
+    """A leased delivery with what sending it needs: its event and endpoint."""
+
+    lease: Lease
+    attempt_count: int
+    event: Event
+    endpoint: Endpoint
 
 
 def _due(now: datetime) -> Q:
@@ -116,50 +128,84 @@ def delivery_lease(*, delivery_pk: int) -> Lease | None:
     return Lease(delivery_pk, token) if won == 1 else None
 
 
-_LEASE_NEXT_SQL = """
-UPDATE {table} SET leased_until = %(token)s
-WHERE id = (
-    SELECT id FROM {table}
-    WHERE endpoint_id = %(endpoint)s AND status = %(pending)s AND next_attempt_at <= %(now)s
-      AND (leased_until IS NULL OR leased_until < %(now)s)
-    ORDER BY next_attempt_at, id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING id
+# Lease and load in one statement (PostgreSQL): the delivery row is updated only if it is
+# still due and unleased, and its event and endpoint come back with it. {target} is either a
+# delivery id or the endpoint's oldest due delivery, skipping rows another drainer holds.
+_LEASE_SQL = """
+UPDATE webhooks_delivery AS d SET leased_until = %(token)s
+FROM webhooks_event AS e, webhooks_endpoint AS p
+WHERE d.id = {target} AND e.id = d.event_id AND p.id = d.endpoint_id
+  AND d.status = 'pending' AND d.next_attempt_at <= %(now)s
+  AND (d.leased_until IS NULL OR d.leased_until < %(now)s)
+RETURNING d.id, d.attempt_count,
+  e.id, e.public_id, e.event_type, e.data, e.created_at, e.organization_id,
+  p.id, p.public_id, p.organization_id, p.url, p.format, p.enabled, p.disabled_reason,
+  p.secret, p.previous_secret, p.previous_secret_expires_at, p.failing_since
 """
+_OLDEST_DUE_SQL = """(
+  SELECT id FROM webhooks_delivery
+  WHERE endpoint_id = %(endpoint)s AND status = 'pending' AND next_attempt_at <= %(now)s
+    AND (leased_until IS NULL OR leased_until < %(now)s)
+  ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+)"""
+_LEASE_ONE_SQL = _LEASE_SQL.format(target="%(delivery)s")
+_LEASE_NEXT_SQL = _LEASE_SQL.format(target=_OLDEST_DUE_SQL)
+_EVENT_COLUMNS = ("id", "public_id", "event_type", "data", "created_at", "organization_id")
+_ENDPOINT_COLUMNS = (
+    "id", "public_id", "organization_id", "url", "format", "enabled", "disabled_reason",
+    "secret", "previous_secret", "previous_secret_expires_at", "failing_since",
+)  # fmt: skip
 
 
-def _lease_next(endpoint_pk: int) -> Lease | None:
-    """Lease the endpoint's oldest due delivery, skipping rows another drainer is leasing."""
+def _lease_and_load(*, delivery_pk: int | None = None, endpoint_pk: int | None = None):
+    """Lease ``delivery_pk``, or else the endpoint's oldest due delivery, and load it."""
     now = timezone.now()
     token = now + timedelta(seconds=conf.lease_seconds())
-    if connection.vendor == "postgresql":
-        # One statement, one round trip: the row lock makes two drainers take two rows.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _LEASE_NEXT_SQL.format(table=Delivery._meta.db_table),
-                {
-                    "token": token,
-                    "endpoint": endpoint_pk,
-                    "pending": Delivery.Status.PENDING.value,
-                    "now": now,
-                },
+    if connection.vendor != "postgresql":
+        if delivery_pk is None:
+            delivery_pk = (
+                Delivery.objects.filter(endpoint_id=endpoint_pk)
+                .filter(_due(now))
+                .order_by("next_attempt_at", "pk")
+                .values_list("pk", flat=True)
+                .first()
             )
-            row = cursor.fetchone()
-        return Lease(row[0], token) if row else None
-    pk = (
-        Delivery.objects.filter(endpoint_id=endpoint_pk)
-        .filter(_due(now))
-        .order_by("next_attempt_at", "pk")
-        .values_list("pk", flat=True)
-        .first()
+        lease = delivery_lease(delivery_pk=delivery_pk) if delivery_pk is not None else None
+        if lease is None:
+            return None
+        item = Delivery.objects.select_related("event", "endpoint").get(pk=lease.delivery_id)
+        return Leased(lease, item.attempt_count, item.event, item.endpoint)
+    sql = _LEASE_ONE_SQL if delivery_pk is not None else _LEASE_NEXT_SQL
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql, {"token": token, "now": now, "delivery": delivery_pk, "endpoint": endpoint_pk}
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    event_values = row[2:8]
+    endpoint_values = row[8:]
+    data = event_values[3]
+    event = Event(
+        **dict(zip(_EVENT_COLUMNS, event_values, strict=True))
+        | {"data": json.loads(data) if isinstance(data, str) else data}
     )
-    return delivery_lease(delivery_pk=pk) if pk is not None else None
+    endpoint = Endpoint(**dict(zip(_ENDPOINT_COLUMNS, endpoint_values, strict=True)))
+    event._state.adding = endpoint._state.adding = False
+    return Leased(Lease(row[0], token), row[1], event, endpoint)
 
 
 def _has_due(endpoint_pk: int) -> bool:
-    return Delivery.objects.filter(endpoint_id=endpoint_pk).filter(_due(timezone.now())).exists()
+    if connection.vendor != "postgresql":
+        return (
+            Delivery.objects.filter(endpoint_id=endpoint_pk).filter(_due(timezone.now())).exists()
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS {_OLDEST_DUE_SQL.replace(' FOR UPDATE SKIP LOCKED', '')}",
+            {"endpoint": endpoint_pk, "now": timezone.now()},
+        )
+        return cursor.fetchone()[0]
 
 
 def _next_delay(attempt_count: int, result: delivery.SendResult) -> float | None:
@@ -240,13 +286,12 @@ def delivery_attempt(*, delivery_public_id: str) -> Attempt | None:
     with endpoint_slot(row[1]) as got:
         if not got:
             return None
-        lease = delivery_lease(delivery_pk=row[0])
-        return _attempt_leased(lease) if lease else None
+        leased = _lease_and_load(delivery_pk=row[0])
+        return _attempt_leased(leased) if leased else None
 
 
-def _attempt_leased(lease: Lease) -> Attempt:
-    item = Delivery.objects.select_related("event", "endpoint").get(pk=lease.delivery_id)
-    endpoint = item.endpoint
+def _attempt_leased(leased: Leased) -> Attempt:
+    endpoint = leased.endpoint
     now = timezone.now()
     headers: dict[str, str] = {}
     body = b""
@@ -265,28 +310,12 @@ def _attempt_leased(lease: Lease) -> Attempt:
             )
         else:
             headers, body = build_request(
-                item.event, endpoint.format, secrets, int(now.timestamp())
+                leased.event, endpoint.format, secrets, int(now.timestamp())
             )
             result = delivery.post(endpoint.url, headers, body)
-    attempt_count = item.attempt_count + 1
-    with transaction.atomic():  # the attempt, the delivery's state and the endpoint's: one commit
-        attempt = _attempt_record(lease, item, endpoint, now, headers, body, result, attempt_count)
-    return attempt
-
-
-def _attempt_record(
-    lease: Lease,
-    item: Delivery,
-    endpoint: Endpoint,
-    now: datetime,
-    headers: dict[str, str],
-    body: bytes,
-    result: delivery.SendResult,
-    attempt_count: int,
-) -> Attempt:
-    attempt = Attempt.objects.create(
-        delivery=item,
-        number=attempt_count,
+    attempt = Attempt(
+        delivery_id=leased.lease.delivery_id,
+        number=leased.attempt_count + 1,
         created_at=now,
         request_url=endpoint.url,
         request_headers=headers,
@@ -296,26 +325,91 @@ def _attempt_record(
         duration_ms=result.duration_ms,
         error=result.error,
     )
+    update = _delivery_state_after(attempt.number, result)
+    if result.ok and not endpoint.failing_since:
+        # The common case, in one statement and one commit: nothing about the endpoint changes.
+        _attempt_record(leased.lease, attempt, update)
+    else:
+        with transaction.atomic():  # the attempt, the delivery's and the endpoint's state
+            _attempt_record(leased.lease, attempt, update)
+            if endpoint.enabled:
+                _endpoint_record_outcome(endpoint, result)
+    return attempt
+
+
+def _delivery_state_after(attempt_count: int, result: delivery.SendResult) -> dict:
     finished = timezone.now()
     update: dict = {
         "attempt_count": attempt_count,
-        "leased_until": None,
         "last_status_code": result.status_code,
         "last_error": result.error,
+        "status": Delivery.Status.PENDING.value,
+        "completed_at": None,
+        "next_attempt_at": None,  # None keeps the column as it is
     }
     if result.ok:
-        update |= {"status": Delivery.Status.SUCCEEDED, "completed_at": finished}
+        update |= {"status": Delivery.Status.SUCCEEDED.value, "completed_at": finished}
     else:
         delay = None if result.permanent else _next_delay(attempt_count, result)
         if delay is None:
-            update |= {"status": Delivery.Status.FAILED, "completed_at": finished}
+            update |= {"status": Delivery.Status.FAILED.value, "completed_at": finished}
         else:
             update["next_attempt_at"] = finished + timedelta(seconds=delay)
-    # Only the lease holder records the outcome (a lease that expired mid-send lost it).
-    Delivery.objects.filter(pk=item.pk, leased_until=lease.token).update(**update)
-    if endpoint.enabled:
-        _endpoint_record_outcome(endpoint, result)
-    return attempt
+    return update
+
+
+# Only the lease holder records the delivery's new state (a lease that expired mid-send lost
+# it); the attempt is logged either way. One statement: one round trip, one commit.
+_RECORD_SQL = """
+WITH attempt AS (INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk})
+UPDATE webhooks_delivery SET
+  attempt_count = %s, leased_until = NULL, last_status_code = %s, last_error = %s,
+  status = %s, completed_at = %s, next_attempt_at = COALESCE(%s, next_attempt_at)
+WHERE id = %s AND leased_until = %s
+RETURNING (SELECT {pk} FROM attempt)
+"""
+
+
+def _attempt_record(lease: Lease, attempt: Attempt, update: dict) -> None:
+    if connection.vendor != "postgresql":  # no data-modifying WITH: two statements
+        with transaction.atomic():
+            row_insert(attempt)
+            if update["next_attempt_at"] is None:
+                del update["next_attempt_at"]
+            Delivery.objects.filter(pk=lease.delivery_id, leased_until=lease.token).update(
+                leased_until=None, **update
+            )
+        return
+    statement = insert_statement(Attempt)
+    sql = _RECORD_SQL.format(
+        table=statement.table,
+        columns=statement.columns,
+        placeholders=statement.placeholders,
+        pk=statement.pk_column,
+    )
+    params = [
+        *statement.params(attempt, "default"),
+        update["attempt_count"],
+        update["last_status_code"],
+        update["last_error"],
+        update["status"],
+        update["completed_at"],
+        update["next_attempt_at"],
+        lease.delivery_id,
+        lease.token,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:  # the lease was lost: the attempt row exists, find its id
+        attempt.pk = (
+            Attempt.objects.filter(delivery_id=lease.delivery_id, created_at=attempt.created_at)
+            .values_list("pk", flat=True)
+            .last()
+        )
+    else:
+        attempt.pk = row[0]
+    attempt._state.adding = False
 
 
 def endpoint_drain(*, endpoint_pk: int, first: int | None = None, limit: int = 500) -> int:
@@ -333,14 +427,14 @@ def endpoint_drain(*, endpoint_pk: int, first: int | None = None, limit: int = 5
             if not got:
                 return sent
             if first is not None:
-                lease = delivery_lease(delivery_pk=first)
-                if lease is None:
+                leased = _lease_and_load(delivery_pk=first)
+                if leased is None:
                     return sent
-                _attempt_leased(lease)
+                _attempt_leased(leased)
                 sent += 1
                 first = None
-            while sent < limit and (lease := _lease_next(endpoint_pk)) is not None:
-                _attempt_leased(lease)
+            while sent < limit and (leased := _lease_and_load(endpoint_pk=endpoint_pk)):
+                _attempt_leased(leased)
                 sent += 1
         if not _has_due(endpoint_pk):
             break

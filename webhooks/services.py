@@ -226,7 +226,9 @@ def event_emit(
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
-    with transaction.atomic():
+    # savepoint=False: inside the caller's transaction (the usual case) a savepoint would
+    # only cost two round trips; the event and its deliveries stand or fall with the change.
+    with transaction.atomic(savepoint=False):
         event = Event.objects.create(
             organization=organization,
             event_type=event_type,
@@ -236,28 +238,40 @@ def event_emit(
         )
         if not plan_allows(organization, Feature.WEBHOOKS):
             return event
-        endpoints = [
-            endpoint
-            for endpoint in Endpoint.objects.filter(
-                organization=organization, enabled=True
-            ).prefetch_related("agents")
-            if event_type in endpoint.events
-            and (
-                agent is None
-                or not endpoint.agents.all()
-                or any(a.pk == agent.pk for a in endpoint.agents.all())
-            )
-        ]
-        _create_deliveries(event, endpoints)
+        _create_deliveries(event, _subscribed_endpoint_pks(organization, event_type, agent))
     return event
 
 
-def _create_deliveries(event: Event, endpoints: list[Endpoint]) -> list[Delivery]:
+def _subscribed_endpoint_pks(
+    organization: Organization, event_type: str, agent: Any | None
+) -> list[int]:
+    """Enabled endpoints that take ``event_type`` (and ``agent``, if they name agents).
+
+    One query: a row per (endpoint, agent it is limited to), ``None`` for "every agent".
+    """
+    events: dict[int, list[str]] = {}
+    agents: dict[int, set[int | None]] = {}
+    for pk, subscribed, agent_pk in Endpoint.objects.filter(
+        organization=organization, enabled=True
+    ).values_list("pk", "events", "agents"):
+        events[pk] = subscribed
+        agents.setdefault(pk, set()).add(agent_pk)
+    return [
+        pk
+        for pk, subscribed in events.items()
+        if event_type in subscribed
+        and (agent is None or agents[pk] == {None} or agent.pk in agents[pk])
+    ]
+
+
+def _create_deliveries(event: Event, endpoint_pks: list[int]) -> list[Delivery]:
+    if not endpoint_pks:
+        return []
     now = timezone.now()
     deliveries = Delivery.objects.bulk_create(
         [
-            Delivery(event=event, endpoint=endpoint, next_attempt_at=now, queued_at=now)
-            for endpoint in endpoints
+            Delivery(event=event, endpoint_id=pk, next_attempt_at=now, queued_at=now)
+            for pk in endpoint_pks
         ]
     )
     _queue_deliveries([d.public_id for d in deliveries])
@@ -304,7 +318,7 @@ def endpoint_send_test(*, endpoint: Endpoint) -> Delivery:
             event_type="webhook.test",
             data=test_event_data(endpoint),
         )
-        (delivery,) = _create_deliveries(event, [endpoint])
+        (delivery,) = _create_deliveries(event, [endpoint.pk])
     return delivery
 
 

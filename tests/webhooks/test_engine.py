@@ -364,3 +364,19 @@ def test_an_unreadable_secret_is_a_logged_attempt_that_retries_not_a_crash(
     assert delivery.status == Delivery.Status.PENDING
     assert delivery.attempt_count == 1
     assert Endpoint.objects.get(pk=delivery.endpoint_id).enabled
+
+
+def test_an_attempt_whose_lease_was_lost_is_logged_without_touching_the_delivery(
+    org_a, make_endpoint, webhook_receiver
+):
+    make_endpoint(webhook_receiver.url())
+    delivery = only_delivery(emit(org_a))
+    leased = dispatch._lease_and_load(delivery_pk=delivery.pk)
+    taken_over = timezone.now() + timedelta(minutes=5)
+    Delivery.objects.filter(pk=delivery.pk).update(leased_until=taken_over)
+    attempt = dispatch._attempt_leased(leased)
+    delivery.refresh_from_db()
+    assert attempt.pk == delivery.attempts.get().pk
+    assert delivery.status == Delivery.Status.PENDING
+    assert delivery.attempt_count == 0
+    assert delivery.leased_until == taken_over

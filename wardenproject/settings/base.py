@@ -160,6 +160,9 @@ else:
     }
 
 CELERY_TASK_IGNORE_RESULT = True
+# Keep database connections across tasks (Celery's default closes them around every task);
+# wardenproject/celery.py closes broken or CONN_MAX_AGE-old ones, as around a web request.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
