@@ -218,7 +218,7 @@ def emit_process(
         thread.start()
     for thread in threads:
         thread.join()
-    results.put(commits)
+    results.put((commits, time.process_time()))
 
 
 def start_worker(concurrency: int, log: Path, beat: bool = True) -> subprocess.Popen:
@@ -246,6 +246,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2, help="seconds emitted, not measured")
     parser.add_argument("--burst", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
@@ -277,30 +278,57 @@ def main() -> None:
         emitters = [
             multiprocessing.get_context("fork").Process(
                 target=emit_process,
-                args=(org.pk, start, args.rate, args.seconds, n, args.emitters, results),
+                args=(
+                    org.pk,
+                    start,
+                    args.rate,
+                    args.warmup + args.seconds,
+                    n,
+                    args.emitters,
+                    results,
+                ),
             )
             for n in range(args.emitters)
         ]
         for proc in emitters:
             proc.start()
         commits: dict[str, float] = {}
+        emitter_cpu = 0.0
         for _ in emitters:
-            commits.update(results.get(timeout=args.seconds + 120))
+            emitted, cpu = results.get(timeout=args.warmup + args.seconds + 120)
+            commits.update(emitted)
+            emitter_cpu += cpu
         for proc in emitters:
             proc.join()
-        achieved = len(commits) / (max(commits.values()) - start)
         wait_for(receiver, set(commits), 120)
         time.sleep(1)  # let the drainers' last records commit before reading CPU
         cpu_after = cpu_by_role(workers, receiver)
         arrivals = receiver.first_arrivals()
+        emitted_all = len(commits)
+        # The first --warmup seconds (connections opening, caches filling) are not measured.
+        start += args.warmup
+        commits = {i: t for i, t in commits.items() if t >= start}
+        achieved = len(commits) / (max(commits.values()) - start)
         latencies = [(arrivals[i] - t) * 1000 for i, t in commits.items()]
+        if os.environ.get("BENCH_TIMELINE"):  # p50 / max latency per second of the run
+            for second in range(args.seconds + 1):
+                window = [(arrivals[i] - t) * 1000 for i, t in commits.items()
+                          if second <= t - start < second + 1]  # fmt: skip
+                if window:
+                    print(
+                        f"  t={second:>3}s n={len(window):>4} p50 "
+                        f"{statistics.median(window):7.1f} max {max(window):7.1f} ms"
+                    )
         print(
             f"steady: {len(commits)} events at {achieved:.0f}/s; commit->first attempt "
             f"p50 {statistics.median(latencies):.1f} ms, p90 {percentile(latencies, 90):.1f} ms, "
             f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms; "
-            f"{len(receiver.arrivals()) - len(commits)} duplicates"
+            f"{len(receiver.arrivals()) - emitted_all} duplicates"
         )
-        print(cpu_report(cpu_before, cpu_after, len(commits)))
+        print(
+            cpu_report(cpu_before, cpu_after, emitted_all)
+            + f", emitters {emitter_cpu / emitted_all * 1000:.2f}"
+        )
 
         # Phase 2: burst
         receiver.clear()

@@ -18,10 +18,14 @@ def enqueue_on_commit(task: Any, *args: Any, **kwargs: Any) -> None:
     not fail the request that committed the row.
     """
 
-    def _send() -> None:
-        try:
-            task.apply_async(args=args, kwargs=kwargs, retry=False)
-        except Exception:  # the sweeper will pick the work up
-            logger.warning("could not queue %s; the sweeper will retry it", task.name)
+    transaction.on_commit(lambda: enqueue_now(task, *args, **kwargs))
 
-    transaction.on_commit(_send)
+
+def enqueue_now(task: Any, *args: Any, **kwargs: Any) -> bool:
+    """Queue ``task``; False (logged, not raised) if the broker is unreachable."""
+    try:
+        task.apply_async(args=args, kwargs=kwargs, retry=False)
+    except Exception:  # the sweeper will pick the work up
+        logger.warning("could not queue %s; the sweeper will retry it", task.name)
+        return False
+    return True

@@ -32,7 +32,7 @@ from django.utils import timezone
 from accounts.models import Membership
 from accounts.permissions import Capability, roles_with
 from wardenproject.db import insert_statement, row_insert
-from webhooks import conf, delivery
+from webhooks import conf, delivery, wakeups
 from webhooks.crypto import SecretUnreadable
 from webhooks.formats import build_request
 from webhooks.models import Attempt, Delivery, Endpoint, Event
@@ -412,17 +412,19 @@ def _attempt_record(lease: Lease, attempt: Attempt, update: dict) -> None:
     attempt._state.adding = False
 
 
-def endpoint_drain(*, endpoint_pk: int, first: int | None = None, limit: int = 500) -> int:
+def endpoint_drain(*, endpoint_pk: int, first: int | None = None, limit: int = 1000) -> int:
     """Send the endpoint's due deliveries, oldest first, while holding a slot; returns count.
 
     ``first`` (a delivery pk) is sent before the backlog; if another worker already has it,
     that worker is draining the endpoint and this call leaves. A worker that wins a slot
-    keeps draining the backlog, so wake-ups turned away because every slot was taken do not
-    wait for the sweeper; after letting its slot go it looks once more, since a wake-up
-    turned away just before the release would otherwise wait for the sweeper.
+    keeps draining the backlog, so wake-ups turned away because every slot was taken (or
+    never queued, see webhooks/wakeups.py) do not wait for the sweeper; after letting its
+    slot go it looks once more, since a wake-up turned away just before the release would
+    otherwise wait for the sweeper. After ``limit`` sends it hands the rest of the backlog
+    to a fresh wake-up, so one task does not hold a worker thread indefinitely.
     """
     sent = 0
-    while sent < limit:
+    while True:
         with endpoint_slot(endpoint_pk) as got:
             if not got:
                 return sent
@@ -437,8 +439,25 @@ def endpoint_drain(*, endpoint_pk: int, first: int | None = None, limit: int = 5
                 _attempt_leased(leased)
                 sent += 1
         if not _has_due(endpoint_pk):
-            break
-    return sent
+            return sent
+        if sent >= limit:
+            _wake_requeue(endpoint_pk)
+            return sent
+
+
+def _wake_requeue(endpoint_pk: int) -> None:
+    from wardenproject.tasks import enqueue_now
+    from webhooks.tasks import deliver
+
+    oldest = (
+        Delivery.objects.filter(endpoint_id=endpoint_pk)
+        .filter(_due(timezone.now()))
+        .order_by("next_attempt_at", "pk")
+        .values_list("public_id", flat=True)
+        .first()
+    )
+    if oldest is not None:
+        enqueue_now(deliver, oldest)
 
 
 def delivery_wake(*, delivery_public_id: str) -> int:
@@ -450,6 +469,8 @@ def delivery_wake(*, delivery_public_id: str) -> int:
     )
     if row is None:
         return 0
+    # Before draining: a delivery committed from now on queues a wake-up of its own.
+    wakeups.wake_release(row[1])
     return endpoint_drain(endpoint_pk=row[1], first=row[0])
 
 

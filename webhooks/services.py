@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.plans import Feature, plan_allows, plan_require
+from wardenproject.db import row_insert
 from wardenproject.errors import ValidationFailed
-from webhooks import conf
+from webhooks import conf, wakeups
 from webhooks.crypto import secret_decrypt, secret_encrypt
 from webhooks.delivery import url_problem
 from webhooks.models import Delivery, Endpoint, Event
@@ -229,12 +230,15 @@ def event_emit(
     # savepoint=False: inside the caller's transaction (the usual case) a savepoint would
     # only cost two round trips; the event and its deliveries stand or fall with the change.
     with transaction.atomic(savepoint=False):
-        event = Event.objects.create(
-            organization=organization,
-            event_type=event_type,
-            agent=agent,
-            action_id=action_id,
-            data=data,
+        # One INSERT each (wardenproject/db.py): events are written at the rate of decisions.
+        event = row_insert(
+            Event(
+                organization=organization,
+                event_type=event_type,
+                agent=agent,
+                action_id=action_id,
+                data=data,
+            )
         )
         if not plan_allows(organization, Feature.WEBHOOKS):
             return event
@@ -268,23 +272,28 @@ def _create_deliveries(event: Event, endpoint_pks: list[int]) -> list[Delivery]:
     if not endpoint_pks:
         return []
     now = timezone.now()
-    deliveries = Delivery.objects.bulk_create(
-        [
-            Delivery(event=event, endpoint_id=pk, next_attempt_at=now, queued_at=now)
-            for pk in endpoint_pks
-        ]
-    )
-    _queue_deliveries([d.public_id for d in deliveries])
+    deliveries = [
+        row_insert(Delivery(event=event, endpoint_id=pk, next_attempt_at=now, queued_at=now))
+        for pk in endpoint_pks
+    ]
+    _queue_deliveries(deliveries)
     return deliveries
 
 
-def _queue_deliveries(delivery_ids: list[str]) -> None:
-    """Wake the workers after commit; the sweeper covers a lost wake-up."""
-    from wardenproject.tasks import enqueue_on_commit
+def _queue_deliveries(deliveries: list[Delivery]) -> None:
+    """Wake the workers after commit, one pending wake-up per endpoint (webhooks/wakeups.py);
+    the sweeper covers a lost one."""
+    for item in deliveries:
+        transaction.on_commit(lambda item=item: delivery_wake_queue(item))
+
+
+def delivery_wake_queue(item: Delivery) -> None:
+    """Queue a wake-up for ``item`` now, unless one is already pending for its endpoint."""
+    from wardenproject.tasks import enqueue_now
     from webhooks.tasks import deliver
 
-    for delivery_id in delivery_ids:
-        enqueue_on_commit(deliver, delivery_id)
+    if wakeups.wake_claim(item.endpoint_id) and not enqueue_now(deliver, item.public_id):
+        wakeups.wake_release(item.endpoint_id)
 
 
 def test_event_data(endpoint: Endpoint) -> dict[str, Any]:
@@ -324,7 +333,8 @@ def endpoint_send_test(*, endpoint: Endpoint) -> Delivery:
 
 def _requeue(queryset) -> int:
     now = timezone.now()
-    ids = list(queryset.values_list("public_id", flat=True))
+    rows = list(queryset.values_list("pk", "public_id", "endpoint_id"))
+    ids = [public_id for _, public_id, _ in rows]
     with transaction.atomic():
         Delivery.objects.filter(public_id__in=ids).update(
             status=Delivery.Status.PENDING,
@@ -334,7 +344,7 @@ def _requeue(queryset) -> int:
             leased_until=None,
             completed_at=None,
         )
-        _queue_deliveries(ids)
+        _queue_deliveries([Delivery(pk=pk, public_id=p, endpoint_id=e) for pk, p, e in rows])
     return len(ids)
 
 
