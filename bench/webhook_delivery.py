@@ -248,9 +248,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2, help="seconds emitted, not measured")
     parser.add_argument("--burst", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--emitters", type=int, default=2, help="emitting processes")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--emitters", type=int, default=1, help="emitting processes")
     args = parser.parse_args()
     if not (settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and settings.REDIS_URL):
         raise SystemExit("set DATABASE_URL=postgres://... and REDIS_URL=redis://...")

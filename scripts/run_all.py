@@ -94,7 +94,7 @@ def main() -> int:
             "--pool",
             "threads",
             "--concurrency",
-            os.environ.get("CELERY_CONCURRENCY", "8"),
+            os.environ.get("CELERY_CONCURRENCY", "4"),
         ],
         "beat": [str(BIN / "celery"), "-A", "wardenproject", "beat", "--loglevel", "INFO"],
     }
