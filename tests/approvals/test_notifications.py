@@ -11,11 +11,18 @@ pytestmark = pytest.mark.django_db
 
 
 def test_creating_a_request_queues_the_notification_after_commit(
-    django_capture_on_commit_callbacks, make_request
+    django_capture_on_commit_callbacks, make_request, monkeypatch
 ):
+    queued = []
+    monkeypatch.setattr(
+        approvals_notify, "apply_async", lambda args, kwargs, **options: queued.append(args)
+    )
     with django_capture_on_commit_callbacks() as callbacks:
-        make_request()
-    assert any("approvals_notify" in repr(cb) or "_send" in repr(cb) for cb in callbacks)
+        request = make_request()
+        assert queued == []  # nothing before commit
+    for callback in callbacks:
+        callback()
+    assert queued == [(request.organization_id,)]
     assert mail.outbox == []  # nothing is sent in the request path
 
 
