@@ -36,7 +36,11 @@ from webhooks import conf, delivery, wakeups
 from webhooks.crypto import SecretUnreadable
 from webhooks.formats import build_request
 from webhooks.models import Attempt, Delivery, Endpoint, Event
-from webhooks.services import endpoint_set_enabled, endpoint_signing_secrets
+from webhooks.services import (
+    delivery_wake_queue,
+    endpoint_set_enabled,
+    endpoint_signing_secrets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,15 @@ class Leased:
 def _due(now: datetime) -> Q:
     return Q(status=Delivery.Status.PENDING, next_attempt_at__lte=now) & (
         Q(leased_until__isnull=True) | Q(leased_until__lt=now)
+    )
+
+
+def _oldest_due(endpoint_pk: int):
+    """The endpoint's due, unleased deliveries, oldest first (the ORM form of _DUE_SQL)."""
+    return (
+        Delivery.objects.filter(endpoint_id=endpoint_pk)
+        .filter(_due(timezone.now()))
+        .order_by("next_attempt_at", "pk")
     )
 
 
@@ -142,12 +155,12 @@ RETURNING d.id, d.attempt_count,
   p.id, p.public_id, p.organization_id, p.url, p.format, p.enabled, p.disabled_reason,
   p.secret, p.previous_secret, p.previous_secret_expires_at, p.failing_since
 """
-_OLDEST_DUE_SQL = """(
+_DUE_SQL = """
   SELECT id FROM webhooks_delivery
   WHERE endpoint_id = %(endpoint)s AND status = 'pending' AND next_attempt_at <= %(now)s
     AND (leased_until IS NULL OR leased_until < %(now)s)
-  ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
-)"""
+  ORDER BY next_attempt_at, id LIMIT 1"""
+_OLDEST_DUE_SQL = f"({_DUE_SQL} FOR UPDATE SKIP LOCKED)"
 _LEASE_ONE_SQL = _LEASE_SQL.format(target="%(delivery)s")
 _LEASE_NEXT_SQL = _LEASE_SQL.format(target=_OLDEST_DUE_SQL)
 _EVENT_COLUMNS = ("id", "public_id", "event_type", "data", "created_at", "organization_id")
@@ -163,13 +176,7 @@ def _lease_and_load(*, delivery_pk: int | None = None, endpoint_pk: int | None =
     token = now + timedelta(seconds=conf.lease_seconds())
     if connection.vendor != "postgresql":
         if delivery_pk is None:
-            delivery_pk = (
-                Delivery.objects.filter(endpoint_id=endpoint_pk)
-                .filter(_due(now))
-                .order_by("next_attempt_at", "pk")
-                .values_list("pk", flat=True)
-                .first()
-            )
+            delivery_pk = _oldest_due(endpoint_pk).values_list("pk", flat=True).first()
         lease = delivery_lease(delivery_pk=delivery_pk) if delivery_pk is not None else None
         if lease is None:
             return None
@@ -197,12 +204,10 @@ def _lease_and_load(*, delivery_pk: int | None = None, endpoint_pk: int | None =
 
 def _has_due(endpoint_pk: int) -> bool:
     if connection.vendor != "postgresql":
-        return (
-            Delivery.objects.filter(endpoint_id=endpoint_pk).filter(_due(timezone.now())).exists()
-        )
+        return _oldest_due(endpoint_pk).exists()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT EXISTS {_OLDEST_DUE_SQL.replace(' FOR UPDATE SKIP LOCKED', '')}",
+            f"SELECT EXISTS ({_DUE_SQL})",
             {"endpoint": endpoint_pk, "now": timezone.now()},
         )
         return cursor.fetchone()[0]
@@ -270,17 +275,22 @@ def _endpoint_record_outcome(endpoint: Endpoint, result: delivery.SendResult) ->
         transaction.on_commit(lambda: _notify_disabled(endpoint))
 
 
+def _delivery_keys(delivery_public_id: str) -> tuple[int, int] | None:
+    """(pk, endpoint pk) of a delivery, or None."""
+    return (
+        Delivery.objects.filter(public_id=delivery_public_id)
+        .values_list("pk", "endpoint_id")
+        .first()
+    )
+
+
 def delivery_attempt(*, delivery_public_id: str) -> Attempt | None:
     """Send one delivery now if it is due, unleased and its endpoint has a free slot.
 
     Returns its attempt, or None (another worker has it, it is not due, or every slot of its
     endpoint is taken: the slot holders send it when they drain the endpoint).
     """
-    row = (
-        Delivery.objects.filter(public_id=delivery_public_id)
-        .values_list("pk", "endpoint_id")
-        .first()
-    )
+    row = _delivery_keys(delivery_public_id)
     if row is None:
         return None
     with endpoint_slot(row[1]) as got:
@@ -361,23 +371,24 @@ def _delivery_state_after(attempt_count: int, result: delivery.SendResult) -> di
 # Only the lease holder records the delivery's new state (a lease that expired mid-send lost
 # it); the attempt is logged either way. One statement: one round trip, one commit.
 _RECORD_SQL = """
-WITH attempt AS (INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk})
-UPDATE webhooks_delivery SET
-  attempt_count = %s, leased_until = NULL, last_status_code = %s, last_error = %s,
-  status = %s, completed_at = %s, next_attempt_at = COALESCE(%s, next_attempt_at)
-WHERE id = %s AND leased_until = %s
-RETURNING (SELECT {pk} FROM attempt)
+WITH attempt AS (INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk}),
+delivery AS (
+  UPDATE webhooks_delivery SET
+    attempt_count = %s, leased_until = NULL, last_status_code = %s, last_error = %s,
+    status = %s, completed_at = %s, next_attempt_at = COALESCE(%s, next_attempt_at)
+  WHERE id = %s AND leased_until = %s
+)
+SELECT {pk} FROM attempt
 """
 
 
 def _attempt_record(lease: Lease, attempt: Attempt, update: dict) -> None:
     if connection.vendor != "postgresql":  # no data-modifying WITH: two statements
+        changes = {k: v for k, v in update.items() if k != "next_attempt_at" or v is not None}
         with transaction.atomic():
             row_insert(attempt)
-            if update["next_attempt_at"] is None:
-                del update["next_attempt_at"]
             Delivery.objects.filter(pk=lease.delivery_id, leased_until=lease.token).update(
-                leased_until=None, **update
+                leased_until=None, **changes
             )
         return
     statement = insert_statement(Attempt)
@@ -400,15 +411,7 @@ def _attempt_record(lease: Lease, attempt: Attempt, update: dict) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:  # the lease was lost: the attempt row exists, find its id
-        attempt.pk = (
-            Attempt.objects.filter(delivery_id=lease.delivery_id, created_at=attempt.created_at)
-            .values_list("pk", flat=True)
-            .last()
-        )
-    else:
-        attempt.pk = row[0]
+        attempt.pk = cursor.fetchone()[0]
     attempt._state.adding = False
 
 
@@ -446,27 +449,14 @@ def endpoint_drain(*, endpoint_pk: int, first: int | None = None, limit: int = 1
 
 
 def _wake_requeue(endpoint_pk: int) -> None:
-    from wardenproject.tasks import enqueue_now
-    from webhooks.tasks import deliver
-
-    oldest = (
-        Delivery.objects.filter(endpoint_id=endpoint_pk)
-        .filter(_due(timezone.now()))
-        .order_by("next_attempt_at", "pk")
-        .values_list("public_id", flat=True)
-        .first()
-    )
+    oldest = _oldest_due(endpoint_pk).only("public_id", "endpoint_id").first()
     if oldest is not None:
-        enqueue_now(deliver, oldest)
+        delivery_wake_queue(oldest)
 
 
 def delivery_wake(*, delivery_public_id: str) -> int:
     """A wake-up: send this delivery, then its endpoint's backlog; returns how many were sent."""
-    row = (
-        Delivery.objects.filter(public_id=delivery_public_id)
-        .values_list("pk", "endpoint_id")
-        .first()
-    )
+    row = _delivery_keys(delivery_public_id)
     if row is None:
         return 0
     # Before draining: a delivery committed from now on queues a wake-up of its own.

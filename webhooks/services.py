@@ -333,10 +333,9 @@ def endpoint_send_test(*, endpoint: Endpoint) -> Delivery:
 
 def _requeue(queryset) -> int:
     now = timezone.now()
-    rows = list(queryset.values_list("pk", "public_id", "endpoint_id"))
-    ids = [public_id for _, public_id, _ in rows]
+    deliveries = list(queryset.only("public_id", "endpoint_id"))
     with transaction.atomic():
-        Delivery.objects.filter(public_id__in=ids).update(
+        Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(
             status=Delivery.Status.PENDING,
             attempt_count=0,
             next_attempt_at=now,
@@ -344,8 +343,8 @@ def _requeue(queryset) -> int:
             leased_until=None,
             completed_at=None,
         )
-        _queue_deliveries([Delivery(pk=pk, public_id=p, endpoint_id=e) for pk, p, e in rows])
-    return len(ids)
+        _queue_deliveries(deliveries)
+    return len(deliveries)
 
 
 def delivery_resend(*, delivery: Delivery) -> Delivery:
