@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paced import paced_load
-from servers import start_gunicorn
+from servers import database_prepare, start_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -87,30 +87,6 @@ def manage(*args: str, capture: bool = False) -> str:
     return result.stdout if capture else ""
 
 
-def ensure_database() -> None:
-    name = DATABASE_URL.rsplit("/", 1)[1].split("?")[0]
-    exists = subprocess.run(
-        [
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-tAc",
-            f"SELECT 1 FROM pg_database WHERE datname = '{name}'",  # noqa: S608
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    if not exists:
-        subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {name}"],
-            check=True,
-            capture_output=True,
-        )
-
-
 def audit_rows() -> int:
     out = manage(
         "shell",
@@ -160,7 +136,7 @@ def main() -> int:
     if args.async_commit:
         os.environ["WARDEN_AUDIT_ASYNC_COMMIT"] = "true"
 
-    ensure_database()
+    database_prepare(DATABASE_URL, fresh=False)
     manage("migrate", "--noinput", "-v", "0")
     key = re.search(r"KEY=(\S+)", manage("shell", "-c", SEED, capture=True)).group(1)
 

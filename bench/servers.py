@@ -1,4 +1,4 @@
-"""Starting the web server the benchmarks measure: gunicorn with the project's config."""
+"""What the benchmarks share: their PostgreSQL database and the gunicorn they measure."""
 
 from __future__ import annotations
 
@@ -7,6 +7,26 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _psql(sql: str) -> str:
+    return subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAqc", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def database_prepare(database_url: str, *, fresh: bool) -> None:
+    """Create the URL's database on 127.0.0.1 if missing (dropped first when ``fresh``)."""
+    name = database_url.rsplit("/", 1)[1].split("?")[0]
+    if not name.replace("_", "").isalnum():
+        raise SystemExit(f"unexpected database name {name!r}")
+    if fresh:
+        _psql(f"DROP DATABASE IF EXISTS {name}")
+    if not _psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):  # noqa: S608
+        _psql(f"CREATE DATABASE {name}")
 
 
 def start_gunicorn(

@@ -43,6 +43,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
+from servers import database_prepare  # noqa: E402
 
 from accounts.models import Organization, Plan  # noqa: E402
 from webhooks import services  # noqa: E402
@@ -255,6 +256,7 @@ def main() -> None:
     if not (settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and settings.REDIS_URL):
         raise SystemExit("set DATABASE_URL=postgres://... and REDIS_URL=redis://...")
 
+    database_prepare(os.environ["DATABASE_URL"], fresh=False)
     call_command("migrate", verbosity=0)
     Delivery.objects.all().delete()
     Event.objects.filter(organization__name="webhook-bench").delete()
