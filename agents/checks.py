@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -24,7 +23,7 @@ from agents import runtime
 from agents.policy import REQUIRES_APPROVAL, LimitQuery, action_matches, to_decimal
 from agents.runtime import AgentRuntime, ApiPrincipal
 from audit.models import AuditEntry
-from audit.services import audit_entry_insert
+from audit.services import audit_entry_commit, audit_entry_insert
 from wardenproject.errors import Conflict, DomainError, Forbidden, NotFound
 from wardenproject.ids import public_id
 from wardenproject.jsonutil import iso
@@ -294,9 +293,9 @@ def check_perform(
             with transaction.atomic():
                 audit_entry_insert(entry)
         else:
-            # The common case: one autocommitted row (asynchronous commit if the operator
-            # opted in with WARDEN_AUDIT_ASYNC_COMMIT).
-            audit_entry_insert(entry, using=settings.WARDEN_AUDIT_WRITE_ALIAS)
+            # The common case: one row, committed with other checks' rows (group commit;
+            # asynchronous commit if the operator opted in with WARDEN_AUDIT_ASYNC_COMMIT).
+            audit_entry_commit(entry)
     except IntegrityError:
         if not idempotency_key:
             raise

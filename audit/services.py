@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.conf import settings
+from django.db import connection, connections, models, transaction
 from django.utils import timezone
 
 from accounts.models import Organization, User
@@ -58,6 +59,26 @@ def audit_entry_insert(entry: AuditEntry, *, using: str = "default") -> AuditEnt
     if not entry._state.adding:
         raise AppendOnlyError("Audit entries cannot be changed.")
     return row_insert(entry, using=using)
+
+
+def audit_entry_commit(entry: AuditEntry) -> AuditEntry:
+    """Write a new entry and commit it (allowed and blocked checks), through
+    ``WARDEN_AUDIT_WRITE_ALIAS``: with concurrent checks' rows in one INSERT when group commit
+    is on (audit/writer.py), else with one autocommitted INSERT of its own.
+
+    Inside a transaction the entry joins it instead: committed along with other threads'
+    rows, it would escape the caller's rollback.
+    """
+    alias = settings.WARDEN_AUDIT_WRITE_ALIAS
+    if settings.WARDEN_AUDIT_GROUP_COMMIT and not (
+        connections["default"].in_atomic_block or connections[alias].in_atomic_block
+    ):
+        if not entry._state.adding:
+            raise AppendOnlyError("Audit entries cannot be changed.")
+        from audit.writer import audit_group_commit
+
+        return audit_group_commit().write(entry)
+    return audit_entry_insert(entry, using=alias)
 
 
 def model_snapshot(instance: models.Model, fields: list[str] | None = None) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paced import paced_load
-from servers import database_prepare, start_gunicorn
+from servers import cpu_by_role, cpu_report, database_prepare, start_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -104,6 +106,14 @@ def wrk(url: str, seconds: int, connections: int, threads: int, script: str | No
     return subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
 
 
+def phase_cpu(server: subprocess.Popen) -> dict[str, float]:
+    """CPU so far of gunicorn (master and workers), wrk (finished children) and PostgreSQL."""
+    totals = cpu_by_role({"gunicorn": {server.pid}})
+    totals["wrk"] = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+    del totals["redis"]
+    return totals
+
+
 def parse(output: str) -> dict[str, float]:
     def ms(text: str) -> float:
         value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
@@ -133,6 +143,8 @@ def main() -> int:
         help="Set WARDEN_AUDIT_ASYNC_COMMIT=true: allow/block audit rows commit asynchronously.",
     )
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: install it (Debian: apt-get install wrk)")
     if args.async_commit:
         os.environ["WARDEN_AUDIT_ASYNC_COMMIT"] = "true"
 
@@ -161,7 +173,9 @@ def main() -> int:
                 time.sleep(0.1)
         wrk(f"{base}/api/v1/check", 3, 8, 2, str(saturate))  # warm caches in every worker
         rows_before = audit_rows()
+        cpu_before = phase_cpu(server)
         check = parse(wrk(f"{base}/api/v1/check", args.seconds, 32, 2, str(saturate)))
+        check_cpu = cpu_report(cpu_before, phase_cpu(server), int(check["requests"]), "check")
         rows_after = audit_rows()
         paced = paced_load(
             "127.0.0.1",
@@ -172,7 +186,9 @@ def main() -> int:
             rate=args.rate,
             seconds=args.seconds,
         )
+        cpu_before = phase_cpu(server)
         trivial = parse(wrk(f"{base}/healthz", args.seconds, 32, 2, None))
+        trivial_cpu = cpu_report(cpu_before, phase_cpu(server), int(trivial["requests"]), "request")
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -195,6 +211,8 @@ def main() -> int:
     )
     print(f"| trivial JSON view /healthz at saturation | {trivial['rps']:.0f} req/s |")
     print(f"| ratio checks / trivial | {check['rps'] / trivial['rps']:.2f} |")
+    print(f"\nsaturation, checks: {check_cpu}")
+    print(f"saturation, /healthz: {trivial_cpu}")
     return 0
 
 

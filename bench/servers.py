@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,41 @@ def start_gunicorn(
         env=env,
         start_new_session=True,
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (all its threads), from /proc; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(groups: dict[str, set[int]]) -> dict[str, float]:
+    """CPU seconds so far of each group of processes (with their children), of PostgreSQL (every
+    backend) and of Redis. Processes that have exited no longer count."""
+    totals = {**dict.fromkeys(groups, 0.0), "postgres": 0.0, "redis": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        pid = int(entry.name)
+        role = next((name for name, pids in groups.items() if pid in pids or ppid in pids), None)
+        if role is None and comm.startswith("postgres"):
+            role = "postgres"
+        elif role is None and comm.startswith("redis-server"):
+            role = "redis"
+        if role is not None:
+            totals[role] += cpu_seconds(pid)
+    return totals
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], count: int, unit: str) -> str:
+    """CPU milliseconds per ``unit`` by role."""
+    parts = [f"{role} {(after[role] - before[role]) / count * 1000:.3f}" for role in before]
+    return f"CPU ms per {unit}: " + ", ".join(parts)

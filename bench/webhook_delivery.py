@@ -43,7 +43,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
-from servers import database_prepare  # noqa: E402
+from servers import cpu_by_role, cpu_report, database_prepare  # noqa: E402
 
 from accounts.models import Organization, Plan  # noqa: E402
 from webhooks import services  # noqa: E402
@@ -132,44 +132,6 @@ class Receiver:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_by_role(workers: list[subprocess.Popen], receiver: Receiver) -> dict[str, float]:
-    """CPU seconds so far of the workers (with their children), receiver, PostgreSQL, Redis."""
-    totals = {"workers": 0.0, "receiver": cpu_seconds(receiver.proc.pid), "postgres": 0.0,
-              "redis": 0.0}  # fmt: skip
-    worker_pids = {w.pid for w in workers}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            comm = (entry / "comm").read_text().strip()
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        pid = int(entry.name)
-        if pid in worker_pids or ppid in worker_pids:
-            totals["workers"] += cpu_seconds(pid)
-        elif comm.startswith("postgres"):
-            totals["postgres"] += cpu_seconds(pid)
-        elif comm.startswith("redis-server"):
-            totals["redis"] += cpu_seconds(pid)
-    return totals
-
-
-def cpu_report(before: dict[str, float], after: dict[str, float], events: int) -> str:
-    """CPU milliseconds per event by role (PostgreSQL counts every backend, emitters too)."""
-    parts = [f"{role} {(after[role] - before[role]) / events * 1000:.2f}" for role in before]
-    return "CPU ms per event: " + ", ".join(parts)
 
 
 def wait_for(receiver: Receiver, ids: set[str], timeout: float) -> float:
@@ -274,7 +236,9 @@ def main() -> None:
     try:
         # Phase 1: steady rate, emitted from processes of their own as web processes would.
         connection.close()
-        cpu_before = cpu_by_role(workers, receiver)
+        cpu_before = cpu_by_role(
+            {"workers": {w.pid for w in workers}, "receiver": {receiver.proc.pid}}
+        )
         results: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
         start = time.time() + 0.5
         emitters = [
@@ -304,7 +268,9 @@ def main() -> None:
             proc.join()
         wait_for(receiver, set(commits), 120)
         time.sleep(1)  # let the drainers' last records commit before reading CPU
-        cpu_after = cpu_by_role(workers, receiver)
+        cpu_after = cpu_by_role(
+            {"workers": {w.pid for w in workers}, "receiver": {receiver.proc.pid}}
+        )
         arrivals = receiver.first_arrivals()
         emitted_all = len(commits)
         # The first --warmup seconds (connections opening, caches filling) are not measured.
@@ -328,7 +294,7 @@ def main() -> None:
             f"{len(receiver.arrivals()) - emitted_all} duplicates"
         )
         print(
-            cpu_report(cpu_before, cpu_after, emitted_all)
+            cpu_report(cpu_before, cpu_after, emitted_all, "event")
             + f", emitters {emitter_cpu / emitted_all * 1000:.2f}"
         )
 

@@ -8,6 +8,8 @@ model's own field list, so they follow the model through migrations.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,17 +48,59 @@ def insert_statement(model: type[models.Model], using: str = "default") -> Inser
     return _STATEMENTS[key]
 
 
+@contextmanager
+def _cursor(using: str) -> Iterator[Any]:
+    """A cursor that binds parameters on the server where the backend can (PostgreSQL).
+
+    Django's psycopg cursors bind on the client: every value is quoted into the SQL text in
+    Python, which for a 24-column audit row cost more CPU than the rest of the INSERT. A
+    plain psycopg cursor sends the values apart from the statement, adapted in C. It is
+    wrapped the way Django wraps its own (execute wrappers, query logging, error mapping).
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = psycopg.Cursor(connection.connection)
+    wrapped = (
+        connection.make_debug_cursor(raw)
+        if connection.queries_logged
+        else connection.make_cursor(raw)
+    )
+    with wrapped as cursor:
+        yield cursor
+
+
 def row_insert(instance: models.Model, *, using: str = "default") -> models.Model:
     """Insert a new instance with one ``INSERT ... RETURNING`` its primary key."""
-    statement = insert_statement(type(instance), using)
+    return rows_insert([instance], using=using)[0]
+
+
+def rows_insert(instances: list[models.Model], *, using: str = "default") -> list[models.Model]:
+    """Insert new instances of one model with one multi-row ``INSERT ... RETURNING`` (one
+    statement: all rows or none); each instance gets its primary key."""
+    statement = insert_statement(type(instances[0]), using)
+    values = ", ".join([f"({statement.placeholders})"] * len(instances))
     # Identifiers come from the model and quote_name; values are bound parameters.
     sql = (
         f"INSERT INTO {statement.table} ({statement.columns}) "  # noqa: S608
-        f"VALUES ({statement.placeholders}) RETURNING {statement.pk_column}"
+        f"VALUES {values} RETURNING {statement.pk_column}"
     )
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, statement.params(instance, using))
-        instance.pk = cursor.fetchone()[0]
-    instance._state.adding = False
-    instance._state.db = using
-    return instance
+    params: list[Any] = []
+    for instance in instances:
+        params.extend(statement.params(instance, using))
+    with _cursor(using) as cursor:
+        cursor.execute(sql, params)
+        # PostgreSQL and SQLite return the rows of an INSERT ... VALUES in VALUES order (as
+        # Django's bulk_create relies on).
+        keys = cursor.fetchall()
+    for instance, (pk,) in zip(instances, keys, strict=True):
+        instance.pk = pk
+        instance._state.adding = False
+        instance._state.db = using
+    return instances

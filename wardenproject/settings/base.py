@@ -122,6 +122,12 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The alias allow/block check rows are written through (see WARDEN_AUDIT_ASYNC_COMMIT).
 WARDEN_AUDIT_WRITE_ALIAS = "audit_async" if "audit_async" in DATABASES else "default"
+# Group commit (audit/writer.py): on PostgreSQL, the allow/block rows of a process's
+# concurrent checks are committed together, each answered only after its row has committed.
+WARDEN_AUDIT_GROUP_COMMIT = env_bool(
+    "WARDEN_AUDIT_GROUP_COMMIT", DATABASES["default"]["ENGINE"].endswith("postgresql")
+)
+WARDEN_AUDIT_BATCH_MAX = env_int("WARDEN_AUDIT_BATCH_MAX", 100, minimum=1)
 
 # --- Redis, cache and Celery -----------------------------------------------------------------
 # REDIS_URL selects Redis as Celery broker and cache. Without it Celery uses kombu's
