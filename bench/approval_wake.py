@@ -18,9 +18,7 @@ import argparse
 import os
 import platform
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -29,23 +27,10 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import database_prepare, start_gunicorn
+from servers import database_fresh_migrated, free_port, start_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def prepare_database(database_url: str) -> None:
-    database_prepare(database_url, fresh=True)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True
-    )
 
 
 def seed(clients: int) -> tuple[list[str], str]:
@@ -117,7 +102,7 @@ def main() -> int:
         os.environ.pop("REDIS_URL", None)
 
     load_before = os.getloadavg()
-    prepare_database(args.database_url)
+    database_fresh_migrated(args.database_url)
     import django
 
     django.setup()

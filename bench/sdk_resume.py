@@ -21,8 +21,6 @@ import os
 import platform
 import random
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -33,23 +31,10 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import database_prepare, start_gunicorn
+from servers import database_fresh_migrated, free_port, start_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def prepare_database(database_url: str) -> None:
-    database_prepare(database_url, fresh=True)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True
-    )
 
 
 def seed() -> str:
@@ -161,7 +146,7 @@ def main() -> int:
     }
     os.environ.update(env)
     load_before = os.getloadavg()
-    prepare_database(args.database_url)
+    database_fresh_migrated(args.database_url)
     import django
 
     django.setup()

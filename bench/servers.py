@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,21 @@ def database_prepare(database_url: str, *, fresh: bool) -> None:
         _psql(f"DROP DATABASE IF EXISTS {name}")
     if not _psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):  # noqa: S608
         _psql(f"CREATE DATABASE {name}")
+
+
+def database_fresh_migrated(database_url: str) -> None:
+    """Drop and recreate the URL's database, then apply the migrations (``manage.py migrate``
+    in a child process, which reads DATABASE_URL from the environment)."""
+    database_prepare(database_url, fresh=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def start_gunicorn(

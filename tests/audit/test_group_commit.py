@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -103,63 +104,69 @@ def queued(group: GroupCommit) -> int:
         return len(group._queue)
 
 
-def test_rows_that_arrive_during_a_write_are_committed_together(support_bot):
-    group = GroupCommit(alias="default", batch_max=100)
+@dataclass
+class Queued:
+    blocker: psycopg.Connection
+    leader: Writer
+    followers: list[Writer]
+
+
+@contextmanager
+def queued_behind_a_waiting_write(
+    group: GroupCommit, leader_entry: AuditEntry, entries: list[AuditEntry]
+) -> Iterator[Queued]:
+    """A leader whose INSERT waits on the table lock, and ``entries`` queued behind it; the
+    lock goes when the block ends, and every thread has finished after it."""
     with audit_table_locked() as blocker:
-        leader = Writer(group.write, check_entry(support_bot))
+        leader = Writer(group.write, leader_entry)
         leader.start()
         wait_until(lambda: waiting_on_lock(blocker) == 1)
-        followers = [Writer(group.write, check_entry(support_bot)) for _ in range(5)]
+        followers = [Writer(group.write, entry) for entry in entries]
         for follower in followers:
             follower.start()
-        wait_until(lambda: queued(group) == 5)
-        assert not checks.exists()  # nobody answered before the commit
+        wait_until(lambda: queued(group) == len(entries))
+        yield Queued(blocker, leader, followers)
     for thread in [leader, *followers]:
         thread.join(10)
-        assert thread.error is None
+
+
+def test_rows_that_arrive_during_a_write_are_committed_together(support_bot):
+    group = GroupCommit(alias="default", batch_max=100)
+    entries = [check_entry(support_bot) for _ in range(5)]
+    with queued_behind_a_waiting_write(group, check_entry(support_bot), entries) as batch:
+        assert not checks.exists()  # nobody answered before the commit
+    threads = [batch.leader, *batch.followers]
+    assert all(thread.error is None for thread in threads)
     assert group.batches == 2  # the leader's own row, then the five that queued behind it
     stored = dict(checks.values_list("public_id", "pk"))
-    for thread in [leader, *followers]:
+    for thread in threads:
         assert stored[thread.entry.public_id] == thread.entry.pk
 
 
 def test_a_bad_row_fails_only_its_own_request(support_bot):
     group = GroupCommit(alias="default", batch_max=100)
-    with audit_table_locked() as blocker:
-        leader = Writer(group.write, check_entry(support_bot))
-        leader.start()
-        wait_until(lambda: waiting_on_lock(blocker) == 1)
-        good = [Writer(group.write, check_entry(support_bot)) for _ in range(3)]
-        bad = Writer(group.write, check_entry(support_bot, organization_id=987654321))
-        for thread in [good[0], bad, *good[1:]]:
-            thread.start()
-        wait_until(lambda: queued(group) == 4)
-    for thread in [leader, bad, *good]:
-        thread.join(10)
+    bad_entry = check_entry(support_bot, organization_id=987654321)
+    entries = [check_entry(support_bot), bad_entry, check_entry(support_bot)]
+    with queued_behind_a_waiting_write(group, check_entry(support_bot), entries) as batch:
+        pass
+    bad = next(thread for thread in batch.followers if thread.entry is bad_entry)
+    good = [thread for thread in [batch.leader, *batch.followers] if thread is not bad]
     assert isinstance(bad.error, IntegrityError)
-    assert all(thread.error is None for thread in [leader, *good])
+    assert all(thread.error is None for thread in good)
     written = set(checks.values_list("public_id", flat=True))
-    assert written == {thread.entry.public_id for thread in [leader, *good]}
+    assert written == {thread.entry.public_id for thread in good}
 
 
 def test_a_write_that_loses_its_connection_fails_its_request_and_the_queue_moves_on(support_bot):
     group = GroupCommit(alias="default", batch_max=100)
-    with audit_table_locked() as blocker:
-        leader = Writer(group.write, check_entry(support_bot))
-        leader.start()
-        wait_until(lambda: waiting_on_lock(blocker) == 1)
-        followers = [Writer(group.write, check_entry(support_bot)) for _ in range(3)]
-        for follower in followers:
-            follower.start()
-        wait_until(lambda: queued(group) == 3)
-        blocker.execute("SELECT pg_terminate_backend(%s)", [leader.backend_pid])
-        leader.join(10)
-    for follower in followers:
-        follower.join(10)
-    assert isinstance(leader.error, OperationalError)  # answered 503 by the API
-    assert all(follower.error is None for follower in followers)
+    entries = [check_entry(support_bot) for _ in range(3)]
+    with queued_behind_a_waiting_write(group, check_entry(support_bot), entries) as batch:
+        batch.blocker.execute("SELECT pg_terminate_backend(%s)", [batch.leader.backend_pid])
+        batch.leader.join(10)
+    assert isinstance(batch.leader.error, OperationalError)  # answered 503 by the API
+    assert all(follower.error is None for follower in batch.followers)
     written = set(checks.values_list("public_id", flat=True))
-    assert written == {follower.entry.public_id for follower in followers}
+    assert written == {follower.entry.public_id for follower in batch.followers}
 
 
 def test_many_concurrent_checks_all_get_their_committed_row(support_bot):
