@@ -9,7 +9,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from accounts.models import Organization
 from agents import checks, runtime, selectors, services
 from agents.http import (
-    JsonOnlyNegotiation,
+    KeyOnlyPostView,
     body_bytes,
     bool_field,
     int_field,
@@ -90,11 +90,8 @@ def parse_check_body(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class CheckView(APIView):
+class CheckView(KeyOnlyPostView):
     """Decide one tool call (the hot path)."""
-
-    permission_classes = [IsAgentOrOrgKey]
-    content_negotiation_class = JsonOnlyNegotiation
 
     @extend_schema(
         operation_id="check",
@@ -109,7 +106,7 @@ class CheckView(APIView):
             )
         ],
     )
-    def post(self, request: Request) -> HttpResponse:
+    def post(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         fields = parse_check_body(json_object(request))
         idempotency_key = request.META.get("HTTP_IDEMPOTENCY_KEY", "")

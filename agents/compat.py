@@ -8,7 +8,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from agents import checks, services
 from agents.api import action_entry_for, parse_token_usage, token_usage_answer
-from agents.http import JsonOnlyNegotiation, json_object, object_field, string_field
+from agents.http import KeyOnlyPostView, json_object, object_field, string_field
 from agents.permissions import IsAgentOrOrgKey, api_principal
 from wardenproject.errors import ValidationFailed
 from wardenproject.jsonutil import iso
@@ -25,13 +25,10 @@ SDK_LOG_STATUSES = ("success", "blocked", "failed", "pending_approval")
 
 
 @extend_schema(exclude=True)
-class ArdenCheckView(APIView):
+class ArdenCheckView(KeyOnlyPostView):
     """``POST /policy/check`` {tool_name, args, kwargs, metadata: {session_id}}."""
 
-    permission_classes = [IsAgentOrOrgKey]
-    content_negotiation_class = JsonOnlyNegotiation
-
-    def post(self, request: Request) -> JsonResponse:
+    def post(self, request: HttpRequest) -> JsonResponse:
         started = time.perf_counter()
         data = json_object(request)
         tool_name = string_field(data, "tool_name", required=True)
@@ -134,13 +131,10 @@ class ArdenTokenUsageView(APIView):
 
 
 @extend_schema(exclude=True)
-class AgentWardenCheckView(APIView):
+class AgentWardenCheckView(KeyOnlyPostView):
     """``POST /sdk/check`` {agent_id, action, context} -> {allowed, requires_approval, reason}."""
 
-    permission_classes = [IsAgentOrOrgKey]
-    content_negotiation_class = JsonOnlyNegotiation
-
-    def post(self, request: Request) -> JsonResponse:
+    def post(self, request: HttpRequest) -> JsonResponse:
         started = time.perf_counter()
         data = json_object(request)
         agent_ref = string_field(data, "agent_id", required=True)
@@ -167,13 +161,10 @@ class AgentWardenCheckView(APIView):
 
 
 @extend_schema(exclude=True)
-class AgentWardenLogView(APIView):
+class AgentWardenLogView(KeyOnlyPostView):
     """``POST /sdk/log`` {agent_id, action, status, context}: one LOG audit entry."""
 
-    permission_classes = [IsAgentOrOrgKey]
-    content_negotiation_class = JsonOnlyNegotiation
-
-    def post(self, request: Request) -> Response:
+    def post(self, request: HttpRequest) -> JsonResponse:
         data = json_object(request)
         agent_ref = string_field(data, "agent_id", required=True)
         action = string_field(data, "action", required=True)
@@ -196,4 +187,4 @@ class AgentWardenLogView(APIView):
             "context": context,
             "created_at": entry.created_at.isoformat(),
         }
-        return Response(body, status=HTTPStatus.CREATED)
+        return JsonResponse(body, status=HTTPStatus.CREATED)

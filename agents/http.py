@@ -1,4 +1,5 @@
-"""Reading request bodies for the API: size limit first, then JSON, then typed fields."""
+"""Reading request bodies for the API (size limit first, then JSON, then typed fields), and
+the lean POST dispatch of the endpoints agents call once per tool call."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
+from rest_framework.views import APIView
 
-from wardenproject.errors import DomainError, ValidationFailed
+from agents.authentication import UNUSABLE_KEY, principal_authenticate, raw_key_from
+from agents.permissions import IsAgentOrOrgKey
+from wardenproject.errors import (
+    DomainError,
+    Forbidden,
+    Unauthenticated,
+    ValidationFailed,
+    error_json_response,
+)
 
 
 class PayloadTooLarge(DomainError):
@@ -23,7 +34,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body is larger than {limit} bytes.")
 
 
-def body_bytes(request: Request, limit: int | None = None) -> bytes:
+def body_bytes(request: Request | HttpRequest, limit: int | None = None) -> bytes:
     """The raw body, refused with 413 when Content-Length or the actual size passes the limit
     (checked before anything parses it)."""
     limit = limit or settings.WARDEN_MAX_BODY_BYTES
@@ -35,7 +46,7 @@ def body_bytes(request: Request, limit: int | None = None) -> bytes:
         except ValueError:
             raise ValidationFailed("Content-Length is not a number.") from None
     try:
-        raw = request._request.body
+        raw = getattr(request, "_request", request).body
     except RequestDataTooBig:
         raise _too_large(limit) from None
     if len(raw) > limit:
@@ -47,7 +58,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def json_object(request: Request, limit: int | None = None) -> dict[str, Any]:
+def json_object(request: Request | HttpRequest, limit: int | None = None) -> dict[str, Any]:
     """The body as a JSON object, or 400 ``invalid_json`` / ``invalid``."""
     raw = body_bytes(request, limit)
     if not raw.strip():
@@ -137,3 +148,44 @@ class JsonOnlyNegotiation(BaseContentNegotiation):
         self, request: Request, renderers: list[Any], format_suffix: str | None = None
     ) -> tuple[Any, str]:
         return renderers[0], renderers[0].media_type
+
+
+class KeyOnlyPostView(APIView):
+    """An API view whose POST is served without DRF's request machinery.
+
+    Agents call the check endpoints (and ``/sdk/log``) once per tool call, with an API key
+    and a JSON body and nothing else; DRF's dispatch (its Request wrapper, the authenticator
+    and permission loops, content negotiation, finalising the response) was a tenth of such a
+    call's CPU. So a POST here is served directly: the key is read and checked as
+    ``ApiKeyAuthentication`` does it (401 ``unauthenticated`` for a missing or unusable key,
+    429 ``rate_limited`` past the plan's rate), a key of a kind outside ``key_kinds`` gets
+    403 ``forbidden``, and ``post()`` runs with the plain ``HttpRequest`` (whose ``auth`` is
+    the principal, so ``api_principal`` works) and returns a ``JsonResponse``. Errors map
+    through ``error_answer`` like everywhere else in the API. Other methods go through DRF
+    as usual (405), and the OpenAPI schema is read from the class as for any APIView.
+    """
+
+    permission_classes = [IsAgentOrOrgKey]
+    content_negotiation_class = JsonOnlyNegotiation
+    key_kinds: frozenset[str] = IsAgentOrOrgKey.kinds
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "POST":
+            return super().dispatch(request, *args, **kwargs)
+        self.args, self.kwargs, self.request = args, kwargs, request
+        try:
+            raw_key = raw_key_from(request)
+            if raw_key is None:
+                raise Unauthenticated("Authentication credentials were not provided.")
+            principal = principal_authenticate(raw_key)
+            if principal is None:
+                raise Unauthenticated(UNUSABLE_KEY)
+            if principal.kind not in self.key_kinds:
+                raise Forbidden(IsAgentOrOrgKey.message)
+            request.auth = principal
+            return self.post(request, *args, **kwargs)
+        except Exception as exc:
+            response = error_json_response(exc, self)
+            if response is None:
+                raise
+            return response

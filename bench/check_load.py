@@ -6,7 +6,8 @@ Needs PostgreSQL on 127.0.0.1 (database BENCH_DATABASE_URL, default warden_bench
 if missing) and Debian's `wrk`. Seeds an Enterprise organisation (no rate limit) with one
 agent, 20 rules (one with an amount limit) and a live key, then measures:
 
-1. checks/s at saturation (wrk, 32 connections), every answer writing its audit row;
+1. checks/s at saturation (wrk, 32 connections unless --connections), every answer writing
+   its audit row;
 2. p50/p99 latency at 500 checks/s, open loop (bench/paced.py: each request is due at a fixed
    time and its latency counts from then, so server queueing is not hidden);
 3. the trivial JSON view /healthz at saturation, for the ratio.
@@ -139,6 +140,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--connections", type=int, default=32, help="wrk connections in both saturation phases"
+    )
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop checks/s")
     parser.add_argument(
         "--async-commit",
@@ -177,7 +181,7 @@ def main() -> int:
         wrk(f"{base}/api/v1/check", 3, 8, 2, str(saturate))  # warm caches in every worker
         rows_before = audit_rows()
         cpu_before = phase_cpu(server)
-        check = parse(wrk(f"{base}/api/v1/check", args.seconds, 32, 2, str(saturate)))
+        check = parse(wrk(f"{base}/api/v1/check", args.seconds, args.connections, 2, str(saturate)))
         check_cpu = cpu_report(cpu_before, phase_cpu(server), int(check["requests"]), "check")
         rows_after = audit_rows()
         paced = paced_load(
@@ -190,13 +194,13 @@ def main() -> int:
             seconds=args.seconds,
         )
         cpu_before = phase_cpu(server)
-        trivial = parse(wrk(f"{base}/healthz", args.seconds, 32, 2, None))
+        trivial = parse(wrk(f"{base}/healthz", args.seconds, args.connections, 2, None))
         trivial_cpu = cpu_report(cpu_before, phase_cpu(server), int(trivial["requests"]), "request")
     finally:
         server.terminate()
         server.wait(timeout=10)
 
-    print(f"| checks/s at saturation (32 connections) | {check['rps']:.0f} |")
+    print(f"| checks/s at saturation ({args.connections} connections) | {check['rps']:.0f} |")
     print(
         f"| audit rows written in that phase / requests | "
         f"{rows_after - rows_before} / {check['requests']:.0f} (non-2xx: {check['errors']:.0f}) |"

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
@@ -80,19 +80,17 @@ class RateLimited(DomainError):
     code = "rate_limited"
 
 
-def error_response(
-    http_status: int,
-    code: str,
-    detail: str,
-    field: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> Response:
-    return Response(
-        {"code": code, "detail": detail, "field": field, **extra},
-        status=http_status,
-        headers=headers,
-    )
+AUTHENTICATE_HEADER = 'Bearer realm="warden"'
+
+
+class Unauthenticated(DomainError):
+    """No usable API key: 401 with the ``WWW-Authenticate`` challenge a 401 must carry."""
+
+    status = HTTPStatus.UNAUTHORIZED
+    code = "unauthenticated"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": AUTHENTICATE_HEADER})
 
 
 _DRF_CODES = {
@@ -119,18 +117,33 @@ def _first_field_error(detail: Any, prefix: str = "") -> tuple[str | None, str]:
     return (prefix or None), str(detail)
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+ErrorAnswer = tuple[int, dict[str, Any], dict[str, str]]
+
+
+def _answer(
+    http_status: int,
+    code: str,
+    detail: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ErrorAnswer:
+    return http_status, {"code": code, "detail": detail, "field": field, **extra}, headers or {}
+
+
+def error_answer(exc: Exception, where: object = None) -> ErrorAnswer | None:
+    """The status, JSON body and headers that answer ``exc``; None for an unexpected error
+    (left to Django's 500 handling). ``where`` names the view in the log line of a database
+    outage."""
     if isinstance(exc, DomainError):
-        return error_response(
-            exc.status, exc.code, exc.detail, exc.field, headers=exc.headers, **exc.extra
-        )
+        return _answer(exc.status, exc.code, exc.detail, exc.field, exc.headers, **exc.extra)
     if isinstance(exc, Http404):
-        return error_response(HTTPStatus.NOT_FOUND, "not_found", "Not found.")
+        return _answer(HTTPStatus.NOT_FOUND, "not_found", "Not found.")
     if isinstance(exc, PermissionDenied):
-        return error_response(HTTPStatus.FORBIDDEN, "forbidden", str(exc) or "Forbidden.")
+        return _answer(HTTPStatus.FORBIDDEN, "forbidden", str(exc) or "Forbidden.")
     if isinstance(exc, drf_exceptions.ValidationError):
         field, message = _first_field_error(exc.detail)
-        return error_response(HTTPStatus.BAD_REQUEST, "invalid", message, field)
+        return _answer(HTTPStatus.BAD_REQUEST, "invalid", message, field)
     if isinstance(exc, drf_exceptions.APIException):
         code = next((c for t, c in _DRF_CODES.items() if isinstance(exc, t)), "error")
         headers = {}
@@ -139,10 +152,29 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         status = exc.status_code
         if code == "unauthenticated":
             status = HTTPStatus.UNAUTHORIZED
-        return error_response(status, code, str(exc.detail), headers=headers)
+            headers["WWW-Authenticate"] = AUTHENTICATE_HEADER
+        return _answer(status, code, str(exc.detail), headers=headers)
     if isinstance(exc, DatabaseError):
-        logger.exception("database unavailable while serving %s", context.get("view"))
-        return error_response(
+        logger.exception("database unavailable while serving %s", where)
+        return _answer(
             HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "The database is unavailable."
         )
     return None
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's exception handler (settings.REST_FRAMEWORK): every API error as ``error_answer``."""
+    answer = error_answer(exc, context.get("view"))
+    if answer is None:
+        return None
+    status, body, headers = answer
+    return Response(body, status=status, headers=headers)
+
+
+def error_json_response(exc: Exception, where: object = None) -> JsonResponse | None:
+    """``error_answer`` as a plain Django response (views that bypass DRF's dispatch)."""
+    answer = error_answer(exc, where)
+    if answer is None:
+        return None
+    status, body, headers = answer
+    return JsonResponse(body, status=status, headers=headers)
