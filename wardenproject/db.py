@@ -15,6 +15,23 @@ from typing import Any
 
 from django.db import connections, models
 
+# Built-in field classes whose value, when it already has exactly one of these Python types
+# (or is None), is what the database adapter takes: ``get_db_prep_save`` would return it
+# unchanged. Subclasses (which may convert or encrypt) always take the full path, and so do
+# integer fields (Django wraps their values in sized types on PostgreSQL).
+_PLAIN_VALUE_TYPES: dict[type[models.Field], tuple[type, ...]] = {
+    models.CharField: (str,),
+    models.TextField: (str,),
+    models.BooleanField: (bool,),
+}
+_INTEGER_KEYS = (models.AutoField, models.BigAutoField, models.SmallAutoField)
+
+
+def _plain_value_types(field: models.Field) -> tuple[type, ...] | None:
+    if type(field) is models.ForeignKey and type(field.target_field) in _INTEGER_KEYS:
+        return (int,)  # an auto key's value goes to the database as the int it is
+    return _PLAIN_VALUE_TYPES.get(type(field))
+
 
 @dataclass(frozen=True)
 class InsertStatement:
@@ -23,10 +40,22 @@ class InsertStatement:
     placeholders: str
     fields: list[models.Field]
     pk_column: str
+    plain: list[tuple[type, ...] | None]
 
     def params(self, instance: models.Model, using: str) -> list[Any]:
+        """The row's values as the database takes them (``get_db_prep_save``), skipping the
+        conversion where it would change nothing (a str for a CharField, an int key...)."""
         connection = connections[using]
-        return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in self.fields]
+        values = instance.__dict__
+        params: list[Any] = []
+        for field, plain in zip(self.fields, self.plain, strict=True):
+            if plain is not None:
+                value = values[field.attname]
+                if value is None or type(value) in plain:
+                    params.append(value)
+                    continue
+            params.append(field.get_db_prep_save(field.pre_save(instance, True), connection))
+        return params
 
 
 _STATEMENTS: dict[tuple[type[models.Model], str], InsertStatement] = {}
@@ -44,6 +73,7 @@ def insert_statement(model: type[models.Model], using: str = "default") -> Inser
             placeholders=", ".join(["%s"] * len(fields)),
             fields=fields,
             pk_column=quote(model._meta.pk.column),
+            plain=[_plain_value_types(f) for f in fields],
         )
     return _STATEMENTS[key]
 

@@ -99,3 +99,32 @@ def test_audit_async_commit_is_an_explicit_postgresql_only_opt_in():
         "audit_async -c synchronous_commit=off"
     )
     assert run({"WARDEN_AUDIT_ASYNC_COMMIT": "true"}) == "default None"  # SQLite: no such knob
+
+
+def test_prepared_statements_are_on_for_postgresql_unless_turned_off():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DATABASES['default'].get('OPTIONS', {}).get('prepare_threshold'))"
+    )
+    base = {
+        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
+        "DJANGO_SETTINGS_MODULE": "wardenproject.settings.base",
+        "DEBUG": "true",
+    }
+
+    def run(extra: dict[str, str]) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    postgres = "postgres://postgres@127.0.0.1:5432/x"
+    assert run({"DATABASE_URL": postgres}) == "5"
+    assert run({"DATABASE_URL": postgres, "DATABASE_PREPARED_STATEMENTS": "false"}) == "None"
+    assert run({}) == "None"  # SQLite has no such option

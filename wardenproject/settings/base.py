@@ -97,6 +97,15 @@ _database_url = env_str("DATABASE_URL")
 if _database_url:
     DATABASES = {"default": parse_database_url(_database_url, base_dir=BASE_DIR)}
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool(
+        "DATABASE_PREPARED_STATEMENTS", True
+    ):
+        # The hot path's inserts (wardenproject/db.py, server-side binding) become prepared
+        # statements after psycopg's 5 uses, so PostgreSQL stops parsing and planning each
+        # one. Django's own queries bind on the client and are never prepared. Turn off for
+        # a pooler that cannot carry prepared statements (pgbouncer before 1.21 in
+        # transaction mode).
+        DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
     if env_bool("WARDEN_AUDIT_ASYNC_COMMIT", False) and DATABASES["default"]["ENGINE"].endswith(
         "postgresql"
     ):
