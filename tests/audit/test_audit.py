@@ -70,8 +70,28 @@ def test_postgres_refuses_a_delete_outside_the_purge(client, keys):
 @pytest.mark.postgres
 def test_postgres_lets_a_deleted_agent_be_unlinked_from_its_entries(client, keys, support_bot):
     a_check(client, keys.live)
+    public_id = support_bot.public_id
     support_bot.delete()
-    assert AuditEntry.objects.filter(kind="check", agent__isnull=True).count() == 1
+    entry = AuditEntry.objects.get(kind="check")
+    assert (entry.agent_id, entry.agent_public_id) == (None, public_id)
+
+
+def test_a_deleted_key_is_unlinked_from_its_entries_keeping_its_label(client, keys):
+    a_check(client, keys.live)
+    keys.live_key.delete()
+    entry = AuditEntry.objects.get(kind="check")
+    assert entry.actor_key_id is None
+    assert entry.actor_label.startswith(f"key {keys.live_key.prefix}")
+
+
+@pytest.mark.postgres
+def test_postgres_still_enforces_the_organisation_of_an_entry(org_a):
+    from django.db import IntegrityError
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AuditEntry.objects.create(organization_id=org_a.pk + 10_000, kind="log")
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 def test_the_admin_cannot_add_change_or_delete_entries(admin_client, client, keys):
