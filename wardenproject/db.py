@@ -78,6 +78,27 @@ def insert_statement(model: type[models.Model], using: str = "default") -> Inser
     return _STATEMENTS[key]
 
 
+_statement_cache_widened = False
+
+
+def _widen_psycopg_statement_cache() -> None:
+    """Let psycopg keep its conversion of multi-row INSERTs.
+
+    psycopg converts each query's ``%s`` placeholders to ``$n`` and caches the result, but
+    only for queries of at most 50 parameters and 4 KiB. An audit row has 24 parameters, so
+    every INSERT of three rows or more (group commit under load) was converted afresh on each
+    call: a fifth of the check path's CPU in the web process. The limits are module settings
+    of psycopg; the cache itself stays bounded (an LRU of 128 statements, and only the batch
+    sizes that occur are in it). tests/core/test_db.py fails if a psycopg upgrade moves them.
+    """
+    global _statement_cache_widened
+    from psycopg import _queries
+
+    _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, 4096)
+    _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 65536)
+    _statement_cache_widened = True
+
+
 @contextmanager
 def _cursor(using: str) -> Iterator[Any]:
     """A cursor that binds parameters on the server where the backend can (PostgreSQL).
@@ -94,6 +115,8 @@ def _cursor(using: str) -> Iterator[Any]:
         return
     import psycopg
 
+    if not _statement_cache_widened:
+        _widen_psycopg_statement_cache()
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw = psycopg.Cursor(connection.connection)

@@ -107,3 +107,19 @@ def test_the_insert_becomes_a_prepared_statement_on_postgresql(org_a):
         )
         (prepared,) = cursor.fetchone()
     assert prepared == 1
+
+
+@pytest.mark.postgres
+def test_a_multi_row_insert_reuses_psycopgs_converted_statement(org_a):
+    from psycopg import _queries
+
+    def batch(tag):
+        entries = [audit_entry(org_a) for _ in range(5)]
+        for i, entry in enumerate(entries):
+            entry.public_id = f"act_{tag}{i}"
+        rows_insert(entries)
+
+    batch("first")
+    hits = _queries._query2pg.cache_info().hits
+    batch("again")
+    assert _queries._query2pg.cache_info().hits == hits + 1
