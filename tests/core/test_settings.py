@@ -12,17 +12,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_django(env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def start_django(
+    env_overrides: dict[str, str], code: str = "import django; django.setup()"
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update({"DJANGO_SETTINGS_MODULE": "wardenproject.settings.base", **env_overrides})
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
+        [sys.executable, "-c", code],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def printed_by_settings(expression: str, env_overrides: dict[str, str]) -> str:
+    """What ``expression`` (over ``settings as s``) is in a development process started with
+    ``env_overrides`` and no DATABASE_URL or REDIS_URL of the test run's own."""
+    code = (
+        f"import django; django.setup(); from django.conf import settings as s; print({expression})"
+    )
+    result = start_django({"DEBUG": "true", **env_overrides}, code)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 @pytest.mark.parametrize(
@@ -70,28 +83,12 @@ def test_production_settings_turn_on_secure_cookies_and_hsts():
 
 
 def test_audit_async_commit_is_an_explicit_postgresql_only_opt_in():
-    code = (
-        "import django; django.setup(); from django.conf import settings as s; "
-        "print(s.WARDEN_AUDIT_WRITE_ALIAS, "
-        "s.DATABASES.get('audit_async', {}).get('OPTIONS', {}).get('options'))"
-    )
-    base = {
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
-        "DJANGO_SETTINGS_MODULE": "wardenproject.settings.base",
-        "DEBUG": "true",
-    }
-
     def run(extra: dict[str, str]) -> str:
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            env={**base, **extra},
-            capture_output=True,
-            text=True,
-            timeout=60,
+        return printed_by_settings(
+            "s.WARDEN_AUDIT_WRITE_ALIAS, "
+            "s.DATABASES.get('audit_async', {}).get('OPTIONS', {}).get('options')",
+            extra,
         )
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip()
 
     postgres = "postgres://postgres@127.0.0.1:5432/x"
     assert run({"DATABASE_URL": postgres}) == "default None"
@@ -102,27 +99,10 @@ def test_audit_async_commit_is_an_explicit_postgresql_only_opt_in():
 
 
 def test_prepared_statements_are_on_for_postgresql_unless_turned_off():
-    code = (
-        "import django; django.setup(); from django.conf import settings as s; "
-        "print(s.DATABASES['default'].get('OPTIONS', {}).get('prepare_threshold'))"
-    )
-    base = {
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
-        "DJANGO_SETTINGS_MODULE": "wardenproject.settings.base",
-        "DEBUG": "true",
-    }
-
     def run(extra: dict[str, str]) -> str:
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            env={**base, **extra},
-            capture_output=True,
-            text=True,
-            timeout=60,
+        return printed_by_settings(
+            "s.DATABASES['default'].get('OPTIONS', {}).get('prepare_threshold')", extra
         )
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip()
 
     postgres = "postgres://postgres@127.0.0.1:5432/x"
     assert run({"DATABASE_URL": postgres}) == "5"

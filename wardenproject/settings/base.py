@@ -96,19 +96,16 @@ TEMPLATES = [
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     DATABASES = {"default": parse_database_url(_database_url, base_dir=BASE_DIR)}
+    _postgresql = DATABASES["default"]["ENGINE"].endswith("postgresql")
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
-    if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool(
-        "DATABASE_PREPARED_STATEMENTS", True
-    ):
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True) and _postgresql:
         # The hot path's inserts (wardenproject/db.py, server-side binding) become prepared
         # statements after psycopg's 5 uses, so PostgreSQL stops parsing and planning each
         # one. Django's own queries bind on the client and are never prepared. Turn off for
         # a pooler that cannot carry prepared statements (pgbouncer before 1.21 in
         # transaction mode).
         DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
-    if env_bool("WARDEN_AUDIT_ASYNC_COMMIT", False) and DATABASES["default"]["ENGINE"].endswith(
-        "postgresql"
-    ):
+    if env_bool("WARDEN_AUDIT_ASYNC_COMMIT", False) and _postgresql:
         # Opt-in: allow/block audit rows of checks go through this alias, committed with
         # synchronous_commit=off (no wait for the WAL flush). A PostgreSQL crash can lose
         # the last ~0.6 s of them; approvals, decisions and everything else stay durable.
@@ -120,6 +117,7 @@ if _database_url:
             "TEST": {"MIRROR": "default"},
         }
 else:
+    _postgresql = False
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
@@ -133,9 +131,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 WARDEN_AUDIT_WRITE_ALIAS = "audit_async" if "audit_async" in DATABASES else "default"
 # Group commit (audit/writer.py): on PostgreSQL, the allow/block rows of a process's
 # concurrent checks are committed together, each answered only after its row has committed.
-WARDEN_AUDIT_GROUP_COMMIT = env_bool(
-    "WARDEN_AUDIT_GROUP_COMMIT", DATABASES["default"]["ENGINE"].endswith("postgresql")
-)
+WARDEN_AUDIT_GROUP_COMMIT = env_bool("WARDEN_AUDIT_GROUP_COMMIT", _postgresql)
 WARDEN_AUDIT_BATCH_MAX = env_int("WARDEN_AUDIT_BATCH_MAX", 100, minimum=1)
 
 # --- Redis, cache and Celery -----------------------------------------------------------------
