@@ -24,6 +24,7 @@ from agents.policy import REQUIRES_APPROVAL, LimitQuery, action_matches, to_deci
 from agents.runtime import AgentRuntime, ApiPrincipal
 from audit.models import AuditEntry
 from audit.services import audit_entry_commit, audit_entry_insert
+from wardenproject.db import instance_new
 from wardenproject.errors import Conflict, DomainError, Forbidden, NotFound
 from wardenproject.ids import public_id
 from wardenproject.jsonutil import iso
@@ -251,7 +252,8 @@ def check_perform(
         data["metadata"] = metadata
     if request_hash:
         data["request_hash"] = request_hash
-    entry = AuditEntry(
+    entry = instance_new(
+        AuditEntry,
         public_id=public_id("act"),
         organization=principal.organization,
         kind=AuditEntry.Kind.CHECK,
@@ -412,5 +414,5 @@ def sdk_log_record(
         status=status,
         source="agentwarden",
     )
-    audit_entry_insert(entry)
+    audit_entry_commit(entry)  # committed with concurrent checks' rows (group commit)
     return entry

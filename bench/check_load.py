@@ -93,14 +93,22 @@ def manage(*args: str, capture: bool = False) -> str:
     return result.stdout if capture else ""
 
 
-def audit_rows() -> int:
-    out = manage(
-        "shell",
-        "-c",
-        "from audit.models import AuditEntry as E; print(E.objects.filter(kind='check').count())",
-        capture=True,
-    )
-    return int(out.strip().splitlines()[-1])
+ROWS_SINCE = """
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute(
+        "SELECT count(*), count(DISTINCT xmin::text), coalesce(max(id), %s)"
+        " FROM audit_auditentry WHERE id > %s AND kind = 'check'", [LAST_ID, LAST_ID])
+    print(*cursor.fetchone())
+"""
+
+
+def audit_rows_since(last_id: int) -> tuple[int, int, int]:
+    """Check rows with an id above ``last_id``: (count, transactions that wrote them, the
+    highest id). Rows committed by one INSERT share their xmin."""
+    out = manage("shell", "-c", ROWS_SINCE.replace("LAST_ID", str(int(last_id))), capture=True)
+    count, transactions, highest = out.strip().splitlines()[-1].split()
+    return int(count), int(transactions), int(highest)
 
 
 def wrk(url: str, seconds: int, connections: int, threads: int, script: str | None) -> str:
@@ -179,11 +187,11 @@ def main() -> int:
             except OSError:
                 time.sleep(0.1)
         wrk(f"{base}/api/v1/check", 3, 8, 2, str(saturate))  # warm caches in every worker
-        rows_before = audit_rows()
+        *_, last_id = audit_rows_since(0)
         cpu_before = phase_cpu(server)
         check = parse(wrk(f"{base}/api/v1/check", args.seconds, args.connections, 2, str(saturate)))
         check_cpu = cpu_report(cpu_before, phase_cpu(server), int(check["requests"]), "check")
-        rows_after = audit_rows()
+        phase_rows, phase_commits, _ = audit_rows_since(last_id)
         paced = paced_load(
             "127.0.0.1",
             PORT,
@@ -203,7 +211,11 @@ def main() -> int:
     print(f"| checks/s at saturation ({args.connections} connections) | {check['rps']:.0f} |")
     print(
         f"| audit rows written in that phase / requests | "
-        f"{rows_after - rows_before} / {check['requests']:.0f} (non-2xx: {check['errors']:.0f}) |"
+        f"{phase_rows} / {check['requests']:.0f} (non-2xx: {check['errors']:.0f}) |"
+    )
+    print(
+        f"| commits that wrote them (audit rows per commit) | {phase_commits} "
+        f"({phase_rows / max(phase_commits, 1):.1f}) |"
     )
     print(
         f"| p50 / p99 at saturation | {check.get('p50', 0):.2f} ms / {check.get('p99', 0):.2f} ms |"

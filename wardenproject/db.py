@@ -11,9 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connections, models
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.query_utils import DeferredAttribute
+from django.db.models.signals import post_init, pre_init
+
+M = TypeVar("M", bound=models.Model)
 
 # Built-in field classes whose value, when it already has exactly one of these Python types
 # (or is None), is what the database adapter takes: ``get_db_prep_save`` would return it
@@ -59,6 +65,72 @@ class InsertStatement:
 
 
 _STATEMENTS: dict[tuple[type[models.Model], str], InsertStatement] = {}
+
+
+@dataclass(frozen=True)
+class _FieldPlan:
+    name: str
+    attname: str
+    relation: bool
+    plain_attribute: bool  # the attname's descriptor only stores the value in __dict__
+    field: models.Field
+
+
+_PLANS: dict[type[models.Model], list[_FieldPlan]] = {}
+
+
+def _field_plans(model: type[models.Model]) -> list[_FieldPlan]:
+    if model not in _PLANS:
+        _PLANS[model] = [
+            _FieldPlan(
+                name=field.name,
+                attname=field.attname,
+                relation=field.is_relation,
+                # A ForeignKey's id attribute also clears a cached related object, and a new
+                # instance has none.
+                plain_attribute=type(model.__dict__.get(field.attname))
+                in (DeferredAttribute, ForeignKeyDeferredAttribute),
+                field=field,
+            )
+            for field in model._meta.concrete_fields
+            if field.column is not None and not field.generated
+        ]
+    return _PLANS[model]
+
+
+def instance_new(model: type[M], **values: Any) -> M:
+    """``model(**values)`` for a row about to be inserted, in a third of the CPU.
+
+    Takes fields by name (a related object, set through its descriptor as Django does) or by
+    attname (``agent_id``), fills the others with their defaults, and leaves the instance in
+    the state ``__init__`` would. It skips what a hot-path row never needs: positional
+    arguments, properties and deferred values. With ``pre_init`` or ``post_init`` receivers
+    for the model it is ``model(**values)`` itself. tests/core/test_db.py compares the two.
+    """
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return model(**values)
+    instance = model.__new__(model)
+    instance._state = ModelState()
+    stored = instance.__dict__
+    for plan in _field_plans(model):
+        if plan.name in values:
+            value = values.pop(plan.name)
+            if plan.relation:
+                setattr(instance, plan.name, value)
+                continue
+        elif plan.attname in values:
+            value = values.pop(plan.attname)
+        else:
+            value = plan.field.get_default()
+        if plan.plain_attribute:
+            stored[plan.attname] = value
+        else:
+            setattr(instance, plan.attname, value)
+    if values:
+        raise TypeError(
+            f"{model.__name__}() got unexpected keyword arguments: {', '.join(map(repr, values))}"
+        )
+    return instance
 
 
 def insert_statement(model: type[models.Model], using: str = "default") -> InsertStatement:
