@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/check_load.py [--seconds 15] [--workers 2] [--threads 8]
 
-Needs PostgreSQL on 127.0.0.1 (database BENCH_DATABASE_URL, default warden_bench, created
-if missing) and Debian's `wrk`. Seeds an Enterprise organisation (no rate limit) with one
-agent, 20 rules (one with an amount limit) and a live key, then measures:
+Needs PostgreSQL on 127.0.0.1 (database BENCH_DATABASE_URL, default warden_bench, dropped and
+created afresh unless --keep-data) and Debian's `wrk`. Seeds an Enterprise organisation (no
+rate limit) with one agent, 20 rules (one with an amount limit) and a live key, then measures:
 
 1. checks/s at saturation (wrk, 32 connections unless --connections), every answer writing
    its audit row;
@@ -153,6 +153,12 @@ def main() -> int:
     )
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop checks/s")
     parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="Keep the database's earlier rows (by default it is dropped and created afresh: "
+        "runs that each start from millions of rows left by earlier ones are not comparable).",
+    )
+    parser.add_argument(
         "--async-commit",
         action="store_true",
         help="Set WARDEN_AUDIT_ASYNC_COMMIT=true: allow/block audit rows commit asynchronously.",
@@ -163,7 +169,7 @@ def main() -> int:
     if args.async_commit:
         os.environ["WARDEN_AUDIT_ASYNC_COMMIT"] = "true"
 
-    database_prepare(DATABASE_URL, fresh=False)
+    database_prepare(DATABASE_URL, fresh=not args.keep_data)
     manage("migrate", "--noinput", "-v", "0")
     key = re.search(r"KEY=(\S+)", manage("shell", "-c", SEED, capture=True)).group(1)
 
