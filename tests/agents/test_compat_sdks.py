@@ -12,8 +12,10 @@ from ardenpy import ArdenClient, ArdenError, PolicyDeniedError
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest
+from approvals.services import approval_decide
 from audit.models import AuditEntry
 from tests.agents.conftest import add_rule
+from tests.live import wait_until
 
 pytestmark = pytest.mark.live
 
@@ -32,7 +34,9 @@ def search(query: str) -> str:
 
 @pytest.fixture
 def arden(live_server, keys):
-    ardenpy.configure(api_key=keys.live, api_url=live_server.url, retry_attempts=1)
+    ardenpy.configure(
+        api_key=keys.live, api_url=live_server.url, retry_attempts=1, poll_interval=0.2
+    )
     yield ardenpy
     ardenpy.clear_session()
 
@@ -68,18 +72,25 @@ def test_ardenpy_positional_amount_under_the_limit_is_allowed(arden, refund_rule
     assert arden.guard_tool("stripe.refund", issue_refund)(50) == "refunded 50"
 
 
-def test_ardenpy_amount_over_the_limit_becomes_a_pending_approval(arden, refund_rules):
+def test_ardenpy_amount_over_the_limit_becomes_a_pending_approval(arden, refund_rules, alice):
+    denied: list[Exception] = []
     pending = arden.guard_tool(
         "stripe.refund",
         issue_refund,
         approval_mode="async",
         on_approval=lambda *a: None,
-        on_denial=lambda *a: None,
+        on_denial=denied.append,
     )(150)
     assert isinstance(pending, ardenpy.PendingApproval)
     status = ArdenClient().get_action_status(pending.action_id)
     assert status.status.value == "pending"
     assert ApprovalRequest.objects.get(action_id=pending.action_id).arguments["amount"] == 150
+    # Rejecting it ends the SDK's background poll (which would otherwise outlive the test).
+    approval_decide(
+        request_or_action_id=pending.action_id, actor_user=alice, approve=False, source="api"
+    )
+    (error,) = wait_until(lambda: denied, what="ardenpy's on_denial")
+    assert isinstance(error, PolicyDeniedError)
 
 
 def test_ardenpy_reads_an_expired_approval_as_denied(arden, refund_rules):
