@@ -12,15 +12,13 @@ time per INSERT. One connection, no concurrency: what a batch's size alone chang
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_load import DATABASE_URL, SEED, env
-from servers import database_prepare
+from check_load import seeded_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,12 +35,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,2,4,8,16")
     args = parser.parse_args()
 
-    os.environ.update(env())
-    database_prepare(DATABASE_URL, fresh=False)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    seeded_in_process()
     from django.db import connection
     from django.utils import timezone
 
@@ -51,12 +44,6 @@ def main() -> None:
     from wardenproject.db import instance_new, rows_insert
     from wardenproject.ids import public_id
 
-    call_command("migrate", verbosity=0)
-    real_stdout, sys.stdout = sys.stdout, io.StringIO()
-    try:
-        exec(SEED, {})  # noqa: S102 - the benchmark's own seed script
-    finally:
-        sys.stdout = real_stdout
     agent = Agent.objects.select_related("organization").get(name="bench-bot")
     key = ApiKey.objects.filter(agent=agent).first()
 

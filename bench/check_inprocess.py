@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import os
 import pstats
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_load import BODY, DATABASE_URL, SEED, env
-from servers import database_prepare
+from check_load import BODY, seeded_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,21 +73,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
-    os.environ.update(env())
-    database_prepare(DATABASE_URL, fresh=False)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    out = io.StringIO()
-    real_stdout, sys.stdout = sys.stdout, out
-    try:
-        exec(SEED, {})  # noqa: S102 - the benchmark's own seed script
-    finally:
-        sys.stdout = real_stdout
-    key = out.getvalue().split("KEY=", 1)[1].strip()
+    key = seeded_in_process()
 
     from django.core.wsgi import get_wsgi_application
 

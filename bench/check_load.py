@@ -18,6 +18,7 @@ Prints a Markdown table for docs/PERFORMANCE.md.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import resource
@@ -79,6 +80,26 @@ def env() -> dict[str, str]:
         "DATABASE_CONN_MAX_AGE": "600",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
+
+
+def seeded_in_process() -> str:
+    """Set up Django in this process on the benchmark's database (migrated, seeded as for
+    the load benchmark); the agent's live key."""
+    os.environ.update(env())
+    database_prepare(DATABASE_URL, fresh=False)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    out = io.StringIO()
+    real_stdout, sys.stdout = sys.stdout, out
+    try:
+        exec(SEED, {})  # noqa: S102 - the benchmark's own seed script
+    finally:
+        sys.stdout = real_stdout
+    return out.getvalue().split("KEY=", 1)[1].strip()
 
 
 def manage(*args: str, capture: bool = False) -> str:
