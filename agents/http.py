@@ -16,7 +16,6 @@ from rest_framework.views import APIView
 
 from agents.authentication import UNUSABLE_KEY, principal_authenticate, raw_key_from
 from agents.permissions import IsAgentOrOrgKey
-from audit.services import audit_entry_expect
 from wardenproject.errors import (
     DomainError,
     Forbidden,
@@ -164,10 +163,6 @@ class KeyOnlyPostView(APIView):
     the principal, so ``api_principal`` works) and returns a ``JsonResponse``. Errors map
     through ``error_answer`` like everywhere else in the API. Other methods go through DRF
     as usual (405), and the OpenAPI schema is read from the class as for any APIView.
-
-    Each of these POSTs ends by committing one audit row with ``audit_entry_commit``, so the
-    whole POST runs announced (``audit_entry_expect``): under load, the thread writing a
-    batch of rows waits for this one's rather than committing without it.
     """
 
     permission_classes = [IsAgentOrOrgKey]
@@ -178,10 +173,6 @@ class KeyOnlyPostView(APIView):
         if request.method != "POST":
             return super().dispatch(request, *args, **kwargs)
         self.args, self.kwargs, self.request = args, kwargs, request
-        with audit_entry_expect():
-            return self._post(request, *args, **kwargs)
-
-    def _post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             raw_key = raw_key_from(request)
             if raw_key is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,17 +79,6 @@ def audit_entry_commit(entry: AuditEntry) -> AuditEntry:
 
         return audit_group_commit().write(entry)
     return audit_entry_insert(entry, using=alias)
-
-
-def audit_entry_expect() -> AbstractContextManager[None]:
-    """``with audit_entry_expect(): ...`` around a check that will probably end with
-    ``audit_entry_commit``: under group commit, the writer of a batch may wait (at most
-    ``WARDEN_AUDIT_BATCH_WAIT_US``) for this thread's row to share its INSERT."""
-    if not settings.WARDEN_AUDIT_GROUP_COMMIT:
-        return nullcontext()
-    from audit.writer import audit_group_commit
-
-    return audit_group_commit().expect()
 
 
 def model_snapshot(instance: models.Model, fields: list[str] | None = None) -> dict[str, Any]:

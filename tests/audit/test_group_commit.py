@@ -2,13 +2,11 @@
 
 To make a batch form on purpose, another connection holds a SHARE lock on the audit table:
 the first writer's INSERT waits on it with its row, the next rows queue up behind it, and
-releasing the lock lets them through. The announced checks a leader waits for are threads
-held inside ``expect()`` by an event.
+releasing the lock lets them through.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,10 +20,9 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, connections, transaction
 from django.utils import timezone
 
-from agents.policy import CompiledPolicy
 from audit.models import AuditEntry
 from audit.services import audit_entry_commit
-from audit.writer import GroupCommit, audit_group_commit
+from audit.writer import GroupCommit
 from wardenproject.ids import public_id
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -205,149 +202,3 @@ def test_outside_a_transaction_the_row_is_committed_when_the_call_returns(suppor
     finally:
         other.close()
     assert row == (entry.pk,)
-
-
-class Announced(threading.Thread):
-    """A check in progress: announced to ``group`` until ``finish`` is set, then it writes
-    ``entry`` (or, with no entry, ends without a row, as an approval or an error would)."""
-
-    def __init__(self, group: GroupCommit, entry: AuditEntry | None) -> None:
-        super().__init__(daemon=True)
-        self.group, self.entry = group, entry
-        self.inside = threading.Event()
-        self.finish = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with self.group.expect():
-                self.inside.set()
-                self.finish.wait(30)
-                if self.entry is not None:
-                    self.group.write(self.entry)
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            connection.close()
-
-
-def leader_waiting(group: GroupCommit) -> bool:
-    with group._lock:
-        return group._leader_waiting
-
-
-def test_a_writer_waits_for_an_announced_check_and_commits_both_rows_in_one_insert(support_bot):
-    group = GroupCommit(alias="default", batch_max=100, wait_max=30.0)
-    announced = Announced(group, check_entry(support_bot))
-    announced.start()
-    announced.inside.wait(10)
-    leader = Writer(group.write, check_entry(support_bot))
-    leader.start()
-    wait_until(lambda: leader_waiting(group))
-    assert not checks.exists()  # the leader holds its row for the announced one
-    announced.finish.set()
-    for thread in (announced, leader):
-        thread.join(10)
-        assert not thread.is_alive()
-        assert thread.error is None
-    assert (group.batches, group.rows) == (1, 2)
-    stored = set(checks.values_list("public_id", flat=True))
-    assert stored == {announced.entry.public_id, leader.entry.public_id}
-
-
-def test_a_check_that_ends_without_a_row_releases_the_waiting_writer(support_bot):
-    group = GroupCommit(alias="default", batch_max=100, wait_max=30.0)
-    announced = Announced(group, entry=None)
-    announced.start()
-    announced.inside.wait(10)
-    leader = Writer(group.write, check_entry(support_bot))
-    leader.start()
-    wait_until(lambda: leader_waiting(group))
-    announced.finish.set()
-    leader.join(10)  # far less than wait_max
-    assert not leader.is_alive()
-    assert leader.error is None
-    assert (group.batches, group.rows, group._expected) == (1, 1, 0)
-    assert checks.get().public_id == leader.entry.public_id
-
-
-def test_a_writer_waits_no_longer_than_wait_max(support_bot):
-    group = GroupCommit(alias="default", batch_max=100, wait_max=0.2)
-    announced = Announced(group, check_entry(support_bot))
-    announced.start()
-    announced.inside.wait(10)
-    started = time.monotonic()
-    leader = Writer(group.write, check_entry(support_bot))
-    leader.start()
-    leader.join(10)
-    assert not leader.is_alive()
-    assert time.monotonic() - started >= 0.2  # it did wait, then wrote its row alone
-    assert leader.error is None
-    assert checks.get().public_id == leader.entry.public_id
-    announced.finish.set()  # the late row is written by a batch of its own
-    announced.join(10)
-    assert announced.error is None
-    assert (group.batches, group.rows) == (2, 2)
-
-
-def test_a_lone_announced_check_writes_at_once(support_bot):
-    group = GroupCommit(alias="default", batch_max=100, wait_max=30.0)
-    announced = Announced(group, check_entry(support_bot))
-    announced.start()
-    announced.inside.wait(10)
-    announced.finish.set()
-    announced.join(10)  # it does not wait for its own announcement
-    assert not announced.is_alive()
-    assert announced.error is None
-    assert (group.batches, group.rows, group._expected) == (1, 1, 0)
-
-
-def test_a_nested_announcement_counts_once(support_bot):
-    group = GroupCommit(alias="default", batch_max=100, wait_max=30.0)
-    with group.expect():
-        with group.expect():
-            assert group._expected == 1
-        assert group._expected == 1
-        group.write(check_entry(support_bot))
-        assert group._expected == 0
-    assert group._expected == 0
-    assert checks.count() == 1
-
-
-@pytest.mark.parametrize(
-    ("body", "announced_during_evaluation"),
-    [
-        ({"action": "kb.search"}, 1),  # allowed: its row goes through group commit
-        ({"action": "stripe.refund", "arguments": {"amount": 500}}, 1),  # held for approval
-    ],
-)
-def test_a_check_is_announced_while_it_is_decided_and_not_after(
-    client, keys, monkeypatch, body, announced_during_evaluation
-):
-    from tests.agents.conftest import add_rule
-
-    add_rule(
-        keys.live_key.agent,
-        name="refund limit",
-        action="stripe.refund",
-        effect="requires_approval",
-        max_amount=100,
-    )
-    group = audit_group_commit()
-    seen: list[int] = []
-    evaluate = CompiledPolicy.evaluate
-
-    def observed(self, *args, **kwargs):
-        seen.append(group._expected)
-        return evaluate(self, *args, **kwargs)
-
-    monkeypatch.setattr(CompiledPolicy, "evaluate", observed)
-    response = client.post(
-        "/api/v1/check",
-        data=json.dumps(body),
-        content_type="application/json",
-        HTTP_X_API_KEY=keys.live,
-    )
-    assert response.status_code == 200
-    assert seen == [announced_during_evaluation]
-    assert group._expected == 0  # written or not, the announcement is over

@@ -133,9 +133,6 @@ WARDEN_AUDIT_WRITE_ALIAS = "audit_async" if "audit_async" in DATABASES else "def
 # concurrent checks are committed together, each answered only after its row has committed.
 WARDEN_AUDIT_GROUP_COMMIT = env_bool("WARDEN_AUDIT_GROUP_COMMIT", _postgresql)
 WARDEN_AUDIT_BATCH_MAX = env_int("WARDEN_AUDIT_BATCH_MAX", 100, minimum=1)
-# How long (µs) a batch's writer may wait for the rows of checks already running in its
-# process, so that they share the INSERT; 0 turns the wait off.
-WARDEN_AUDIT_BATCH_WAIT_US = env_int("WARDEN_AUDIT_BATCH_WAIT_US", 2000, minimum=0)
 
 # --- Redis, cache and Celery -----------------------------------------------------------------
 # REDIS_URL selects Redis as Celery broker and cache. Without it Celery uses kombu's
