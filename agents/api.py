@@ -9,7 +9,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -23,6 +23,7 @@ from agents.http import (
     body_bytes,
     bool_field,
     int_field,
+    json_answer,
     json_object,
     object_field,
     string_field,
@@ -121,7 +122,7 @@ class CheckView(KeyOnlyPostView):
             started=started,
             **fields,
         )
-        response = JsonResponse(result.native())
+        response = json_answer(result.native())
         if result.replayed:
             response["Idempotent-Replayed"] = "true"
         return response

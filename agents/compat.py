@@ -8,7 +8,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from agents import checks, services
 from agents.api import action_entry_for, parse_token_usage, token_usage_answer
-from agents.http import KeyOnlyPostView, json_object, object_field, string_field
+from agents.http import KeyOnlyPostView, json_answer, json_object, object_field, string_field
 from agents.permissions import IsAgentOrOrgKey, api_principal
 from wardenproject.errors import ValidationFailed
 from wardenproject.jsonutil import iso
@@ -28,7 +28,7 @@ SDK_LOG_STATUSES = ("success", "blocked", "failed", "pending_approval")
 class ArdenCheckView(KeyOnlyPostView):
     """``POST /policy/check`` {tool_name, args, kwargs, metadata: {session_id}}."""
 
-    def post(self, request: HttpRequest) -> JsonResponse:
+    def post(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         data = json_object(request)
         tool_name = string_field(data, "tool_name", required=True)
@@ -62,7 +62,7 @@ class ArdenCheckView(KeyOnlyPostView):
             idempotency_key=request.META.get("HTTP_IDEMPOTENCY_KEY", "")[:200],
             started=started,
         )
-        return JsonResponse(
+        return json_answer(
             {
                 "decision": result.decision,
                 "action_id": result.action_id,
@@ -134,7 +134,7 @@ class ArdenTokenUsageView(APIView):
 class AgentWardenCheckView(KeyOnlyPostView):
     """``POST /sdk/check`` {agent_id, action, context} -> {allowed, requires_approval, reason}."""
 
-    def post(self, request: HttpRequest) -> JsonResponse:
+    def post(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         data = json_object(request)
         agent_ref = string_field(data, "agent_id", required=True)
@@ -148,7 +148,7 @@ class AgentWardenCheckView(KeyOnlyPostView):
             source="agentwarden",
             started=started,
         )
-        return JsonResponse(
+        return json_answer(
             {
                 "allowed": result.decision == "allow",
                 "requires_approval": result.decision == "requires_approval",
@@ -164,7 +164,7 @@ class AgentWardenCheckView(KeyOnlyPostView):
 class AgentWardenLogView(KeyOnlyPostView):
     """``POST /sdk/log`` {agent_id, action, status, context}: one LOG audit entry."""
 
-    def post(self, request: HttpRequest) -> JsonResponse:
+    def post(self, request: HttpRequest) -> HttpResponse:
         data = json_object(request)
         agent_ref = string_field(data, "agent_id", required=True)
         action = string_field(data, "action", required=True)
@@ -187,4 +187,4 @@ class AgentWardenLogView(KeyOnlyPostView):
             "context": context,
             "created_at": entry.created_at.isoformat(),
         }
-        return JsonResponse(body, status=HTTPStatus.CREATED)
+        return json_answer(body, status=HTTPStatus.CREATED)

@@ -71,7 +71,8 @@ def audit_entry_commit(entry: AuditEntry) -> AuditEntry:
     """
     alias = settings.WARDEN_AUDIT_WRITE_ALIAS
     if settings.WARDEN_AUDIT_GROUP_COMMIT and not (
-        connections["default"].in_atomic_block or connections[alias].in_atomic_block
+        connections["default"].in_atomic_block
+        or (alias != "default" and connections[alias].in_atomic_block)
     ):
         if not entry._state.adding:
             raise AppendOnlyError("Audit entries cannot be changed.")

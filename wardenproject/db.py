@@ -8,12 +8,12 @@ model's own field list, so they follow the model through migrations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.db import connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query_utils import DeferredAttribute
@@ -48,10 +48,9 @@ class InsertStatement:
     pk_column: str
     plain: list[tuple[type, ...] | None]
 
-    def params(self, instance: models.Model, using: str) -> list[Any]:
+    def params(self, instance: models.Model, connection: BaseDatabaseWrapper) -> list[Any]:
         """The row's values as the database takes them (``get_db_prep_save``), skipping the
         conversion where it would change nothing (a str for a CharField, an int key...)."""
-        connection = connections[using]
         values = instance.__dict__
         params: list[Any] = []
         for field, plain in zip(self.fields, self.plain, strict=True):
@@ -171,8 +170,7 @@ def _widen_psycopg_statement_cache() -> None:
     _statement_cache_widened = True
 
 
-@contextmanager
-def _cursor(using: str) -> Iterator[Any]:
+def _cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
     """A cursor that binds parameters on the server where the backend can (PostgreSQL).
 
     Django's psycopg cursors bind on the client: every value is quoted into the SQL text in
@@ -180,11 +178,8 @@ def _cursor(using: str) -> Iterator[Any]:
     plain psycopg cursor sends the values apart from the statement, adapted in C. It is
     wrapped the way Django wraps its own (execute wrappers, query logging, error mapping).
     """
-    connection = connections[using]
     if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            yield cursor
-        return
+        return connection.cursor()
     import psycopg
 
     if not _statement_cache_widened:
@@ -192,13 +187,9 @@ def _cursor(using: str) -> Iterator[Any]:
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw = psycopg.Cursor(connection.connection)
-    wrapped = (
-        connection.make_debug_cursor(raw)
-        if connection.queries_logged
-        else connection.make_cursor(raw)
-    )
-    with wrapped as cursor:
-        yield cursor
+    if connection.queries_logged:
+        return connection.make_debug_cursor(raw)
+    return connection.make_cursor(raw)
 
 
 def row_insert(instance: models.Model, *, using: str = "default") -> models.Model:
@@ -216,10 +207,11 @@ def rows_insert(instances: list[models.Model], *, using: str = "default") -> lis
         f"INSERT INTO {statement.table} ({statement.columns}) "  # noqa: S608
         f"VALUES {values} RETURNING {statement.pk_column}"
     )
+    connection = connections[using]
     params: list[Any] = []
     for instance in instances:
-        params.extend(statement.params(instance, using))
-    with _cursor(using) as cursor:
+        params.extend(statement.params(instance, connection))
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         # PostgreSQL and SQLite return the rows of an INSERT ... VALUES in VALUES order (as
         # Django's bulk_create relies on).

@@ -399,7 +399,7 @@ def _attempt_record(lease: Lease, attempt: Attempt, update: dict) -> None:
         pk=statement.pk_column,
     )
     params = [
-        *statement.params(attempt, "default"),
+        *statement.params(attempt, connection),
         update["attempt_count"],
         update["last_status_code"],
         update["last_error"],

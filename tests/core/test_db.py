@@ -41,14 +41,15 @@ def audit_entry(org, **fields):
 def test_the_params_are_what_the_fields_own_conversion_gives(org_a):
     entry = audit_entry(org_a, session_id="s1", data={"metadata": {"k": 1}})
     statement = insert_statement(AuditEntry)
-    assert adapted(statement.params(entry, "default")) == adapted(full_conversion(entry))
+    params = statement.params(entry, connections["default"])
+    assert adapted(params) == adapted(full_conversion(entry))
 
 
 def test_values_of_another_type_still_go_through_the_field(org_a):
     # A TextChoices member, an int in a CharField, a bool in an IntegerField.
     entry = audit_entry(org_a, target_id=42, decision=AuditEntry.Kind.CHECK)
     entry.latency_us = True
-    params = insert_statement(AuditEntry).params(entry, "default")
+    params = insert_statement(AuditEntry).params(entry, connections["default"])
     fields = [f.name for f in insert_statement(AuditEntry).fields]
     assert params[fields.index("target_id")] == "42"
     assert params[fields.index("latency_us")] == 1
