@@ -3,7 +3,8 @@
 The check endpoint writes one audit row per tool call and the webhook worker one attempt row
 per delivery; the ORM's save path (signals, SQL compiled per call) cost as much CPU as the
 rest of that work. The statements here are built once per model and database from the
-model's own field list, so they follow the model through migrations.
+model's own field list, so they follow the model through migrations; ``instance_new`` builds
+the row's instance the same way, without ``Model.__init__``'s general machinery.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def _field_plans(model: type[models.Model]) -> list[_FieldPlan]:
 
 
 def instance_new(model: type[M], **values: Any) -> M:
-    """``model(**values)`` for a row about to be inserted, in a third of the CPU.
+    """``model(**values)`` for a row about to be inserted, in ~40% of the CPU (7.4 against
+    18.1 µs for a check's audit row).
 
     Takes fields by name (a related object, set through its descriptor as Django does) or by
     attname (``agent_id``), fills the others with their defaults, and leaves the instance in
