@@ -117,6 +117,11 @@ class Organization(models.Model):
     default_approval_timeout = models.PositiveIntegerField(
         default=3600, help_text="Seconds an approval request waits before it expires."
     )
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        help_text="IANA time zone (Europe/Paris) in which rules read $time.hour and $time.weekday.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="organizations"

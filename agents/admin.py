@@ -11,8 +11,7 @@ from django.http import HttpRequest
 
 from agents import services
 from agents.models import Agent, ApiKey, ModelPrice, Rule, TokenUsage
-from agents.policy_document import PolicyDocumentError, rule_draft_from_mapping
-from agents.selectors import rule_as_mapping
+from agents.policy_document import PolicyDocumentError, rule_spec_from_mapping
 
 
 @admin.register(Agent)
@@ -69,31 +68,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 class RuleAdminForm(forms.ModelForm):
+    """The rule as its policy-document mapping (YAML/JSON keys), validated by the one
+    validator; the listing columns are derived from it by the services."""
+
     class Meta:
         model = Rule
-        fields = [
-            "organization",
-            "agent",
-            "name",
-            "description",
-            "action_pattern",
-            "effect",
-            "conditions",
-            "max_amount",
-            "amount_field",
-            "limit",
-            "environments",
-            "approval_timeout",
-            "approvals_required",
-            "enabled",
-            "position",
-        ]
+        fields = ["organization", "agent", "document", "position"]
+        help_texts = {
+            "document": "The rule as in a policy document: name, action, effect, when, "
+            "unless, max_amount, limit, approval, environments, enabled (docs/POLICY.md)."
+        }
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        rule = Rule(**{k: v for k, v in data.items() if k in {f.name for f in Rule._meta.fields}})
+        agent = data.get("agent")
         try:
-            rule_draft_from_mapping(rule_as_mapping(rule))
+            rule_spec_from_mapping(
+                data.get("document"), lists=(agent.policy_lists if agent else None)
+            )
         except PolicyDocumentError as exc:
             raise forms.ValidationError(str(exc)) from None
         return data
@@ -108,15 +100,16 @@ class RuleAdmin(admin.ModelAdmin):
     readonly_fields = ("public_id", "created_at", "updated_at")
 
     def save_model(self, request: HttpRequest, obj: Rule, form: Any, change: bool) -> None:
-        mapping = rule_as_mapping(obj)
         if change:
             original = Rule.objects.get(pk=obj.pk)
-            services.rule_update(rule=original, data=mapping, actor=request.user, source="admin")
+            # The admin edits the whole document: keys left out are removed.
+            data = {**dict.fromkeys(original.document), **obj.document}
+            services.rule_update(rule=original, data=data, actor=request.user, source="admin")
         else:
             created = services.rule_create(
                 organization=obj.organization,
                 agent=obj.agent,
-                data=mapping,
+                data=obj.document,
                 actor=request.user,
                 source="admin",
             )

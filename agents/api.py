@@ -20,6 +20,7 @@ from accounts.models import Organization
 from agents import checks, runtime, selectors, services
 from agents.http import (
     KeyOnlyPostView,
+    action_field,
     body_bytes,
     bool_field,
     int_field,
@@ -76,7 +77,7 @@ def _user(request: Request) -> Any:
 
 
 def parse_check_body(data: dict[str, Any]) -> dict[str, Any]:
-    action = string_field(data, "action", required=True)
+    action = action_field(data, "action")
     arguments = data.get("arguments")
     if arguments is None:
         arguments = {}
@@ -446,6 +447,8 @@ class SimulateView(APIView):
                 action=fields["action"],
                 arguments=fields["arguments"],
                 environment=environment,
+                session_id=fields["session_id"],
+                metadata=fields["metadata"],
             )
         )
 
@@ -506,17 +509,7 @@ class PolicyView(APIView):
                 organization=organization, text=raw, format=fmt
             )
         except PolicyDocumentError as exc:
-            first = exc.errors[0]
-            raise ValidationFailed(
-                str(first),
-                field=first.field,
-                extra={
-                    "rule": first.rule,
-                    "errors": [
-                        {"rule": e.rule, "field": e.field, "message": e.message} for e in exc.errors
-                    ],
-                },
-            ) from None
+            raise services.policy_error_answer(exc) from None
         if document.agent != agent.name:
             raise ValidationFailed(
                 f"The document is for agent {document.agent!r}, not {agent.name!r}.",

@@ -9,29 +9,27 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents import runtime
-from agents.policy import REQUIRES_APPROVAL, LimitQuery, action_matches, to_decimal
+from agents import limits, runtime
+from agents.policy import ALLOW, REQUIRES_APPROVAL, Call, Decision, plan_gate
 from agents.runtime import AgentRuntime, ApiPrincipal
+from agents.selectors import organization_tz
 from audit.models import AuditEntry
 from audit.services import audit_entry_commit, audit_entry_insert
 from wardenproject.db import instance_new
-from wardenproject.errors import Conflict, DomainError, Forbidden, NotFound
+from wardenproject.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from wardenproject.ids import public_id
 from wardenproject.jsonutil import iso
 
 STATUS_FOR_DECISION = {"allow": "allowed", "block": "blocked", "requires_approval": "pending"}
 IDEMPOTENCY_CACHE_SECONDS = 24 * 3600
-_MISSING = object()
 
 
 @dataclass(slots=True)
@@ -45,10 +43,15 @@ class CheckResult:
     expires_at: datetime | None
     agent_public_id: str
     created_at: datetime
+    rule_message: str = ""
     replayed: bool = False
 
     @property
     def message(self) -> str | None:
+        """What the agent is told: the deciding rule's ``message``, else the reason of a
+        block or a hold."""
+        if self.rule_message:
+            return self.rule_message
         return None if self.decision == "allow" else self.reason
 
     def native(self) -> dict[str, Any]:
@@ -69,6 +72,175 @@ class AgentInactive(DomainError):
     code = "agent_inactive"
 
 
+def check_perform(
+    *,
+    principal: ApiPrincipal,
+    agent_ref: str | None,
+    action: str,
+    arguments: dict[str, Any],
+    session_id: str = "",
+    metadata: dict[str, Any] | None = None,
+    source: str = "native",
+    idempotency_key: str = "",
+    started: float | None = None,
+) -> CheckResult:
+    """Decide a tool call for the principal's agent and record it: the whole check.
+
+    key -> agent -> (replay) -> the call -> budgets locked -> decision -> plan gate ->
+    audit row (+ approval request, + budgets spent) -> answer.
+    """
+    started = started if started is not None else time.perf_counter()
+    agent_rt = check_agent_resolve(principal=principal, agent_ref=agent_ref)
+    request_hash = _request_hash(action, arguments, session_id) if idempotency_key else ""
+    if idempotency_key:
+        replay = _idempotent_replay(agent_rt.agent.pk, idempotency_key, request_hash)
+        if replay is not None:
+            return replay
+    now = timezone.now()
+    call = Call(
+        action,
+        arguments,
+        principal.environment,
+        session_id=session_id,
+        metadata=metadata,
+        at=now,
+        timezone=organization_tz(principal.organization),
+    )
+    record = _Record(principal, agent_rt, call, source, idempotency_key, request_hash, started)
+    budgets = agent_rt.policy.budgets(call)
+    try:
+        if budgets:
+            # Running totals: lock the budgets, decide and record in one transaction, so
+            # racing checks reserve exactly what fits and every count has its audit row.
+            with transaction.atomic():
+                reservation = limits.budgets_lock(
+                    organization_id=principal.organization.pk,
+                    agent_id=agent_rt.agent.pk,
+                    environment=call.environment,
+                    budgets=budgets,
+                    rule_pks={key: rule.pk for key, rule in agent_rt.rules_by_id.items()},
+                    now=now,
+                )
+                decision = plan_gate(
+                    agent_rt.policy.evaluate(call, reservation.totals), agent_rt.plan
+                )
+                expires_at = record.write(decision, reservation)
+        else:
+            decision = plan_gate(agent_rt.policy.evaluate(call), agent_rt.plan)
+            expires_at = record.write(decision, None)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        replay = _idempotent_replay(agent_rt.agent.pk, idempotency_key, request_hash)
+        if replay is None:
+            raise
+        return replay
+    result = CheckResult(
+        action_id=record.entry.public_id,
+        decision=decision.decision,
+        status=STATUS_FOR_DECISION[decision.decision],
+        reason=decision.reason,
+        rule=decision.rule.name if decision.rule else None,
+        environment=call.environment,
+        expires_at=expires_at,
+        agent_public_id=agent_rt.agent.public_id,
+        created_at=now,
+        rule_message=decision.message,
+    )
+    if idempotency_key:
+        _idempotency_remember(agent_rt.agent.pk, idempotency_key, request_hash, result)
+    return result
+
+
+class _Record:
+    """Writing one check: its audit row, and the approval request when it is held."""
+
+    def __init__(
+        self,
+        principal: ApiPrincipal,
+        agent_rt: AgentRuntime,
+        call: Call,
+        source: str,
+        idempotency_key: str,
+        request_hash: str,
+        started: float,
+    ) -> None:
+        self.principal = principal
+        self.agent_rt = agent_rt
+        self.call = call
+        self.source = source
+        self.idempotency_key = idempotency_key
+        self.request_hash = request_hash
+        self.started = started
+        self.entry: AuditEntry
+
+    def write(self, decision: Decision, reservation: limits.Reservation | None) -> datetime | None:
+        """Insert the audit row (and the approval request); spend the budgets if allowed.
+        Returns the approval's deadline when the call is held."""
+        self.entry = entry = self._entry(decision, reservation)
+        if decision.decision == REQUIRES_APPROVAL:
+            from approvals.services import approval_request_create
+
+            with transaction.atomic():
+                audit_entry_insert(entry)
+                approval = approval_request_create(
+                    entry=entry,
+                    api_key=self.principal.api_key,
+                    rule=self.agent_rt.rules_by_id.get(decision.rule.id) if decision.rule else None,
+                    timeout_seconds=decision.approval_timeout,
+                    approvals_required=decision.approvals_required,
+                )
+            return approval.expires_at
+        if reservation is not None or self.idempotency_key:
+            with transaction.atomic():
+                audit_entry_insert(entry)
+                if reservation is not None and decision.decision == ALLOW:
+                    reservation.spend()
+            return None
+        # The common case: one row, committed with other checks' rows (group commit;
+        # asynchronous commit if the operator opted in with WARDEN_AUDIT_ASYNC_COMMIT).
+        audit_entry_commit(entry)
+        return None
+
+    def _entry(self, decision: Decision, reservation: limits.Reservation | None) -> AuditEntry:
+        call, principal, agent = self.call, self.principal, self.agent_rt.agent
+        rule = decision.rule
+        data: dict[str, Any] = {}
+        if call.metadata:
+            data["metadata"] = call.metadata
+        if self.request_hash:
+            data["request_hash"] = self.request_hash
+        if decision.message:
+            data["message"] = decision.message
+        if reservation is not None and decision.decision == REQUIRES_APPROVAL:
+            data["budgets"] = reservation.record()  # spent if the call is approved
+        entry = instance_new(
+            AuditEntry,
+            public_id=public_id("act"),
+            organization=principal.organization,
+            kind=AuditEntry.Kind.CHECK,
+            created_at=call.at,
+            actor_key=principal.api_key,
+            actor_label=principal.label,
+            agent=agent,
+            agent_public_id=agent.public_id,
+            action=call.action,
+            arguments=call.arguments,
+            environment=call.environment,
+            session_id=call.session_id,
+            decision=decision.decision,
+            status=STATUS_FOR_DECISION[decision.decision],
+            rule_public_id=rule.id if rule else "",
+            rule_name=rule.name if rule else "",
+            reason=decision.reason,
+            source=self.source,
+            data=data,
+            idempotency_key=self.idempotency_key,
+        )
+        entry.latency_us = int((time.perf_counter() - self.started) * 1_000_000)
+        return entry
+
+
 def check_agent_resolve(*, principal: ApiPrincipal, agent_ref: str | None) -> AgentRuntime:
     """The agent a check is for: an agent key's own, or the one an org key names. 404 for
     unknown agents (and for agent keys naming another agent)."""
@@ -81,8 +253,6 @@ def check_agent_resolve(*, principal: ApiPrincipal, agent_ref: str | None) -> Ag
                 raise NotFound(f"No agent {agent_ref!r} for this key.", field="agent")
     elif principal.kind == "org":
         if not agent_ref:
-            from wardenproject.errors import ValidationFailed
-
             raise ValidationFailed("An organisation key must name the agent.", field="agent")
         agent_id = runtime.agent_id_for_ref(organization, agent_ref)
         if agent_id is None:
@@ -97,6 +267,9 @@ def check_agent_resolve(*, principal: ApiPrincipal, agent_ref: str | None) -> Ag
     return found
 
 
+# --- Idempotency-Key replays ----------------------------------------------------------------
+
+
 def _request_hash(action: str, arguments: Any, session_id: str) -> str:
     canonical = json.dumps(
         [action, arguments, session_id], sort_keys=True, separators=(",", ":"), default=str
@@ -106,6 +279,16 @@ def _request_hash(action: str, arguments: Any, session_id: str) -> str:
 
 def _idempotency_cache_key(agent_id: int, key: str) -> str:
     return f"idem:{agent_id}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def _idempotency_remember(agent_id: int, key: str, request_hash: str, result: CheckResult) -> None:
+    stored = {
+        "request_hash": request_hash,
+        "result": {
+            slot: getattr(result, slot) for slot in CheckResult.__slots__ if slot != "replayed"
+        },
+    }
+    cache.set(_idempotency_cache_key(agent_id, key), stored, IDEMPOTENCY_CACHE_SECONDS)
 
 
 def _result_from_entry(entry: AuditEntry) -> CheckResult:
@@ -128,6 +311,7 @@ def _result_from_entry(entry: AuditEntry) -> CheckResult:
         expires_at=expires_at,
         agent_public_id=entry.agent_public_id,
         created_at=entry.created_at,
+        rule_message=(entry.data or {}).get("message", ""),
         replayed=True,
     )
 
@@ -154,199 +338,58 @@ def _idempotency_mismatch() -> Conflict:
     )
 
 
-def _dig(arguments: Mapping[str, Any], path: str) -> Any:
-    if path in arguments:
-        return arguments[path]
-    current: Any = arguments
-    for part in path.split("."):
-        if isinstance(current, Mapping):
-            current = current.get(part, _MISSING)
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return _MISSING
-        if current is _MISSING:
-            return _MISSING
-    return current
-
-
-def running_totals(
-    *, agent_id: int, queries: tuple[LimitQuery, ...], now: datetime
-) -> dict[str, Decimal | int]:
-    """Allowed checks plus approved requests of the agent in each query's sliding window."""
-    from approvals.models import ApprovalRequest
-
-    totals: dict[str, Decimal | int] = {}
-    for query in queries:
-        start = now - timedelta(seconds=query.per_seconds)
-        checks = AuditEntry.objects.filter(
-            agent_id=agent_id, kind=AuditEntry.Kind.CHECK, decision="allow", created_at__gte=start
-        )
-        approved = ApprovalRequest.objects.filter(
-            agent_id=agent_id, status=ApprovalRequest.Status.APPROVED, requested_at__gte=start
-        )
-        pattern = query.action_pattern
-        glob = "*" in pattern
-        if glob:
-            prefix = pattern.split("*", 1)[0]
-            if prefix:
-                checks = checks.filter(action__startswith=prefix)
-                approved = approved.filter(action__startswith=prefix)
-        else:
-            checks = checks.filter(action=pattern)
-            approved = approved.filter(action=pattern)
-        if query.kind == "count" and not glob:
-            totals[query.rule_id] = checks.count() + approved.count()
-            continue
-        rows = list(checks.values_list("action", "arguments")) + list(
-            approved.values_list("action", "arguments")
-        )
-        if glob:
-            rows = [row for row in rows if action_matches(pattern, row[0])]
-        if query.kind == "count":
-            totals[query.rule_id] = len(rows)
-            continue
-        total = Decimal(0)
-        for _, arguments in rows:
-            if isinstance(arguments, Mapping) and query.field:
-                value = to_decimal(_dig(arguments, query.field))
-                if value is not None:
-                    total += value
-        totals[query.rule_id] = total
-    return totals
-
-
-def check_perform(
-    *,
-    principal: ApiPrincipal,
-    agent_ref: str | None,
-    action: str,
-    arguments: dict[str, Any],
-    session_id: str = "",
-    metadata: dict[str, Any] | None = None,
-    source: str = "native",
-    idempotency_key: str = "",
-    started: float | None = None,
-) -> CheckResult:
-    """Decide a tool call for the principal's agent and write its audit row."""
-    started = started if started is not None else time.perf_counter()
-    agent_rt = check_agent_resolve(principal=principal, agent_ref=agent_ref)
-    agent = agent_rt.agent
-    request_hash = ""
-    if idempotency_key:
-        request_hash = _request_hash(action, arguments, session_id)
-        replay = _idempotent_replay(agent.pk, idempotency_key, request_hash)
-        if replay is not None:
-            return replay
-
-    environment = principal.environment
-    policy = agent_rt.policy
-    now = timezone.now()
-    queries = policy.limit_queries(action, environment)
-    totals = running_totals(agent_id=agent.pk, queries=queries, now=now) if queries else None
-    decision = policy.evaluate(action, arguments, environment, totals)
-    rule = decision.rule
-
-    data: dict[str, Any] = {}
-    if metadata:
-        data["metadata"] = metadata
-    if request_hash:
-        data["request_hash"] = request_hash
-    entry = instance_new(
-        AuditEntry,
-        public_id=public_id("act"),
-        organization=principal.organization,
-        kind=AuditEntry.Kind.CHECK,
-        created_at=now,
-        actor_key=principal.api_key,
-        actor_label=principal.label,
-        agent=agent,
-        agent_public_id=agent.public_id,
-        action=action,
-        arguments=arguments,
-        environment=environment,
-        session_id=session_id,
-        decision=decision.decision,
-        status=STATUS_FOR_DECISION[decision.decision],
-        rule_public_id=rule.id if rule else "",
-        rule_name=rule.name if rule else "",
-        reason=decision.reason,
-        source=source,
-        data=data,
-        idempotency_key=idempotency_key,
-    )
-    entry.latency_us = int((time.perf_counter() - started) * 1_000_000)
-    expires_at = None
-    try:
-        if decision.decision == REQUIRES_APPROVAL:
-            from approvals.services import approval_request_create
-
-            with transaction.atomic():
-                audit_entry_insert(entry)
-                approval = approval_request_create(
-                    entry=entry,
-                    api_key=principal.api_key,
-                    rule=agent_rt.rules_by_id.get(rule.id) if rule else None,
-                    timeout_seconds=decision.approval_timeout,
-                    approvals_required=decision.approvals_required,
-                )
-            expires_at = approval.expires_at
-        elif idempotency_key:
-            with transaction.atomic():
-                audit_entry_insert(entry)
-        else:
-            # The common case: one row, committed with other checks' rows (group commit;
-            # asynchronous commit if the operator opted in with WARDEN_AUDIT_ASYNC_COMMIT).
-            audit_entry_commit(entry)
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        replay = _idempotent_replay(agent.pk, idempotency_key, request_hash)
-        if replay is None:
-            raise
-        return replay
-
-    result = CheckResult(
-        action_id=entry.public_id,
-        decision=decision.decision,
-        status=entry.status,
-        reason=decision.reason,
-        rule=rule.name if rule else None,
-        environment=environment,
-        expires_at=expires_at,
-        agent_public_id=agent.public_id,
-        created_at=now,
-    )
-    if idempotency_key:
-        stored = {
-            "request_hash": request_hash,
-            "result": {
-                slot: getattr(result, slot) for slot in CheckResult.__slots__ if slot != "replayed"
-            },
-        }
-        cache.set(
-            _idempotency_cache_key(agent.pk, idempotency_key), stored, IDEMPOTENCY_CACHE_SECONDS
-        )
-    return result
+# --- Simulation -----------------------------------------------------------------------------
 
 
 def simulate(
-    *, agent_rt: AgentRuntime, action: str, arguments: dict[str, Any], environment: str
+    *,
+    agent_rt: AgentRuntime,
+    action: str,
+    arguments: dict[str, Any],
+    environment: str,
+    session_id: str = "",
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What a check would answer now, with the matched rules; records nothing."""
+    """What a check would answer now, with the matched rules; records and spends nothing."""
+    organization = agent_rt.agent.organization
+    now = timezone.now()
+    call = Call(
+        action,
+        arguments,
+        environment,
+        session_id=session_id,
+        metadata=metadata,
+        at=now,
+        timezone=organization_tz(organization),
+    )
     policy = agent_rt.policy
-    queries = policy.limit_queries(action, environment)
+    budgets = policy.budgets(call)
     totals = (
-        running_totals(agent_id=agent_rt.agent.pk, queries=queries, now=timezone.now())
-        if queries
+        limits.budgets_read(
+            agent_id=agent_rt.agent.pk, environment=environment, budgets=budgets, now=now
+        )
+        if budgets
         else None
     )
-    decision = policy.evaluate(action, arguments, environment, totals)
+    decision = plan_gate(policy.evaluate(call, totals), agent_rt.plan)
+    result = CheckResult(
+        action_id="",
+        decision=decision.decision,
+        status=STATUS_FOR_DECISION[decision.decision],
+        reason=decision.reason,
+        rule=decision.rule.name if decision.rule else None,
+        environment=environment,
+        expires_at=None,
+        agent_public_id=agent_rt.agent.public_id,
+        created_at=now,
+        rule_message=decision.message,
+    )
     return {
         "decision": decision.decision,
-        "status": STATUS_FOR_DECISION[decision.decision],
+        "status": result.status,
         "reason": decision.reason,
-        "rule": decision.rule.name if decision.rule else None,
+        "rule": result.rule,
+        "message": result.message,
         "environment": environment,
         "matched": [
             {"rule": m.rule.name, "rule_id": m.rule.id, "effect": m.effect, "reason": m.reason}

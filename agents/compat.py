@@ -16,7 +16,14 @@ from rest_framework.views import APIView
 
 from agents import checks, services
 from agents.api import action_entry_for, parse_token_usage, token_usage_answer
-from agents.http import KeyOnlyPostView, json_answer, json_object, object_field, string_field
+from agents.http import (
+    KeyOnlyPostView,
+    action_field,
+    json_answer,
+    json_object,
+    object_field,
+    string_field,
+)
 from agents.permissions import IsAgentOrOrgKey, api_principal
 from wardenproject.errors import ValidationFailed
 from wardenproject.jsonutil import iso
@@ -31,7 +38,7 @@ class ArdenCheckView(KeyOnlyPostView):
     def post(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         data = json_object(request)
-        tool_name = string_field(data, "tool_name", required=True)
+        tool_name = action_field(data, "tool_name")
         args = data.get("args")
         if args is not None and not isinstance(args, list):
             raise ValidationFailed("args must be a list.", field="args")
@@ -138,7 +145,7 @@ class AgentWardenCheckView(KeyOnlyPostView):
         started = time.perf_counter()
         data = json_object(request)
         agent_ref = string_field(data, "agent_id", required=True)
-        action = string_field(data, "action", required=True)
+        action = action_field(data, "action")
         context = object_field(data, "context") or {}
         result = checks.check_perform(
             principal=api_principal(request),
@@ -167,7 +174,7 @@ class AgentWardenLogView(KeyOnlyPostView):
     def post(self, request: HttpRequest) -> HttpResponse:
         data = json_object(request)
         agent_ref = string_field(data, "agent_id", required=True)
-        action = string_field(data, "action", required=True)
+        action = action_field(data, "action")
         status = string_field(data, "status", required=True)
         if status not in SDK_LOG_STATUSES:
             raise ValidationFailed(

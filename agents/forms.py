@@ -10,11 +10,13 @@ import json
 from datetime import datetime, time, timedelta
 from typing import Any
 
+import yaml
 from django import forms
 from django.utils import timezone
 
 from agents.models import Agent, ApiKey, Rule
-from agents.policy import ENVIRONMENTS
+from agents.policy import ENVIRONMENTS, OPS
+from agents.policy_document import Path, PolicyDocumentError, load_text, path_parts
 from audit.models import AuditEntry
 from audit.selectors import AuditFilters
 from wardenproject.errors import DomainError
@@ -117,20 +119,26 @@ def _condition_value_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def conditions_parse(text: str) -> list[dict[str, Any]] | None:
-    """``field op value`` per line, or a JSON list of {field, op, value}; None when empty."""
+def _is_line_syntax(text: str) -> bool:
+    """``field op value`` lines, as opposed to YAML or JSON (any/all/not, lists of maps)."""
+    first = text.strip().splitlines()[0].strip()
+    return not (first.startswith(("[", "{", "- ")) or first.split(None, 1)[0].endswith(":"))
+
+
+def conditions_parse(text: str) -> tuple[Any, dict[Path, int]] | None:
+    """Conditions as a person types them, with the line of each part (for error messages):
+    ``field op value`` per line (all must hold), or YAML/JSON with ``any:``, ``all:`` and
+    ``not:`` nested as in a policy document. None when empty."""
     text = text.strip()
     if not text:
         return None
-    if text.startswith("["):
+    if not _is_line_syntax(text):
         try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
-        if not isinstance(value, list):
-            raise forms.ValidationError("Give a JSON list of {field, op, value}.")
-        return value
-    conditions = []
+            return load_text(text, "yaml")
+        except PolicyDocumentError as exc:
+            raise forms.ValidationError("; ".join(str(error) for error in exc.errors)) from None
+    conditions: list[dict[str, Any]] = []
+    lines: dict[Path, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
@@ -140,18 +148,38 @@ def conditions_parse(text: str) -> list[dict[str, Any]] | None:
             parts.append("true")
         if len(parts) < 3:
             raise forms.ValidationError(
-                f"Line {number}: write field, operator and value, like customer.tier ne vip."
+                f"Line {number}: write field, operator and value, like customer.tier ne vip "
+                "(or YAML with any:, all: and not:)."
             )
         field, op, value = parts
+        lines[(len(conditions),)] = number
         conditions.append({"field": field, "op": op, "value": _condition_value(value)})
-    return conditions
+    return conditions, lines
 
 
-def conditions_text(conditions: list[dict[str, Any]] | None) -> str:
-    return "\n".join(
-        f"{c.get('field')} {c.get('op')} {_condition_value_text(c.get('value'))}"
-        for c in conditions or []
+def conditions_text(conditions: Any) -> str:
+    """The conditions of a stored rule as the form shows them: lines when they are a plain
+    list of comparisons, YAML otherwise."""
+    if not conditions:
+        return ""
+    plain = isinstance(conditions, list) and all(
+        isinstance(c, dict) and set(c) == {"field", "op", "value"} for c in conditions
     )
+    if plain:
+        return "\n".join(
+            f"{c['field']} {c['op']} {_condition_value_text(c['value'])}" for c in conditions
+        )
+    return yaml.safe_dump(conditions, sort_keys=False, allow_unicode=True, width=100).strip()
+
+
+def rule_conditions_text(document: dict[str, Any]) -> str:
+    """A rule's when and unless as the rules table shows them."""
+    parts = []
+    if document.get("when"):
+        parts.append(conditions_text(document["when"]))
+    if document.get("unless"):
+        parts.append("unless:\n" + conditions_text(document["unless"]))
+    return "\n".join(parts)
 
 
 # Where a service error about a document key belongs on this form.
@@ -161,11 +189,16 @@ _RULE_ERROR_FIELDS = {
     "limit.sum": "limit_sum",
     "limit.over": "limit_over",
     "limit.per": "limit_per",
+    "limit.by": "limit_by",
     "approval": "approval_timeout",
     "approval.timeout": "approval_timeout",
     "approval.approvals_required": "approvals_required",
 }
 _PLAN_FEATURE_FIELDS = {"approval_workflows": "effect", "approval_quorum": "approvals_required"}
+_CONDITIONS_HELP = (
+    "One per line: field op value (customer.tier ne vip); all must hold. For any/all/not, "
+    "write YAML as in a policy document (docs/POLICY.md). Operators: " + " ".join(OPS) + "."
+)
 
 
 class RuleForm(forms.Form):
@@ -174,16 +207,26 @@ class RuleForm(forms.Form):
     action = forms.CharField(
         max_length=200,
         label="Action pattern",
-        help_text="stripe.refund, stripe.refund.*, database.*.delete or *",
+        help_text="stripe.refund, stripe.refund.*, database.*.delete or * (any case)",
     )
     effect = forms.ChoiceField(choices=Rule.Effect.choices)
+    message = forms.CharField(
+        required=False,
+        max_length=1000,
+        label="Message",
+        help_text="Shown to the agent and to reviewers when this rule decides.",
+    )
     when = forms.CharField(
         required=False,
-        label="Conditions",
-        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
-        help_text="One per line: field op value (customer.tier ne vip). "
-        "Operators: eq ne gt gte lt lte in not_in contains startswith matches exists. "
-        "Or a JSON list of {field, op, value}.",
+        label="Conditions (when)",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text=_CONDITIONS_HELP,
+    )
+    unless = forms.CharField(
+        required=False,
+        label="Exceptions (unless)",
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+        help_text="The rule does not apply when any of these holds (same syntax).",
     )
     max_amount = forms.CharField(
         required=False, label="Max amount", help_text="At or under: allowed by this rule."
@@ -194,6 +237,11 @@ class RuleForm(forms.Form):
     limit_sum = forms.CharField(required=False, label="Sum of field")
     limit_over = forms.CharField(required=False, label="Over")
     limit_per = forms.CharField(required=False, label="Per window", help_text="1h, 1d …")
+    limit_by = forms.CharField(
+        required=False,
+        label="One budget per",
+        help_text="Optional: a field (customer_id) or $session",
+    )
     environments = forms.MultipleChoiceField(
         choices=ENVIRONMENT_CHOICES,
         initial=sorted(ENVIRONMENTS),
@@ -209,6 +257,7 @@ class RuleForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("prefix", "rule")
         super().__init__(*args, **kwargs)
+        self.condition_lines: dict[str, dict[Path, int]] = {}
 
     @classmethod
     def from_document(cls, mapping: dict[str, Any]) -> RuleForm:
@@ -220,7 +269,9 @@ class RuleForm(forms.Form):
             "description": mapping.get("description", ""),
             "action": mapping.get("action", ""),
             "effect": mapping.get("effect"),
+            "message": mapping.get("message", ""),
             "when": conditions_text(mapping.get("when")),
+            "unless": conditions_text(mapping.get("unless")),
             "max_amount": mapping.get("max_amount", ""),
             "amount_field": mapping.get("amount_field", "amount"),
             "limit_kind": "count" if "count" in limit else "sum" if "sum" in limit else "",
@@ -228,6 +279,7 @@ class RuleForm(forms.Form):
             "limit_sum": limit.get("sum", ""),
             "limit_over": limit.get("over", ""),
             "limit_per": limit.get("per", ""),
+            "limit_by": limit.get("by", ""),
             "environments": mapping.get("environments") or sorted(ENVIRONMENTS),
             "approval_timeout": approval.get("timeout", ""),
             "approvals_required": approval.get("approvals_required", 1),
@@ -235,8 +287,19 @@ class RuleForm(forms.Form):
         }
         return cls(initial=initial)
 
-    def clean_when(self) -> list[dict[str, Any]] | None:
-        return conditions_parse(self.cleaned_data["when"])
+    def _conditions(self, name: str) -> Any:
+        parsed = conditions_parse(self.cleaned_data[name])
+        if parsed is None:
+            return None
+        data, lines = parsed
+        self.condition_lines[name] = lines
+        return data
+
+    def clean_when(self) -> Any:
+        return self._conditions("when")
+
+    def clean_unless(self) -> Any:
+        return self._conditions("unless")
 
     def rule_changes(self) -> dict[str, Any]:
         """Every document key; None for the optional ones left empty (which removes them)."""
@@ -251,6 +314,8 @@ class RuleForm(forms.Form):
                 "per": data["limit_per"].strip() or None,
             }
         if limit is not None:
+            if data["limit_by"].strip():
+                limit["by"] = data["limit_by"].strip()
             # Left out rather than null, so the service says "is required".
             limit = {k: v for k, v in limit.items() if v is not None or k not in ("per", "over")}
         approval: dict[str, Any] = {}
@@ -260,10 +325,12 @@ class RuleForm(forms.Form):
             approval["approvals_required"] = data["approvals_required"]
         return {
             "name": data["name"].strip(),
-            "description": data["description"],
+            "description": data["description"] or None,
             "action": data["action"].strip(),
             "effect": data["effect"],
+            "message": data["message"].strip() or None,
             "when": data["when"],
+            "unless": data["unless"],
             "max_amount": data["max_amount"].strip() or None,
             "amount_field": data["amount_field"].strip() or "amount",
             "limit": limit,
@@ -277,18 +344,32 @@ class RuleForm(forms.Form):
         return {key: value for key, value in self.rule_changes().items() if value is not None}
 
     def add_service_error(self, error: DomainError) -> None:
-        """Show a service refusal on the field it names (every one of a rule's problems)."""
+        """Show a service refusal on the field it names (every one of a rule's problems),
+        with its path in the conditions and its line there."""
         problems = error.extra.get("errors") or [{"field": error.field, "message": None}]
         for problem in problems:
-            message = problem["message"] or error.detail
-            field = (problem["field"] or "").split("[")[0]
-            if problem["field"] and problem["field"].startswith("when["):
-                message = f"{problem['field']}: {message}"
-            field = _RULE_ERROR_FIELDS.get(problem["field"] or "", field)
+            message = problem.get("message") or error.detail
+            path = problem.get("field") or ""
+            parts = path_parts(path) if path else ()
+            head = parts[0] if parts else ""
+            if head in ("when", "unless"):
+                line = _line_of(self.condition_lines.get(head, {}), parts[1:])
+                where = f"{path} (line {line})" if line is not None else path
+                self.add_error(head, f"{where}: {message}")
+                continue
+            field = _RULE_ERROR_FIELDS.get(path, str(head))
             field = field or _PLAN_FEATURE_FIELDS.get(error.extra.get("feature", ""), "")
             if field == "default":
                 field = ""
             self.add_error(field if field in self.fields else None, message)
+
+
+def _line_of(lines: dict[Path, int], parts: Path) -> int | None:
+    for end in range(len(parts), -1, -1):
+        line = lines.get(tuple(parts[:end]))
+        if line is not None:
+            return line
+    return None
 
 
 # --- Audit filters --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from agents.authentication import UNUSABLE_KEY, principal_authenticate, raw_key_from
 from agents.permissions import IsAgentOrOrgKey
+from agents.policy import action_name_problem
 from wardenproject.errors import (
     DomainError,
     Forbidden,
@@ -100,6 +101,19 @@ def string_field(
         raise ValidationFailed(f"{label} must not be empty.", field=label)
     if len(value) > max_length:
         raise ValidationFailed(f"{label} must be at most {max_length} characters.", field=label)
+    return value
+
+
+def action_field(data: dict[str, Any], name: str, *, label: str | None = None) -> str:
+    """A required action name: at most 200 characters of the documented set (no whitespace
+    or control characters), 400 naming the field otherwise."""
+    label = label or name
+    value = data.get(name)
+    if value is None:
+        raise ValidationFailed(f"{label} is required.", field=label)
+    problem = action_name_problem(value)
+    if problem is not None:
+        raise ValidationFailed(f"{label} {problem}.", field=label)
     return value
 
 

@@ -41,6 +41,9 @@ class Agent(models.Model):
     # Bumped on every change to the agent or to a rule that applies to it, so a compiled
     # policy cached in any process can tell it is stale.
     policy_revision = models.PositiveIntegerField(default=0)
+    # The policy document's named lists ({"blocked_domains": ["mailinator.com"]}), which its
+    # rules use as `value: $lists.NAME`.
+    policy_lists = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -127,21 +130,14 @@ class Rule(models.Model):
         related_name="rules",
         help_text="Empty: the rule applies to every agent of the organisation.",
     )
+    # The rule as its policy document writes it (agents.policy_document.rule_to_mapping of
+    # the validated rule): the one stored form. The columns below repeat what lists, the
+    # admin and searches need.
+    document = models.JSONField(default=dict)
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     action_pattern = models.CharField(max_length=200)
     effect = models.CharField(max_length=24, choices=Effect.choices)
-    # [{"field": "customer.tier", "op": "ne", "value": "vip"}, ...]
-    conditions = models.JSONField(default=list, blank=True)
-    max_amount = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
-    amount_field = models.CharField(max_length=120, default="amount")
-    # {"count": 5, "per": "1h"} or {"sum": "amount", "over": 2000, "per": "1d"}
-    limit = models.JSONField(null=True, blank=True)
-    environments = models.JSONField(default=list, help_text='Subset of ["test", "live"].')
-    approval_timeout = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Seconds; empty uses the organisation's default."
-    )
-    approvals_required = models.PositiveSmallIntegerField(default=1)
     enabled = models.BooleanField(default=True)
     position = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
@@ -157,6 +153,30 @@ class Rule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class LimitCounter(models.Model):
+    """The running total of one budget: one limited rule, one agent, one environment and one
+    value of the limit's ``by`` key. ``buckets`` maps a bucket's start (Unix seconds, a
+    multiple of ``bucket_seconds``) to ``[count, sum]``; buckets older than the window are
+    dropped as the counter is written, so a check reads and writes one small row whatever
+    the history behind it. Checks lock the row (agents/limits.py), so concurrent checks
+    reserve exactly as much of a budget as there is."""
+
+    key = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the identity.")
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="limit_counters")
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="counters")
+    environment = models.CharField(max_length=8)
+    by_value = models.CharField(max_length=200, blank=True)
+    bucket_seconds = models.PositiveIntegerField()
+    buckets = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}/{self.environment}/{self.by_value}"
 
 
 class ModelPrice(models.Model):

@@ -1,22 +1,34 @@
 """Pure policy evaluation: which rule decides a tool call, and why.
 
-No Django, no ORM, no I/O. The service layer loads an agent's rules, turns them into
-`RuleSpec`s, compiles them once (`compile_policy`) and, for every call:
+No Django, no ORM, no I/O. Rules arrive as validated ``RuleSpec``s (made only by
+``agents.policy_document``, the one validator), are compiled once per agent
+(``compile_policy``) and then, for every call:
 
-1. asks `CompiledPolicy.limit_queries(action, environment)` which running totals it needs
-   (an empty tuple for nearly every call),
-2. fetches those totals from the database,
-3. calls `CompiledPolicy.evaluate(action, arguments, environment, totals)`.
+1. ``CompiledPolicy.budgets(call)`` names the running-total budgets the call would spend
+   (an empty tuple for nearly every call);
+2. the check path locks those counters and reads their window totals;
+3. ``CompiledPolicy.evaluate(call, totals)`` decides.
 
 Effects rank block > requires_approval > allow; the most restrictive applied effect wins,
 ties go to the first rule by (position, agent scope before org scope, input order).
+
+Fail closed. A condition answers True, False or None (undecidable: a missing field, a value
+of the wrong type, a non-number where a number is needed, a pattern that could not be run
+safely). ``all``/``any``/``not`` combine these three values (Kleene logic), and a rule whose
+``when``/``unless`` ends undecidable applies when it restricts (block, requires_approval) and
+does not apply when it allows. Negative or non-finite amounts are never "within" a
+``max_amount`` or a budget. Plan gating is not here: see ``plan_gate``.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -26,10 +38,12 @@ ALLOW = "allow"
 REQUIRES_APPROVAL = "requires_approval"
 BLOCK = "block"
 EFFECTS = (ALLOW, REQUIRES_APPROVAL, BLOCK)
+RESTRICTIVE = frozenset({REQUIRES_APPROVAL, BLOCK})
 DEFAULTS = (ALLOW, BLOCK)
 ENVIRONMENTS = frozenset({"test", "live"})
 SCOPES = ("agent", "org")
 LIMIT_KINDS = ("count", "sum")
+NUMERIC_OPS = ("gt", "gte", "lt", "lte")
 OPS = (
     "eq",
     "ne",
@@ -41,11 +55,21 @@ OPS = (
     "not_in",
     "contains",
     "startswith",
+    "endswith",
     "matches",
     "exists",
+    "ieq",
+    "icontains",
+    "cidr",
+    "email_domain_in",
 )
+# Operators whose value may name a list of the policy document (`value: $lists.NAME`).
+LIST_OPS = ("in", "not_in", "cidr", "email_domain_in")
+CONTEXT_FIELDS = ("$action", "$environment", "$session", "$time.hour", "$time.weekday")
+METADATA_PREFIX = "$metadata."
 NO_POLICY_CONFIGURED = "no_policy_configured"
 
+MAX_ACTION_LENGTH = 200
 MAX_PATTERN_LENGTH = 200
 MAX_FIELD_LENGTH = 200
 MAX_REGEX_LENGTH = 256
@@ -53,78 +77,84 @@ REGEX_TIMEOUT_SECONDS = 0.01
 MAX_REGEX_SUBJECT_LENGTH = 4096
 MAX_DURATION_SECONDS = 366 * 86400
 CANDIDATE_CACHE_SIZE = 4096
+# Budgets keep BUCKETS_PER_WINDOW buckets per window: a window's total is exact to one bucket.
+BUCKETS_PER_WINDOW = 60
 
 _EFFECT_RANK = {ALLOW: 0, REQUIRES_APPROVAL: 1, BLOCK: 2}
 _MISSING: Any = object()
 
 
 class InvalidPolicy(ValueError):
-    """A rule cannot be compiled; the message says which rule and why."""
+    """A policy cannot be compiled; the message says which rule and why."""
 
 
 # ---------------------------------------------------------------------------
-# Data types
+# Action names and patterns
 # ---------------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    field: str
-    op: str
-    value: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    kind: str  # "count" | "sum"
-    per_seconds: int
-    count: int | None = None
-    field: str | None = None
-    over: Decimal | None = None
+# Action names: dot-separated segments of ASCII letters, digits and _ - : / @. Matching is
+# case-insensitive; the audit log keeps the name as sent.
+ACTION_CHARACTERS = "ASCII letters, digits, and _ - : / @, in dot-separated segments"
+_ACTION_RE = re.compile(r"[A-Za-z0-9_:/@-]+(?:\.[A-Za-z0-9_:/@-]+)*")
+_PATTERN_SEGMENT_RE = re.compile(r"[A-Za-z0-9_:/@*-]+")
 
 
-@dataclass(frozen=True, slots=True)
-class RuleSpec:
-    id: str
-    name: str
-    action: str
-    effect: str
-    conditions: tuple[Condition, ...] = ()
-    max_amount: Decimal | None = None
-    amount_field: str = "amount"
-    limit: Limit | None = None
-    environments: frozenset[str] = field(default_factory=lambda: ENVIRONMENTS)
-    approval_timeout: int | None = None
-    approvals_required: int = 1
-    enabled: bool = True
-    position: int = 0
-    scope: str = "agent"
+def action_name_problem(action: object) -> str | None:
+    """Why ``action`` is not a valid action name (as an agent sends it), or None."""
+    if not isinstance(action, str):
+        return "must be a string"
+    if not action:
+        return "must not be empty"
+    if len(action) > MAX_ACTION_LENGTH:
+        return f"must be at most {MAX_ACTION_LENGTH} characters"
+    if _ACTION_RE.fullmatch(action) is None:
+        return f"may only contain {ACTION_CHARACTERS} (no whitespace or control characters)"
+    return None
 
 
-@dataclass(frozen=True, slots=True)
-class LimitQuery:
-    rule_id: str
-    action_pattern: str
-    kind: str
-    field: str | None
-    per_seconds: int
+def action_pattern_problem(pattern: object) -> str | None:
+    """Why ``pattern`` is not a valid action pattern, or None when it is."""
+    if not isinstance(pattern, str):
+        return "must be a string"
+    if not pattern:
+        return "must not be empty"
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        return f"must be at most {MAX_PATTERN_LENGTH} characters"
+    for segment in pattern.split("."):
+        if not segment:
+            return f"{pattern!r} has an empty segment (check for leading, trailing or double dots)"
+        if _PATTERN_SEGMENT_RE.fullmatch(segment) is None:
+            return f"{pattern!r} may only contain {ACTION_CHARACTERS}, and * as a wildcard"
+        if "**" in segment:
+            return f"{pattern!r}: '**' is not supported; a trailing '*' segment matches the rest"
+    return None
 
 
-@dataclass(frozen=True, slots=True)
-class MatchedRule:
-    rule: RuleSpec
-    effect: str
-    reason: str
+def action_pattern_is_valid(pattern: object) -> bool:
+    return action_pattern_problem(pattern) is None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    decision: str
-    rule: RuleSpec | None
-    reason: str
-    matched: tuple[MatchedRule, ...] = ()
-    approval_timeout: int | None = None
-    approvals_required: int = 1
+def _compile_glob(pattern: str) -> Callable[[str], bool]:
+    """A matcher of lower-cased action names for a lower-cased pattern."""
+    if pattern == "*":
+        return lambda action: True
+    segments = pattern.split(".")
+    parts = []
+    for index, segment in enumerate(segments):
+        if segment == "*":
+            parts.append(r"[^.]+(?:\.[^.]+)*" if index == len(segments) - 1 else r"[^.]+")
+        else:
+            parts.append("[^.]*".join(re.escape(piece) for piece in segment.split("*")))
+    fullmatch = re.compile(r"\.".join(parts)).fullmatch
+    return lambda action: fullmatch(action) is not None
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    """Does ``action`` match ``pattern`` (case-insensitively)? Uncached, for forms and tests."""
+    pattern, action = pattern.lower(), action.lower()
+    if "*" not in pattern:
+        return pattern == action
+    return _compile_glob(pattern)(action)
 
 
 # ---------------------------------------------------------------------------
@@ -160,74 +190,13 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-# ---------------------------------------------------------------------------
-# Action patterns
-# ---------------------------------------------------------------------------
-
-_SEGMENT_RE = re.compile(r"[^\s.]+")
-
-
-def action_pattern_problem(pattern: object) -> str | None:
-    """Why `pattern` is not a valid action pattern, or None when it is."""
-    if not isinstance(pattern, str):
-        return "must be a string"
-    if not pattern:
-        return "must not be empty"
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        return f"must be at most {MAX_PATTERN_LENGTH} characters"
-    for segment in pattern.split("."):
-        if not segment:
-            return f"{pattern!r} has an empty segment (check for leading, trailing or double dots)"
-        if not _SEGMENT_RE.fullmatch(segment):
-            return f"{pattern!r} contains whitespace"
-        if "**" in segment:
-            return f"{pattern!r}: '**' is not supported; a trailing '*' segment matches the rest"
-    return None
-
-
-def action_pattern_is_valid(pattern: object) -> bool:
-    return action_pattern_problem(pattern) is None
-
-
-def validate_action_pattern(pattern: object) -> str:
-    """Return the pattern unchanged or raise ValueError saying what is wrong."""
-    problem = action_pattern_problem(pattern)
-    if problem is not None:
-        raise ValueError(f"invalid action pattern: {problem}")
-    return pattern  # type: ignore[return-value]
-
-
-def _is_glob(pattern: str) -> bool:
-    return "*" in pattern
-
-
-def _compile_glob(pattern: str) -> Callable[[str], bool]:
-    if pattern == "*":
-        return lambda action: True
-    segments = pattern.split(".")
-    parts = []
-    for index, segment in enumerate(segments):
-        if segment == "*":
-            if index == len(segments) - 1:
-                parts.append(r"[^.]+(?:\.[^.]+)*")
-            else:
-                parts.append(r"[^.]+")
-        else:
-            parts.append("[^.]*".join(re.escape(piece) for piece in segment.split("*")))
-    compiled = re.compile(r"\.".join(parts))
-    fullmatch = compiled.fullmatch
-    return lambda action: fullmatch(action) is not None
-
-
-def action_matches(pattern: str, action: str) -> bool:
-    """Does `action` match `pattern`? (Uncached helper for forms and tests.)"""
-    if not _is_glob(pattern):
-        return pattern == action
-    return _compile_glob(pattern)(action)
+def bucket_seconds(per_seconds: int) -> int:
+    """The size of a budget's buckets: its window's total is exact to one bucket."""
+    return max(1, per_seconds // BUCKETS_PER_WINDOW)
 
 
 # ---------------------------------------------------------------------------
-# Values, numbers, dot paths
+# Numbers
 # ---------------------------------------------------------------------------
 
 
@@ -236,7 +205,8 @@ def _is_number(value: object) -> bool:
 
 
 def to_decimal(value: object) -> Decimal | None:
-    """A finite Decimal from a number or numeric string, else None. Bools are not numbers."""
+    """A finite Decimal from a number or a numeric string ("5000", "5e3"), else None.
+    Booleans are not numbers; NaN and infinities are not usable numbers."""
     if isinstance(value, bool):
         return None
     try:
@@ -245,8 +215,10 @@ def to_decimal(value: object) -> Decimal | None:
         elif isinstance(value, int):
             result = Decimal(value)
         elif isinstance(value, float):
+            if not math.isfinite(value):
+                return None
             result = Decimal(repr(value))
-        elif isinstance(value, str) and len(value) <= 64:
+        elif isinstance(value, str) and 0 < len(value) <= 64:
             result = Decimal(value.strip())
         else:
             return None
@@ -265,253 +237,402 @@ def format_number(value: Decimal | int | float) -> str:
     return format(number.normalize(), "f")
 
 
-def _harmonise(a: Any, b: Any) -> tuple[Any, Any]:
-    # Decimal and float compare exactly by binary value in Python, so 0.1 != Decimal("0.1").
-    # JSON floats are meant as written, so compare them as the decimal they print as.
-    if type(a) is float and isinstance(b, Decimal):
-        return Decimal(repr(a)), b
-    if type(b) is float and isinstance(a, Decimal):
-        return a, Decimal(repr(b))
-    return a, b
+# ---------------------------------------------------------------------------
+# Rules as the validator makes them
+# ---------------------------------------------------------------------------
 
 
-def _values_equal(a: Any, b: Any) -> bool:
-    a_num, b_num = _is_number(a), _is_number(b)
-    if a_num or b_num:
-        if not (a_num and b_num):
+@dataclass(frozen=True, slots=True)
+class Cond:
+    """One comparison: ``field op value``. ``list_name`` is set when the value came from the
+    document's ``lists`` (``value: $lists.NAME``); ``value`` then holds the list's items."""
+
+    field: str
+    op: str
+    value: Any = None
+    list_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    item: Expr
+
+
+Expr = Cond | AllOf | AnyOf | Not
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    kind: str  # "count" | "sum"
+    per_seconds: int
+    count: int | None = None
+    field: str | None = None
+    over: Decimal | None = None
+    by: str | None = None  # a field path ("customer_id", "$session"): one budget per value
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """A validated rule. Made by ``agents.policy_document`` (the one validator) only."""
+
+    name: str
+    action: str
+    effect: str
+    description: str = ""
+    message: str = ""
+    when: Expr | None = None
+    unless: tuple[Expr, ...] = ()
+    max_amount: Decimal | None = None
+    amount_field: str = "amount"
+    limit: Limit | None = None
+    environments: frozenset[str] = field(default_factory=lambda: ENVIRONMENTS)
+    approval_timeout: int | None = None
+    approvals_required: int = 1
+    enabled: bool = True
+    # Where the rule sits in an agent's policy (set when loaded from the database).
+    id: str = ""
+    position: int = 0
+    scope: str = "agent"
+
+
+# ---------------------------------------------------------------------------
+# The call being decided
+# ---------------------------------------------------------------------------
+
+
+class Call:
+    """A tool call and its context, as rules read it (``$action``, ``$time.hour`` ...)."""
+
+    __slots__ = (
+        "_local",
+        "action",
+        "action_key",
+        "arguments",
+        "at",
+        "environment",
+        "metadata",
+        "session_id",
+        "timezone",
+    )
+
+    def __init__(
+        self,
+        action: str,
+        arguments: Mapping[str, Any] | None = None,
+        environment: str = "live",
+        *,
+        session_id: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+        timezone: tzinfo | None = None,
+    ) -> None:
+        self.action = action
+        self.action_key = action.lower()
+        self.arguments = arguments if isinstance(arguments, Mapping) else {}
+        self.environment = environment
+        self.session_id = session_id or ""
+        self.metadata = metadata if isinstance(metadata, Mapping) else {}
+        self.at = at
+        self.timezone = timezone
+        self._local: datetime | None = None
+
+    def local_time(self) -> datetime:
+        """The call's time in the organisation's time zone (UTC by default)."""
+        if self._local is None:
+            at = self.at or datetime.now(UTC)
+            self._local = at.astimezone(self.timezone or UTC)
+        return self._local
+
+
+# ---------------------------------------------------------------------------
+# Reading fields
+# ---------------------------------------------------------------------------
+
+
+class _Many(tuple):
+    """The values a wildcard path (``items.*.amount``) reached: a condition holds for any."""
+
+
+_AMBIGUOUS: Any = object()  # a dotted key and the nested path both exist, with other values
+
+
+def _walk(current: Any, parts: tuple[str, ...]) -> Any:
+    for index, part in enumerate(parts):
+        if part == "*":
+            if isinstance(current, Mapping):
+                children = list(current.values())
+            elif isinstance(current, (list, tuple)):
+                children = list(current)
+            else:
+                return _MISSING
+            rest = parts[index + 1 :]
+            found: list[Any] = []
+            for child in children:
+                value = _walk(child, rest) if rest else child
+                found.extend(value if isinstance(value, _Many) else (value,))
+            return _Many(found)
+        if isinstance(current, Mapping):
+            current = current.get(part, _MISSING)
+            if current is _MISSING:
+                return _MISSING
+        elif isinstance(current, (list, tuple)) and part.isdigit():
+            position = int(part)
+            if position >= len(current):
+                return _MISSING
+            current = current[position]
+        else:
+            return _MISSING
+    return current
+
+
+def _arguments_getter(path: str) -> Callable[[Call], Any]:
+    parts = tuple(path.split("."))
+    if len(parts) == 1 and parts[0] != "*":
+        key = parts[0]
+        return lambda call: call.arguments.get(key, _MISSING)
+
+    def get(call: Call) -> Any:
+        nested = _walk(call.arguments, parts)
+        literal = call.arguments.get(path, _MISSING)
+        if literal is _MISSING:
+            return nested
+        if nested is _MISSING or nested == literal:
+            return literal
+        return _AMBIGUOUS  # {"customer.tier": "vip", "customer": {"tier": "basic"}}
+
+    return get
+
+
+def field_getter(path: str) -> Callable[[Call], Any]:
+    """A function reading ``path`` from a call: an argument path or a ``$`` context field.
+    It returns the value, ``_MISSING``, ``_AMBIGUOUS`` or a ``_Many`` of values."""
+    if path == "$action":
+        return lambda call: call.action_key
+    if path == "$environment":
+        return lambda call: call.environment
+    if path == "$session":
+        return lambda call: call.session_id or _MISSING
+    if path == "$time.hour":
+        return lambda call: call.local_time().hour
+    if path == "$time.weekday":
+        return lambda call: call.local_time().weekday()
+    if path.startswith(METADATA_PREFIX):
+        parts = tuple(path[len(METADATA_PREFIX) :].split("."))
+        return lambda call: _walk(call.metadata, parts)
+    return _arguments_getter(path)
+
+
+# ---------------------------------------------------------------------------
+# Comparing values (three-valued)
+# ---------------------------------------------------------------------------
+
+
+def _eq(subject: Any, value: Any) -> bool | None:
+    """Equality of a subject and a rule value. Two strings compare as text, a number and a
+    number or numeric string as numbers. Anything else of another kind (an object, a list,
+    a boolean against a number, NaN) is undecidable, not unequal: wrapping or retyping an
+    argument must not slip past a rule."""
+    if isinstance(value, tuple):
+        if not isinstance(subject, (list, tuple)):
+            return None
+        if len(subject) != len(value):
             return False
-        a, b = _harmonise(a, b)
-        try:
-            return bool(a == b)
-        except (InvalidOperation, TypeError):
-            return False
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, str) or isinstance(b, str):
-        return isinstance(a, str) and isinstance(b, str) and a == b
-    if a is None or b is None:
-        return a is b
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_values_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_values_equal(a[k], b[k]) for k in a)
-    return False
-
-
-def _hash_key(value: Any) -> tuple[str, Any] | None:
-    """A key under which equal values (per `_values_equal`) collide; None if not hashable."""
-    if isinstance(value, bool):
-        return ("b", value)
-    if _is_number(value):
-        number = to_decimal(value)
-        return ("n", number) if number is not None else None
-    if isinstance(value, str):
-        return ("s", value)
+        return _all3(_eq(s, v) for s, v in zip(subject, value, strict=True))
     if value is None:
-        return ("z", None)
+        return subject is None
+    if isinstance(value, bool) or isinstance(subject, bool):
+        return subject is value if type(subject) is type(value) else None
+    if isinstance(value, str) and isinstance(subject, str):
+        return subject == value
+    if isinstance(subject, (str, int, float, Decimal)):
+        a, b = to_decimal(subject), to_decimal(value)
+        if a is None or b is None:
+            return None
+        return a == b
     return None
 
 
-def _path_getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
-    """A function returning the value at `path` in the arguments, or `_MISSING`.
+def _all3(values: Iterable[bool | None]) -> bool | None:
+    undecided = False
+    for value in values:
+        if value is False:
+            return False
+        if value is None:
+            undecided = True
+    return None if undecided else True
 
-    A literal key equal to the whole path wins over the dotted walk; list items are reached
-    with numeric segments (`items.0.sku`).
-    """
-    parts = tuple(path.split("."))
-    if len(parts) == 1:
-        key = parts[0]
 
-        def get_one(arguments: Mapping[str, Any]) -> Any:
-            try:
-                return arguments.get(key, _MISSING)
-            except (AttributeError, TypeError):
-                return _MISSING
+def _any3(values: Iterable[bool | None]) -> bool | None:
+    undecided = False
+    for value in values:
+        if value is True:
+            return True
+        if value is None:
+            undecided = True
+    return None if undecided else False
 
-        return get_one
 
-    def get_path(arguments: Mapping[str, Any]) -> Any:
-        try:
-            if path in arguments:
-                return arguments[path]
-        except TypeError:
-            return _MISSING
-        current: Any = arguments
-        for part in parts:
-            if isinstance(current, Mapping):
-                current = current.get(part, _MISSING)
-                if current is _MISSING:
-                    return _MISSING
-            elif isinstance(current, (list, tuple)) and part.isdigit():
-                index = int(part)
-                if index >= len(current):
-                    return _MISSING
-                current = current[index]
+def _not3(value: bool | None) -> bool | None:
+    return None if value is None else not value
+
+
+class _Members:
+    """Membership in a list of plain values, by ``_eq``'s rules, in constant time. Not
+    found is False when the subject can be compared with some member, else undecidable."""
+
+    __slots__ = ("bools", "has_null", "numbers", "numeric_texts", "texts")
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.texts: set[str] = set()
+        self.numbers: set[Decimal] = set()  # from number members
+        self.numeric_texts: set[Decimal] = set()  # from numeric string members
+        self.bools: set[bool] = set()
+        self.has_null = False
+        for item in items:
+            if item is None:
+                self.has_null = True
+            elif isinstance(item, bool):
+                self.bools.add(item)
+            elif isinstance(item, str):
+                self.texts.add(item)
+                number = to_decimal(item)
+                if number is not None:
+                    self.numeric_texts.add(number)
             else:
-                return _MISSING
-        return current
+                number = to_decimal(item)
+                if number is not None:
+                    self.numbers.add(number)
 
-    return get_path
+    def contains(self, subject: Any) -> bool | None:
+        if subject is None:
+            return self.has_null
+        if isinstance(subject, bool):
+            return (subject in self.bools) if self.bools else None
+        if isinstance(subject, str):
+            number = to_decimal(subject)
+            if subject in self.texts or (number is not None and number in self.numbers):
+                return True
+            comparable = bool(self.texts) or (number is not None and bool(self.numbers))
+            return False if comparable else None
+        if _is_number(subject):
+            number = to_decimal(subject)
+            if number is None:
+                return None
+            if number in self.numbers or number in self.numeric_texts:
+                return True
+            return False if (self.numbers or self.numeric_texts) else None
+        return None
+
+
+def _number(value: Any) -> Decimal | None:
+    return to_decimal(value)
+
+
+def _domain(value: str) -> str:
+    return value.strip().rstrip(".").lower()
+
+
+def _email_domain(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not local or "@" in local or not domain or any(c.isspace() for c in domain):
+        return None
+    return _domain(domain)
+
+
+def _ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    return address
 
 
 # ---------------------------------------------------------------------------
 # Conditions
 # ---------------------------------------------------------------------------
 
-
-def _is_plain(value: object) -> bool:
-    return value is None or isinstance(value, (str, bool, int, float, Decimal))
-
-
-def field_path_problem(path: object) -> str | None:
-    if not isinstance(path, str) or not path:
-        return "must be a non-empty string"
-    if len(path) > MAX_FIELD_LENGTH:
-        return f"must be at most {MAX_FIELD_LENGTH} characters"
-    if any(not part for part in path.split(".")):
-        return f"{path!r} has an empty segment"
-    return None
+# A compiled condition answers True (holds), False (does not hold) or None (undecidable).
+Test = Callable[[Call], "bool | None"]
 
 
-def condition_problem(field_path: object, op: object, value: object) -> tuple[str, str] | None:
-    """(key, message) describing what is wrong with a condition, or None when it is valid."""
-    problem = field_path_problem(field_path)
-    if problem is not None:
-        return ("field", problem)
-    if op not in OPS:
-        return ("op", f"unknown operator {op!r}; use one of {', '.join(OPS)}")
-    if op in ("gt", "gte", "lt", "lte"):
-        if not _is_number(value) or to_decimal(value) is None:
-            return ("value", f"'{op}' needs a number")
-    elif op in ("in", "not_in"):
-        if not isinstance(value, (list, tuple, set, frozenset)):
-            return ("value", f"'{op}' needs a list")
-        if any(isinstance(item, (list, tuple, dict, set)) for item in value):
-            return ("value", f"'{op}' needs a list of plain values")
-    elif op == "startswith":
-        if not isinstance(value, str):
-            return ("value", "'startswith' needs a string")
-    elif op == "contains":
-        if not (isinstance(value, (str, bool)) or _is_number(value) or value is None):
-            return ("value", "'contains' needs a string, number or boolean")
-    elif op == "matches":
-        if not isinstance(value, str) or not value:
-            return ("value", "'matches' needs a non-empty regular expression string")
-        if len(value) > MAX_REGEX_LENGTH:
-            return ("value", f"regular expression longer than {MAX_REGEX_LENGTH} characters")
-        try:
-            regex.compile(value)
-        except (regex.error, ValueError, OverflowError, RecursionError) as exc:
-            return ("value", f"invalid regular expression: {exc}")
-    elif op == "exists":
-        if not isinstance(value, bool):
-            return ("value", "'exists' needs true or false")
-    elif op in ("eq", "ne") and not (
-        _is_plain(value) or (isinstance(value, (list, tuple)) and all(map(_is_plain, value)))
-    ):
-        return ("value", f"'{op}' needs a plain value or a list of plain values")
-    return None
-
-
-# A compiled condition returns True (holds), False (does not hold) or None (could not be
-# decided in time: a regex timeout or an oversized subject). None makes the rule fail safe.
-CompiledCondition = Callable[[Mapping[str, Any]], "bool | None"]
-
-
-def _compile_condition(condition: Condition) -> CompiledCondition:
-    get = _path_getter(condition.field)
-    op, value = condition.op, condition.value
-
-    if op == "exists":
-        wanted = bool(value)
-        return lambda args: (get(args) is not _MISSING) is wanted
+def _subject_test(cond: Cond) -> Callable[[Any], bool | None]:
+    """The test of one subject value (never _MISSING) for ``cond``."""
+    op, value = cond.op, cond.value
 
     if op in ("eq", "ne"):
-        key = _hash_key(value)
         negate = op == "ne"
-        if key is not None:
-
-            def eq_scalar(args: Mapping[str, Any]) -> bool:
-                subject = get(args)
-                if subject is _MISSING:
-                    return negate
-                subject_key = _hash_key(subject)
-                return (subject_key == key) is not negate
-
-            return eq_scalar
-
-        def eq_any(args: Mapping[str, Any]) -> bool:
-            subject = get(args)
-            if subject is _MISSING:
-                return negate
-            return _values_equal(subject, value) is not negate
-
-        return eq_any
+        return lambda subject: _not3(_eq(subject, value)) if negate else _eq(subject, value)
 
     if op in ("in", "not_in"):
-        keys = frozenset(k for k in map(_hash_key, value) if k is not None)
-        negate = op == "not_in"
+        members = _Members(value)
+        if op == "in":
+            return members.contains
+        return lambda subject: _not3(members.contains(subject))
 
-        def member(args: Mapping[str, Any]) -> bool:
-            subject = get(args)
-            if subject is _MISSING:
-                return negate
-            subject_key = _hash_key(subject)
-            return (subject_key is not None and subject_key in keys) is not negate
-
-        return member
-
-    if op in ("gt", "gte", "lt", "lte"):
-        bound = value
-        compare: Callable[[Any, Any], bool] = {
-            "gt": lambda a, b: a > b,
-            "gte": lambda a, b: a >= b,
-            "lt": lambda a, b: a < b,
-            "lte": lambda a, b: a <= b,
+    if op in NUMERIC_OPS:
+        bound = to_decimal(value)
+        compare = {
+            "gt": bound.__lt__,
+            "gte": bound.__le__,
+            "lt": bound.__gt__,
+            "lte": bound.__ge__,
         }[op]
 
-        def ordered(args: Mapping[str, Any]) -> bool:
-            subject = get(args)
-            if subject is _MISSING or not _is_number(subject):
-                return False
-            a, b = _harmonise(subject, bound)
-            try:
-                return bool(compare(a, b))
-            except (InvalidOperation, TypeError):
-                return False
+        def ordered(subject: Any) -> bool | None:
+            number = _number(subject)
+            return None if number is None else compare(number)
 
         return ordered
 
-    if op == "contains":
-        needle = value
+    if op in ("contains", "icontains"):
+        fold = op == "icontains"
+        needle = value.casefold() if fold else value
 
-        def contains(args: Mapping[str, Any]) -> bool:
-            subject = get(args)
+        def contains(subject: Any) -> bool | None:
             if isinstance(subject, str):
-                return isinstance(needle, str) and needle in subject
+                if not isinstance(needle, str):
+                    return None
+                return needle in (subject.casefold() if fold else subject)
             if isinstance(subject, (list, tuple)):
-                return any(_values_equal(item, needle) for item in subject)
-            return False
+                if fold:
+                    texts = [item.casefold() for item in subject if isinstance(item, str)]
+                    return (needle in texts) if texts else None
+                return _Members(subject).contains(needle)
+            return None
 
         return contains
 
+    if op == "ieq":
+        folded = value.casefold()
+        return lambda subject: subject.casefold() == folded if isinstance(subject, str) else None
+
     if op == "startswith":
-        prefix = value
+        return lambda subject: subject.startswith(value) if isinstance(subject, str) else None
 
-        def startswith(args: Mapping[str, Any]) -> bool:
-            subject = get(args)
-            return isinstance(subject, str) and subject.startswith(prefix)
-
-        return startswith
+    if op == "endswith":
+        return lambda subject: subject.endswith(value) if isinstance(subject, str) else None
 
     if op == "matches":
         search = regex.compile(value).search
 
-        def matches(args: Mapping[str, Any]) -> bool | None:
-            subject = get(args)
-            if not isinstance(subject, str):
-                return False
-            if len(subject) > MAX_REGEX_SUBJECT_LENGTH:
+        def matches(subject: Any) -> bool | None:
+            if not isinstance(subject, str) or len(subject) > MAX_REGEX_SUBJECT_LENGTH:
                 return None
             try:
                 return search(subject, timeout=REGEX_TIMEOUT_SECONDS) is not None
@@ -520,7 +641,167 @@ def _compile_condition(condition: Condition) -> CompiledCondition:
 
         return matches
 
-    raise InvalidPolicy(f"unknown operator {op!r}")  # unreachable after validation
+    if op == "cidr":
+        items = value if isinstance(value, tuple) else (value,)
+        networks = tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+        def within(subject: Any) -> bool | None:
+            address = _ip(subject)
+            if address is None:
+                return None
+            return any(address in network for network in networks)
+
+        return within
+
+    if op == "email_domain_in":
+        domains = frozenset(_domain(item) for item in value)
+
+        def domain_in(subject: Any) -> bool | None:
+            domain = _email_domain(subject)
+            if domain is None:
+                return None
+            labels = domain.split(".")
+            return any(".".join(labels[i:]) in domains for i in range(len(labels)))
+
+        return domain_in
+
+    raise InvalidPolicy(f"unknown operator {op!r}")  # the validator never lets one through
+
+
+def compile_condition(cond: Cond) -> Test:
+    get = field_getter(cond.field)
+    if cond.op == "exists":
+        wanted = bool(cond.value)
+
+        def exists(call: Call) -> bool | None:
+            subject = get(call)
+            if isinstance(subject, _Many):
+                return _any3((item is not _MISSING) is wanted for item in subject)
+            return (subject is not _MISSING) is wanted
+
+        return exists
+
+    test = _subject_test(cond)
+
+    def holds(call: Call) -> bool | None:
+        subject = get(call)
+        if subject is _MISSING or subject is _AMBIGUOUS:
+            return None
+        if isinstance(subject, _Many):
+            return _any3(None if item is _MISSING else test(item) for item in subject)
+        return test(subject)
+
+    return holds
+
+
+def compile_expr(expr: Expr) -> Test:
+    if isinstance(expr, Cond):
+        return compile_condition(expr)
+    if isinstance(expr, Not):
+        inner = compile_expr(expr.item)
+        return lambda call: _not3(inner(call))
+    tests = tuple(compile_expr(item) for item in expr.items)
+    if isinstance(expr, AllOf):
+        if len(tests) == 1:
+            return tests[0]
+        return lambda call: _all3(test(call) for test in tests)
+    return lambda call: _any3(test(call) for test in tests)
+
+
+_OP_NEEDS = {
+    **dict.fromkeys(NUMERIC_OPS, "a number"),
+    **dict.fromkeys(("startswith", "endswith", "ieq", "matches"), "a string"),
+    "icontains": "a string or a list of strings",
+    "contains": "a string or a list",
+    "cidr": "an IP address",
+    "email_domain_in": "an email address",
+}
+
+
+def _undecided_why(cond: Cond, call: Call) -> str:
+    """Why ``cond`` could not be decided for ``call`` (for the reason of a check)."""
+    subject = field_getter(cond.field)(call)
+    if subject is _MISSING:
+        return f"{cond.field} is missing"
+    if subject is _AMBIGUOUS:
+        return f"{cond.field} is ambiguous (given both as a dotted key and as a nested path)"
+    if isinstance(subject, _Many):
+        return f"an element of {cond.field} is missing or not comparable"
+    if cond.op == "matches" and isinstance(subject, str):
+        return (
+            f"pattern condition on {cond.field} could not be checked safely (input too long or "
+            "pattern too slow)"
+        )
+    needs = _OP_NEEDS.get(cond.op)
+    if needs is not None:
+        return f"{cond.field} is not {needs}"
+    return f"{cond.field} is {_kind_name(subject)}, which cannot be compared with {cond.op}"
+
+
+def _kind_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "a string"
+    if _is_number(value):
+        return "not a finite number"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "of an unknown type"
+
+
+def _leaves(expr: Expr | None) -> Iterable[Cond]:
+    if expr is None:
+        return
+    if isinstance(expr, Cond):
+        yield expr
+    elif isinstance(expr, Not):
+        yield from _leaves(expr.item)
+    else:
+        for item in expr.items:
+            yield from _leaves(item)
+
+
+# ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A running-total budget that a call would spend: one per limited rule that applies to
+    the call (and per value of the limit's ``by`` key)."""
+
+    rule_id: str
+    rule_name: str
+    kind: str
+    per_seconds: int
+    field: str | None
+    by: str | None
+    by_value: str  # the key's value, normalised ("" without ``by``)
+    amount: Decimal  # what this call adds: 1 for a count, the value for a sum
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedRule:
+    rule: RuleSpec
+    effect: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    decision: str
+    rule: RuleSpec | None
+    reason: str
+    matched: tuple[MatchedRule, ...] = ()
+    approval_timeout: int | None = None
+    approvals_required: int = 1
+    message: str = ""  # the deciding rule's message for the agent and the reviewers
 
 
 # ---------------------------------------------------------------------------
@@ -528,124 +809,181 @@ def _compile_condition(condition: Condition) -> CompiledCondition:
 # ---------------------------------------------------------------------------
 
 
+def budget_key_value(value: Any) -> str:
+    """The normalised value of a limit's ``by`` key: case, spacing and number formatting of
+    the key do not open a fresh budget ("ABC " and "abc", 5 and "5.0" are one budget)."""
+    if value is _MISSING or value is _AMBIGUOUS:
+        return "missing"
+    if isinstance(value, bool):
+        return f"b:{str(value).lower()}"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        number = to_decimal(value)
+        if number is None:
+            return "s:" + value.strip().casefold()
+        value = number
+    if _is_number(value):
+        number = to_decimal(value)
+        return f"n:{format_number(number)}" if number is not None else "invalid"
+    return "j:" + json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
 class _Rule:
     """A rule ready for the hot path. Internal to this module."""
 
     __slots__ = (
-        "conditions",
         "get_amount",
+        "get_by",
         "get_limit_field",
-        "index",
-        "limit_query",
         "limit_texts",
-        "max_amount",
         "max_amount_text",
         "order",
-        "over",
-        "regex_conditions",
+        "restrictive",
         "spec",
+        "unless",
+        "when",
     )
 
     def __init__(self, spec: RuleSpec, index: int) -> None:
         self.spec = spec
-        self.index = index
         self.order = (spec.position, 0 if spec.scope == "agent" else 1, index)
-        self.conditions = tuple(_compile_condition(c) for c in spec.conditions)
-        self.regex_conditions = tuple(c for c in spec.conditions if c.op == "matches")
-        self.get_amount = _path_getter(spec.amount_field) if spec.max_amount is not None else None
-        # Numbers normalised to Decimal (a float max_amount would compare by binary value) and
-        # reason fragments that do not depend on the call, formatted once.
-        self.max_amount = to_decimal(spec.max_amount) if spec.max_amount is not None else None
-        self.over = to_decimal(spec.limit.over) if spec.limit is not None else None
+        self.restrictive = spec.effect in RESTRICTIVE
+        self.when = compile_expr(spec.when) if spec.when is not None else None
+        self.unless = compile_expr(AnyOf(spec.unless)) if spec.unless else None
+        self.get_amount = field_getter(spec.amount_field) if spec.max_amount is not None else None
         self.max_amount_text = (
             format_number(spec.max_amount) if spec.max_amount is not None else None
         )
         limit = spec.limit
         self.get_limit_field = (
-            _path_getter(limit.field) if limit is not None and limit.kind == "sum" else None
+            field_getter(limit.field) if limit is not None and limit.kind == "sum" else None
         )
+        self.get_by = field_getter(limit.by) if limit is not None and limit.by else None
         self.limit_texts = (
             (format_duration(limit.per_seconds), format_number(limit.over or 0))
             if limit is not None
             else None
         )
-        self.limit_query = (
-            LimitQuery(spec.id, spec.action, limit.kind, limit.field, limit.per_seconds)
-            if limit is not None
-            else None
+
+    def applies(self, call: Call) -> bool | None:
+        """``when`` and not ``unless``, three-valued."""
+        holds = self.when(call) if self.when is not None else True
+        if holds is False:
+            return False
+        exception = self.unless(call) if self.unless is not None else False
+        if exception is True:
+            return False
+        if holds is None or exception is None:
+            return None
+        return True
+
+    def undecided_reason(self, call: Call) -> str:
+        for cond in (*_leaves(self.spec.when), *(c for e in self.spec.unless for c in _leaves(e))):
+            if compile_condition(cond)(call) is None:
+                return _undecided_why(cond, call)
+        return "a condition could not be decided"
+
+    def budget(self, call: Call) -> Budget | None:
+        """The budget this call would spend under this rule's limit, if the rule applies and
+        the call's amount is usable (otherwise the rule's effect applies regardless)."""
+        limit = self.spec.limit
+        if limit is None or self.applies(call) is not True:
+            return None
+        if limit.kind == "sum":
+            assert self.get_limit_field is not None
+            amount = _number(self.get_limit_field(call))
+            if amount is None or amount < 0:
+                return None
+        else:
+            amount = Decimal(1)
+        by_value = budget_key_value(self.get_by(call)) if self.get_by is not None else ""
+        return Budget(
+            rule_id=self.spec.id,
+            rule_name=self.spec.name,
+            kind=limit.kind,
+            per_seconds=limit.per_seconds,
+            field=limit.field,
+            by=limit.by,
+            by_value=by_value,
+            amount=amount,
         )
 
-    def apply(
-        self, arguments: Mapping[str, Any], totals: Mapping[str, Any] | None
-    ) -> tuple[str, str] | None:
+    def apply(self, call: Call, totals: Mapping[str, Any] | None) -> tuple[str, str] | None:
         """(applied effect, reason) when the rule matches the call, else None."""
-        undecided = False
-        for condition in self.conditions:
-            holds = condition(arguments)
-            if holds is False:
-                return None
-            if holds is None:
-                undecided = True
         spec = self.spec
-        if undecided:
-            if spec.effect == ALLOW:
+        applies = self.applies(call)
+        if applies is False:
+            return None
+        if applies is None:
+            if not self.restrictive:
                 return None
-            # Name the fields only: the pattern itself may be a detection rule worth keeping
-            # from the agent reading the reason.
-            fields = ", ".join(sorted({c.field for c in self.regex_conditions}))
-            return (
-                spec.effect,
-                f"pattern condition on {fields} could not be checked safely (input too long "
-                f"or pattern too slow), so rule '{spec.name}' applies",
-            )
+            return spec.effect, f"{self.undecided_reason(call)}, so rule '{spec.name}' applies"
         if spec.max_amount is None and spec.limit is None:
             return spec.effect, _plain_reason(spec)
         outcomes = []
         if spec.max_amount is not None:
-            outcomes.append(self._amount_outcome(arguments))
+            outcomes.append(self._amount_outcome(call))
         if spec.limit is not None:
-            outcomes.append(self._limit_outcome(arguments, totals))
+            outcomes.append(self._limit_outcome(call, totals))
+        if not self.restrictive and any(within is False for _, _, within in outcomes):
+            return None  # an allow rule allows only within its amount and its budget
         # The more restrictive outcome; on equal effects max() keeps the first (max_amount).
-        return max(outcomes, key=lambda outcome: _EFFECT_RANK[outcome[0]])
+        effect, reason, _ = max(outcomes, key=lambda outcome: _EFFECT_RANK[outcome[0]])
+        return effect, reason
 
-    def _amount_outcome(self, arguments: Mapping[str, Any]) -> tuple[str, str]:
+    def _amount_outcome(self, call: Call) -> tuple[str, str, bool]:
         spec = self.spec
-        assert self.get_amount is not None and self.max_amount is not None
-        raw = self.get_amount(arguments)
-        amount = None if raw is _MISSING else to_decimal(raw)
+        assert self.get_amount is not None and spec.max_amount is not None
+        raw = self.get_amount(call)
         limit_text = self.max_amount_text
-        if amount is None:
-            what = "missing" if raw is _MISSING else "not a number"
+        problem = _amount_problem(spec.amount_field, raw)
+        if problem is not None:
             return (
                 spec.effect,
-                f"{spec.amount_field} is {what}, so max_amount {limit_text} of rule "
-                f"'{spec.name}' cannot be checked",
+                f"{problem}, so max_amount {limit_text} of rule '{spec.name}' cannot be checked",
+                False,
             )
-        if amount <= self.max_amount:
+        amount = _number(raw)
+        assert amount is not None
+        if amount <= spec.max_amount:
             return (
                 ALLOW,
                 f"{spec.amount_field} {format_number(amount)} within max_amount {limit_text} "
                 f"of rule '{spec.name}'",
+                True,
             )
         return (
             spec.effect,
             f"{spec.amount_field} {format_number(amount)} exceeds max_amount {limit_text} "
             f"of rule '{spec.name}'",
+            False,
         )
 
-    def _limit_outcome(
-        self, arguments: Mapping[str, Any], totals: Mapping[str, Any] | None
-    ) -> tuple[str, str]:
+    def _limit_outcome(self, call: Call, totals: Mapping[str, Any] | None) -> tuple[str, str, bool]:
         spec = self.spec
         limit = spec.limit
         assert limit is not None and self.limit_texts is not None
         window, over_text = self.limit_texts
+        value: Decimal | None = None
+        if limit.kind == "sum":
+            assert self.get_limit_field is not None and limit.field is not None
+            raw = self.get_limit_field(call)
+            problem = _amount_problem(limit.field, raw)
+            if problem is not None:
+                return (
+                    spec.effect,
+                    f"{problem}, so the {window} limit of rule '{spec.name}' cannot be checked",
+                    False,
+                )
+            value = _number(raw)
         raw_total = totals.get(spec.id) if totals is not None else None
         total = to_decimal(raw_total) if raw_total is not None else None
         if total is None:
             return (
                 spec.effect,
                 f"running total for rule '{spec.name}' is unavailable, so its limit applies",
+                False,
             )
         if limit.kind == "count":
             assert limit.count is not None
@@ -655,34 +993,43 @@ class _Rule:
                     spec.effect,
                     f"{_ordinal(nth)} call in {window} exceeds limit of {limit.count} per "
                     f"{window} of rule '{spec.name}'",
+                    False,
                 )
             return (
                 ALLOW,
                 f"{_ordinal(nth)} call in {window} within limit of {limit.count} per {window} "
                 f"of rule '{spec.name}'",
+                True,
             )
-        assert self.get_limit_field is not None and self.over is not None
-        raw = self.get_limit_field(arguments)
-        value = None if raw is _MISSING else to_decimal(raw)
-        if value is None:
-            what = "missing" if raw is _MISSING else "not a number"
-            return (
-                spec.effect,
-                f"{limit.field} is {what}, so the {window} limit of rule '{spec.name}' "
-                "cannot be checked",
-            )
+        assert value is not None and limit.over is not None
         new_total = total + value
-        if new_total > self.over:
+        if new_total > limit.over:
             return (
                 spec.effect,
                 f"{limit.field} total {format_number(new_total)} in {window} would exceed "
                 f"{over_text} of rule '{spec.name}'",
+                False,
             )
         return (
             ALLOW,
             f"{limit.field} total {format_number(new_total)} in {window} within "
             f"{over_text} of rule '{spec.name}'",
+            True,
         )
+
+
+def _amount_problem(field_name: str, raw: Any) -> str | None:
+    """Why an amount cannot count as within a limit: missing, not a number, negative."""
+    if raw is _MISSING:
+        return f"{field_name} is missing"
+    if raw is _AMBIGUOUS or isinstance(raw, _Many):
+        return f"{field_name} is ambiguous"
+    amount = _number(raw)
+    if amount is None:
+        return f"{field_name} is not a number"
+    if amount < 0:
+        return f"{field_name} {format_number(amount)} is negative"
+    return None
 
 
 def _plain_reason(spec: RuleSpec) -> str:
@@ -698,205 +1045,96 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def rule_spec_problems(spec: RuleSpec) -> list[tuple[str, str]]:
-    """Every (field, message) wrong with a RuleSpec; empty when it compiles."""
-    problems: list[tuple[str, str]] = []
-    if not isinstance(spec.name, str) or not spec.name.strip():
-        problems.append(("name", "must be a non-empty string"))
-    if spec.effect not in EFFECTS:
-        problems.append(("effect", f"must be one of {', '.join(EFFECTS)}"))
-    pattern_problem = action_pattern_problem(spec.action)
-    if pattern_problem is not None:
-        problems.append(("action", pattern_problem))
-    for index, condition in enumerate(spec.conditions):
-        if not isinstance(condition, Condition):
-            problems.append((f"when[{index}]", "must be a Condition"))
-            continue
-        problem = condition_problem(condition.field, condition.op, condition.value)
-        if problem is not None:
-            problems.append((f"when[{index}].{problem[0]}", problem[1]))
-    if spec.max_amount is not None:
-        amount = to_decimal(spec.max_amount)
-        if amount is None or amount <= 0:
-            problems.append(("max_amount", "must be a positive number"))
-        amount_field_problem = field_path_problem(spec.amount_field)
-        if amount_field_problem is not None:
-            problems.append(("amount_field", amount_field_problem))
-    if spec.limit is not None:
-        problems.extend(_limit_problems(spec.limit))
-    if not isinstance(spec.environments, (frozenset, set, tuple, list)) or not spec.environments:
-        problems.append(("environments", "must be a non-empty set of test/live"))
-    elif not set(spec.environments) <= ENVIRONMENTS:
-        problems.append(("environments", "may only contain test and live"))
-    if spec.approval_timeout is not None and (
-        not isinstance(spec.approval_timeout, int)
-        or isinstance(spec.approval_timeout, bool)
-        or not 0 < spec.approval_timeout <= MAX_DURATION_SECONDS
-    ):
-        problems.append(("approval.timeout", "must be a positive number of seconds"))
-    if (
-        not isinstance(spec.approvals_required, int)
-        or isinstance(spec.approvals_required, bool)
-        or spec.approvals_required < 1
-    ):
-        problems.append(("approval.approvals_required", "must be an integer of at least 1"))
-    if spec.scope not in SCOPES:
-        problems.append(("scope", "must be agent or org"))
-    return problems
-
-
-def _limit_problems(limit: Limit) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    if limit.kind not in LIMIT_KINDS:
-        return [("limit", "kind must be count or sum")]
-    if (
-        not isinstance(limit.per_seconds, int)
-        or isinstance(limit.per_seconds, bool)
-        or not 0 < limit.per_seconds <= MAX_DURATION_SECONDS
-    ):
-        problems.append(("limit.per", "must be a positive window of at most 366d"))
-    if limit.kind == "count":
-        if not isinstance(limit.count, int) or isinstance(limit.count, bool) or limit.count < 1:
-            problems.append(("limit.count", "must be an integer of at least 1"))
-    else:
-        field_problem = field_path_problem(limit.field)
-        if field_problem is not None:
-            problems.append(("limit.sum", field_problem))
-        over = to_decimal(limit.over)
-        if over is None or over <= 0:
-            problems.append(("limit.over", "must be a positive number"))
-    return problems
-
-
 # ---------------------------------------------------------------------------
 # Compiled policy
 # ---------------------------------------------------------------------------
 
 
 class _Candidates:
-    __slots__ = ("limit_queries", "rules")
+    __slots__ = ("limited", "rules")
 
     def __init__(self, rules: tuple[_Rule, ...]) -> None:
         self.rules = rules
-        self.limit_queries = tuple(r.limit_query for r in rules if r.limit_query is not None)
+        self.limited = tuple(rule for rule in rules if rule.spec.limit is not None)
 
 
 class CompiledPolicy:
     """An agent's rules prepared for fast, repeated evaluation. Safe to share across threads."""
 
-    __slots__ = (
-        "_cache",
-        "_cache_size",
-        "_default_decision",
-        "_exact",
-        "_globs",
-        "approvals_enabled",
-        "approvals_plan",
-        "default",
-        "quorum_enabled",
-        "quorum_plan",
-        "rules",
-    )
+    __slots__ = ("_cache", "_cache_size", "_default_decision", "_exact", "_globs", "default")
 
     def __init__(
-        self,
-        rules: tuple[RuleSpec, ...],
-        *,
-        default: str,
-        approvals_enabled: bool,
-        approvals_plan: str,
-        quorum_enabled: bool = True,
-        quorum_plan: str = "Business",
-        cache_size: int = CANDIDATE_CACHE_SIZE,
+        self, rules: tuple[RuleSpec, ...], *, default: str, cache_size: int = CANDIDATE_CACHE_SIZE
     ) -> None:
-        self.rules = rules
         self.default = default
-        self.approvals_enabled = approvals_enabled
-        self.approvals_plan = approvals_plan
-        self.quorum_enabled = quorum_enabled
-        self.quorum_plan = quorum_plan
-        compiled = [_Rule(spec, index) for index, spec in enumerate(rules) if spec.enabled]
         exact: dict[str, list[_Rule]] = {}
-        globs: list[tuple[Callable[[str], bool], tuple[_Rule, ...]]] = []
         glob_groups: dict[str, list[_Rule]] = {}
-        for rule in compiled:
-            pattern = rule.spec.action
-            if _is_glob(pattern):
-                glob_groups.setdefault(pattern, []).append(rule)
-            else:
-                exact.setdefault(pattern, []).append(rule)
-        for pattern, group in glob_groups.items():
-            globs.append((_compile_glob(pattern), tuple(group)))
+        for index, spec in enumerate(rules):
+            if not spec.enabled:
+                continue
+            rule = _Rule(spec, index)
+            pattern = spec.action.lower()
+            (glob_groups if "*" in pattern else exact).setdefault(pattern, []).append(rule)
         self._exact = {action: tuple(group) for action, group in exact.items()}
-        self._globs = tuple(globs)
+        self._globs = tuple(
+            (_compile_glob(pattern), tuple(group)) for pattern, group in glob_groups.items()
+        )
         self._cache: dict[tuple[str, str], _Candidates] = {}
         self._cache_size = cache_size
         self._default_decision = Decision(decision=ALLOW, rule=None, reason=NO_POLICY_CONFIGURED)
 
-    def _candidates(self, action: str, environment: str) -> _Candidates:
-        key = (action, environment)
+    def _candidates(self, action_key: str, environment: str) -> _Candidates:
+        key = (action_key, environment)
         found = self._cache.get(key)
-        if found is not None:
-            return found
-        found = self._find_candidates(action, environment)
-        if len(self._cache) >= self._cache_size:
-            self._cache.clear()
-        self._cache[key] = found
+        if found is None:
+            found = self._find_candidates(action_key, environment)
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[key] = found
         return found
 
-    def _find_candidates(self, action: str, environment: str) -> _Candidates:
-        rules = list(self._exact.get(action, ()))
+    def _find_candidates(self, action_key: str, environment: str) -> _Candidates:
+        rules = list(self._exact.get(action_key, ()))
         for matcher, group in self._globs:
-            if matcher(action):
+            if matcher(action_key):
                 rules.extend(group)
         rules = [r for r in rules if environment in r.spec.environments]
         rules.sort(key=lambda r: r.order)
         return _Candidates(tuple(rules))
 
-    def limit_queries(self, action: str, environment: str) -> tuple[LimitQuery, ...]:
-        """Running totals the caller must fetch before `evaluate` for this action."""
-        return self._candidates(action, environment).limit_queries
+    def budgets(self, call: Call) -> tuple[Budget, ...]:
+        """The running-total budgets this call would spend: the caller locks and reads them
+        before ``evaluate``, and spends them if the call is allowed."""
+        limited = self._candidates(call.action_key, call.environment).limited
+        if not limited:
+            return ()
+        return tuple(b for b in (rule.budget(call) for rule in limited) if b is not None)
 
-    def evaluate(
-        self,
-        action: str,
-        arguments: Mapping[str, Any],
-        environment: str,
-        totals: Mapping[str, Decimal | int] | None = None,
-    ) -> Decision:
-        return self._decide(self._candidates(action, environment).rules, action, arguments, totals)
+    def evaluate(self, call: Call, totals: Mapping[str, Decimal | int] | None = None) -> Decision:
+        rules = self._candidates(call.action_key, call.environment).rules
+        return self._decide(rules, call, totals)
 
     def evaluate_uncached(
-        self,
-        action: str,
-        arguments: Mapping[str, Any],
-        environment: str,
-        totals: Mapping[str, Decimal | int] | None = None,
+        self, call: Call, totals: Mapping[str, Decimal | int] | None = None
     ) -> Decision:
         """Same answer as `evaluate`, without the candidate cache (for tests and debugging)."""
-        rules = self._find_candidates(action, environment).rules
-        return self._decide(rules, action, arguments, totals)
+        return self._decide(
+            self._find_candidates(call.action_key, call.environment).rules, call, totals
+        )
 
     def _decide(
-        self,
-        rules: tuple[_Rule, ...],
-        action: str,
-        arguments: Mapping[str, Any],
-        totals: Mapping[str, Decimal | int] | None,
+        self, rules: tuple[_Rule, ...], call: Call, totals: Mapping[str, Any] | None
     ) -> Decision:
-        if not isinstance(arguments, Mapping):
-            arguments = {}
         matched: list[MatchedRule] = []
         best: MatchedRule | None = None
         best_rank = -1
         for rule in rules:
-            outcome = rule.apply(arguments, totals)
+            outcome = rule.apply(call, totals)
             if outcome is None:
                 continue
-            effect, reason = outcome
-            entry = MatchedRule(rule.spec, effect, reason)
+            entry = MatchedRule(rule.spec, *outcome)
             matched.append(entry)
-            rank = _EFFECT_RANK[effect]
+            rank = _EFFECT_RANK[entry.effect]
             if rank > best_rank:  # strictly greater: ties keep the earlier rule
                 best, best_rank = entry, rank
         if best is None:
@@ -905,49 +1143,22 @@ class CompiledPolicy:
             return Decision(
                 decision=BLOCK,
                 rule=None,
-                reason=f"no rule allows '{action}' and the agent's default is block",
+                reason=f"no rule allows '{call.action}' and the agent's default is block",
             )
         spec = best.rule
-        decision, reason = best.effect, best.reason
-        if decision == REQUIRES_APPROVAL and not self.approvals_enabled:
-            decision = BLOCK
-            plan_reason = (
-                f"rule '{spec.name}' requires approval, which needs the "
-                f"{self.approvals_plan} plan or higher"
-            )
-            reason = plan_reason if reason == _plain_reason(spec) else f"{reason}; {plan_reason}"
-        elif (
-            decision == REQUIRES_APPROVAL
-            and spec.approvals_required > 1
-            and not self.quorum_enabled
-        ):
-            # Nobody could ever complete the quorum on this plan: refuse now, not at expiry.
-            decision = BLOCK
-            plan_reason = (
-                f"rule '{spec.name}' requires {spec.approvals_required} approvals, which needs "
-                f"the {self.quorum_plan} plan or higher"
-            )
-            reason = plan_reason if reason == _plain_reason(spec) else f"{reason}; {plan_reason}"
         return Decision(
-            decision=decision,
+            decision=best.effect,
             rule=spec,
-            reason=reason,
+            reason=best.reason,
             matched=tuple(matched),
             approval_timeout=spec.approval_timeout,
             approvals_required=spec.approvals_required,
+            message=spec.message,
         )
 
 
-def compile_policy(
-    rules: Iterable[RuleSpec],
-    *,
-    default: str = ALLOW,
-    approvals_enabled: bool = True,
-    approvals_plan: str = "Pro",
-    quorum_enabled: bool = True,
-    quorum_plan: str = "Business",
-) -> CompiledPolicy:
-    """Validate and compile rules; raises InvalidPolicy naming the first broken rule."""
+def compile_policy(rules: Iterable[RuleSpec], *, default: str = ALLOW) -> CompiledPolicy:
+    """Compile validated rules (from ``agents.policy_document``) for evaluation."""
     if default not in DEFAULTS:
         raise InvalidPolicy(f"default must be allow or block, not {default!r}")
     specs = tuple(rules)
@@ -955,47 +1166,55 @@ def compile_policy(
     for spec in specs:
         if not isinstance(spec, RuleSpec):
             raise InvalidPolicy(f"expected RuleSpec, got {type(spec).__name__}")
-        if spec.id in seen_ids:
+        if spec.id and spec.id in seen_ids:
             raise InvalidPolicy(f"duplicate rule id {spec.id!r}")
         seen_ids.add(spec.id)
-        problems = rule_spec_problems(spec)
-        if problems:
-            details = "; ".join(f"{name}: {message}" for name, message in problems)
-            raise InvalidPolicy(f"rule {spec.name!r} ({spec.id}) is invalid: {details}")
-    return CompiledPolicy(
-        specs,
-        default=default,
-        approvals_enabled=approvals_enabled,
-        approvals_plan=approvals_plan,
-        quorum_enabled=quorum_enabled,
-        quorum_plan=quorum_plan,
+    return CompiledPolicy(specs, default=default)
+
+
+# ---------------------------------------------------------------------------
+# Plan gating: one step of the check path, after the policy has decided
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFeatures:
+    approvals_enabled: bool = True
+    approvals_plan: str = "Pro"
+    quorum_enabled: bool = True
+    quorum_plan: str = "Business"
+
+
+def plan_gate(decision: Decision, plan: PlanFeatures) -> Decision:
+    """A ``requires_approval`` decision on a plan that cannot hold calls (or cannot reach the
+    rule's quorum) becomes ``block``, with a reason naming the plan that would allow it."""
+    if decision.decision != REQUIRES_APPROVAL or decision.rule is None:
+        return decision
+    spec = decision.rule
+    if not plan.approvals_enabled:
+        plan_reason = (
+            f"rule '{spec.name}' requires approval, which needs the "
+            f"{plan.approvals_plan} plan or higher"
+        )
+    elif spec.approvals_required > 1 and not plan.quorum_enabled:
+        # Nobody could ever complete the quorum on this plan: refuse now, not at expiry.
+        plan_reason = (
+            f"rule '{spec.name}' requires {spec.approvals_required} approvals, which needs the "
+            f"{plan.quorum_plan} plan or higher"
+        )
+    else:
+        return decision
+    reason = (
+        plan_reason
+        if decision.reason == _plain_reason(spec)
+        else (f"{decision.reason}; {plan_reason}")
     )
-
-
-__all__ = [
-    "ALLOW",
-    "BLOCK",
-    "EFFECTS",
-    "NO_POLICY_CONFIGURED",
-    "OPS",
-    "REQUIRES_APPROVAL",
-    "CompiledPolicy",
-    "Condition",
-    "Decision",
-    "InvalidPolicy",
-    "Limit",
-    "LimitQuery",
-    "MatchedRule",
-    "RuleSpec",
-    "action_matches",
-    "action_pattern_is_valid",
-    "action_pattern_problem",
-    "compile_policy",
-    "condition_problem",
-    "format_duration",
-    "format_number",
-    "parse_duration",
-    "rule_spec_problems",
-    "to_decimal",
-    "validate_action_pattern",
-]
+    return Decision(
+        decision=BLOCK,
+        rule=spec,
+        reason=reason,
+        matched=decision.matched,
+        approval_timeout=decision.approval_timeout,
+        approvals_required=decision.approvals_required,
+        message=decision.message,
+    )

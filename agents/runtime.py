@@ -31,15 +31,8 @@ from django.utils import timezone
 from accounts.models import Organization
 from accounts.plans import Feature, Limit, plan_allows, plan_cheapest_with, plan_limit
 from agents.models import Agent, ApiKey, Rule
-from agents.policy import (
-    BLOCK,
-    ENVIRONMENTS,
-    CompiledPolicy,
-    RuleSpec,
-    action_pattern_is_valid,
-    compile_policy,
-)
-from agents.policy_document import PolicyDocumentError, rule_draft_from_mapping
+from agents.policy import CompiledPolicy, PlanFeatures, compile_policy
+from agents.selectors import rule_spec
 from wardenproject.errors import RateLimited
 
 logger = logging.getLogger(__name__)
@@ -207,7 +200,8 @@ class AgentRuntime:
     agent: Agent
     policy: CompiledPolicy
     revision: int
-    plan_key: tuple[int, bool]
+    plan: PlanFeatures
+    plan_key: tuple[int, bool, bool]
     rules_by_id: dict[str, Rule]
     checked_at: float
 
@@ -216,31 +210,24 @@ _agents: dict[int, AgentRuntime] = {}
 _agent_refs: dict[tuple[int, str], tuple[float, int]] = {}
 
 
-def _plan_key(organization: Organization) -> tuple[int, bool]:
-    return (organization.plan_id, plan_allows(organization, Feature.APPROVAL_WORKFLOWS))
+def _plan_key(organization: Organization) -> tuple[int, bool, bool]:
+    return (
+        organization.plan_id,
+        plan_allows(organization, Feature.APPROVAL_WORKFLOWS),
+        plan_allows(organization, Feature.APPROVAL_QUORUM),
+    )
 
 
-def rule_spec(rule: Rule) -> RuleSpec:
-    """A stored rule as the evaluator's RuleSpec. A rule that no longer validates (e.g. edited
-    by hand in the database) fails closed: it blocks its action pattern."""
-    from agents.selectors import rule_as_mapping
-
-    scope = "agent" if rule.agent_id else "org"
-    try:
-        draft = rule_draft_from_mapping(rule_as_mapping(rule))
-    except PolicyDocumentError as exc:
-        logger.error("rule %s does not validate, blocking its actions: %s", rule.public_id, exc)
-        pattern = rule.action_pattern if action_pattern_is_valid(rule.action_pattern) else "*"
-        return RuleSpec(
-            id=rule.public_id,
-            name=rule.name or rule.public_id,
-            action=pattern,
-            effect=BLOCK,
-            environments=ENVIRONMENTS,
-            position=rule.position,
-            scope=scope,
-        )
-    return draft.to_spec(id=rule.public_id, position=rule.position, scope=scope)
+def plan_features(organization: Organization) -> PlanFeatures:
+    """What the organisation's plan lets a decision do (the check path's plan gate)."""
+    approvals_plan = plan_cheapest_with(Feature.APPROVAL_WORKFLOWS)
+    quorum_plan = plan_cheapest_with(Feature.APPROVAL_QUORUM)
+    return PlanFeatures(
+        approvals_enabled=plan_allows(organization, Feature.APPROVAL_WORKFLOWS),
+        approvals_plan=approvals_plan.name if approvals_plan else "a higher",
+        quorum_enabled=plan_allows(organization, Feature.APPROVAL_QUORUM),
+        quorum_plan=quorum_plan.name if quorum_plan else "a higher",
+    )
 
 
 def _runtime_load(agent_id: int, organization: Organization) -> AgentRuntime | None:
@@ -253,21 +240,12 @@ def _runtime_load(agent_id: int, organization: Organization) -> AgentRuntime | N
             Q(agent_id=agent_id) | Q(agent__isnull=True)
         )
     )
-    specs = [rule_spec(rule) for rule in rules]
-    approvals_plan = plan_cheapest_with(Feature.APPROVAL_WORKFLOWS)
-    quorum_plan = plan_cheapest_with(Feature.APPROVAL_QUORUM)
-    policy = compile_policy(
-        specs,
-        default=agent.default_decision,
-        approvals_enabled=plan_allows(organization, Feature.APPROVAL_WORKFLOWS),
-        approvals_plan=approvals_plan.name if approvals_plan else "a higher",
-        quorum_enabled=plan_allows(organization, Feature.APPROVAL_QUORUM),
-        quorum_plan=quorum_plan.name if quorum_plan else "a higher",
-    )
+    specs = [rule_spec(rule, lists=agent.policy_lists) for rule in rules]
     return AgentRuntime(
         agent=agent,
-        policy=policy,
+        policy=compile_policy(specs, default=agent.default_decision),
         revision=agent.policy_revision,
+        plan=plan_features(organization),
         plan_key=_plan_key(organization),
         rules_by_id={rule.public_id: rule for rule in rules},
         checked_at=time.monotonic(),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, tzinfo
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay
@@ -12,9 +17,11 @@ from django.http import Http404
 
 from accounts.models import Organization
 from agents.models import Agent, ApiKey, Rule, TokenUsage
-from agents.policy import ENVIRONMENTS
-from agents.policy_document import rule_to_mapping
+from agents.policy import BLOCK, RuleSpec, action_pattern_is_valid
+from agents.policy_document import PolicyDocumentError, rule_spec_from_mapping
 from wardenproject.jsonutil import iso
+
+logger = logging.getLogger(__name__)
 
 
 def agent_list(*, organization: Organization) -> QuerySet[Agent]:
@@ -91,49 +98,62 @@ def rule_get(*, organization: Organization, public_id: str, agent: Agent | None 
     return rule
 
 
-def rule_as_mapping(rule: Rule) -> dict[str, Any]:
-    """The policy-document form of a stored rule (same keys as in YAML/JSON documents)."""
-    mapping: dict[str, Any] = {"name": rule.name}
-    if rule.description:
-        mapping["description"] = rule.description
-    mapping["action"] = rule.action_pattern
-    mapping["effect"] = rule.effect
-    if rule.conditions:
-        mapping["when"] = rule.conditions
-    if rule.max_amount is not None:
-        amount = rule.max_amount
-        mapping["max_amount"] = int(amount) if amount == amount.to_integral_value() else str(amount)
-    if rule.amount_field and rule.amount_field != "amount":
-        mapping["amount_field"] = rule.amount_field
-    if rule.limit:
-        mapping["limit"] = rule.limit
-    approval: dict[str, Any] = {}
-    if rule.approval_timeout:
-        approval["timeout"] = rule.approval_timeout
-    if rule.approvals_required and rule.approvals_required != 1:
-        approval["approvals_required"] = rule.approvals_required
-    if approval:
-        mapping["approval"] = approval
-    if rule.environments and set(rule.environments) != ENVIRONMENTS:
-        mapping["environments"] = sorted(rule.environments)
-    if not rule.enabled:
-        mapping["enabled"] = False
-    return mapping
+def rule_spec(rule: Rule, *, lists: Mapping[str, Any] | None) -> RuleSpec:
+    """A stored rule as the evaluator's RuleSpec, validated as every rule is. A rule that no
+    longer validates (edited by hand in the database, or naming a list that is gone) fails
+    closed: it blocks its action pattern (every action if the pattern itself is broken)."""
+    scope = "agent" if rule.agent_id else "org"
+    try:
+        return rule_spec_from_mapping(
+            rule.document,
+            lists=_lists_tuples(lists) if scope == "agent" else None,
+            id=rule.public_id,
+            position=rule.position,
+            scope=scope,
+        )
+    except PolicyDocumentError as exc:
+        logger.error("rule %s does not validate, blocking its actions: %s", rule.public_id, exc)
+        pattern = rule.action_pattern if action_pattern_is_valid(rule.action_pattern) else "*"
+        return RuleSpec(
+            id=rule.public_id,
+            name=rule.name or rule.public_id,
+            action=pattern,
+            effect=BLOCK,
+            message="This rule is invalid and blocks its actions until it is fixed.",
+            position=rule.position,
+            scope=scope,
+        )
+
+
+def _lists_tuples(lists: Mapping[str, Any] | None) -> dict[str, tuple[Any, ...]]:
+    return {
+        name: tuple(items)
+        for name, items in (lists or {}).items()
+        if isinstance(name, str) and isinstance(items, list)
+    }
+
+
+@functools.lru_cache(maxsize=512)
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        logger.error("unknown time zone %r, using UTC", name)
+        return UTC
+
+
+def organization_tz(organization: Organization) -> tzinfo:
+    """The organisation's time zone (rules read $time.hour and $time.weekday in it)."""
+    return _zone(organization.time_zone or "UTC")
 
 
 def rule_detail(rule: Rule) -> dict[str, Any]:
     """The API view of a rule: its document form plus identity and scope."""
-    from agents.policy_document import rule_draft_from_mapping
-
-    try:
-        document = rule_to_mapping(rule_draft_from_mapping(rule_as_mapping(rule)))
-    except ValueError:
-        document = rule_as_mapping(rule)
     return {
         "id": rule.public_id,
         "scope": "agent" if rule.agent_id else "org",
         "agent_id": rule.agent.public_id if rule.agent_id else None,
-        **document,
+        **rule.document,
         "position": rule.position,
         "created_at": rule.created_at.isoformat(),
         "updated_at": rule.updated_at.isoformat(),

@@ -22,19 +22,19 @@ from accounts.plans import (
     plan_require,
     plan_require_within_limit,
 )
-from agents import checks, runtime
+from agents import checks, limits, runtime, selectors
 from agents.models import Agent, ApiKey, ModelPrice, Rule, TokenUsage
-from agents.policy import REQUIRES_APPROVAL
+from agents.policy import REQUIRES_APPROVAL, RuleSpec, action_name_problem
 from agents.policy_document import (
     PolicyDocument,
     PolicyDocumentError,
-    RuleDraft,
+    PolicyError,
     dump_policy_document,
     parse_policy_document,
-    rule_draft_from_mapping,
+    rule_spec_from_mapping,
     rule_to_mapping,
 )
-from agents.selectors import rule_as_mapping, rule_list_for_agent
+from agents.selectors import rule_list_for_agent
 from audit.services import audit_record_change, model_snapshot
 from wardenproject.errors import Conflict, NotFound, ValidationFailed
 from wardenproject.ids import random_token
@@ -309,46 +309,88 @@ def api_key_touch(*, api_key_id: int) -> None:
 # --- Rules ----------------------------------------------------------------------------------
 
 
-def _draft_from(organization: Organization, data: Mapping[str, Any]) -> RuleDraft:
-    """Validate a rule mapping; plan gates answer 402 naming the plan that unlocks them."""
+def _plan_problems(organization: Organization, spec: RuleSpec) -> list[tuple[str, str, str]]:
+    """(field, message, feature) for what the organisation's plan does not allow in a rule."""
+    problems = []
+    names = _plan_names(organization)
+    if spec.effect == REQUIRES_APPROVAL and not plan_allows(
+        organization, Feature.APPROVAL_WORKFLOWS
+    ):
+        problems.append(
+            (
+                "effect",
+                f"requires_approval needs the {names['approvals_plan']} plan or higher",
+                Feature.APPROVAL_WORKFLOWS,
+            )
+        )
+    if spec.approvals_required > 1 and not plan_allows(organization, Feature.APPROVAL_QUORUM):
+        problems.append(
+            (
+                "approval.approvals_required",
+                f"more than one approval needs the {names['quorum_plan']} plan or higher",
+                Feature.APPROVAL_QUORUM,
+            )
+        )
+    return problems
+
+
+def _rule_spec_from(
+    organization: Organization, agent: Agent | None, data: Mapping[str, Any]
+) -> RuleSpec:
+    """Validate one rule (the one validator); plan gates answer 402 naming the plan."""
     if not isinstance(data, Mapping):
         raise ValidationFailed("A rule is a JSON object.", field=None)
-    if data.get("effect") == REQUIRES_APPROVAL:
-        plan_require(organization, Feature.APPROVAL_WORKFLOWS)
-    approval = data.get("approval")
-    if isinstance(approval, Mapping):
-        required = approval.get("approvals_required", 1)
-        if isinstance(required, int) and not isinstance(required, bool) and required > 1:
-            plan_require(organization, Feature.APPROVAL_QUORUM)
     try:
-        return rule_draft_from_mapping(data, **_plan_names(organization))
+        spec = rule_spec_from_mapping(data, lists=_agent_lists(agent) if agent else None)
     except PolicyDocumentError as exc:
-        first = exc.errors[0]
-        raise ValidationFailed(
-            str(first), field=first.field, extra={"errors": _errors_json(exc)}
-        ) from None
+        raise policy_error_answer(exc) from None
+    for _field, _message, feature in _plan_problems(organization, spec):
+        plan_require(organization, feature)
+    return spec
 
 
-def _errors_json(exc: PolicyDocumentError) -> list[dict[str, Any]]:
-    return [{"rule": e.rule, "field": e.field, "message": e.message} for e in exc.errors]
+def _agent_lists(agent: Agent) -> dict[str, tuple[Any, ...]]:
+    return {name: tuple(items) for name, items in (agent.policy_lists or {}).items()}
 
 
-def _rule_fields(draft: RuleDraft) -> dict[str, Any]:
-    mapping = rule_to_mapping(draft)
+def policy_error_answer(exc: PolicyDocumentError) -> ValidationFailed:
+    """A 400 naming the first problem's field and listing every problem (with path/line)."""
+    first = exc.errors[0]
+    return ValidationFailed(
+        str(first),
+        field=first.path or first.field,
+        extra={"rule": first.rule, "errors": [error.as_dict() for error in exc.errors]},
+    )
+
+
+def _rule_columns(spec: RuleSpec) -> dict[str, Any]:
+    """The stored form of a validated rule: its document, and the columns lists need."""
     return {
-        "name": draft.name,
-        "description": draft.description,
-        "action_pattern": draft.action,
-        "effect": draft.effect,
-        "conditions": mapping.get("when", []),
-        "max_amount": draft.max_amount,
-        "amount_field": draft.amount_field,
-        "limit": mapping.get("limit"),
-        "environments": sorted(draft.environments),
-        "approval_timeout": draft.approval_timeout,
-        "approvals_required": draft.approvals_required,
-        "enabled": draft.enabled,
+        "document": rule_to_mapping(spec),
+        "name": spec.name,
+        "description": spec.description,
+        "action_pattern": spec.action,
+        "effect": spec.effect,
+        "enabled": spec.enabled,
     }
+
+
+def _limit_series(document: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    """What identifies a rule's budgets besides the rule: a change starts new counters."""
+    limit = (document or {}).get("limit")
+    if not isinstance(limit, Mapping):
+        return None
+    kind = "count" if "count" in limit else "sum"
+    return (kind, limit.get("sum"), str(limit.get("per")), limit.get("by"))
+
+
+def _counters_rebuild(organization: Organization, agent: Agent | None, rule: Rule) -> None:
+    """Count the window's history into a rule's new budgets (every agent's, for an
+    organisation-wide rule), as a new limit always has."""
+    agents = [agent] if agent is not None else list(organization.agents.all())
+    for each in agents:
+        each.organization = organization
+        limits.limit_counters_rebuild(agent=each, rule_ids={rule.public_id})
 
 
 def _rule_name_taken(organization: Organization, agent: Agent | None, name: str, exclude=None):
@@ -367,20 +409,22 @@ def rule_create(
     source: str = "api",
 ) -> Rule:
     """A rule for ``agent``, or for every agent of the organisation when ``agent`` is None."""
-    draft = _draft_from(organization, data)
+    spec = _rule_spec_from(organization, agent, data)
     with transaction.atomic():
         existing = Rule.objects.select_for_update().filter(organization=organization, agent=agent)
         count = existing.count()
         plan_require_within_limit(organization, Limit.RULES_PER_AGENT, current=count)
-        if _rule_name_taken(organization, agent, draft.name):
-            raise Conflict(f"A rule named {draft.name!r} already exists.", field="name")
+        if _rule_name_taken(organization, agent, spec.name):
+            raise Conflict(f"A rule named {spec.name!r} already exists.", field="name")
         last = existing.order_by("-position").values_list("position", flat=True).first()
         rule = Rule.objects.create(
             organization=organization,
             agent=agent,
             position=(last + 1) if last is not None else 0,
-            **_rule_fields(draft),
+            **_rule_columns(spec),
         )
+        if spec.limit is not None:
+            _counters_rebuild(organization, agent, rule)
         _policy_changed(organization=organization, agent=agent)
         audit_record_change(
             organization=organization,
@@ -400,21 +444,24 @@ def rule_update(
     """Merge ``data`` (document keys; null removes an optional key) into the rule."""
     if not isinstance(data, Mapping):
         raise ValidationFailed("A rule is a JSON object.")
-    merged = {**rule_as_mapping(rule), **data}
+    merged = {**rule.document, **data}
     merged = {key: value for key, value in merged.items() if value is not None}
-    draft = _draft_from(rule.organization, merged)
+    spec = _rule_spec_from(rule.organization, rule.agent, merged)
     with transaction.atomic():
         rule = (
             Rule.objects.select_for_update(of=("self",))
             .select_related("organization", "agent")
             .get(pk=rule.pk)
         )
-        if _rule_name_taken(rule.organization, rule.agent, draft.name, exclude=rule):
-            raise Conflict(f"A rule named {draft.name!r} already exists.", field="name")
+        if _rule_name_taken(rule.organization, rule.agent, spec.name, exclude=rule):
+            raise Conflict(f"A rule named {spec.name!r} already exists.", field="name")
         before = model_snapshot(rule)
-        for field, value in _rule_fields(draft).items():
+        new_series = _limit_series(rule.document) != _limit_series(rule_to_mapping(spec))
+        for field, value in _rule_columns(spec).items():
             setattr(rule, field, value)
         rule.save()
+        if new_series and spec.limit is not None:
+            _counters_rebuild(rule.organization, rule.agent, rule)
         _policy_changed(organization=rule.organization, agent=rule.agent)
         audit_record_change(
             organization=rule.organization,
@@ -452,22 +499,25 @@ def policy_document_parse(
     *, organization: Organization, text: str | bytes | Mapping[str, Any], format: str | None
 ) -> PolicyDocument:
     """Validate a whole document against the organisation's plan (all errors at once)."""
-    return parse_policy_document(
-        text,
-        format=format,
-        approvals_enabled=plan_allows(organization, Feature.APPROVAL_WORKFLOWS),
-        quorum_enabled=plan_allows(organization, Feature.APPROVAL_QUORUM),
-        max_rules=plan_limit(organization, Limit.RULES_PER_AGENT),
-        **_plan_names(organization),
+    document = parse_policy_document(
+        text, format=format, max_rules=plan_limit(organization, Limit.RULES_PER_AGENT)
     )
+    errors = [
+        PolicyError(spec.name, field, message, path=f"rules[{index}].{field}")
+        for index, spec in enumerate(document.rules)
+        for field, message, _feature in _plan_problems(organization, spec)
+    ]
+    if errors:
+        raise PolicyDocumentError(errors)
+    return document
 
 
 def _agent_document(agent: Agent) -> dict[str, Any]:
-    return {
-        "agent": agent.name,
-        "default": agent.default_decision,
-        "rules": [rule_as_mapping(rule) for rule in agent.rules.order_by("position", "id")],
-    }
+    document: dict[str, Any] = {"agent": agent.name, "default": agent.default_decision}
+    if agent.policy_lists:
+        document["lists"] = agent.policy_lists
+    document["rules"] = [rule.document for rule in agent.rules.order_by("position", "id")]
+    return document
 
 
 def policy_import(
@@ -478,8 +528,10 @@ def policy_import(
     agent: Agent | None = None,
     source: str = "api",
 ) -> Agent:
-    """Replace the agent's own rules and default with the document's, all or nothing.
+    """Make the agent's own rules, lists and default the document's, all or nothing.
 
+    Rules are matched by name: a rule that stays keeps its id (and its running totals, as
+    long as its limit counts the same way); new rules are added, missing ones deleted.
     ``agent`` given: the document applies to it (its ``agent`` name must match or is
     ignored by the API). Otherwise the agent is found by name, or created.
     """
@@ -495,16 +547,33 @@ def policy_import(
                     source=source,
                 )
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        agent.organization = organization
         before = _agent_document(agent)
         agent.default_decision = document.default
-        agent.save(update_fields=["default_decision", "updated_at"])
-        Rule.objects.filter(organization=organization, agent=agent).delete()
-        Rule.objects.bulk_create(
-            [
-                Rule(organization=organization, agent=agent, position=index, **_rule_fields(draft))
-                for index, draft in enumerate(document.rules)
-            ]
-        )
+        agent.policy_lists = {name: list(items) for name, items in document.lists.items()}
+        agent.save(update_fields=["default_decision", "policy_lists", "updated_at"])
+        existing = {rule.name: rule for rule in Rule.objects.filter(agent=agent)}
+        wanted = {spec.name for spec in document.rules}
+        Rule.objects.filter(agent=agent).exclude(name__in=wanted).delete()
+        rebuild: list[Rule] = []
+        for position, spec in enumerate(document.rules):
+            columns = _rule_columns(spec)
+            rule = existing.get(spec.name)
+            if rule is None:
+                rule = Rule.objects.create(
+                    organization=organization, agent=agent, position=position, **columns
+                )
+                new_series = spec.limit is not None
+            else:
+                new_series = _limit_series(rule.document) != _limit_series(columns["document"])
+                for field, value in columns.items():
+                    setattr(rule, field, value)
+                rule.position = position
+                rule.save()
+            if new_series and spec.limit is not None:
+                rebuild.append(rule)
+        for rule in rebuild:
+            _counters_rebuild(organization, agent, rule)
         _policy_changed(organization=organization, agent=agent)
         agent.refresh_from_db()
         audit_record_change(
@@ -521,13 +590,13 @@ def policy_import(
 
 def policy_export(*, agent: Agent, format: str = "yaml") -> str:
     """The agent's own rules as a document that ``policy_import`` reads back unchanged."""
-    drafts = [
-        rule_draft_from_mapping(rule_as_mapping(rule))
-        for rule in agent.rules.order_by("position", "id")
+    lists = _agent_lists(agent)
+    specs = [
+        selectors.rule_spec(rule, lists=lists) for rule in agent.rules.order_by("position", "id")
     ]
     # str(): a just-created agent holds the TextChoices member, which YAML cannot represent.
     default = str(agent.default_decision)
-    return dump_policy_document(agent.name, default, drafts, format=format)
+    return dump_policy_document(agent.name, default, specs, format=format, lists=lists)
 
 
 def policy_rules_for_agent(agent: Agent) -> list[Rule]:
@@ -541,8 +610,9 @@ def agent_simulate(
 
     Records nothing: no audit row, no approval request, no running-total contribution.
     """
-    if not isinstance(action, str) or not action.strip():
-        raise ValidationFailed("An action is required.", field="action")
+    problem = action_name_problem(action)
+    if problem is not None:
+        raise ValidationFailed(f"action {problem}.", field="action")
     if not isinstance(arguments, dict):
         raise ValidationFailed("arguments must be a JSON object.", field="arguments")
     if environment not in ApiKey.Environment.values:
@@ -551,7 +621,7 @@ def agent_simulate(
     if agent_rt is None:
         raise NotFound("No such agent.")
     return checks.simulate(
-        agent_rt=agent_rt, action=action.strip(), arguments=arguments, environment=environment
+        agent_rt=agent_rt, action=action, arguments=arguments, environment=environment
     )
 
 

@@ -33,6 +33,7 @@ from agents.forms import (
     PolicyForm,
     RuleForm,
     SimulateForm,
+    rule_conditions_text,
 )
 from agents.models import Agent, ApiKey
 from agents.policy_document import PolicyDocumentError, PolicyError
@@ -151,7 +152,7 @@ def _detail_page(
             }
         ),
         "rules": [
-            (rule, selectors.rule_detail(rule))
+            (rule, selectors.rule_detail(rule), rule_conditions_text(rule.document))
             for rule in selectors.rule_list(organization=organization, agent=agent)
         ],
         "rule_form": RuleForm(),

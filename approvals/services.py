@@ -20,6 +20,7 @@ from accounts.models import User
 from accounts.permissions import Capability, roles_with
 from accounts.plans import Feature, plan_require
 from accounts.selectors import membership_role_get
+from agents.limits import budgets_spend_approved
 from approvals import wakeup
 from approvals.models import ApprovalRequest, ApprovalVote
 from audit.models import AuditEntry
@@ -343,6 +344,8 @@ def _vote(
         current = ApprovalRequest.objects.get(pk=request.pk).status
         raise _conflict(current)
     request.refresh_from_db()
+    if approve:
+        _budgets_spend(request)
     verb = "approve" if approve else "deny"
     _record(
         request,
@@ -356,6 +359,14 @@ def _vote(
     _emit(request)
     _wake_on_commit(request)
     return request
+
+
+def _budgets_spend(request: ApprovalRequest) -> None:
+    """An approved call counts in the running totals it was held against."""
+    entry = request.check_entry
+    budgets = (entry.data or {}).get("budgets") if entry is not None else None
+    if budgets:
+        budgets_spend_approved(budgets=budgets, requested_at=request.requested_at)
 
 
 # --- expiry -----------------------------------------------------------------------------------

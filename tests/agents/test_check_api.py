@@ -110,7 +110,9 @@ def test_a_sum_limit_adds_up_allowed_calls_in_the_window(client, keys, support_b
     assert "total 110 in 1d would exceed 100" in third.json()["reason"]
 
 
-def test_a_sum_limit_counts_approved_requests(client, keys, support_bot):
+def test_a_sum_limit_counts_approved_requests(client, keys, support_bot, alice):
+    from approvals.services import approval_decide
+
     add_rule(
         support_bot,
         name="daily refunds",
@@ -119,7 +121,7 @@ def test_a_sum_limit_counts_approved_requests(client, keys, support_bot):
         limit={"sum": "amount", "over": 100, "per": "1d"},
     )
     held = check(client, keys.live, {"action": "stripe.refund", "arguments": {"amount": 150}})
-    ApprovalRequest.objects.filter(action_id=held.json()["action_id"]).update(status="approved")
+    approval_decide(request_or_action_id=held.json()["action_id"], actor_user=alice, approve=True)
     small = check(client, keys.live, {"action": "stripe.refund", "arguments": {"amount": 1}})
     assert small.json()["decision"] == "requires_approval"
 

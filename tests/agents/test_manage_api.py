@@ -349,7 +349,7 @@ def test_a_bad_policy_document_changes_nothing_and_names_rule_and_field(client, 
     assert response.status_code == HTTPStatus.BAD_REQUEST
     body = response.json()
     assert body["rule"] == "no deletes"
-    assert body["field"] == "effect"
+    assert body["field"] == "rules[1].effect"
     assert list(Rule.objects.values_list("name", flat=True)) == ["keep me"]
 
 

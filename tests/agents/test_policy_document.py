@@ -7,17 +7,20 @@ from typing import Any
 import pytest
 import yaml
 
-from agents.policy import Condition, Limit, RuleSpec, compile_policy
+from agents.policy import AllOf, AnyOf, Call, Cond, Limit, Not, compile_policy
 from agents.policy_document import (
+    MAX_DEPTH,
     MAX_DOCUMENT_BYTES,
     MAX_RULES,
     PolicyDocument,
     PolicyDocumentError,
     PolicyError,
-    RuleDraft,
     dump_policy_document,
     parse_policy_document,
-    rule_draft_from_mapping,
+    path_parts,
+    path_text,
+    rule_spec_from_mapping,
+    rule_to_mapping,
 )
 
 EXAMPLE = """\
@@ -95,6 +98,50 @@ RICH = {
 }
 
 
+# The new language, as the policy engine v2 issue writes it.
+LANGUAGE = """\
+agent: payments-bot
+default: allow
+lists:
+  blocked_domains: [mailinator.com, tempmail.dev]
+rules:
+  - name: large or foreign refunds
+    action: stripe.refund
+    effect: requires_approval
+    message: "Refunds over 1,000 or in another currency need a finance reviewer."
+    when:
+      any:
+        - {field: amount, op: gt, value: 1000}
+        - all:
+            - {field: currency, op: ne, value: USD}
+            - not: {field: customer.tier, op: eq, value: vip}
+  - name: no deletes except scratch
+    action: "database.*.delete"
+    effect: block
+    unless:
+      - {field: $action, op: eq, value: database.scratch.delete}
+  - name: business hours only
+    action: "payments.*"
+    effect: requires_approval
+    when:
+      - {field: $time.hour, op: not_in, value: [9, 10, 11, 12, 13, 14, 15, 16]}
+  - name: any line item over 500
+    action: orders.create
+    effect: requires_approval
+    when:
+      - {field: items.*.amount, op: gt, value: 500}
+  - name: no throwaway addresses
+    action: email.send
+    effect: block
+    when:
+      - {field: to, op: email_domain_in, value: $lists.blocked_domains}
+  - name: per customer budget
+    action: stripe.refund
+    effect: requires_approval
+    limit: {sum: amount, over: 500, per: 1d, by: customer_id}
+"""
+
+
 def errors_of(text: Any, **options: Any) -> list[PolicyError]:
     with pytest.raises(PolicyDocumentError) as caught:
         parse_policy_document(text, **options)
@@ -112,7 +159,7 @@ def one_rule(**rule: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def test_example_document_parses_into_validated_drafts() -> None:
+def test_example_document_parses_into_validated_rules() -> None:
     document = parse_policy_document(EXAMPLE)
     assert (document.agent, document.default) == ("support-bot", "allow")
     assert [r.name for r in document.rules] == [
@@ -126,7 +173,7 @@ def test_example_document_parses_into_validated_drafts() -> None:
     assert refund.max_amount == Decimal(100)
     assert (transfers.approval_timeout, transfers.approvals_required) == (1800, 2)
     assert budget.limit == Limit(kind="sum", per_seconds=86400, field="amount", over=Decimal(2000))
-    assert vip.conditions == (Condition("customer.tier", "ne", "vip"),)
+    assert vip.when == AllOf((Cond("customer.tier", "ne", "vip"),))
     assert vip.environments == frozenset({"live"})
 
 
@@ -152,20 +199,21 @@ def test_float_max_amount_becomes_the_decimal_it_reads_as() -> None:
 
 
 def test_parsed_rules_compile_and_decide() -> None:
+    from dataclasses import replace
+
     document = parse_policy_document(EXAMPLE)
-    specs = [draft.to_spec(f"r{i}", position=i) for i, draft in enumerate(document.rules)]
+    specs = [replace(spec, id=f"r{i}", position=i) for i, spec in enumerate(document.rules)]
     policy = compile_policy(specs, default=document.default)
-    decision = policy.evaluate("stripe.refund", {"amount": 150}, "live", {"r3": 0})
+    decision = policy.evaluate(Call("stripe.refund", {"amount": 150}), {"r3": 0})
     assert decision.decision == "requires_approval"
     assert decision.reason == "amount 150 exceeds max_amount 100 of rule 'refund limit'"
-    assert policy.evaluate("crm.discount", {"customer": {"tier": "vip"}}, "live").decision == (
-        "allow"
-    )
+    vip = Call("crm.discount", {"customer": {"tier": "vip"}})
+    assert policy.evaluate(vip).decision == "allow"
 
 
-def test_to_spec_carries_id_position_and_scope() -> None:
-    draft = parse_policy_document(EXAMPLE).rules[2]
-    spec = draft.to_spec("rul_1", position=7, scope="org")
+def test_a_single_rule_carries_id_position_and_scope() -> None:
+    mapping = yaml.safe_load(EXAMPLE)["rules"][2]
+    spec = rule_spec_from_mapping(mapping, id="rul_1", position=7, scope="org")
     assert (spec.id, spec.position, spec.scope, spec.approvals_required) == ("rul_1", 7, "org", 2)
 
 
@@ -181,7 +229,9 @@ RULE_ERRORS = [
     ({"action": "stripe.**"}, "action", "'**' is not supported"),
     ({"action": 5}, "action", "must be a string"),
     ({"colour": "red"}, "colour", "unknown key"),
-    ({"when": {"field": "x"}}, "when", "must be a list"),
+    ({"when": {"field": "x"}}, "when.op", "is required"),
+    ({"when": []}, "when", "must not be an empty list"),
+    ({"when": 5}, "when", "must be a condition"),
     ({"when": [{"field": "x", "op": "like", "value": 1}]}, "when[0].op", "unknown operator"),
     ({"when": [{"field": "x", "op": "in", "value": "a"}]}, "when[0].value", "needs a list"),
     ({"when": [{"field": "x", "op": "not_in", "value": 3}]}, "when[0].value", "needs a list"),
@@ -200,8 +250,42 @@ RULE_ERRORS = [
     ({"when": [{"field": "x", "op": "exists", "value": "yes"}]}, "when[0].value", "true or false"),
     ({"when": [{"field": "", "op": "eq", "value": 1}]}, "when[0].field", "non-empty"),
     ({"when": [{"field": "x", "op": "eq"}]}, "when[0].value", "is required"),
-    ({"when": [{"field": "x", "op": "eq", "value": 1, "not": 1}]}, "when[0].not", "unknown key"),
-    ({"when": ["x == 1"]}, "when[0]", "must be a mapping"),
+    ({"when": [{"field": "x", "op": "eq", "value": 1, "not": 1}]}, "when[0]", "stand alone"),
+    ({"when": [{"field": "x", "op": "eq", "value": 1, "colour": 1}]}, "when[0].colour", "unknown"),
+    ({"when": ["x == 1"]}, "when[0]", "must be a condition"),
+    ({"when": {"any": []}}, "when.any", "non-empty list"),
+    ({"when": {"any": {"field": "x"}}}, "when.any", "non-empty list"),
+    ({"when": {"any": [{"all": [{"op": "eq"}]}]}}, "when.any[0].all[0].field", "is required"),
+    (
+        {"when": {"any": [{"not": {"field": "x", "op": "near", "value": 1}}]}},
+        "when.any[0].not.op",
+        "unknown operator",
+    ),
+    ({"when": [{"field": "$time.minute", "op": "eq", "value": 1}]}, "when[0].field", "context"),
+    ({"when": [{"field": "$metadata.", "op": "eq", "value": 1}]}, "when[0].field", "context"),
+    ({"when": [{"field": "a..b", "op": "eq", "value": 1}]}, "when[0].field", "empty segment"),
+    ({"when": [{"field": "a.b*", "op": "eq", "value": 1}]}, "when[0].field", "whole segment"),
+    ({"when": [{"field": "x", "op": "cidr", "value": "10.0.0.0/33"}]}, "when[0].value", "network"),
+    ({"when": [{"field": "x", "op": "cidr", "value": 10}]}, "when[0].value", "network"),
+    (
+        {"when": [{"field": "x", "op": "email_domain_in", "value": ["a@b.com"]}]},
+        "when[0].value",
+        "not a domain",
+    ),
+    ({"when": [{"field": "x", "op": "ieq", "value": 5}]}, "when[0].value", "needs a string"),
+    ({"when": [{"field": "x", "op": "endswith", "value": None}]}, "when[0].value", "string"),
+    ({"when": [{"field": "x", "op": "in", "value": "$lists.nope"}]}, "when[0].value", "unknown"),
+    ({"when": [{"field": "x", "op": "eq", "value": "$lists.a"}]}, "when[0].value", "only be"),
+    ({"unless": []}, "unless", "non-empty list"),
+    ({"unless": [{"field": "x", "op": "eq"}]}, "unless[0].value", "is required"),
+    ({"message": 5}, "message", "must be a string"),
+    ({"message": "m" * 1001}, "message", "at most 1000"),
+    ({"name": "n" * 121}, "name", "at most 120"),
+    ({"name": "tab\there"}, "name", "control characters"),
+    ({"action": "stripe.refund "}, "action", "may only contain"),
+    ({"limit": {"count": 1, "per": "1h", "by": "items.*.id"}}, "limit.by", "wildcard"),
+    ({"limit": {"count": 1, "per": "1h", "by": "$nope"}}, "limit.by", "context field"),
+    ({"amount_field": "items.*"}, "amount_field", "wildcard"),
     (
         {"when": [{"field": "x", "op": "eq", "value": {"a": 1}}]},
         "when[0].value",
@@ -224,7 +308,7 @@ RULE_ERRORS = [
     ({"limit": "5/h"}, "limit", "must be"),
     ({"approval": {"timeout": "soon"}}, "approval.timeout", "invalid duration"),
     ({"approval": {"timeout": "0s"}}, "approval.timeout", "positive"),
-    ({"approval": {"approvals_required": 0}}, "approval.approvals_required", "at least 1"),
+    ({"approval": {"approvals_required": 0}}, "approval.approvals_required", "from 1 to 20"),
     ({"approval": {"quorum": 2}}, "approval.quorum", "unknown key"),
     ({"environments": ["prod"]}, "environments", "only test and live"),
     ({"environments": []}, "environments", "non-empty"),
@@ -238,7 +322,8 @@ def test_rule_errors_name_the_rule_and_field(
     fields: dict[str, Any], field: str, fragment: str
 ) -> None:
     errors = errors_of(one_rule(**fields))
-    assert [(e.rule, e.field) for e in errors] == [("r", field)]
+    label = "r" if "name" not in fields else "rules[0]"
+    assert [(e.rule, e.field, e.path) for e in errors] == [(label, field, f"rules[0].{field}")]
     assert fragment in errors[0].message
 
 
@@ -284,8 +369,8 @@ def test_error_text_lists_every_problem() -> None:
         parse_policy_document(one_rule(effect="deny", max_amount=0))
     text = str(caught.value)
     assert text.startswith("policy document has 2 errors:")
-    assert "- rule 'r', field 'effect': must be one of" in text
-    assert "- rule 'r', field 'max_amount': must be greater than 0" in text
+    assert "- rules[0].effect (rule 'r'): must be one of" in text
+    assert "- rules[0].max_amount (rule 'r'): must be greater than 0" in text
 
 
 def test_duplicate_rule_names_are_an_error() -> None:
@@ -344,47 +429,8 @@ def test_more_rules_than_the_sanity_cap_is_refused() -> None:
 
 
 # ---------------------------------------------------------------------------
-# Plans
+# Plan limits (plan features are checked by the services: tests/agents/test_manage_api.py)
 # ---------------------------------------------------------------------------
-
-
-def test_requires_approval_without_approvals_on_the_plan_names_the_plan() -> None:
-    errors = errors_of(one_rule(effect="requires_approval"), approvals_enabled=False)
-    assert [(e.rule, e.field, e.message) for e in errors] == [
-        ("r", "effect", "requires_approval needs the Pro plan or higher")
-    ]
-
-
-def test_plan_names_can_be_configured() -> None:
-    errors = errors_of(
-        one_rule(effect="requires_approval", approval={"approvals_required": 2}),
-        approvals_enabled=False,
-        quorum_enabled=False,
-        approvals_plan="Team",
-        quorum_plan="Enterprise",
-    )
-    assert [e.message for e in errors] == [
-        "requires_approval needs the Team plan or higher",
-        "more than one approval needs the Enterprise plan or higher",
-    ]
-
-
-def test_quorum_without_the_business_plan_is_an_error() -> None:
-    errors = errors_of(
-        one_rule(effect="requires_approval", approval={"approvals_required": 2}),
-        quorum_enabled=False,
-    )
-    assert [(e.field, e.message) for e in errors] == [
-        ("approval.approvals_required", "more than one approval needs the Business plan or higher")
-    ]
-
-
-def test_single_approval_is_fine_without_quorum() -> None:
-    document = parse_policy_document(
-        one_rule(effect="requires_approval", approval={"approvals_required": 1}),
-        quorum_enabled=False,
-    )
-    assert document.rules[0].approvals_required == 1
 
 
 def test_more_rules_than_the_plan_allows_names_the_limit() -> None:
@@ -403,29 +449,30 @@ def test_exactly_as_many_rules_as_the_plan_allows_is_fine() -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_rule_draft_from_mapping_validates_one_rule() -> None:
-    draft = rule_draft_from_mapping(
+def test_rule_spec_from_mapping_validates_one_rule() -> None:
+    spec = rule_spec_from_mapping(
         {"name": "cap", "action": "stripe.refund", "effect": "block", "max_amount": "10.50"}
     )
-    assert draft == RuleDraft(
-        name="cap", action="stripe.refund", effect="block", max_amount=Decimal("10.50")
+    assert (spec.name, spec.action, spec.effect, spec.max_amount) == (
+        "cap",
+        "stripe.refund",
+        "block",
+        Decimal("10.50"),
     )
 
 
-def test_rule_draft_from_mapping_reports_all_errors() -> None:
+def test_rule_spec_from_mapping_reports_all_errors() -> None:
     with pytest.raises(PolicyDocumentError) as caught:
-        rule_draft_from_mapping(
-            {"name": "cap", "action": "", "effect": "requires_approval"}, approvals_enabled=False
-        )
+        rule_spec_from_mapping({"name": "cap", "action": "", "effect": "maybe"})
     assert [(e.rule, e.field) for e in caught.value.errors] == [
         ("cap", "action"),
         ("cap", "effect"),
     ]
 
 
-def test_rule_draft_from_mapping_refuses_a_non_mapping() -> None:
+def test_rule_spec_from_mapping_refuses_a_non_mapping() -> None:
     with pytest.raises(PolicyDocumentError):
-        rule_draft_from_mapping(["not", "a", "rule"])  # type: ignore[arg-type]
+        rule_spec_from_mapping(["not", "a", "rule"])
 
 
 # ---------------------------------------------------------------------------
@@ -433,14 +480,19 @@ def test_rule_draft_from_mapping_refuses_a_non_mapping() -> None:
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", [EXAMPLE, RICH], ids=["example", "rich"])
+@pytest.mark.parametrize("source", [EXAMPLE, RICH, LANGUAGE], ids=["example", "rich", "language"])
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_parse_dump_parse_round_trips_exactly(source: Any, fmt: str) -> None:
     document = parse_policy_document(source)
-    text = dump_policy_document(document.agent, document.default, document.rules, format=fmt)
+    text = dump_policy_document(
+        document.agent, document.default, document.rules, format=fmt, lists=document.lists
+    )
     again = parse_policy_document(text, format=fmt)
     assert again == document
-    assert dump_policy_document(again.agent, again.default, again.rules, format=fmt) == text
+    assert (
+        dump_policy_document(again.agent, again.default, again.rules, format=fmt, lists=again.lists)
+        == text
+    )
 
 
 def test_dump_of_the_example_omits_defaults_and_writes_durations() -> None:
@@ -460,20 +512,21 @@ def test_dump_writes_amounts_as_plain_numbers() -> None:
     assert dumped["rules"][2]["enabled"] is False
 
 
-def test_dump_accepts_rule_specs() -> None:
-    spec = RuleSpec(
-        id="rul_1",
-        name="cap",
-        action="stripe.refund",
-        effect="block",
-        max_amount=Decimal("100.00"),
-        limit=Limit(kind="count", per_seconds=900, count=3),
+def test_dump_writes_durations_and_plain_amounts() -> None:
+    spec = rule_spec_from_mapping(
+        {
+            "name": "cap",
+            "action": "stripe.refund",
+            "effect": "block",
+            "max_amount": "100.00",
+            "limit": {"count": 3, "per": 900},
+        }
     )
     text = dump_policy_document("bot", "allow", [spec])
     assert "max_amount: 100\n" in text
     assert "per: 15m" in text
-    document = parse_policy_document(text)
-    assert document.rules[0].to_spec("rul_1") == spec
+    assert parse_policy_document(text).rules[0] == spec
+    assert spec.limit == Limit(kind="count", per_seconds=900, count=3)
 
 
 def test_strings_that_look_like_other_types_survive_a_yaml_round_trip() -> None:
@@ -486,3 +539,135 @@ def test_strings_that_look_like_other_types_survive_a_yaml_round_trip() -> None:
 def test_dump_rejects_an_unknown_format() -> None:
     with pytest.raises(ValueError, match="format"):
         dump_policy_document("a", "allow", [], format="toml")
+
+
+# ---------------------------------------------------------------------------
+# The language: any/all/not, unless, lists, message, paths and lines
+# ---------------------------------------------------------------------------
+
+
+def test_the_issue_example_parses_into_nested_conditions() -> None:
+    document = parse_policy_document(LANGUAGE)
+    refunds, deletes, hours, items, emails, budget = document.rules
+    assert refunds.message.startswith("Refunds over 1,000")
+    assert refunds.when == AnyOf(
+        (
+            Cond("amount", "gt", 1000),
+            AllOf(
+                (
+                    Cond("currency", "ne", "USD"),
+                    Not(Cond("customer.tier", "eq", "vip")),
+                )
+            ),
+        )
+    )
+    assert deletes.unless == (Cond("$action", "eq", "database.scratch.delete"),)
+    assert hours.when == AllOf((Cond("$time.hour", "not_in", tuple(range(9, 17))),))
+    assert items.when == AllOf((Cond("items.*.amount", "gt", 500),))
+    assert emails.when == AllOf(
+        (
+            Cond(
+                "to",
+                "email_domain_in",
+                ("mailinator.com", "tempmail.dev"),
+                list_name="blocked_domains",
+            ),
+        )
+    )
+    assert budget.limit is not None and budget.limit.by == "customer_id"
+    assert document.lists == {"blocked_domains": ("mailinator.com", "tempmail.dev")}
+
+
+def test_a_list_reference_is_written_back_as_a_reference() -> None:
+    document = parse_policy_document(LANGUAGE)
+    mapping = rule_to_mapping(document.rules[4])
+    assert mapping["when"] == [
+        {"field": "to", "op": "email_domain_in", "value": "$lists.blocked_domains"}
+    ]
+
+
+def test_errors_give_the_full_path_and_the_yaml_line() -> None:
+    broken = LANGUAGE.replace("op: eq, value: vip", "op: equals, value: vip")
+    (error,) = errors_of(broken)
+    assert error.path == "rules[0].when.any[1].all[1].not.op"
+    assert error.field == "when.any[1].all[1].not.op"
+    assert error.rule == "large or foreign refunds"
+    assert (
+        error.line
+        == LANGUAGE.splitlines().index(
+            "            - not: {field: customer.tier, op: eq, value: vip}"
+        )
+        + 1
+    )
+    assert str(error).startswith(
+        f"rules[0].when.any[1].all[1].not.op (rule 'large or foreign refunds', line {error.line})"
+    )
+
+
+def test_json_documents_have_paths_but_no_lines() -> None:
+    data = yaml.safe_load(LANGUAGE)
+    data["rules"][3]["when"][0]["op"] = "bigger"
+    (error,) = errors_of(json.dumps(data))
+    assert (error.path, error.line) == ("rules[3].when[0].op", None)
+
+
+@pytest.mark.parametrize(
+    ("lists", "fragment"),
+    [
+        ("lists: [a, b]", "must map list names"),
+        ("lists: {bad name: [a]}", "list names"),
+        ("lists: {a: b}", "must be a list"),
+        ("lists: {a: [{x: 1}]}", "must be a string, number"),
+    ],
+)
+def test_lists_are_validated(lists: str, fragment: str) -> None:
+    errors = errors_of(f"agent: a\n{lists}\n")
+    assert fragment in errors[0].message
+
+
+def test_a_list_used_with_email_domain_in_must_hold_domains() -> None:
+    text = (
+        "agent: a\nlists: {d: [ok.com, 'x@y.com']}\nrules:\n"
+        "  - {name: r, action: a, effect: block, "
+        "when: [{field: to, op: email_domain_in, value: $lists.d}]}\n"
+    )
+    (error,) = errors_of(text)
+    assert error.path == "rules[0].when[0].value"
+    assert "list 'd'" in error.message
+
+
+def test_nesting_is_bounded() -> None:
+    deep: Any = {"field": "x", "op": "eq", "value": 1}
+    for _ in range(MAX_DEPTH + 2):
+        deep = {"not": deep}
+    errors = errors_of(one_rule(when=deep))
+    assert "nested more than" in errors[0].message
+
+
+def test_an_org_rule_cannot_name_a_list() -> None:
+    with pytest.raises(PolicyDocumentError) as caught:
+        rule_spec_from_mapping(
+            {
+                "name": "r",
+                "action": "a",
+                "effect": "block",
+                "when": [{"field": "x", "op": "in", "value": "$lists.a"}],
+            },
+            lists=None,
+        )
+    assert "agent's policy" in caught.value.errors[0].message
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["rules[2].when.any[1].all[0].op", "when", "limit.per", "unless[0].not.field", "lists.a[3]"],
+)
+def test_path_parts_reads_back_path_text(path: str) -> None:
+    assert path_text(path_parts(path)) == path
+
+
+def test_exists_may_leave_out_its_value() -> None:
+    spec = rule_spec_from_mapping(
+        {"name": "r", "action": "a", "effect": "block", "when": [{"field": "x", "op": "exists"}]}
+    )
+    assert spec.when == AllOf((Cond("x", "exists", True),))

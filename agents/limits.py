@@ -1,0 +1,332 @@
+"""Running totals: one counter row per budget, locked, read and spent by a check in the
+transaction that records it.
+
+A limited rule (``limit: {sum: amount, over: 2000, per: 1d, by: customer_id}``) has one
+budget per agent, environment and value of its ``by`` key. Each budget is a ``LimitCounter``
+row holding up to 61 buckets of ``per / 60`` seconds, so a check's cost does not depend on
+the history behind it, and a window's total is exact to one bucket (it may include calls up
+to ``per / 60`` older than the window: the conservative side).
+
+A check with budgets (``CompiledPolicy.budgets``) runs in one transaction:
+
+1. ``budgets_lock``: one statement creates the missing counters and locks all of them, in
+   key order (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``), so racing checks queue on
+   the counter and never deadlock; the window totals are read from the returned buckets;
+2. the policy decides with those totals;
+3. the audit row is inserted, and if the call is allowed, ``Reservation.spend`` adds it to
+   every counter; then the transaction commits. Nothing is counted that was not recorded,
+   nothing recorded is missing from the count, and N racing checks for the last slots of a
+   budget allow exactly as many as fit.
+
+A held call's budgets are kept on its audit row (``data["budgets"]``) and spent when it is
+approved (``budgets_spend_approved``), in the bucket of the time it was requested.
+``limit_counters_rebuild`` recomputes counters from the audit log (``warden_policy
+rebuild-counters``; and the rule services, when a change starts a new series of budgets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from agents.models import Agent, LimitCounter, Rule
+from agents.policy import Budget, Call, bucket_seconds, compile_policy
+from agents.selectors import organization_tz, rule_spec
+from approvals.models import ApprovalRequest
+from audit.models import AuditEntry
+
+_COUNTER_TABLE = LimitCounter._meta.db_table
+
+
+def budget_key(*, agent_id: int, environment: str, budget: Budget) -> str:
+    """The counter's identity: a change of the rule's kind, field, window or key starts a
+    new series (the rule services rebuild it from the audit log)."""
+    identity = [
+        agent_id,
+        environment,
+        budget.rule_id,
+        budget.kind,
+        budget.field,
+        budget.per_seconds,
+        budget.by,
+        budget.by_value,
+    ]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+
+
+def _window_start(now: datetime, per_seconds: int) -> int:
+    """The first bucket start still counted in a window that ends ``now``."""
+    size = bucket_seconds(per_seconds)
+    return int((now.timestamp() - per_seconds) // size) * size
+
+
+def _bucket_start(at: datetime, per_seconds: int) -> int:
+    size = bucket_seconds(per_seconds)
+    return int(at.timestamp() // size) * size
+
+
+def _load(buckets: Any) -> dict[str, list[Any]]:
+    if isinstance(buckets, str):  # SQLite hands JSON back as text
+        buckets = json.loads(buckets)
+    return dict(buckets or {})
+
+
+def _window(buckets: dict[str, list[Any]], start: int) -> dict[str, list[Any]]:
+    return {key: value for key, value in buckets.items() if int(key) >= start}
+
+
+def _total(buckets: dict[str, list[Any]], kind: str) -> Decimal | int:
+    if kind == "count":
+        return sum(int(count) for count, _ in buckets.values())
+    return sum((Decimal(total) for _, total in buckets.values()), Decimal(0))
+
+
+def _add(buckets: dict[str, list[Any]], start: int, amount: Decimal) -> None:
+    count, total = buckets.get(str(start), (0, "0"))
+    buckets[str(start)] = [int(count) + 1, str(Decimal(total) + amount)]
+
+
+@dataclass(slots=True)
+class _Held:
+    budget: Budget
+    key: str
+    buckets: dict[str, list[Any]]
+
+
+class Reservation:
+    """The locked counters of one check (inside its transaction)."""
+
+    def __init__(self, held: list[_Held], now: datetime) -> None:
+        self.held = held
+        self.now = now
+        self.totals: dict[str, Decimal | int] = {
+            item.budget.rule_id: _total(item.buckets, item.budget.kind) for item in held
+        }
+
+    def record(self) -> list[dict[str, str]]:
+        """What the audit row keeps, to spend a held call's budgets when it is approved."""
+        return [
+            {
+                "key": item.key,
+                "per": str(item.budget.per_seconds),
+                "amount": str(item.budget.amount),
+            }
+            for item in self.held
+        ]
+
+    def spend(self) -> None:
+        """Add this (allowed) call to every counter."""
+        for item in self.held:
+            _add(item.buckets, _bucket_start(self.now, item.budget.per_seconds), item.budget.amount)
+            _counter_write(item.key, item.buckets, self.now)
+
+
+def _counter_write(key: str, buckets: dict[str, list[Any]], now: datetime) -> None:
+    LimitCounter.objects.filter(key=key).update(buckets=buckets, updated_at=now)
+
+
+def budgets_lock(
+    *,
+    organization_id: int,
+    agent_id: int,
+    environment: str,
+    budgets: Iterable[Budget],
+    rule_pks: dict[str, int],
+    now: datetime,
+) -> Reservation:
+    """Create missing counters and lock them all, in key order; read their windows.
+
+    Must run inside the check's transaction (the locks last until it commits).
+    """
+    wanted = sorted(
+        (
+            (budget_key(agent_id=agent_id, environment=environment, budget=budget), budget)
+            for budget in budgets
+            if budget.rule_id in rule_pks
+        ),
+        key=lambda pair: pair[0],
+    )
+    if not wanted:
+        return Reservation([], now)
+    assert connection.in_atomic_block, "budgets_lock must run in the check's transaction"
+    columns = (
+        "key, organization_id, agent_id, rule_id, environment, by_value, bucket_seconds, "
+        "buckets, updated_at"
+    )
+    rows = []
+    params: list[Any] = []
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    for key, budget in wanted:
+        rows.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+        params += [
+            key,
+            organization_id,
+            agent_id,
+            rule_pks[budget.rule_id],
+            environment,
+            budget.by_value[:200],
+            bucket_seconds(budget.per_seconds),
+            "{}",
+            stamp,
+        ]
+    # One statement creates what is missing and locks every counter (ON CONFLICT DO UPDATE
+    # takes the row lock), in key order: racing checks queue here and cannot deadlock.
+    sql = (
+        f"INSERT INTO {_COUNTER_TABLE} ({columns}) VALUES {', '.join(rows)} "  # noqa: S608
+        "ON CONFLICT (key) DO UPDATE SET updated_at = EXCLUDED.updated_at "
+        "RETURNING key, buckets"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = {key: buckets for key, buckets in cursor.fetchall()}
+    held = [
+        _Held(budget, key, _window(_load(found[key]), _window_start(now, budget.per_seconds)))
+        for key, budget in wanted
+    ]
+    return Reservation(held, now)
+
+
+def budgets_read(
+    *, agent_id: int, environment: str, budgets: Iterable[Budget], now: datetime
+) -> dict[str, Decimal | int]:
+    """Window totals without locking or spending (simulation, shadow evaluation)."""
+    keyed = {
+        budget_key(agent_id=agent_id, environment=environment, budget=budget): budget
+        for budget in budgets
+    }
+    totals: dict[str, Decimal | int] = {
+        b.rule_id: (Decimal(0) if b.kind == "sum" else 0) for b in keyed.values()
+    }
+    for key, buckets in LimitCounter.objects.filter(key__in=keyed).values_list("key", "buckets"):
+        budget = keyed[key]
+        window = _window(_load(buckets), _window_start(now, budget.per_seconds))
+        totals[budget.rule_id] = _total(window, budget.kind)
+    return totals
+
+
+def budgets_spend_approved(*, budgets: list[dict[str, str]], requested_at: datetime) -> None:
+    """Count an approved call in the budgets it was held against (in the caller's
+    transaction), in the bucket of the time it was requested."""
+    if not budgets:
+        return
+    keys = sorted(item["key"] for item in budgets)
+    by_key = {item["key"]: item for item in budgets}
+    now = timezone.now()
+    counters = LimitCounter.objects.select_for_update().filter(key__in=keys).order_by("key")
+    for counter in counters:
+        item = by_key[counter.key]
+        per = int(item["per"])
+        buckets = _window(_load(counter.buckets), _window_start(now, per))
+        start = _bucket_start(requested_at, per)
+        if start >= _window_start(now, per):
+            _add(buckets, start, Decimal(item["amount"]))
+        _counter_write(counter.key, buckets, now)
+
+
+# --- Rebuilding from the audit log ---------------------------------------------------------
+
+
+def _rules_with_limits(organization_id: int, agent: Agent, rule_ids: set[str] | None) -> list[Rule]:
+    rules = Rule.objects.filter(organization_id=organization_id).filter(
+        Q(agent=agent) | Q(agent__isnull=True)
+    )
+    if rule_ids is not None:
+        rules = rules.filter(public_id__in=rule_ids)
+    return [rule for rule in rules if (rule.document or {}).get("limit")]
+
+
+def limit_counters_rebuild(
+    *, agent: Agent, rule_ids: set[str] | None = None, now: datetime | None = None
+) -> int:
+    """Recompute the agent's counters (of ``rule_ids``, or of every limited rule) from its
+    allowed checks and approved requests in each window, as the rules count them now.
+    Returns the number of counters written."""
+    now = now or timezone.now()
+    organization = agent.organization
+    tz = organization_tz(organization)
+    written = 0
+    with transaction.atomic():
+        for rule in _rules_with_limits(organization.pk, agent, rule_ids):
+            spec = rule_spec(rule, lists=agent.policy_lists)
+            if spec.limit is None:
+                continue
+            policy = compile_policy([spec])
+            limit = spec.limit
+            since = now - timedelta(seconds=limit.per_seconds + bucket_seconds(limit.per_seconds))
+            pattern = spec.action.lower()
+            prefix = pattern.split("*", 1)[0]
+            checks = AuditEntry.objects.filter(
+                organization=organization,
+                agent_id=agent.pk,
+                kind=AuditEntry.Kind.CHECK,
+                decision="allow",
+                created_at__gte=since,
+            )
+            approved = ApprovalRequest.objects.filter(
+                agent=agent, status=ApprovalRequest.Status.APPROVED, requested_at__gte=since
+            )
+            if "*" not in pattern:
+                checks, approved = (
+                    checks.filter(action__iexact=pattern),
+                    approved.filter(action__iexact=pattern),
+                )
+            elif prefix:
+                checks, approved = (
+                    checks.filter(action__istartswith=prefix),
+                    approved.filter(action__istartswith=prefix),
+                )
+            rows = [
+                (action, arguments, environment, session_id, (data or {}).get("metadata"), at)
+                for action, arguments, environment, session_id, data, at in checks.values_list(
+                    "action", "arguments", "environment", "session_id", "data", "created_at"
+                ).iterator()
+            ]
+            rows += [
+                (action, arguments, environment, session_id, None, at)
+                for action, arguments, environment, session_id, at in approved.values_list(
+                    "action", "arguments", "environment", "session_id", "requested_at"
+                ).iterator()
+            ]
+            counters: dict[str, tuple[Budget, str, dict[str, list[Any]]]] = {}
+            for action, arguments, environment, session_id, metadata, at in rows:
+                call = Call(
+                    action,
+                    arguments,
+                    environment,
+                    session_id=session_id,
+                    metadata=metadata,
+                    at=at,
+                    timezone=tz,
+                )
+                for budget in policy.budgets(call):
+                    key = budget_key(agent_id=agent.pk, environment=environment, budget=budget)
+                    _, _, buckets = counters.setdefault(key, (budget, environment, {}))
+                    _add(buckets, _bucket_start(at, budget.per_seconds), budget.amount)
+            LimitCounter.objects.filter(agent=agent, rule=rule).delete()
+            LimitCounter.objects.bulk_create(
+                [
+                    LimitCounter(
+                        key=key,
+                        organization_id=organization.pk,
+                        agent=agent,
+                        rule=rule,
+                        environment=environment,
+                        by_value=budget.by_value[:200],
+                        bucket_seconds=bucket_seconds(budget.per_seconds),
+                        buckets=_window(buckets, _window_start(now, budget.per_seconds)),
+                        updated_at=now,
+                    )
+                    for key, (budget, environment, buckets) in counters.items()
+                ]
+            )
+            written += len(counters)
+    return written
