@@ -91,7 +91,7 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_select_related = ["plan"]
     search_fields = ["name", "public_id", "memberships__user__email"]
     readonly_fields = ["public_id", "created_at"]
-    fields = ["name", "public_id", "plan", "default_approval_timeout", "created_at"]
+    fields = ["name", "public_id", "plan", "default_approval_timeout", "time_zone", "created_at"]
     inlines = [MembershipInline]
     date_hierarchy = "created_at"
 

@@ -11,6 +11,7 @@ from accounts.services import (
     MAX_APPROVAL_TIMEOUT_SECONDS,
     MIN_APPROVAL_TIMEOUT_SECONDS,
     InvitationInvalid,
+    available_time_zones,
     invitation_from_token,
 )
 
@@ -76,6 +77,14 @@ class OrganizationSettingsForm(forms.Form):
         max_value=MAX_APPROVAL_TIMEOUT_SECONDS // 60,
         help_text="How long an approval request waits for a decision before it expires.",
     )
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        help_text="Rules read $time.hour and $time.weekday in this time zone.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = [(name, name) for name in sorted(available_time_zones())]
 
 
 class ProfileForm(forms.Form):

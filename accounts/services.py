@@ -7,7 +7,9 @@ runs in a transaction and writes an audit row for configuration changes.
 
 from __future__ import annotations
 
+import functools
 import logging
+import zoneinfo
 from datetime import timedelta
 from typing import Any
 
@@ -84,6 +86,11 @@ def organization_create(*, owner: User, name: str, plan: Plan | None = None) -> 
     return organization
 
 
+@functools.cache
+def available_time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
 @transaction.atomic
 def organization_update(
     *,
@@ -91,8 +98,10 @@ def organization_update(
     organization: Organization,
     name: str,
     default_approval_timeout: int,
+    time_zone: str | None = None,
 ) -> Organization:
-    """Rename the organisation and set its default approval timeout (seconds)."""
+    """Rename the organisation, set its default approval timeout (seconds) and the time zone
+    in which rules read ``$time.hour`` and ``$time.weekday``."""
     membership_require(
         user=actor, organization=organization, capability=Capability.MANAGE_ORGANIZATION
     )
@@ -105,11 +114,23 @@ def organization_update(
             "The default approval timeout must be between 1 minute and 7 days.",
             field="default_approval_timeout",
         )
-    fields = ["name", "default_approval_timeout"]
+    fields = ["name", "default_approval_timeout", "time_zone"]
+    if time_zone is not None and time_zone not in available_time_zones():
+        raise ValidationFailed(
+            f"Unknown time zone {time_zone!r}: use an IANA name such as Europe/Paris.",
+            field="time_zone",
+        )
     before = model_snapshot(organization, fields)
     organization.name = name
     organization.default_approval_timeout = default_approval_timeout
+    if time_zone is not None:
+        organization.time_zone = time_zone
     organization.save(update_fields=fields)
+    # Checks read the organisation from cached keys: forget them, so rules see the change.
+    from agents.runtime import organization_forget
+
+    organization_id = organization.pk
+    transaction.on_commit(lambda: organization_forget(organization_id))
     audit_record_change(
         organization=organization,
         actor_user=actor,

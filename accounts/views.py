@@ -347,6 +347,7 @@ def organization_settings(request: HttpRequest, org_id: str) -> HttpResponse:
                     name=form.cleaned_data["name"],
                     default_approval_timeout=form.cleaned_data["default_approval_timeout_minutes"]
                     * 60,
+                    time_zone=form.cleaned_data["time_zone"],
                 )
             except DomainError as exc:
                 _reraise_access_errors(exc)
@@ -359,6 +360,7 @@ def organization_settings(request: HttpRequest, org_id: str) -> HttpResponse:
             initial={
                 "name": organization.name,
                 "default_approval_timeout_minutes": organization.default_approval_timeout // 60,
+                "time_zone": organization.time_zone,
             }
         )
     return render(request, "accounts/settings.html", {"organization": organization, "form": form})

@@ -259,6 +259,9 @@ def limit_counters_rebuild(
             spec = rule_spec(rule, lists=agent.policy_lists)
             if spec.limit is None:
                 continue
+            # Lock the rule's counters first: checks that spend them wait for the rebuild, so
+            # no call commits between the scan below and the write.
+            list(LimitCounter.objects.select_for_update().filter(agent=agent, rule=rule))
             policy = compile_policy([spec])
             limit = spec.limit
             since = now - timedelta(seconds=limit.per_seconds + bucket_seconds(limit.per_seconds))

@@ -599,6 +599,24 @@ def policy_export(*, agent: Agent, format: str = "yaml") -> str:
     return dump_policy_document(agent.name, default, specs, format=format, lists=lists)
 
 
+def limit_counters_rebuild(*, agent: Agent) -> int:
+    """Recompute every running total of ``agent`` from its audit log (the rebuild command).
+    Checks that spend those budgets wait while it runs; returns the number of budgets."""
+    agent.organization = Organization.objects.select_related("plan").get(pk=agent.organization_id)
+    with transaction.atomic():
+        count = limits.limit_counters_rebuild(agent=agent)
+        audit_record_change(
+            organization=agent.organization,
+            actor_user=None,
+            target=agent,
+            verb="rebuilt running totals of",
+            before=None,
+            after={"budgets": count},
+            source="command",
+        )
+    return count
+
+
 def policy_rules_for_agent(agent: Agent) -> list[Rule]:
     return rule_list_for_agent(agent=agent)
 

@@ -2,6 +2,7 @@
 
     manage.py warden_policy import FILE --org ORG      (creates the agent if missing)
     manage.py warden_policy export --org ORG --agent AGENT [--format yaml|json] [--output F]
+    manage.py warden_policy rebuild-counters --org ORG [--agent AGENT]
 
 ORG is an organisation's public id (org_...) or exact name; AGENT a public id or name.
 """
@@ -35,11 +36,19 @@ class Command(BaseCommand):
         exporter.add_argument("--agent", required=True)
         exporter.add_argument("--format", choices=["yaml", "json"], default="yaml")
         exporter.add_argument("--output", help="Write here instead of standard output.")
+        rebuild = sub.add_parser(
+            "rebuild-counters",
+            help="Recompute running totals from the audit log (every agent, or one).",
+        )
+        rebuild.add_argument("--org", required=True)
+        rebuild.add_argument("--agent", help="Only this agent (public id or name).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         organization = organization_from(options["org"])
         if options["verb"] == "import":
             self._import(organization, options["file"])
+        elif options["verb"] == "rebuild-counters":
+            self._rebuild(organization, options.get("agent"))
         else:
             self._export(organization, options)
 
@@ -80,3 +89,15 @@ class Command(BaseCommand):
             Path(options["output"]).write_text(text, encoding="utf-8")
         else:
             self.stdout.write(text, ending="")
+
+    def _rebuild(self, organization: Organization, agent_ref: str | None) -> None:
+        if agent_ref:
+            try:
+                agents = [selectors.agent_get(organization=organization, ref=agent_ref)]
+            except Http404:
+                raise CommandError(f"No agent {agent_ref!r} in {organization.name}.") from None
+        else:
+            agents = list(selectors.agent_list(organization=organization))
+        for agent in agents:
+            counters = services.limit_counters_rebuild(agent=agent)
+            self.stdout.write(f"{agent.name}: {counters} running total(s) rebuilt.")

@@ -1,0 +1,310 @@
+"""Running totals through the HTTP API: counters, not scans; a budget is a reservation that
+holds under concurrency; per environment, per `when`, per key; approvals; rebuilding."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from freezegun import freeze_time
+
+from agents.models import LimitCounter
+from agents.policy import BUCKETS_PER_WINDOW
+from approvals.services import approval_decide
+from audit.models import AuditEntry
+from tests.agents.conftest import add_rule
+
+pytestmark = pytest.mark.django_db
+
+
+def check(
+    client: Client, key: str, arguments: dict[str, Any], action: str = "stripe.refund", **extra: Any
+) -> dict:
+    response = client.post(
+        "/api/v1/check",
+        data=json.dumps({"action": action, "arguments": arguments, **extra}),
+        content_type="application/json",
+        HTTP_X_API_KEY=key,
+    )
+    assert response.status_code == HTTPStatus.OK, response.content
+    return response.json()
+
+
+def refund_budget(agent: Any, **limit: Any) -> Any:
+    return add_rule(
+        agent,
+        name="daily refunds",
+        action="stripe.refund",
+        effect="block",
+        limit={"sum": "amount", "over": 2000, "per": "1d", **limit},
+    )
+
+
+def counted(rule: Any) -> Decimal:
+    """What the rule's counters hold, over every budget."""
+    total = Decimal(0)
+    for counter in LimitCounter.objects.filter(rule=rule):
+        total += sum((Decimal(s) for _, s in counter.buckets.values()), Decimal(0))
+    return total
+
+
+# --- A reservation that holds under concurrency ----------------------------------------------
+
+
+def race(key: str, calls: list[dict[str, Any]]) -> list[str]:
+    """Send the calls at once from as many threads; the decisions, in any order."""
+    barrier = threading.Barrier(len(calls))
+    decisions: list[str] = []
+    errors: list[BaseException] = []
+
+    def send(arguments: dict[str, Any]) -> None:
+        try:
+            barrier.wait()
+            decisions.append(check(Client(), key, arguments)["decision"])
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return decisions
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_checks_for_the_last_of_a_budget_allow_exactly_what_fits(keys, support_bot):
+    rule = refund_budget(support_bot)
+    decisions = race(keys.live, [{"amount": 100}] * 50)
+    assert decisions.count("allow") == 20
+    assert decisions.count("block") == 30
+    # Nothing counted that was not recorded, nothing recorded missing from the count.
+    allowed = AuditEntry.objects.filter(kind="check", decision="allow")
+    assert sum(Decimal(str(e.arguments["amount"])) for e in allowed) == counted(rule) == 2000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_checks_against_a_count_limit_allow_exactly_the_count(keys, support_bot):
+    add_rule(
+        support_bot,
+        name="bulk mail",
+        action="stripe.refund",
+        effect="requires_approval",
+        limit={"count": 7, "per": "1h"},
+    )
+    decisions = race(keys.live, [{"amount": 1}] * 24)
+    assert (decisions.count("allow"), decisions.count("requires_approval")) == (7, 17)
+
+
+# --- Counters, not scans ---------------------------------------------------------------------
+
+
+def test_a_limited_check_never_reads_the_audit_log(client, keys, support_bot):
+    refund_budget(support_bot)
+    add_rule(
+        support_bot,
+        name="hourly refunds",
+        action="stripe.refund",
+        effect="requires_approval",
+        limit={"count": 100, "per": "1h"},
+    )
+    for _ in range(3):
+        check(client, keys.live, {"amount": 10})
+    with CaptureQueriesContext(connection) as queries:
+        assert check(client, keys.live, {"amount": 10})["decision"] == "allow"
+    audit_table = AuditEntry._meta.db_table
+    reads = [q["sql"] for q in queries if audit_table in q["sql"] and "INSERT" not in q["sql"]]
+    assert reads == []
+
+
+def test_a_counter_keeps_at_most_one_window_of_buckets(client, keys, support_bot):
+    rule = add_rule(
+        support_bot,
+        name="hourly",
+        action="stripe.refund",
+        effect="block",
+        limit={"count": 1000, "per": "1h"},
+    )
+    start = timezone.now()
+    for minute in range(0, 180, 2):  # three hours of calls
+        with freeze_time(start + timedelta(minutes=minute)):
+            check(client, keys.live, {"amount": 1})
+    (counter,) = LimitCounter.objects.filter(rule=rule)
+    assert len(counter.buckets) <= BUCKETS_PER_WINDOW + 1
+
+
+def test_calls_leave_the_window_as_it_slides(client, keys, support_bot):
+    refund_budget(support_bot, over=100)
+    start = timezone.now()
+    with freeze_time(start):
+        assert check(client, keys.live, {"amount": 100})["decision"] == "allow"
+        assert check(client, keys.live, {"amount": 1})["decision"] == "block"
+    with freeze_time(start + timedelta(hours=23)):
+        assert check(client, keys.live, {"amount": 1})["decision"] == "block"
+    # A window is exact to one bucket (1d / 60 = 24 min): a day and one bucket later, it is out.
+    with freeze_time(start + timedelta(days=1, minutes=25)):
+        assert check(client, keys.live, {"amount": 100})["decision"] == "allow"
+
+
+# --- Whose budget ----------------------------------------------------------------------------
+
+
+def test_test_traffic_never_spends_the_live_budget(client, keys, support_bot):
+    refund_budget(support_bot, over=100)
+    assert check(client, keys.test, {"amount": 100})["decision"] == "allow"
+    assert check(client, keys.test, {"amount": 1})["decision"] == "block"
+    assert check(client, keys.live, {"amount": 100})["decision"] == "allow"
+
+
+def test_a_limit_counts_and_limits_only_the_calls_its_when_holds_for(client, keys, support_bot):
+    add_rule(
+        support_bot,
+        name="euro refunds",
+        action="stripe.refund",
+        effect="block",
+        when=[{"field": "currency", "op": "eq", "value": "EUR"}],
+        limit={"sum": "amount", "over": 100, "per": "1d"},
+    )
+    assert check(client, keys.live, {"amount": 5000, "currency": "USD"})["decision"] == "allow"
+    assert check(client, keys.live, {"amount": 100, "currency": "EUR"})["decision"] == "allow"
+    assert check(client, keys.live, {"amount": 1, "currency": "EUR"})["decision"] == "block"
+    assert check(client, keys.live, {"amount": 1, "currency": "USD"})["decision"] == "allow"
+
+
+def test_a_keyed_limit_keeps_one_budget_per_customer(client, keys, support_bot):
+    refund_budget(support_bot, over=500, by="customer_id")
+    assert check(client, keys.live, {"amount": 500, "customer_id": "cus_A"})["decision"] == "allow"
+    # Case and spacing of the key do not open a fresh budget.
+    assert check(client, keys.live, {"amount": 1, "customer_id": "CUS_a "})["decision"] == "block"
+    assert check(client, keys.live, {"amount": 500, "customer_id": "cus_B"})["decision"] == "allow"
+    assert LimitCounter.objects.count() == 2
+
+
+def test_calls_without_the_key_share_one_budget(client, keys, support_bot):
+    refund_budget(support_bot, over=500, by="customer_id")
+    assert check(client, keys.live, {"amount": 500})["decision"] == "allow"
+    assert check(client, keys.live, {"amount": 1, "customer_id": None})["decision"] == "allow"
+    assert check(client, keys.live, {"amount": 1})["decision"] == "block"
+
+
+def test_a_session_limit_keeps_one_budget_per_session(client, keys, support_bot):
+    add_rule(
+        support_bot,
+        name="three per session",
+        action="stripe.refund",
+        effect="block",
+        limit={"count": 3, "per": "1h", "by": "$session"},
+    )
+    for _ in range(3):
+        assert check(client, keys.live, {}, session_id="s-1")["decision"] == "allow"
+    assert check(client, keys.live, {}, session_id="s-1")["decision"] == "block"
+    assert check(client, keys.live, {}, session_id="s-2")["decision"] == "allow"
+
+
+# --- Approvals -------------------------------------------------------------------------------
+
+
+def held_budget(agent: Any) -> Any:
+    return add_rule(
+        agent,
+        name="daily refunds",
+        action="stripe.refund",
+        effect="requires_approval",
+        limit={"sum": "amount", "over": 100, "per": "1d"},
+    )
+
+
+def test_a_held_call_counts_when_it_is_approved(client, keys, support_bot, alice):
+    rule = held_budget(support_bot)
+    held = check(client, keys.live, {"amount": 150})
+    assert held["decision"] == "requires_approval"
+    assert counted(rule) == 0
+    approval_decide(request_or_action_id=held["action_id"], actor_user=alice, approve=True)
+    assert counted(rule) == 150
+    assert check(client, keys.live, {"amount": 1})["decision"] == "requires_approval"
+
+
+def test_a_denied_call_never_counts(client, keys, support_bot, alice):
+    rule = held_budget(support_bot)
+    held = check(client, keys.live, {"amount": 150})
+    approval_decide(request_or_action_id=held["action_id"], actor_user=alice, approve=False)
+    assert counted(rule) == 0
+    assert check(client, keys.live, {"amount": 100})["decision"] == "allow"
+
+
+# --- Changing a rule, rebuilding -------------------------------------------------------------
+
+
+def test_changing_the_threshold_keeps_the_history(client, alice, keys, support_bot):
+    rule = refund_budget(support_bot, over=100)
+    check(client, keys.live, {"amount": 80})
+    client.force_login(alice)
+    response = client.patch(
+        f"/api/v1/agents/{support_bot.public_id}/rules/{rule.public_id}",
+        data=json.dumps({"limit": {"sum": "amount", "over": 150, "per": "1d"}}),
+        content_type="application/json",
+    )
+    assert response.status_code == HTTPStatus.OK
+    assert check(client, keys.live, {"amount": 80})["decision"] == "block"  # 160 > 150
+    assert check(client, keys.live, {"amount": 70})["decision"] == "allow"
+
+
+def test_a_new_limit_counts_the_window_that_is_already_in_the_log(client, keys, support_bot):
+    for amount in (300, 400):
+        check(client, keys.live, {"amount": amount})
+    rule = refund_budget(support_bot, over=1000)
+    assert counted(rule) == 700
+    assert check(client, keys.live, {"amount": 301})["decision"] == "block"
+
+
+def test_changing_the_window_recounts_from_the_log(client, alice, keys, support_bot):
+    rule = refund_budget(support_bot, over=1000)
+    check(client, keys.live, {"amount": 600})
+    client.force_login(alice)
+    client.patch(
+        f"/api/v1/agents/{support_bot.public_id}/rules/{rule.public_id}",
+        data=json.dumps({"limit": {"sum": "amount", "over": 1000, "per": "7d"}}),
+        content_type="application/json",
+    )
+    assert counted(rule) == 600
+    assert check(client, keys.live, {"amount": 401})["decision"] == "block"
+
+
+def test_reimporting_the_same_policy_keeps_the_budgets(client, alice, keys, support_bot):
+    refund_budget(support_bot, over=1000)
+    check(client, keys.live, {"amount": 900})
+    client.force_login(alice)
+    document = client.get(f"/api/v1/agents/{support_bot.public_id}/policy").content
+    response = client.put(
+        f"/api/v1/agents/{support_bot.public_id}/policy",
+        data=document,
+        content_type="application/yaml",
+    )
+    assert response.status_code == HTTPStatus.OK
+    assert check(client, keys.live, {"amount": 101})["decision"] == "block"
+
+
+def test_rebuild_counters_recomputes_them_from_the_audit_log(client, keys, support_bot, org_a):
+    rule = refund_budget(support_bot, over=1000, by="customer_id")
+    for customer, amount in (("a", 600), ("b", 300), ("a", 300)):
+        check(client, keys.live, {"amount": amount, "customer_id": customer})
+    before = {c.key: c.buckets for c in LimitCounter.objects.filter(rule=rule)}
+    LimitCounter.objects.all().delete()
+    call_command("warden_policy", "rebuild-counters", "--org", org_a.name, "--agent", "support-bot")
+    after = {c.key: c.buckets for c in LimitCounter.objects.filter(rule=rule)}
+    assert after == before
+    assert check(client, keys.live, {"amount": 101, "customer_id": "A"})["decision"] == "block"
+    assert AuditEntry.objects.filter(kind="config", reason__contains="rebuilt").exists()
