@@ -23,7 +23,6 @@ does not apply when it allows. Negative or non-finite amounts are never "within"
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -515,7 +514,7 @@ class _Members:
 
     def contains(self, subject: Any) -> bool | None:
         if subject is None:
-            return self.has_null
+            return True if self.has_null else None
         if isinstance(subject, bool):
             return (subject in self.bools) if self.bools else None
         if isinstance(subject, str):
@@ -604,17 +603,25 @@ def _subject_test(cond: Cond) -> Callable[[Any], bool | None]:
         fold = op == "icontains"
         needle = value.casefold() if fold else value
 
+        def in_text(text: str) -> bool:
+            return needle in (text.casefold() if fold else text)
+
         def contains(subject: Any) -> bool | None:
             if isinstance(subject, str):
-                if not isinstance(needle, str):
-                    return None
-                return needle in (subject.casefold() if fold else subject)
-            if isinstance(subject, (list, tuple)):
-                if fold:
-                    texts = [item.casefold() for item in subject if isinstance(item, str)]
-                    return (needle in texts) if texts else None
-                return _Members(subject).contains(needle)
-            return None
+                return in_text(subject) if isinstance(needle, str) else None
+            if not isinstance(subject, (list, tuple)):
+                return None
+            if not isinstance(needle, str):
+                return _any3(_eq(item, needle) for item in subject)
+            # Text in a list: any string item containing it (so wrapping a string in a list
+            # changes nothing); other plain items cannot contain text, and a nested list or
+            # object could hide it.
+            return _any3(
+                in_text(item)
+                if isinstance(item, str)
+                else (None if isinstance(item, (list, tuple, Mapping)) else False)
+                for item in subject
+            )
 
         return contains
 
@@ -809,24 +816,30 @@ class Decision:
 # ---------------------------------------------------------------------------
 
 
-def budget_key_value(value: Any) -> str:
-    """The normalised value of a limit's ``by`` key: case, spacing and number formatting of
-    the key do not open a fresh budget ("ABC " and "abc", 5 and "5.0" are one budget)."""
-    if value is _MISSING or value is _AMBIGUOUS:
-        return "missing"
+def budget_key_value(value: Any) -> str | None:
+    """The normalised value of a limit's ``by`` key: case, spacing and number formatting do
+    not open a fresh budget ("ABC " and "abc", 5 and "5.0" are one budget). None when the
+    call has no usable key (missing, null, an object or a list): its budget is unknown."""
     if isinstance(value, bool):
         return f"b:{str(value).lower()}"
-    if value is None:
-        return "null"
     if isinstance(value, str):
         number = to_decimal(value)
         if number is None:
-            return "s:" + value.strip().casefold()
+            text = value.strip().casefold()
+            return "s:" + text if text else None
         value = number
     if _is_number(value):
         number = to_decimal(value)
-        return f"n:{format_number(number)}" if number is not None else "invalid"
-    return "j:" + json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+        return f"n:{format_number(number)}" if number is not None else None
+    return None
+
+
+def _key_problem(field_name: str, raw: Any) -> str | None:
+    if raw is _MISSING:
+        return f"{field_name} is missing"
+    if budget_key_value(raw) is None:
+        return f"{field_name} is not a plain value"
+    return None
 
 
 class _Rule:
@@ -897,7 +910,12 @@ class _Rule:
                 return None
         else:
             amount = Decimal(1)
-        by_value = budget_key_value(self.get_by(call)) if self.get_by is not None else ""
+        by_value = ""
+        if self.get_by is not None:
+            key = budget_key_value(self.get_by(call))
+            if key is None:
+                return None  # no usable key: the rule's effect applies whatever the totals
+            by_value = key
         return Budget(
             rule_id=self.spec.id,
             rule_name=self.spec.name,
@@ -966,6 +984,15 @@ class _Rule:
         assert limit is not None and self.limit_texts is not None
         window, over_text = self.limit_texts
         value: Decimal | None = None
+        if self.get_by is not None:
+            assert limit.by is not None
+            problem = _key_problem(limit.by, self.get_by(call))
+            if problem is not None:
+                return (
+                    spec.effect,
+                    f"{problem}, so the {window} limit of rule '{spec.name}' cannot be checked",
+                    False,
+                )
         if limit.kind == "sum":
             assert self.get_limit_field is not None and limit.field is not None
             raw = self.get_limit_field(call)

@@ -193,11 +193,13 @@ def test_a_keyed_limit_keeps_one_budget_per_customer(client, keys, support_bot):
     assert LimitCounter.objects.count() == 2
 
 
-def test_calls_without_the_key_share_one_budget(client, keys, support_bot):
+@pytest.mark.parametrize("customer", [None, {"id": "cus_A"}, ["cus_A"]])
+def test_a_call_without_a_usable_key_gets_the_rules_effect(client, keys, support_bot, customer):
     refund_budget(support_bot, over=500, by="customer_id")
-    assert check(client, keys.live, {"amount": 500})["decision"] == "allow"
-    assert check(client, keys.live, {"amount": 1, "customer_id": None})["decision"] == "allow"
-    assert check(client, keys.live, {"amount": 1})["decision"] == "block"
+    arguments = {"amount": 1} if customer is None else {"amount": 1, "customer_id": customer}
+    body = check(client, keys.live, arguments)
+    assert body["decision"] == "block"
+    assert "so the 1d limit of rule 'daily refunds' cannot be checked" in body["reason"]
 
 
 def test_a_session_limit_keeps_one_budget_per_session(client, keys, support_bot):
@@ -212,6 +214,7 @@ def test_a_session_limit_keeps_one_budget_per_session(client, keys, support_bot)
         assert check(client, keys.live, {}, session_id="s-1")["decision"] == "allow"
     assert check(client, keys.live, {}, session_id="s-1")["decision"] == "block"
     assert check(client, keys.live, {}, session_id="s-2")["decision"] == "allow"
+    assert check(client, keys.live, {})["decision"] == "block"  # no session: no budget
 
 
 # --- Approvals -------------------------------------------------------------------------------
