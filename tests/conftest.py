@@ -5,6 +5,13 @@ Alice's team, Vera is a viewer there, and Charlie is an outsider who owns org C.
 
 Tests that need PostgreSQL, Redis, a live worker or a browser carry a marker. Without the
 service they skip with a reason; with CI=true any skip fails the run (see pytest_sessionfinish).
+
+CI (.ci/run) runs the suite twice, and WARDEN_CI_LEG says which run this is:
+- ``embedded``: no DATABASE_URL, no REDIS_URL (SQLite and the filesystem broker, what
+  ``make run`` uses, with the ORM branches of the code). Tests marked ``postgres`` or
+  ``redis`` are skipped, as expected: the other leg runs them. Any other skip fails.
+- ``postgres``: PostgreSQL and Redis; every test runs, and any skip fails.
+Each leg refuses to start without the services it names (or with the ones it must not use).
 """
 
 from __future__ import annotations
@@ -23,7 +30,15 @@ from tests.factories import MembershipFactory, OrganizationFactory, UserFactory,
 pytest_plugins = ["tests.live"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+CI_LEG = os.environ.get("WARDEN_CI_LEG", "")
 PASSWORD = "correct horse battery"
+
+# The markers whose tests each CI leg leaves to the other leg ("": not a CI leg).
+LEG_LEAVES_TO_THE_OTHER = {
+    "": frozenset(),
+    "embedded": frozenset({"postgres", "redis"}),
+    "postgres": frozenset(),
+}
 
 
 def _postgres_available() -> bool:
@@ -45,23 +60,61 @@ _REQUIREMENTS = {
 }
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    for marker, (available, reason) in _REQUIREMENTS.items():
-        if item.get_closest_marker(marker) and not available():
-            if IN_CI:
-                pytest.fail(f"CI=true but this test {reason}", pytrace=False)
-            pytest.skip(reason)
+def ci_leg_problem(leg: str, *, postgres: bool, redis: bool) -> str | None:
+    """Why this process cannot run CI leg ``leg`` with the services it has (None: it can)."""
+    if leg not in LEG_LEAVES_TO_THE_OTHER or not leg:
+        return f"WARDEN_CI_LEG={leg!r}: use embedded or postgres"
+    if leg == "embedded" and (postgres or redis):
+        return "WARDEN_CI_LEG=embedded runs without DATABASE_URL and REDIS_URL (SQLite, no Redis)"
+    if leg == "postgres" and not (postgres and redis):
+        return "WARDEN_CI_LEG=postgres needs DATABASE_URL=postgres://... and REDIS_URL=redis://..."
+    return None
+
+
+def missing_service_verdict(marker: str, *, in_ci: bool, leg: str) -> str:
+    """What becomes of a test whose ``marker`` service is missing: ``skip`` (outside CI),
+    ``expected skip`` (CI's other leg runs it) or ``fail``."""
+    if not in_ci:
+        return "skip"
+    if marker in LEG_LEAVES_TO_THE_OTHER.get(leg, frozenset()):
+        return "expected skip"
+    return "fail"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if CI_LEG:
+        problem = ci_leg_problem(CI_LEG, postgres=_postgres_available(), redis=_redis_available())
+        if problem:
+            raise pytest.UsageError(problem)
 
 
 _skipped: list[str] = []
+_left_to_the_other_leg: set[str] = set()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker, (available, reason) in _REQUIREMENTS.items():
+        if item.get_closest_marker(marker) and not available():
+            verdict = missing_service_verdict(marker, in_ci=IN_CI, leg=CI_LEG)
+            if verdict == "fail":
+                pytest.fail(f"CI=true but this test {reason}", pytrace=False)
+            if verdict == "expected skip":
+                _left_to_the_other_leg.add(item.nodeid)
+                pytest.skip(f"{reason} (CI's postgres leg runs it)")
+            pytest.skip(reason)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped:
+    if report.skipped and report.nodeid not in _left_to_the_other_leg:
         _skipped.append(report.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if IN_CI and _left_to_the_other_leg:
+        print(
+            f"\nWARDEN_CI_LEG={CI_LEG}: {len(_left_to_the_other_leg)} test(s) need PostgreSQL "
+            "or Redis and were left to the postgres leg, as expected."
+        )
     if IN_CI and _skipped:
         print(f"\nCI=true: {len(_skipped)} test(s) skipped, which CI counts as failure:")
         for nodeid in _skipped:

@@ -1,12 +1,41 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 
+from webhooks.formats import subscription_refusal
 from webhooks.models import Attempt, Delivery, Endpoint, Event
+
+
+class EndpointAdminForm(forms.ModelForm):
+    class Meta:
+        model = Endpoint
+        fields = [  # never the signing secrets
+            "organization",
+            "url",
+            "description",
+            "events",
+            "agents",
+            "format",
+            "enabled",
+            "disabled_reason",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        events = data.get("events")
+        if isinstance(events, list):
+            refusal = subscription_refusal(data.get("format", ""), events)
+            if refusal:
+                self.add_error("events", refusal)
+        return data
 
 
 @admin.register(Endpoint)
 class EndpointAdmin(admin.ModelAdmin):
+    form = EndpointAdminForm
     list_display = ["url", "organization", "format", "enabled", "failing_since", "created_at"]
     list_filter = ["format", "enabled"]
     search_fields = ["url", "public_id", "description", "organization__name"]

@@ -34,7 +34,7 @@ from accounts.permissions import Capability, roles_with
 from wardenproject.db import insert_statement, row_insert
 from webhooks import conf, delivery, wakeups
 from webhooks.crypto import SecretUnreadable
-from webhooks.formats import build_request
+from webhooks.formats import build_request, format_sends
 from webhooks.models import Attempt, Delivery, Endpoint, Event
 from webhooks.services import (
     delivery_wake_queue,
@@ -305,9 +305,18 @@ def _attempt_leased(leased: Leased) -> Attempt:
     now = timezone.now()
     headers: dict[str, str] = {}
     body = b""
+    # Queued before its format refused it (an Arden endpoint's pending notice): never sent,
+    # and no mark against the endpoint, whose receiver did nothing wrong.
+    unsendable = not format_sends(endpoint.format, leased.event.event_type)
     if not endpoint.enabled:
         result = delivery.SendResult(
             error=f"Endpoint disabled: {endpoint.disabled_reason}", permanent=True
+        )
+    elif unsendable:
+        result = delivery.SendResult(
+            error="Not sent: Arden-format endpoints carry decision events only, "
+            f"not {leased.event.event_type}.",
+            permanent=True,
         )
     else:
         try:
@@ -342,7 +351,7 @@ def _attempt_leased(leased: Leased) -> Attempt:
     else:
         with transaction.atomic():  # the attempt, the delivery's and the endpoint's state
             _attempt_record(leased.lease, attempt, update)
-            if endpoint.enabled:
+            if endpoint.enabled and not unsendable:
                 _endpoint_record_outcome(endpoint, result)
     return attempt
 

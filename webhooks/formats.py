@@ -23,15 +23,35 @@ STANDARD = "standard"
 ARDEN = "arden"
 AGENTWARDEN = "agentwarden"
 
-ARDEN_EVENT_TYPES = {
+# ardenpy's handle_webhook knows one event type, action_approved, and treats every other one
+# as a denial: it pops the action's callbacks and calls on_denial. So an Arden endpoint carries
+# decisions only (see subscription_refusal): a pending notice would deny a call that is merely
+# waiting, and the later approval would find no callback.
+ARDEN_DECISIONS = {
     "approval.approved": "action_approved",
     "approval.rejected": "action_denied",
     "approval.expired": "action_denied",
-    # ardenpy.handle_webhook treats every event_type but action_approved as a denial, so
-    # Arden endpoints should not subscribe to pending events if they use handle_webhook.
-    "log.pending_approval": "action_pending",
-    "webhook.test": "webhook_test",
 }
+# Besides decisions, only the test ping a member sends on request: its action id is made up
+# (act_test_...), so handle_webhook finds no callback for it and does nothing.
+ARDEN_EVENT_TYPES = {**ARDEN_DECISIONS, "webhook.test": "webhook_test"}
+
+
+def subscription_refusal(fmt: str, event_types: list[str] | tuple[str, ...]) -> str | None:
+    """Why an endpoint of format ``fmt`` may not subscribe to ``event_types`` (None: it may)."""
+    refused = [e for e in event_types if fmt == ARDEN and e not in ARDEN_DECISIONS]
+    if not refused:
+        return None
+    return (
+        f"Arden-format endpoints carry decision events only ({', '.join(ARDEN_DECISIONS)}): "
+        "ardenpy's handle_webhook treats any other event as a denial. "
+        f"Leave {', '.join(refused)} off, or use the standard or AgentWarden format for it."
+    )
+
+
+def format_sends(fmt: str, event_type: str) -> bool:
+    """Whether a delivery of ``event_type`` may go to an endpoint of format ``fmt`` at all."""
+    return fmt != ARDEN or event_type in ARDEN_EVENT_TYPES
 
 
 class EventLike(Protocol):
@@ -75,6 +95,8 @@ def standard_body(event: EventLike) -> dict[str, Any]:
 
 
 def arden_body(event: EventLike) -> dict[str, Any]:
+    if event.event_type not in ARDEN_EVENT_TYPES:
+        raise ValueError(f"Arden endpoints are never sent {event.event_type} events")
     data = event.data
     notes = data.get("notes")
     if event.event_type == "approval.expired":

@@ -21,6 +21,7 @@ from wardenproject.errors import ValidationFailed
 from webhooks import conf, wakeups
 from webhooks.crypto import secret_decrypt, secret_encrypt
 from webhooks.delivery import url_problem
+from webhooks.formats import subscription_refusal
 from webhooks.models import Delivery, Endpoint, Event
 
 EVENT_TYPES = (
@@ -70,7 +71,12 @@ def _clean_url(url: str) -> str:
     return url
 
 
-def _clean_events(events: Any) -> list[str]:
+def event_types_for_format(fmt: str) -> list[str]:
+    """The event types an endpoint of format ``fmt`` may subscribe to."""
+    return [e for e in EVENT_TYPES if subscription_refusal(fmt, [e]) is None]
+
+
+def _clean_events(events: Any, fmt: str) -> list[str]:
     if isinstance(events, str):
         events = [e.strip() for e in events.split(",") if e.strip()]
     if not isinstance(events, list | tuple) or not events:
@@ -81,6 +87,9 @@ def _clean_events(events: Any) -> list[str]:
             f"Unknown event type {unknown[0]!r}; known: {', '.join(EVENT_TYPES)}.",
             field="events",
         )
+    refusal = subscription_refusal(fmt, events)
+    if refusal:
+        raise ValidationFailed(refusal, field="events")
     return sorted(set(events), key=EVENT_TYPES.index)
 
 
@@ -125,7 +134,7 @@ def endpoint_create(
     plan_require(organization, Feature.WEBHOOKS)
     url = _clean_url(url)
     fmt = _clean_format(fmt)
-    events = _clean_events(DEFAULT_EVENTS if events is None else events)
+    events = _clean_events(DEFAULT_EVENTS if events is None else events, fmt)
     agent_objs = _clean_agents(organization, agents)
     if len(description or "") > 200:
         raise ValidationFailed(
@@ -160,7 +169,7 @@ def endpoint_update(
     if url is not None:
         endpoint.url = _clean_url(url)
     if events is not None:
-        endpoint.events = _clean_events(events)
+        endpoint.events = _clean_events(events, endpoint.format)
     if description is not None:
         if len(description) > 200:
             raise ValidationFailed(
@@ -252,19 +261,19 @@ def _subscribed_endpoint_pks(
     """Enabled endpoints that take ``event_type`` (and ``agent``, if they name agents).
 
     One query: a row per (endpoint, agent it is limited to), ``None`` for "every agent".
+    A subscription the endpoint's format refuses (an Arden endpoint stored with a pending
+    notice before they were refused, or edited in the admin) is never served.
     """
-    events: dict[int, list[str]] = {}
     agents: dict[int, set[int | None]] = {}
-    for pk, subscribed, agent_pk in Endpoint.objects.filter(
+    for pk, subscribed, fmt, agent_pk in Endpoint.objects.filter(
         organization=organization, enabled=True
-    ).values_list("pk", "events", "agents"):
-        events[pk] = subscribed
-        agents.setdefault(pk, set()).add(agent_pk)
+    ).values_list("pk", "events", "format", "agents"):
+        if event_type in subscribed and subscription_refusal(fmt, [event_type]) is None:
+            agents.setdefault(pk, set()).add(agent_pk)
     return [
         pk
-        for pk, subscribed in events.items()
-        if event_type in subscribed
-        and (agent is None or agents[pk] == {None} or agent.pk in agents[pk])
+        for pk, limited_to in agents.items()
+        if agent is None or limited_to == {None} or agent.pk in limited_to
     ]
 
 

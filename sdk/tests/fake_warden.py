@@ -99,6 +99,39 @@ class FakeWarden:
             action.update(status=status, notes=notes, decided_by=by, decided_at=_now())
             self.cond.notify_all()
 
+    def add_action(
+        self,
+        action_id: str,
+        status: str = "approved",
+        action: str = "stripe.refund",
+        arguments: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """An action the fake knows without a check (e.g. the subject of a hand-made webhook)."""
+        with self.cond:
+            self.actions[action_id] = {
+                "action_id": action_id,
+                "agent_id": "agt_alice",
+                "action": action,
+                "arguments": arguments or {},
+                "decision": "requires_approval",
+                "status": status,
+                "reason": "matched rule",
+                "rule": "refund-limit",
+                "environment": "test",
+                "session_id": None,
+                "created_at": _now(),
+                "expires_at": None,
+                "decided_at": None if status == "pending" else _now(),
+                "decided_by": None if status == "pending" else "user_bob",
+                "notes": None,
+                "approvals": [],
+                "approvals_required": 1,
+                "claimed_at": None,
+                "outcome": None,
+            }
+            self.cond.notify_all()
+            return self.actions[action_id]
+
     def wait_for_pending(self, timeout: float = 5.0) -> str:
         """Block until some action is pending; return its id."""
         with self.cond:

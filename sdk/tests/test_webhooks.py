@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_warden import FakeWarden
+from fake_warden import AGENT_KEY, FakeWarden
 
 import wardenpy
 from wardenpy import WebhookEvent, handle_webhook, register_handler, verify_webhook_signature
@@ -125,7 +126,10 @@ class Recorder:
 
 
 @pytest.fixture
-def recorder() -> Recorder:
+def recorder(configured: FakeWarden) -> Recorder:
+    """Handlers for stripe.refund; the decision they hear about (act_9) is approved in Warden,
+    so an approval can be claimed before on_approval runs."""
+    configured.add_action("act_9", arguments=CANONICAL["arguments"])
     rec = Recorder()
     register_handler("stripe.refund", rec.on_approval, rec.on_denial)
     return rec
@@ -225,7 +229,7 @@ def test_a_replayed_event_id_is_refused(recorder: Recorder) -> None:
     assert len(recorder.approved) == 1
 
 
-def test_a_delivery_whose_callback_failed_can_be_redelivered() -> None:
+def test_a_denial_whose_callback_failed_runs_again_when_redelivered() -> None:
     calls: list[str] = []
 
     def flaky(event: WebhookEvent) -> None:
@@ -233,8 +237,8 @@ def test_a_delivery_whose_callback_failed_can_be_redelivered() -> None:
         if len(calls) == 1:
             raise RuntimeError("database down")
 
-    register_handler("stripe.refund", flaky, lambda e: None)
-    body, headers = arden_delivery()
+    register_handler("stripe.refund", lambda e: None, flaky)
+    body, headers = arden_delivery("action_denied")
     with pytest.raises(RuntimeError):
         handle_webhook(body, headers, PLAIN_SECRET)
     handle_webhook(body, headers, PLAIN_SECRET)
@@ -262,6 +266,7 @@ def test_a_tool_handler_registered_after_a_restart_receives_the_decision(
         on_denial=first_process.append,
     )
     pending = safe(150.0)
+    configured.decide(pending.action_id, "approved")
     wh.registry.clear()  # the process restarted: nothing survives in memory ...
     restarted = Recorder()  # ... and the app registers its handlers again at import time
     register_handler("stripe.refund", restarted.on_approval, restarted.on_denial)
@@ -284,6 +289,7 @@ def test_guard_tool_callbacks_receive_the_webhook_for_their_action(
         on_denial=got.append,
     )
     pending = safe(150.0)
+    configured.decide(pending.action_id, "approved")
     body, headers = arden_delivery()
     body = body.replace(b"act_9", pending.action_id.encode())
     ts = headers["X-Arden-Timestamp"]
@@ -377,3 +383,156 @@ def test_the_signing_secret_never_needs_configure() -> None:
     assert verify_webhook_signature(
         body, headers["X-Arden-Timestamp"], headers["X-Arden-Signature"], PLAIN_SECRET
     )
+
+
+# --- webhook mode claims the action before on_approval, as the other modes do ------------------
+
+
+def guarded_in_webhook_mode(fake: FakeWarden, on_approval: Any, on_denial: Any = None) -> Any:
+    fake.set_policy("stripe.refund", "requires_approval")
+    return wardenpy.guard_tool(
+        "stripe.refund",
+        lambda amount, customer_id: amount,
+        approval_mode="webhook",
+        on_approval=on_approval,
+        on_denial=on_denial or (lambda e: None),
+    )
+
+
+def approval_of(action_id: str, event_id: str = "evt_std1") -> tuple[bytes, dict[str, str]]:
+    return standard_delivery(data={**CANONICAL, "action_id": action_id}, event_id=event_id)
+
+
+def test_webhook_mode_claims_the_action_before_on_approval_and_reports_success(
+    configured: FakeWarden,
+) -> None:
+    claimed_when_called: list[Any] = []
+
+    def on_approval(event: WebhookEvent) -> None:
+        claimed_when_called.append(configured.actions[event.action_id]["claimed_at"])
+
+    pending = guarded_in_webhook_mode(configured, on_approval)(150.0, "cus_abc")
+    configured.decide(pending.action_id, "approved")
+    handle_webhook(*approval_of(pending.action_id), STANDARD_SECRET)
+    assert len(claimed_when_called) == 1 and claimed_when_called[0] is not None
+    assert configured.wait_for_outcome(pending.action_id)["status"] == "success"
+
+
+def test_an_approval_delivered_again_after_a_restart_runs_on_approval_once(
+    configured: FakeWarden,
+) -> None:
+    runs: list[str] = []
+    pending = guarded_in_webhook_mode(configured, lambda e: runs.append(e.action_id))(
+        150.0, "cus_abc"
+    )
+    configured.decide(pending.action_id, "approved")
+    body, headers = approval_of(pending.action_id)
+    handle_webhook(body, headers, STANDARD_SECRET)
+    # A restart: the seen ids were in memory and the handlers are registered afresh.
+    wh.registry.clear()
+    wh.set_seen_store(wh.InMemorySeenStore())
+    register_handler("stripe.refund", lambda e: runs.append(e.action_id), lambda e: None)
+    event = handle_webhook(body, headers, STANDARD_SECRET)
+    assert event.action_id == pending.action_id
+    assert runs == [pending.action_id]
+    assert len(configured.calls("POST", f"/api/v1/actions/{pending.action_id}/claim")) == 2
+
+
+def test_an_approval_claimed_by_another_process_first_does_not_run_on_approval(
+    configured: FakeWarden,
+) -> None:
+    runs: list[str] = []
+    pending = guarded_in_webhook_mode(configured, lambda e: runs.append(e.action_id))(
+        150.0, "cus_abc"
+    )
+    configured.decide(pending.action_id, "approved")
+    with wardenpy.Client(api_key=AGENT_KEY, api_url=configured.url) as other_process:
+        other_process.claim(pending.action_id)
+    handle_webhook(*approval_of(pending.action_id), STANDARD_SECRET)
+    assert runs == []
+
+
+def test_an_approval_whose_callback_failed_is_reported_failed_and_not_run_again(
+    configured: FakeWarden,
+) -> None:
+    runs: list[str] = []
+
+    def fails(event: WebhookEvent) -> None:
+        runs.append(event.action_id)
+        raise RuntimeError("card network down")
+
+    pending = guarded_in_webhook_mode(configured, fails)(150.0, "cus_abc")
+    configured.decide(pending.action_id, "approved")
+    body, headers = approval_of(pending.action_id)
+    with pytest.raises(RuntimeError):
+        handle_webhook(body, headers, STANDARD_SECRET)
+    outcome = configured.wait_for_outcome(pending.action_id)
+    assert outcome["status"] == "failed"
+    assert "card network down" in outcome["error"]
+    handle_webhook(body, headers, STANDARD_SECRET)  # Warden's retry: claimed, so not run
+    assert runs == [pending.action_id]
+
+
+def test_a_coroutine_on_approval_in_a_running_loop_reports_its_outcome_when_done(
+    configured: FakeWarden,
+) -> None:
+    configured.add_action("act_9", arguments=CANONICAL["arguments"])
+    ran = asyncio.Event()
+
+    async def on_approval(event: WebhookEvent) -> None:
+        await asyncio.sleep(0)
+        ran.set()
+
+    register_handler("stripe.refund", on_approval, lambda e: None)
+
+    async def receiver() -> None:  # e.g. a FastAPI route
+        handle_webhook(*standard_delivery(), STANDARD_SECRET)
+        await asyncio.wait_for(ran.wait(), 5)
+
+    asyncio.run(receiver())
+    assert configured.wait_for_outcome("act_9")["status"] == "success"
+
+
+def test_without_a_client_an_approval_is_not_run_and_can_be_redelivered(fake: FakeWarden) -> None:
+    fake.add_action("act_9", arguments=CANONICAL["arguments"])
+    runs: list[str] = []
+    register_handler("stripe.refund", lambda e: runs.append(e.action_id), lambda e: None)
+    body, headers = standard_delivery()
+    with pytest.raises(wardenpy.ConfigurationError, match="claim"):
+        handle_webhook(body, headers, STANDARD_SECRET)
+    assert runs == []
+    wardenpy.configure(api_key=AGENT_KEY, api_url=fake.url)
+    handle_webhook(body, headers, STANDARD_SECRET)  # the redelivery, once configured
+    assert runs == ["act_9"]
+
+
+def test_the_client_given_to_handle_webhook_claims_and_reports(fake: FakeWarden) -> None:
+    fake.add_action("act_9", arguments=CANONICAL["arguments"])
+    runs: list[str] = []
+    register_handler("stripe.refund", lambda e: runs.append(e.action_id), lambda e: None)
+    with wardenpy.Client(api_key=AGENT_KEY, api_url=fake.url) as client:
+        handle_webhook(*standard_delivery(), STANDARD_SECRET, client=client)
+        assert runs == ["act_9"]
+        assert fake.wait_for_outcome("act_9")["status"] == "success"
+
+
+def test_guard_tool_with_its_own_client_claims_with_it_when_the_webhook_arrives(
+    fake: FakeWarden,
+) -> None:
+    fake.set_policy("stripe.refund", "requires_approval")
+    runs: list[str] = []
+    with wardenpy.Client(api_key=AGENT_KEY, api_url=fake.url) as client:
+        safe = wardenpy.guard_tool(
+            "stripe.refund",
+            lambda amount: amount,
+            approval_mode="webhook",
+            on_approval=lambda e: runs.append(e.action_id),
+            on_denial=lambda e: None,
+            client=client,
+        )
+        pending = safe(150.0)
+        fake.decide(pending.action_id, "approved")
+        assert not wardenpy.is_configured()
+        handle_webhook(*approval_of(pending.action_id), STANDARD_SECRET)
+        assert runs == [pending.action_id]
+        assert fake.wait_for_outcome(pending.action_id)["status"] == "success"

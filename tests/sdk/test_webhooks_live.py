@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import requests
 
+import wardenpy
 from tests.live import free_port, wait_until
-from tests.sdk.conftest import cancel_pending, decide
+from tests.sdk.conftest import action_json, cancel_pending, decide, outcome_of
 from webhooks import services as webhook_services
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.live]
@@ -71,8 +72,12 @@ class AgentApp:
             self.process.kill()
             self.process.wait(10)
 
-    def restart(self) -> None:
+    def restart(self, *, forget_seen_events: bool = False) -> None:
+        """Kill and start again; ``forget_seen_events``: with a fresh replay store (as a
+        process with the default in-memory store, or another host, would have)."""
         self.kill()
+        if forget_seen_events:
+            self.env["SEEN_DB"] = self.env["SEEN_DB"] + "-fresh"
         self.start()
 
     def call_refund(self, amount: float, customer_id: str) -> str:
@@ -189,3 +194,44 @@ def test_a_tampered_delivery_is_refused(celery_worker, agent_app, org_a, bob, fm
     assert refused.status_code == 400
     assert "signature" in refused.json()["error"]
     assert [r["amount"] for r in agent_app.records("refund")] == [150.0]
+
+
+def test_webhook_mode_claims_the_approval_runs_it_once_and_reports_the_outcome(
+    celery_worker, agent_app, live_server, keys, org_a, bob
+):
+    endpoint_for(agent_app, org_a, "standard")
+    agent_app.start()
+    action_id = agent_app.call_refund(150.0, "cus_abc")
+    decide(action_id, bob, approve=True)
+    wait_until(lambda: agent_app.records("refund"), what="the refund to run")
+    assert action_json(live_server, keys.test, action_id)["claimed_at"]
+    outcome = wait_until(
+        lambda: outcome_of(live_server, keys.test, action_id), what="the outcome on the server"
+    )
+    assert outcome["status"] == "success"
+
+    # The same delivery again, to a process that does not remember it: the claim says no.
+    body, headers = first_delivery(agent_app)
+    agent_app.restart(forget_seen_events=True)
+    again = agent_app.post_hook(body, headers)
+    assert again.status_code == 200
+    assert len(agent_app.records("refund")) == 1
+    assert len(agent_app.records("approval")) == 1
+
+
+def test_webhook_mode_does_not_run_an_approval_another_process_claimed_first(
+    celery_worker, agent_app, live_server, keys, org_a, bob, webhook_receiver
+):
+    # Deliveries go to a recorder, so the test decides when the agent app gets one.
+    created = webhook_services.endpoint_create(organization=org_a, url=webhook_receiver.url())
+    agent_app.env["WEBHOOK_SECRET"] = created.secret
+    agent_app.start()
+    action_id = agent_app.call_refund(150.0, "cus_abc")
+    decide(action_id, bob, approve=True)
+    (delivery,) = webhook_receiver.wait_for(1)
+    with wardenpy.Client(api_key=keys.test, api_url=live_server.url) as another_worker:
+        another_worker.claim(action_id)
+    answer = agent_app.post_hook(delivery.body, delivery.headers)
+    assert answer.status_code == 200
+    assert agent_app.records("approval") == []
+    assert agent_app.records("refund") == []

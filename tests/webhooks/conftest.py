@@ -18,7 +18,7 @@ def make_endpoint(org_a):
             organization=organization or org_a,
             url=url,
             fmt=fmt,
-            events=events or list(services.EVENT_TYPES),
+            events=events or services.event_types_for_format(fmt),
             **kwargs,
         )
 

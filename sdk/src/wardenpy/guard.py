@@ -184,7 +184,11 @@ class _Guard:
     ) -> PendingApproval:
         action_id = cast(str, result.action_id)
         assert self.on_approval is not None and self.on_denial is not None
-        registry.register_action(action_id, self.tool_name, self.on_approval, self.on_denial)
+        # The client that made the check claims the action when its approval arrives by
+        # webhook (handle_webhook), and reports the outcome.
+        registry.register_action(
+            action_id, self.tool_name, self.on_approval, self.on_denial, client
+        )
         if self.approval_mode == "async":
             threading.Thread(
                 target=self._poll_and_dispatch,
@@ -362,7 +366,8 @@ def guard_tool(
     * requires_approval: ``wait`` long-polls for the decision, claims the action and runs
       ``func`` once; ``async`` / ``webhook`` return :class:`PendingApproval` at once and
       call ``on_approval(event)`` / ``on_denial(event)`` later (``func`` is not re-run for
-      you: run it from ``event.context`` in the callback).
+      you: run it from ``event.context`` in the callback). The action is claimed before
+      ``on_approval`` runs, so it runs at most once, and its outcome is reported after.
 
     ``agent`` names the agent when the SDK is configured with an org key. ``client``
     overrides the process-wide client from :func:`wardenpy.configure`. Coroutine functions
@@ -379,7 +384,7 @@ def guard_tool(
             raise WardenError(
                 f"approval_mode={approval_mode!r} needs both on_approval and on_denial callbacks"
             )
-        registry.register_tool(tool_name, on_approval, on_denial)
+        registry.register_tool(tool_name, on_approval, on_denial, client=client)
     if not callable(func):
         raise TypeError("guard_tool() needs a callable to wrap")
     core = _Guard(tool_name, func, approval_mode, on_approval, on_denial, agent, client)

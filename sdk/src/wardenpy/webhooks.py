@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .exceptions import WardenError
+from .client import Client, _error_text, get_client
+from .exceptions import AlreadyClaimedError, ConfigurationError, ConflictError, WardenError
 from .types import WebhookEvent
 
 logger = logging.getLogger("wardenpy")
@@ -204,6 +205,8 @@ class Handlers:
     on_approval: Callback | None = None
     on_denial: Callback | None = None
     on_pending: Callback | None = None
+    # Claims an approved action and reports its outcome; None: the process-wide client.
+    client: Client | None = None
 
 
 class HandlerRegistry:
@@ -228,15 +231,24 @@ class HandlerRegistry:
         on_approval: Callback | None = None,
         on_denial: Callback | None = None,
         on_pending: Callback | None = None,
+        client: Client | None = None,
     ) -> None:
         with self._lock:
-            self._by_tool[tool_name] = Handlers(on_approval, on_denial, on_pending)
+            self._by_tool[tool_name] = Handlers(on_approval, on_denial, on_pending, client)
 
     def register_action(
-        self, action_id: str, tool_name: str, on_approval: Callback, on_denial: Callback
+        self,
+        action_id: str,
+        tool_name: str,
+        on_approval: Callback,
+        on_denial: Callback,
+        client: Client | None = None,
     ) -> None:
         with self._lock:
-            self._by_action[action_id] = (tool_name, Handlers(on_approval, on_denial))
+            self._by_action[action_id] = (
+                tool_name,
+                Handlers(on_approval, on_denial, client=client),
+            )
 
     def unregister_tool(self, tool_name: str) -> None:
         with self._lock:
@@ -250,10 +262,17 @@ class HandlerRegistry:
 
     def take(self, event: WebhookEvent) -> Callback | None:
         """The callback for ``event`` (None if none), marking a decision as dispatched."""
+        taken = self.take_with_client(event)
+        return taken[0] if taken else None
+
+    def take_with_client(self, event: WebhookEvent) -> tuple[Callback, Client | None] | None:
+        """:meth:`take`, with the client registered alongside the callback (None if none)."""
         with self._lock:
             if event.event_type == "action_pending":
                 handlers = self._by_tool.get(event.tool_name)
-                return handlers.on_pending if handlers else None
+                if handlers is None or handlers.on_pending is None:
+                    return None
+                return handlers.on_pending, handlers.client
             if event.event_type not in ("action_approved", "action_denied"):
                 return None
             if event.action_id in self._dispatched:
@@ -263,11 +282,12 @@ class HandlerRegistry:
             if handlers is None:
                 return None
             callback = handlers.on_approval if event.approved else handlers.on_denial
-            if callback is not None:
-                self._dispatched[event.action_id] = None
-                while len(self._dispatched) > self._remember:
-                    self._dispatched.popitem(last=False)
-            return callback
+            if callback is None:
+                return None
+            self._dispatched[event.action_id] = None
+            while len(self._dispatched) > self._remember:
+                self._dispatched.popitem(last=False)
+            return callback, handlers.client
 
     def release(self, action_id: str) -> None:
         """Allow ``action_id`` to be dispatched again (its callback raised)."""
@@ -284,11 +304,13 @@ def register_handler(
     on_denial: Callback | None = None,
     *,
     on_pending: Callback | None = None,
+    client: Client | None = None,
 ) -> None:
     """Call ``on_approval`` / ``on_denial`` for decisions on ``tool_name`` delivered to
     :func:`handle_webhook`, even for calls made by an earlier process. Register it at import
-    time of your web app."""
-    registry.register_tool(tool_name, on_approval, on_denial, on_pending)
+    time of your web app. ``client`` claims approved actions and reports their outcomes
+    (default: the process-wide client from :func:`wardenpy.configure`)."""
+    registry.register_tool(tool_name, on_approval, on_denial, on_pending, client)
 
 
 # ---------------------------------------------------------------------------
@@ -459,6 +481,7 @@ def handle_webhook(
     tolerance: float = DEFAULT_TOLERANCE,
     seen_store: SeenStore | None = None,
     handlers: HandlerRegistry | None = None,
+    client: Client | None = None,
 ) -> WebhookEvent:
     """Verify, de-duplicate, parse and dispatch one webhook delivery; return the event.
 
@@ -466,8 +489,16 @@ def handle_webhook(
     the signature and timestamp checks (for callers that verified already).
     Raises ``ValueError`` on a bad signature, a stale timestamp or a replayed event id.
     Callbacks come from ``guard_tool(..., approval_mode="webhook")`` in this process (by
-    action id) or from :func:`register_handler` (by tool name). If a callback raises, the
-    event id is forgotten so the server's redelivery runs it again, and the error propagates.
+    action id) or from :func:`register_handler` (by tool name).
+
+    Before ``on_approval`` runs, the action is claimed in Warden (as the wait and async modes
+    do), so it runs at most once, whichever process or delivery gets there first: if it was
+    claimed already, ``on_approval`` is not called. Afterwards the outcome is reported
+    (``success``, or ``failed`` if the callback raised). The claim uses ``client``, else the
+    client registered with the callback, else the process-wide one
+    (:class:`~wardenpy.ConfigurationError` if there is none). If the claim cannot be made
+    (no client, Warden unreachable) or a callback raises, the event id is forgotten so the
+    server's redelivery tries again, and the error propagates.
     """
     store = seen_store if seen_store is not None else _default_seen_store
     reg = handlers if handlers is not None else registry
@@ -479,8 +510,8 @@ def handle_webhook(
         store.discard(event.event_id)
         raise WardenError("webhook payload has no action id")
 
-    callback = reg.take(event)
-    if callback is None:
+    taken = reg.take_with_client(event)
+    if taken is None:
         if event.event_type in ("action_approved", "action_denied"):
             logger.warning(
                 "wardenpy: no handler for %s on action %s (tool %r); register one with "
@@ -490,9 +521,15 @@ def handle_webhook(
                 event.tool_name,
             )
         return event
+    callback, registered_client = taken
     try:
-        result = callback(event)
-        _finish_awaitable(result)
+        if not event.approved:
+            _finish_awaitable(callback(event))
+            return event
+        claimer = client or registered_client or _process_client()
+        if not _claim(claimer, event):
+            return event
+        _run_approved(claimer, callback, event)
     except BaseException:
         store.discard(event.event_id)
         reg.release(event.action_id)
@@ -500,24 +537,89 @@ def handle_webhook(
     return event
 
 
-def _finish_awaitable(result: Any) -> None:
-    """Run a coroutine returned by an async callback."""
+def _process_client() -> Client:
+    try:
+        return get_client()
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            "handle_webhook needs a Warden client to claim an approved action before "
+            "on_approval runs: call wardenpy.configure(api_key=..., api_url=...) in the "
+            "receiving process, or pass client= to handle_webhook or register_handler",
+            setting=exc.setting,
+        ) from exc
+
+
+def _claim(client: Client, event: WebhookEvent) -> bool:
+    """Claim the approved action; False if it may not run here (claimed, or not approved)."""
+    try:
+        client.claim(event.action_id)
+    except AlreadyClaimedError:
+        logger.info(
+            "wardenpy: action %s was already claimed (it ran, or runs, elsewhere); "
+            "on_approval not called",
+            event.action_id,
+        )
+        return False
+    except ConflictError as exc:
+        logger.warning(
+            "wardenpy: action %s cannot be claimed (it is %s); on_approval not called",
+            event.action_id,
+            exc.status,
+        )
+        return False
+    return True
+
+
+def _run_approved(client: Client, callback: Callback, event: WebhookEvent) -> None:
+    """Run a claimed action's ``on_approval`` and report its outcome."""
+
+    def report(error: BaseException | None) -> None:
+        if error is None:
+            client.report_outcome_later(event.action_id, "success")
+        else:
+            client.report_outcome_later(event.action_id, "failed", _error_text(error))
+
+    try:
+        result = callback(event)
+    except BaseException as exc:
+        report(exc)
+        raise
+    _finish_awaitable(result, report)
+
+
+def _finish_awaitable(
+    result: Any, done: Callable[[BaseException | None], None] | None = None
+) -> None:
+    """Run a coroutine returned by an async callback; ``done(error)`` once it has finished."""
     import asyncio
     import inspect
 
     if not inspect.isawaitable(result):
+        if done is not None:
+            done(None)
         return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
     if loop is None:
-        asyncio.run(_await(result))
+        try:
+            asyncio.run(_await(result))
+        except BaseException as exc:
+            if done is not None:
+                done(exc)
+            raise
+        if done is not None:
+            done(None)
         return
     # Inside a running loop (e.g. FastAPI): schedule it; keep a reference until done.
     task = loop.create_task(_await(result))
     _background_tasks.add(task)
     task.add_done_callback(_background_tasks.discard)
+    if done is not None:
+        task.add_done_callback(
+            lambda t: done(asyncio.CancelledError() if t.cancelled() else t.exception())
+        )
 
 
 async def _await(awaitable: Any) -> Any:

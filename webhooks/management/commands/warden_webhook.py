@@ -27,7 +27,7 @@ class Command(BaseCommand):
         create.add_argument(
             "--events",
             default=",".join(services.DEFAULT_EVENTS),
-            help="Comma-separated event types.",
+            help="Comma-separated event types (arden: decision events only).",
         )
         create.add_argument("--description", default="")
         create.add_argument("--agents", default="", help="Comma-separated agent ids or names.")
