@@ -203,22 +203,32 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
 
 
+# What Decimal() would read as a finite number: checked first, so that a string that is
+# not a number (the common case for text arguments) costs no exception.
+_NUMERIC_RE = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+
+
 def to_decimal(value: object) -> Decimal | None:
     """A finite Decimal from a number or a numeric string ("5000", "5e3"), else None.
     Booleans are not numbers; NaN and infinities are not usable numbers."""
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is int:
+        return Decimal(value)  # type: ignore[arg-type]
+    if kind is bool:
         return None
     try:
-        if isinstance(value, Decimal):
-            result = value
-        elif isinstance(value, int):
-            result = Decimal(value)
+        if isinstance(value, str):
+            if len(value) > 64 or _NUMERIC_RE.fullmatch(value) is None:
+                return None
+            result = Decimal(value.strip())
         elif isinstance(value, float):
             if not math.isfinite(value):
                 return None
             result = Decimal(repr(value))
-        elif isinstance(value, str) and 0 < len(value) <= 64:
-            result = Decimal(value.strip())
+        elif isinstance(value, Decimal):
+            result = value
+        elif isinstance(value, int):
+            result = Decimal(value)
         else:
             return None
     except (InvalidOperation, ValueError):
@@ -518,10 +528,12 @@ class _Members:
         if isinstance(subject, bool):
             return (subject in self.bools) if self.bools else None
         if isinstance(subject, str):
-            number = to_decimal(subject)
-            if subject in self.texts or (number is not None and number in self.numbers):
+            if subject in self.texts:
                 return True
-            comparable = bool(self.texts) or (number is not None and bool(self.numbers))
+            number = to_decimal(subject) if self.numbers else None
+            if number is not None and number in self.numbers:
+                return True
+            comparable = bool(self.texts) or number is not None
             return False if comparable else None
         if _is_number(subject):
             number = to_decimal(subject)
@@ -708,11 +720,33 @@ def compile_expr(expr: Expr) -> Test:
         inner = compile_expr(expr.item)
         return lambda call: _not3(inner(call))
     tests = tuple(compile_expr(item) for item in expr.items)
+    if len(tests) == 1:
+        return tests[0]
     if isinstance(expr, AllOf):
-        if len(tests) == 1:
-            return tests[0]
-        return lambda call: _all3(test(call) for test in tests)
-    return lambda call: _any3(test(call) for test in tests)
+
+        def all_of(call: Call) -> bool | None:
+            undecided = False
+            for test in tests:
+                answer = test(call)
+                if answer is False:
+                    return False
+                if answer is None:
+                    undecided = True
+            return None if undecided else True
+
+        return all_of
+
+    def any_of(call: Call) -> bool | None:
+        undecided = False
+        for test in tests:
+            answer = test(call)
+            if answer is True:
+                return True
+            if answer is None:
+                undecided = True
+        return None if undecided else False
+
+    return any_of
 
 
 _OP_NEEDS = {
@@ -793,14 +827,15 @@ class Budget:
     amount: Decimal  # what this call adds: 1 for a count, the value for a sum
 
 
-@dataclass(frozen=True, slots=True)
+# Results are made for every call: plain (not frozen) dataclasses, which build faster.
+@dataclass(slots=True)
 class MatchedRule:
     rule: RuleSpec
     effect: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     decision: str
     rule: RuleSpec | None

@@ -10,48 +10,60 @@ import platform
 import statistics
 import sys
 import timeit
-from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.policy import (
-    CompiledPolicy,
-    Condition,
-    Limit,
-    RuleSpec,
-    compile_policy,
-)
+from dataclasses import replace
+
+from agents.policy import Call, CompiledPolicy, RuleSpec, compile_policy
+from agents.policy_document import rule_spec_from_mapping
 
 SERVICES = ["stripe", "github", "slack", "database", "email", "crm", "bank", "files", "jira", "s3"]
 VERBS = ["create", "read", "update", "delete", "refund", "send", "list", "transfer"]
 
 
 def build_rules() -> list[RuleSpec]:
-    """100 rules of mixed kinds, like a busy agent's policy."""
+    """100 rules of mixed kinds, like a busy agent's policy, nested conditions included."""
     rules: list[RuleSpec] = []
 
     def add(**fields: object) -> None:
         index = len(rules)
         fields.setdefault("effect", "block")
-        rules.append(RuleSpec(id=f"r{index}", name=f"rule {index}", position=index, **fields))
+        spec = rule_spec_from_mapping({"name": f"rule {index}", **fields}, lists=LISTS)
+        rules.append(replace(spec, id=f"r{index}", position=index))
 
-    for i in range(40):  # exact, plain
+    for i in range(30):  # exact, plain
         add(action=f"{SERVICES[i % 10]}.{VERBS[i % 8]}_{i}", effect=("allow", "block")[i % 2])
     for i in range(10):  # exact, max_amount
-        add(
-            action=f"{SERVICES[i]}.refund",
-            effect="requires_approval",
-            max_amount=Decimal(100 + i),
-        )
-    for i in range(20):  # exact, conditions
+        add(action=f"{SERVICES[i]}.refund", effect="requires_approval", max_amount=100 + i)
+    for i in range(20):  # exact, a list of conditions
         add(
             action=f"{SERVICES[i % 10]}.update",
-            conditions=(
-                Condition("customer.tier", "ne", "vip"),
-                Condition("count", "gte", 10 + i),
-                Condition("region", "in", ("eu", "us", "apac")),
-            ),
+            when=[
+                {"field": "customer.tier", "op": "ne", "value": "vip"},
+                {"field": "count", "op": "gte", "value": 10 + i},
+                {"field": "region", "op": "in", "value": ["eu", "us", "apac"]},
+            ],
+        )
+    for i in range(10):  # exact, nested any/all/not, unless, wildcard paths, lists, context
+        add(
+            action=f"{SERVICES[i]}.create",
+            effect="requires_approval",
+            when={
+                "any": [
+                    {"field": "amount", "op": "gt", "value": 1000 + i},
+                    {
+                        "all": [
+                            {"field": "currency", "op": "ne", "value": "USD"},
+                            {"not": {"field": "customer.tier", "op": "eq", "value": "vip"}},
+                        ]
+                    },
+                    {"field": "items.*.amount", "op": "gt", "value": 500},
+                    {"field": "to", "op": "email_domain_in", "value": "$lists.blocked"},
+                ]
+            },
+            unless=[{"field": "$metadata.role", "op": "ieq", "value": "finance"}],
         )
     for i in range(25):  # globs of every form
         pattern = (
@@ -63,45 +75,65 @@ def build_rules() -> list[RuleSpec]:
         )[i % 5]
         add(action=pattern)
     for i in range(5):  # running-total limits
-        add(
-            action=f"{SERVICES[i]}.send",
-            effect="requires_approval",
-            limit=(
-                Limit(kind="count", per_seconds=3600, count=50)
-                if i % 2
-                else Limit(kind="sum", per_seconds=86400, field="amount", over=Decimal(2000))
-            ),
+        limit = (
+            {"count": 50, "per": "1h"}
+            if i % 2
+            else {"sum": "amount", "over": 2000, "per": "1d", "by": "customer_id"}
         )
+        add(action=f"{SERVICES[i]}.send", effect="requires_approval", limit=limit)
     assert len(rules) == 100
     return rules
 
 
+LISTS = {"blocked": ("mailinator.com", "tempmail.dev")}
 CALLS = {
-    "exact rule (max_amount)": ("stripe.refund", {"amount": 50}, None),
+    "exact rule (max_amount)": (Call("stripe.refund", {"amount": 50}), None),
     "exact rule (3 conditions)": (
-        "github.update",
-        {"customer": {"tier": "basic"}, "count": 40, "region": "eu"},
+        Call("github.update", {"customer": {"tier": "basic"}, "count": 40, "region": "eu"}),
         None,
     ),
-    "glob rule": ("crm.users.delete", {"id": 7}, None),
-    "limit rule with totals": ("stripe.send", {"amount": 10}, {"r95": 1500}),
-    "no matching rule": ("weather.forecast", {"city": "Oslo"}, None),
+    "nested any/all/not + unless": (
+        Call(
+            "github.create",
+            {
+                "amount": 10,
+                "currency": "EUR",
+                "customer": {"tier": "vip"},
+                "items": [{"amount": 20}, {"amount": 30}],
+                "to": "a@corp.com",
+            },
+            metadata={"role": "ops"},
+        ),
+        None,
+    ),
+    "glob rule": (Call("crm.users.delete", {"id": 7}), None),
+    "limit rule with totals": (
+        Call("stripe.send", {"amount": 10, "customer_id": "c1"}),
+        {"r95": 1500},
+    ),
+    "no matching rule": (Call("weather.forecast", {"city": "Oslo"}), None),
 }
 
 
 def measure(policy: CompiledPolicy, number: int = 20000, repeat: int = 7) -> dict[str, float]:
     results = {}
     evaluate = policy.evaluate
-    for label, (action, arguments, totals) in CALLS.items():
-        timer = timeit.Timer(lambda a=action, g=arguments, t=totals: evaluate(a, g, "live", t))
+    for label, (call, totals) in CALLS.items():
+        timer = timeit.Timer(lambda c=call, t=totals: evaluate(c, t))
         runs = timer.repeat(repeat=repeat, number=number)
         results[label] = statistics.median(runs) / number * 1e6
     return results
 
 
 def measure_uncached(policy: CompiledPolicy, number: int = 2000, repeat: int = 5) -> float:
-    action, arguments, totals = CALLS["glob rule"]
-    timer = timeit.Timer(lambda: policy.evaluate_uncached(action, arguments, "live", totals))
+    call, totals = CALLS["glob rule"]
+    timer = timeit.Timer(lambda: policy.evaluate_uncached(call, totals))
+    return statistics.median(timer.repeat(repeat=repeat, number=number)) / number * 1e6
+
+
+def measure_budgets(policy: CompiledPolicy, number: int = 20000, repeat: int = 7) -> float:
+    call, _ = CALLS["limit rule with totals"]
+    timer = timeit.Timer(lambda: policy.budgets(call))
     return statistics.median(timer.repeat(repeat=repeat, number=number)) / number * 1e6
 
 
@@ -117,6 +149,7 @@ def main() -> None:
     for label, micros in measure(policy).items():
         print(f"  {label:<28} {micros:7.2f} µs")
     print(f"  {'glob rule, cache bypassed':<28} {measure_uncached(policy):7.2f} µs")
+    print(f"  {'budgets() of a limited call':<28} {measure_budgets(policy):7.2f} µs")
 
 
 if __name__ == "__main__":
