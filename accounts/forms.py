@@ -79,6 +79,7 @@ class OrganizationSettingsForm(forms.Form):
     )
     time_zone = forms.ChoiceField(
         label="Time zone",
+        required=False,
         help_text="Rules read $time.hour and $time.weekday in this time zone.",
     )
 

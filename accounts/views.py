@@ -347,7 +347,7 @@ def organization_settings(request: HttpRequest, org_id: str) -> HttpResponse:
                     name=form.cleaned_data["name"],
                     default_approval_timeout=form.cleaned_data["default_approval_timeout_minutes"]
                     * 60,
-                    time_zone=form.cleaned_data["time_zone"],
+                    time_zone=form.cleaned_data["time_zone"] or None,
                 )
             except DomainError as exc:
                 _reraise_access_errors(exc)

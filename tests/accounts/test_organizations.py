@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from accounts import services
 from accounts.models import Membership, Organization
+from audit.models import AuditEntry
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -107,6 +108,32 @@ def test_an_owner_changes_the_name_and_default_approval_timeout(client, alice, o
     org_a.refresh_from_db()
     assert org_a.name == "Acme Ltd"
     assert org_a.default_approval_timeout == 15 * 60
+
+
+def test_an_owner_sets_the_time_zone_rules_read_the_hour_in(client, alice, org_a):
+    client.force_login(alice)
+    response = client.post(
+        settings_url(org_a),
+        {"name": "Acme", "default_approval_timeout_minutes": 60, "time_zone": "Asia/Tokyo"},
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    org_a.refresh_from_db()
+    assert org_a.time_zone == "Asia/Tokyo"
+    assert AuditEntry.objects.filter(
+        kind="config", target_id=org_a.public_id, data__after__time_zone="Asia/Tokyo"
+    ).exists()
+
+
+def test_an_unknown_time_zone_is_a_form_error(client, alice, org_a):
+    client.force_login(alice)
+    response = client.post(
+        settings_url(org_a),
+        {"name": "Acme", "default_approval_timeout_minutes": 60, "time_zone": "Mars/Olympus"},
+    )
+    assert response.status_code == HTTPStatus.OK
+    assert b"errorlist" in response.content
+    org_a.refresh_from_db()
+    assert org_a.time_zone == "UTC"
 
 
 def test_a_zero_minute_timeout_is_refused_with_a_form_error(client, alice, org_a):

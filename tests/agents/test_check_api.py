@@ -318,3 +318,24 @@ def test_after_a_downgrade_below_business_a_quorum_rule_blocks_naming_the_plan(
     assert body["decision"] == "block"
     assert "needs the Business plan" in body["reason"]
     assert ApprovalRequest.objects.filter(action="bank.transfer").count() == 1
+
+
+def test_time_conditions_read_the_organisations_time_zone(client, keys, support_bot, org_a):
+    from freezegun import freeze_time
+
+    from accounts.models import Organization
+
+    add_rule(
+        support_bot,
+        name="business hours only",
+        action="payments.*",
+        effect="block",
+        when=[{"field": "$time.hour", "op": "not_in", "value": list(range(9, 17))}],
+    )
+    with freeze_time("2026-12-02T08:30:00Z"):  # 08:30 in UTC, 17:30 in Tokyo, 09:30 in Paris
+        assert check(client, keys.live, {"action": "payments.send"}).json()["decision"] == "block"
+        Organization.objects.filter(pk=org_a.pk).update(time_zone="Europe/Paris")
+        from agents import runtime
+
+        runtime.organization_forget(org_a.pk)
+        assert check(client, keys.live, {"action": "payments.send"}).json()["decision"] == "allow"

@@ -46,6 +46,9 @@ def _rule_post(**overrides: object) -> dict[str, object]:
         "rule-action": "crm.discount",
         "rule-effect": "block",
         "rule-when": "",
+        "rule-unless": "",
+        "rule-message": "",
+        "rule-limit_by": "",
         "rule-max_amount": "",
         "rule-amount_field": "amount",
         "rule-limit_kind": "",
@@ -668,3 +671,89 @@ def test_the_audit_page_shows_no_entries_of_another_organisation(
 ):
     response = _as(client, charlie).get(reverse("agents:audit"))
     assert not _audit_ids(response) & {e.public_id for e in checks_logged}
+
+
+# --- The full language in the rule form ---------------------------------------------------
+
+NESTED_WHEN = """\
+any:
+  - {field: amount, op: gt, value: 1000}
+  - all:
+      - {field: currency, op: ne, value: USD}
+      - not: {field: customer.tier, op: eq, value: vip}
+"""
+
+
+def test_nested_conditions_written_as_yaml_are_saved(client, alice, support_bot):
+    response = _as(client, alice).post(
+        reverse("agents:rule_create", args=[support_bot.public_id]),
+        _rule_post(
+            name="large or foreign",
+            action="stripe.refund",
+            when=NESTED_WHEN,
+            unless="$metadata.role ieq finance",
+            message="Finance reviews these.",
+            limit_kind="sum",
+            limit_sum="amount",
+            limit_over="500",
+            limit_per="1d",
+            limit_by="customer_id",
+        ),
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    rule = Rule.objects.get(name="large or foreign")
+    assert rule.document["when"]["any"][1]["all"][1] == {
+        "not": {"field": "customer.tier", "op": "eq", "value": "vip"}
+    }
+    assert rule.document["unless"] == [{"field": "$metadata.role", "op": "ieq", "value": "finance"}]
+    assert rule.document["message"] == "Finance reviews these."
+    assert rule.document["limit"]["by"] == "customer_id"
+
+
+def test_a_mistake_deep_in_yaml_conditions_is_shown_with_its_path_and_line(
+    client, alice, support_bot
+):
+    response = _as(client, alice).post(
+        reverse("agents:rule_create", args=[support_bot.public_id]),
+        _rule_post(name="bad", when=NESTED_WHEN.replace("op: eq", "op: equals")),
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    (error,) = response.context["rule_form"].errors["when"]
+    assert error.startswith("when.any[1].all[1].not.op (line 5): unknown operator 'equals'")
+    assert not Rule.objects.filter(name="bad").exists()
+
+
+def test_a_line_of_the_simple_syntax_is_named_in_the_error(client, alice, support_bot):
+    response = _as(client, alice).post(
+        reverse("agents:rule_create", args=[support_bot.public_id]),
+        _rule_post(name="bad", when="customer.tier ne vip\n\namount bigger 10"),
+    )
+    (error,) = response.context["rule_form"].errors["when"]
+    assert error.startswith("when[1].op (line 3): unknown operator 'bigger'")
+
+
+def test_the_edit_form_shows_nested_conditions_as_yaml_that_saves_unchanged(
+    client, alice, support_bot
+):
+    rule = add_rule(
+        support_bot,
+        name="nested",
+        action="stripe.refund",
+        effect="block",
+        when={
+            "any": [{"field": "a", "op": "eq", "value": 1}, {"field": "b", "op": "eq", "value": 2}]
+        },
+    )
+    page = _as(client, alice).get(
+        reverse("agents:rule_edit", args=[support_bot.public_id, rule.public_id])
+    )
+    shown = page.context["form"].initial["when"]
+    assert shown.startswith("any:")
+    before = dict(rule.document)
+    response = client.post(
+        reverse("agents:rule_edit", args=[support_bot.public_id, rule.public_id]),
+        _rule_post(name="nested", action="stripe.refund", when=shown),
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    rule.refresh_from_db()
+    assert rule.document == before
