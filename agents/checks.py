@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,21 @@ class CheckResult:
     created_at: datetime
     rule_message: str = ""
     replayed: bool = False
+
+    @classmethod
+    def of(cls, entry: AuditEntry, decision: Decision, expires_at: datetime | None) -> CheckResult:
+        return cls(
+            action_id=entry.public_id,
+            decision=decision.decision,
+            status=STATUS_FOR_DECISION[decision.decision],
+            reason=decision.reason,
+            rule=decision.rule.name if decision.rule else None,
+            environment=entry.environment,
+            expires_at=expires_at,
+            agent_public_id=entry.agent_public_id,
+            created_at=entry.created_at,
+            rule_message=decision.message,
+        )
 
     @property
     def message(self) -> str | None:
@@ -92,61 +108,44 @@ def check_perform(
     started = started if started is not None else time.perf_counter()
     agent_rt = check_agent_resolve(principal=principal, agent_ref=agent_ref)
     request_hash = _request_hash(action, arguments, session_id) if idempotency_key else ""
-    if idempotency_key:
-        replay = _idempotent_replay(agent_rt.agent.pk, idempotency_key, request_hash)
-        if replay is not None:
-            return replay
-    now = timezone.now()
+    if idempotency_key and (replay := _replay(agent_rt, idempotency_key, request_hash)):
+        return replay
     call = Call(
         action,
         arguments,
         principal.environment,
         session_id=session_id,
         metadata=metadata,
-        at=now,
+        at=timezone.now(),
         timezone=organization_tz(principal.organization),
     )
     record = _Record(principal, agent_rt, call, source, idempotency_key, request_hash, started)
     budgets = agent_rt.policy.budgets(call)
     try:
-        if budgets:
-            # Running totals: lock the budgets, decide and record in one transaction, so
-            # racing checks reserve exactly what fits and every count has its audit row.
-            with transaction.atomic():
-                reservation = limits.budgets_lock(
+        # With running totals, the budgets are locked, read, decided on and spent in the
+        # transaction that records the call: racing checks reserve exactly what fits.
+        with transaction.atomic() if budgets else nullcontext():
+            reservation = (
+                limits.budgets_lock(
                     organization_id=principal.organization.pk,
                     agent_id=agent_rt.agent.pk,
                     environment=call.environment,
                     budgets=budgets,
-                    rule_pks={key: rule.pk for key, rule in agent_rt.rules_by_id.items()},
-                    now=now,
+                    rule_pks=agent_rt.rule_pks,
+                    now=call.at,
                 )
-                decision = plan_gate(
-                    agent_rt.policy.evaluate(call, reservation.totals), agent_rt.plan
-                )
-                expires_at = record.write(decision, reservation)
-        else:
-            decision = plan_gate(agent_rt.policy.evaluate(call), agent_rt.plan)
-            expires_at = record.write(decision, None)
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        replay = _idempotent_replay(agent_rt.agent.pk, idempotency_key, request_hash)
+                if budgets
+                else None
+            )
+            totals = reservation.totals if reservation is not None else None
+            decision = plan_gate(agent_rt.policy.evaluate(call, totals), agent_rt.plan)
+            expires_at = record.write(decision, reservation)
+    except IntegrityError:  # a concurrent request with the same Idempotency-Key won
+        replay = _replay(agent_rt, idempotency_key, request_hash) if idempotency_key else None
         if replay is None:
             raise
         return replay
-    result = CheckResult(
-        action_id=record.entry.public_id,
-        decision=decision.decision,
-        status=STATUS_FOR_DECISION[decision.decision],
-        reason=decision.reason,
-        rule=decision.rule.name if decision.rule else None,
-        environment=call.environment,
-        expires_at=expires_at,
-        agent_public_id=agent_rt.agent.public_id,
-        created_at=now,
-        rule_message=decision.message,
-    )
+    result = CheckResult.of(record.entry, decision, expires_at)
     if idempotency_key:
         _idempotency_remember(agent_rt.agent.pk, idempotency_key, request_hash, result)
     return result
@@ -314,6 +313,10 @@ def _result_from_entry(entry: AuditEntry) -> CheckResult:
         rule_message=(entry.data or {}).get("message", ""),
         replayed=True,
     )
+
+
+def _replay(agent_rt: AgentRuntime, key: str, request_hash: str) -> CheckResult | None:
+    return _idempotent_replay(agent_rt.agent.pk, key, request_hash)
 
 
 def _idempotent_replay(agent_id: int, key: str, request_hash: str) -> CheckResult | None:

@@ -203,6 +203,7 @@ class AgentRuntime:
     plan: PlanFeatures
     plan_key: tuple[int, bool, bool]
     rules_by_id: dict[str, Rule]
+    rule_pks: dict[str, int]
     checked_at: float
 
 
@@ -248,6 +249,7 @@ def _runtime_load(agent_id: int, organization: Organization) -> AgentRuntime | N
         plan=plan_features(organization),
         plan_key=_plan_key(organization),
         rules_by_id={rule.public_id: rule for rule in rules},
+        rule_pks={rule.public_id: rule.pk for rule in rules},
         checked_at=time.monotonic(),
     )
 
