@@ -28,6 +28,7 @@ from accounts.permissions import (
     membership_require,
     role_can_assign,
 )
+from agents.services import api_key_revoke_approver_keys_of
 from audit.services import audit_record_change, model_snapshot
 from wardenproject.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from wardenproject.ids import random_token
@@ -239,7 +240,12 @@ def membership_change_role(*, actor: User, membership: Membership, role: str) ->
 
 @transaction.atomic
 def membership_remove(*, actor: User, membership: Membership) -> None:
-    """Remove a member. Anyone may leave; managing others needs ``manage_members``."""
+    """Remove a member. Anyone may leave; managing others needs ``manage_members``.
+
+    The approver keys the member created vote as them, so they are revoked with the
+    membership (audited; refused at once in this process, within the key cache's lifetime
+    elsewhere). Agent and organisation keys belong to the organisation and stay.
+    """
     leaving = membership.user_id == actor.pk
     if leaving:
         membership_require(user=actor, organization=membership.organization)
@@ -265,6 +271,9 @@ def membership_remove(*, actor: User, membership: Membership) -> None:
         source="web",
     )
     user = membership.user
+    api_key_revoke_approver_keys_of(
+        organization=membership.organization, user=user, actor=actor, source="web"
+    )
     membership.delete()
     if user.current_organization_id == membership.organization_id:
         user.current_organization = None
