@@ -220,6 +220,12 @@ ACCOUNT_RATE_LIMITS = {
 }
 INVITATION_MAX_AGE_SECONDS = env_int("WARDEN_INVITATION_MAX_AGE", 7 * 24 * 3600, minimum=60)
 
+# --- Plans ----------------------------------------------------------------------------------
+# May owners change their organisation's plan from the plan page? Off (a hosted service):
+# plan changes are the operator's, in the admin or with `manage.py warden_org set-plan`.
+# `make run` (self-hosted) turns it on.
+WARDEN_SELF_SERVE_PLANS = env_bool("WARDEN_SELF_SERVE_PLANS", False)
+
 # --- Email -----------------------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Warden <warden@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
