@@ -116,13 +116,18 @@ class OrganizationAdmin(admin.ModelAdmin):
             organization_delete(organization=organization)
 
     def save_model(self, request: HttpRequest, obj: Organization, form, change: bool) -> None:
-        # Staff may set any plan; a change goes through the service so it is audited.
+        # Staff (the operator) may set any plan, whether or not owners may change theirs
+        # (WARDEN_SELF_SERVE_PLANS); a change goes through the service so it is audited.
         if change and "plan" in form.changed_data:
             new_plan = obj.plan
             obj.plan_id = form.initial["plan"]
             super().save_model(request, obj, form, change)
             organization_change_plan(
-                actor=request.user, organization=obj, plan=new_plan, as_staff=True
+                actor=request.user,
+                organization=obj,
+                plan=new_plan,
+                as_operator=True,
+                source="admin",
             )
             return
         super().save_model(request, obj, form, change)

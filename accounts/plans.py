@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from django.conf import settings
 from django.db.models import Q
 
 from accounts.models import Organization, Plan
@@ -45,6 +46,12 @@ LIMIT_LABELS = {
     Limit.AUDIT_RETENTION_DAYS: "days of audit-log retention",
     Limit.API_REQUESTS_PER_MINUTE: "API requests per minute",
 }
+
+
+def plan_self_serve() -> bool:
+    """May owners change their organisation's plan themselves (``WARDEN_SELF_SERVE_PLANS``,
+    a self-hosted install)? Otherwise plan changes are the operator's (admin, ``warden_org``)."""
+    return bool(settings.WARDEN_SELF_SERVE_PLANS)
 
 
 def plan_allows(organization: Organization, feature: Feature | str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
@@ -30,6 +31,9 @@ from accounts.permissions import (
     membership_require,
     role_can_assign,
 )
+from accounts.plans import plan_self_serve
+from agents.runtime import organization_forget
+from agents.services import api_key_revoke_approver_keys_of
 from audit.services import audit_record_change, model_snapshot
 from wardenproject.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from wardenproject.ids import random_token
@@ -44,6 +48,12 @@ MAX_APPROVAL_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 class LastOwnerError(Conflict):
     code = "last_owner"
+
+
+class PlanChangeByOperator(Forbidden, PermissionDenied):
+    """403 for pages and APIs alike: this service's plans are changed by its operator."""
+
+    code = "plan_change_by_operator"
 
 
 class InvitationInvalid(DomainError):
@@ -145,16 +155,34 @@ def organization_update(
 
 @transaction.atomic
 def organization_change_plan(
-    *, actor: User, organization: Organization, plan: Plan, as_staff: bool = False
+    *,
+    actor: User | None,
+    organization: Organization,
+    plan: Plan,
+    as_operator: bool = False,
+    source: str = "web",
 ) -> Organization:
-    """Move the organisation to ``plan``. Owners only (staff may, from the admin).
+    """Move the organisation to ``plan``.
+
+    Plan changes are the operator's: staff in the Django admin, or ``manage.py warden_org
+    set-plan`` (``actor`` None), both with ``as_operator``. An owner may change the plan
+    only when ``WARDEN_SELF_SERVE_PLANS`` is on (a self-hosted install); otherwise the
+    answer is ``PlanChangeByOperator`` (403).
 
     A downgrade keeps every row (agents, rules, keys, approval requests, webhook
     endpoints, audit entries). What stops working is decided at use time by
     ``accounts.plans``; see ``accounts.selectors.plan_change_effects``.
     """
-    if not (as_staff and actor.is_staff):
+    if as_operator:
+        if actor is not None and not actor.is_staff:
+            raise PlanChangeByOperator("Only staff change plans from the admin.")
+    else:
         membership_require(user=actor, organization=organization, capability=Capability.MANAGE_PLAN)
+        if not plan_self_serve():
+            raise PlanChangeByOperator(
+                "Plan changes are made by the operator of this Warden service: ask them to "
+                "move your organisation to another plan."
+            )
     before = model_snapshot(organization, ["plan"])
     if organization.plan_id != plan.pk:
         organization.plan = plan
@@ -166,10 +194,8 @@ def organization_change_plan(
             verb="change plan",
             before=before,
             after=model_snapshot(organization, ["plan"]),
-            source="admin" if as_staff else "web",
+            source=source,
         )
-        from agents.runtime import organization_forget
-
         # The check path caches keys with their organisation and plan. Drop them now and again
         # after commit, in case another thread reloaded the old plan in between.
         organization_id = organization.pk
@@ -260,7 +286,12 @@ def membership_change_role(*, actor: User, membership: Membership, role: str) ->
 
 @transaction.atomic
 def membership_remove(*, actor: User, membership: Membership) -> None:
-    """Remove a member. Anyone may leave; managing others needs ``manage_members``."""
+    """Remove a member. Anyone may leave; managing others needs ``manage_members``.
+
+    The approver keys the member created vote as them, so they are revoked with the
+    membership (audited; refused at once in this process, within the key cache's lifetime
+    elsewhere). Agent and organisation keys belong to the organisation and stay.
+    """
     leaving = membership.user_id == actor.pk
     if leaving:
         membership_require(user=actor, organization=membership.organization)
@@ -286,6 +317,9 @@ def membership_remove(*, actor: User, membership: Membership) -> None:
         source="web",
     )
     user = membership.user
+    api_key_revoke_approver_keys_of(
+        organization=membership.organization, user=user, actor=actor, source="web"
+    )
     membership.delete()
     if user.current_organization_id == membership.organization_id:
         user.current_organization = None

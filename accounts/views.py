@@ -33,7 +33,13 @@ from accounts.permissions import (
     membership_require_by_public_id,
     roles_assignable_by,
 )
-from accounts.plans import FEATURE_LABELS, Feature, plan_allows, plan_required_message
+from accounts.plans import (
+    FEATURE_LABELS,
+    Feature,
+    plan_allows,
+    plan_required_message,
+    plan_self_serve,
+)
 from wardenproject.errors import DomainError
 
 
@@ -76,7 +82,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "features": features,
             "locked_features": locked,
             "can_manage_members": membership_has(membership, Capability.MANAGE_MEMBERS),
-            "can_manage_plan": membership_has(membership, Capability.MANAGE_PLAN),
+            "can_manage_plan": plan_self_serve()
+            and membership_has(membership, Capability.MANAGE_PLAN),
             "can_manage_organization": membership_has(membership, Capability.MANAGE_ORGANIZATION),
         },
     )
@@ -323,7 +330,8 @@ def organization_plan(request: HttpRequest, org_id: str) -> HttpResponse:
             "organization": organization,
             "membership": membership,
             "plans": plans,
-            "can_change": membership_has(membership, Capability.MANAGE_PLAN),
+            "self_serve": plan_self_serve(),
+            "can_change": plan_self_serve() and membership_has(membership, Capability.MANAGE_PLAN),
         },
     )
 

@@ -4,7 +4,9 @@ Bounds (documented in docs/API.md):
 
 - An API key is looked up by its SHA-256 and kept here for ``WARDEN_KEY_CACHE_SECONDS``
   (default 5). Revoking or rotating forgets it at once in the process that did it; every
-  other process stops accepting a revoked key within that many seconds.
+  other process stops accepting a revoked key within that many seconds. An approver key
+  works only while the member who created it is an active member of its organisation
+  (removing the member revokes their approver keys, with the same bounds).
 - An agent's compiled policy is kept here and re-validated against ``Agent.policy_revision``
   (one indexed primary-key read) at most every ``WARDEN_POLICY_RECHECK_SECONDS`` (default 1).
   Every change of the agent or of a rule that applies to it bumps the revision, and the
@@ -28,7 +30,7 @@ from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Organization
+from accounts.models import Membership, Organization
 from accounts.plans import Feature, Limit, plan_allows, plan_cheapest_with, plan_limit
 from agents.models import Agent, ApiKey, Rule
 from agents.policy import CompiledPolicy, PlanFeatures, compile_policy
@@ -105,6 +107,8 @@ def _principal_load(digest: str) -> ApiPrincipal | None:
     )
     if api_key is None:
         return None
+    if api_key.kind == ApiKey.Kind.APPROVER and not _creator_is_member(api_key):
+        return None
     return ApiPrincipal(
         api_key=api_key,
         organization=api_key.organization,
@@ -116,8 +120,22 @@ def _principal_load(digest: str) -> ApiPrincipal | None:
     )
 
 
+def _creator_is_member(api_key: ApiKey) -> bool:
+    """An approver key votes as its creator: without an active member behind it, it is dead
+    (a creator who left, was deleted or deactivated, or a key made before keys had one)."""
+    return (
+        api_key.created_by_id is not None
+        and Membership.objects.filter(
+            user_id=api_key.created_by_id,
+            user__is_active=True,
+            organization_id=api_key.organization_id,
+        ).exists()
+    )
+
+
 def principal_for_key(raw_key: str) -> ApiPrincipal | None:
-    """The usable key's principal, or None (unknown, revoked or expired)."""
+    """The usable key's principal, or None (unknown, revoked, expired, or an approver key
+    whose creator is no longer a member)."""
     if len(raw_key) > 200:
         return None
     digest = _digest(raw_key)

@@ -9,10 +9,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Organization, User
+from accounts.permissions import Capability, membership_require
 from accounts.plans import (
     Feature,
     Limit,
@@ -183,9 +184,24 @@ def api_key_create(
     name: str = "",
     source: str = "api",
 ) -> tuple[ApiKey, str]:
-    """A new key and its secret (shown once; only the SHA-256 is stored)."""
+    """A new key and its secret (shown once; only the SHA-256 is stored).
+
+    An approver key belongs to the member who creates it (``actor``) and votes as that
+    person: it needs an ``actor`` who may decide approvals in ``organization``, and it stops
+    working when that person leaves (see ``runtime._principal_load``).
+    """
     if kind not in ApiKey.Kind.values:
         raise ValidationFailed("kind must be agent, org or approver.", field="kind")
+    if kind == ApiKey.Kind.APPROVER:
+        if actor is None:
+            raise ValidationFailed(
+                "An approver key votes as the member who creates it: create it from a "
+                "member's account.",
+                field="kind",
+            )
+        membership_require(
+            user=actor, organization=organization, capability=Capability.DECIDE_APPROVALS
+        )
     if kind == ApiKey.Kind.AGENT:
         if agent is None:
             raise ValidationFailed("An agent key needs an agent.", field="agent")
@@ -249,6 +265,25 @@ def api_key_revoke(*, api_key: ApiKey, actor: User | None, source: str = "api") 
         transaction.on_commit(lambda: runtime.key_forget(hashed))
     runtime.key_forget(hashed)
     return api_key
+
+
+def api_key_revoke_approver_keys_of(
+    *, organization: Organization, user: User, actor: User | None, source: str = "api"
+) -> int:
+    """Revoke every usable approver key ``user`` created in ``organization`` (they are
+    leaving it); each revocation is audited and forgotten at once in this process."""
+    now = timezone.now()
+    keys = ApiKey.objects.filter(
+        organization=organization,
+        kind=ApiKey.Kind.APPROVER,
+        created_by=user,
+        revoked_at__isnull=True,
+    ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    revoked = 0
+    for api_key in keys:
+        api_key_revoke(api_key=api_key, actor=actor, source=source)
+        revoked += 1
+    return revoked
 
 
 def api_key_rotate(

@@ -70,7 +70,13 @@ class ApprovalRequest(models.Model):
 
 
 class ApprovalVote(models.Model):
-    """One reviewer's approval or denial; quorum counts distinct approvers."""
+    """One person's approval or denial; a quorum counts distinct people.
+
+    ``user`` is always the person: the reviewer in the session, or the member an approver
+    key belongs to (its creator), with the key in ``api_key``. So ``one_vote_per_user``
+    gives a person one vote whatever the credential. Votes cast before keys voted as their
+    creator may have only ``api_key``.
+    """
 
     class Vote(models.TextChoices):
         APPROVE = "approve", "Approve"

@@ -149,20 +149,45 @@ def member_can_decide(*, user: User | None, organization_id: int) -> bool:
 
 def _authorize_decider(
     request: ApprovalRequest, *, actor_user: User | None, actor_key: Any | None
-) -> None:
-    """Approver/admin/owner members and approver keys of the request's organisation.
+) -> User:
+    """The person who votes: an approver/admin/owner member, or the member an approver key
+    of the request's organisation belongs to (its creator, who must still be allowed to
+    decide). A person has one vote whatever the credential.
 
     Anyone from another organisation gets 404 (they learn nothing); agent and organisation
-    keys, and viewers, get 403.
+    keys, viewers, and approver keys whose creator may not decide, get 403.
     """
     if actor_key is not None:
         if actor_key.organization_id != request.organization_id:
             raise NotFound("No such approval request.")
         if actor_key.kind != "approver":
             raise Forbidden("Only approver keys and reviewers can decide approval requests.")
-        return
+        creator = (
+            User.objects.filter(pk=actor_key.created_by_id, is_active=True).first()
+            if actor_key.created_by_id is not None
+            else None
+        )
+        role = (
+            membership_role_get(user=creator, organization_id=request.organization_id)
+            if creator is not None
+            else None
+        )
+        if role not in DECIDING_ROLES:
+            raise Forbidden(
+                "This approver key votes as the member who created it, and that member may "
+                "not decide approval requests (any more)."
+            )
+        return creator
     if not member_can_decide(user=actor_user, organization_id=request.organization_id):
         raise Forbidden("Viewers can see approval requests but not decide them.")
+    return actor_user
+
+
+def _decider_label(voter: User, actor_key: Any | None) -> str:
+    """The voter's email, and the key they used if any (labels are 200 characters)."""
+    if actor_key is None:
+        return voter.email
+    return f"{voter.email} (key {actor_key.prefix}…)"[:200]
 
 
 # --- deciding ---------------------------------------------------------------------------------
@@ -177,6 +202,7 @@ def _record(
     notes: str,
     source: str,
     detail: str,
+    label: str | None = None,
 ) -> None:
     """The audit entry of one vote, decision, expiry or cancellation."""
     audit_record(
@@ -184,6 +210,7 @@ def _record(
         kind=AuditEntry.Kind.DECISION,
         actor_user=actor_user,
         actor_key=actor_key,
+        actor_label=label,
         agent=request.agent,
         agent_public_id=request.agent.public_id,
         action=request.action,
@@ -242,10 +269,11 @@ def approval_decide(
     """Approve or deny a pending request: the one path for admin, pages and every API.
 
     With a quorum (``approvals_required > 1``) an approval is a vote: the request is
-    approved when that many distinct people (or approver keys) have approved; one denial
-    denies. Raises ``Conflict`` (409, ``extra["status"]`` = the standing outcome) when the
-    request is no longer pending, including when its deadline has passed, and
-    ``Conflict(code="already_voted")`` when the same reviewer approves twice.
+    approved when that many distinct people have approved; one denial denies. An approver
+    key votes as the member who created it, so a person has one vote whether they use the
+    session, one key or several. Raises ``Conflict`` (409, ``extra["status"]`` = the
+    standing outcome) when the request is no longer pending, including when its deadline
+    has passed, and ``Conflict(code="already_voted")`` when the same person votes twice.
 
     Quorum after a plan downgrade: a request created with a quorum keeps it. Approving it
     needs the quorum feature at decision time, so on a plan without it approvals are refused
@@ -253,11 +281,11 @@ def approval_decide(
     always accepted, and otherwise the request expires.
     """
     request = approval_request_get(request_or_action_id)
-    _authorize_decider(request, actor_user=actor_user, actor_key=actor_key)
+    voter = _authorize_decider(request, actor_user=actor_user, actor_key=actor_key)
     notes = (notes or "").strip()
     if len(notes) > MAX_NOTES:
         raise ValidationFailed(f"Notes are limited to {MAX_NOTES} characters.", field="notes")
-    label = actor_label(user=actor_user, api_key=actor_key)
+    label = _decider_label(voter, actor_key)
     standing: str | None = None
     with transaction.atomic():
         locked = (
@@ -274,7 +302,7 @@ def approval_decide(
         else:
             locked = _vote(
                 locked,
-                actor_user=actor_user,
+                voter=voter,
                 actor_key=actor_key,
                 label=label,
                 approve=approve,
@@ -290,7 +318,7 @@ def approval_decide(
 def _vote(
     request: ApprovalRequest,
     *,
-    actor_user: User | None,
+    voter: User,
     actor_key: Any | None,
     label: str,
     approve: bool,
@@ -298,23 +326,27 @@ def _vote(
     source: str,
     now: datetime,
 ) -> ApprovalRequest:
-    """Record one vote on a locked pending request; finalise it if the vote decides."""
+    """Record one vote on a locked pending request; finalise it if the vote decides.
+
+    The vote's ``user`` is the person (a key's creator), unique per request in the database.
+    """
     if approve and request.approvals_required > 1:
         plan_require(request.organization, Feature.APPROVAL_QUORUM)
-    voter = {"user": actor_user} if actor_user is not None else {"api_key": actor_key}
-    if ApprovalVote.objects.filter(request=request, **voter).exists():
+    if ApprovalVote.objects.filter(request=request, user=voter).exists():
         raise Conflict(
-            "You have already voted on this request; another reviewer must decide.",
+            "You have already voted on this request (in person or with one of your approver "
+            "keys); another reviewer must decide.",
             code="already_voted",
             extra={"status": request.status},
         )
     ApprovalVote.objects.create(
         request=request,
+        user=voter,
+        api_key=actor_key,
         voter_label=label,
         vote=ApprovalVote.Vote.APPROVE if approve else ApprovalVote.Vote.DENY,
         notes=notes,
         created_at=now,
-        **voter,
     )
     approvals = request.votes.filter(vote=ApprovalVote.Vote.APPROVE).count()
     final = not approve or approvals >= request.approvals_required
@@ -322,11 +354,12 @@ def _vote(
         _record(
             request,
             verb="approve",
-            actor_user=actor_user,
+            actor_user=voter,
             actor_key=actor_key,
             notes=notes,
             source=source,
             detail=f"Approval {approvals} of {request.approvals_required} by {label}",
+            label=label,
         )
         return request
     status = ApprovalRequest.Status.APPROVED if approve else ApprovalRequest.Status.DENIED
@@ -335,7 +368,7 @@ def _vote(
     ).update(
         status=status,
         decided_at=now,
-        decided_by=actor_user,
+        decided_by=voter,
         decided_by_key=actor_key,
         decided_by_label=label,
         notes=notes,
@@ -350,11 +383,12 @@ def _vote(
     _record(
         request,
         verb=verb,
-        actor_user=actor_user,
+        actor_user=voter,
         actor_key=actor_key,
         notes=notes,
         source=source,
         detail=f"{'Approved' if approve else 'Denied'} by {label}",
+        label=label,
     )
     _emit(request)
     _wake_on_commit(request)

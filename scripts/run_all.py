@@ -38,6 +38,9 @@ def main() -> int:
     port = os.environ.get("PORT", "8000")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wardenproject.settings.base")
     os.environ.setdefault("WARDEN_BASE_URL", f"http://127.0.0.1:{port}")
+    # Self-hosted: the owner changes the plan on the plan page (a hosted service leaves this
+    # off, and its operator changes plans with `manage.py warden_org set-plan`).
+    os.environ.setdefault("WARDEN_SELF_SERVE_PLANS", "true")
     manage("migrate", "--noinput", "-v", "0")
     manage("collectstatic", "--noinput", "-v", "0")
     seeded = json.loads(

@@ -17,10 +17,16 @@ from accounts.plans import (
 )
 from agents.models import Agent
 from tests.factories import MembershipFactory, OrganizationFactory, plan
-from wardenproject.errors import PlanRequired
+from wardenproject.errors import Forbidden, PlanRequired
 from webhooks.models import Endpoint
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def self_serve(settings):
+    """A self-hosted install (``make run``): owners change their plan themselves."""
+    settings.WARDEN_SELF_SERVE_PLANS = True
 
 
 @pytest.fixture
@@ -118,15 +124,43 @@ def test_the_plan_page_shows_the_four_plans_and_the_current_one(client, alice, o
     assert response.context["plans"][1]["current"]
 
 
-def test_an_owner_upgrades_the_plan(client, alice, free_org):
+def test_an_owner_cannot_change_the_plan_of_a_hosted_service(client, alice, free_org):
     client.force_login(alice)
+    response = client.post(plan_url(free_org), {"plan": "enterprise"})
+    assert response.status_code == HTTPStatus.FORBIDDEN
+    free_org.refresh_from_db()
+    assert free_org.plan.slug == "free"
+
+
+def test_the_plan_page_of_a_hosted_service_says_how_to_upgrade_and_offers_no_form(
+    client, alice, free_org
+):
+    client.force_login(alice)
+    response = client.get(plan_url(free_org))
+    assert response.status_code == HTTPStatus.OK
+    assert b'name="plan"' not in response.content
+    assert b"operator" in response.content
+    assert f"warden_org set-plan {free_org.public_id}".encode() in response.content
+
+
+def test_the_service_refuses_an_owners_plan_change_of_a_hosted_service(alice, free_org):
+    with pytest.raises(Forbidden) as raised:
+        services.organization_change_plan(actor=alice, organization=free_org, plan=plan("pro"))
+    assert raised.value.code == "plan_change_by_operator"
+    free_org.refresh_from_db()
+    assert free_org.plan.slug == "free"
+
+
+def test_an_owner_upgrades_the_plan_when_plans_are_self_serve(client, alice, free_org, self_serve):
+    client.force_login(alice)
+    assert b'name="plan"' in client.get(plan_url(free_org)).content
     response = client.post(plan_url(free_org), {"plan": "business"})
     assert response.status_code == HTTPStatus.FOUND
     free_org.refresh_from_db()
     assert free_org.plan.slug == "business"
 
 
-def test_a_downgrade_keeps_agents_and_webhook_endpoints(client, alice, org_a):
+def test_a_downgrade_keeps_agents_and_webhook_endpoints(client, alice, org_a, self_serve):
     for n in range(3):
         Agent.objects.create(organization=org_a, name=f"agent-{n}")
     Endpoint.objects.create(organization=org_a, url="https://example.com/hook", secret="s")
@@ -140,7 +174,7 @@ def test_a_downgrade_keeps_agents_and_webhook_endpoints(client, alice, org_a):
     assert b"no new agent can be created beyond 1" in response.content
 
 
-def test_after_a_downgrade_creating_another_agent_is_refused(alice, org_a):
+def test_after_a_downgrade_creating_another_agent_is_refused(alice, org_a, self_serve):
     Agent.objects.create(organization=org_a, name="one")
     Agent.objects.create(organization=org_a, name="two")
     services.organization_change_plan(actor=alice, organization=org_a, plan=plan("free"))
@@ -150,7 +184,7 @@ def test_after_a_downgrade_creating_another_agent_is_refused(alice, org_a):
 
 
 @pytest.mark.parametrize("persona", ["bob", "vera", "dana"])
-def test_a_non_owner_cannot_change_the_plan(client, org_a, persona, request):
+def test_a_non_owner_cannot_change_the_plan(client, org_a, persona, request, self_serve):
     client.force_login(request.getfixturevalue(persona))
     response = client.post(plan_url(org_a), {"plan": "enterprise"})
     assert response.status_code == HTTPStatus.FORBIDDEN
@@ -158,13 +192,13 @@ def test_a_non_owner_cannot_change_the_plan(client, org_a, persona, request):
     assert org_a.plan.slug == "pro"
 
 
-def test_an_outsider_gets_404_on_the_plan_page(client, charlie, org_a):
+def test_an_outsider_gets_404_on_the_plan_page(client, charlie, org_a, self_serve):
     client.force_login(charlie)
     assert client.get(plan_url(org_a)).status_code == HTTPStatus.NOT_FOUND
     assert client.post(plan_url(org_a), {"plan": "free"}).status_code == HTTPStatus.NOT_FOUND
 
 
-def test_a_plan_change_is_recorded_in_the_audit_log(alice, org_a):
+def test_a_plan_change_is_recorded_in_the_audit_log(alice, org_a, self_serve):
     from audit.models import AuditEntry
 
     services.organization_change_plan(actor=alice, organization=org_a, plan=plan("business"))

@@ -313,7 +313,9 @@ def test_after_a_downgrade_below_business_a_quorum_rule_blocks_naming_the_plan(
     assert check(client, keys.live, {"action": "bank.transfer"}).json()["decision"] == (
         "requires_approval"
     )
-    organization_change_plan(actor=alice, organization=org_a, plan=Plan.objects.get(slug="pro"))
+    organization_change_plan(
+        actor=None, organization=org_a, plan=Plan.objects.get(slug="pro"), as_operator=True
+    )
     body = check(client, keys.live, {"action": "bank.transfer"}).json()
     assert body["decision"] == "block"
     assert "needs the Business plan" in body["reason"]

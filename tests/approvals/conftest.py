@@ -12,7 +12,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from accounts.models import Organization
+from accounts.models import Membership, Organization
 from agents import runtime
 from agents.models import Agent, ApiKey
 from approvals.models import ApprovalRequest
@@ -30,7 +30,15 @@ class Key:
     model: ApiKey
 
 
-def key_create(organization: Organization, kind: str, agent: Agent | None = None) -> Key:
+def key_create(
+    organization: Organization, kind: str, agent: Agent | None = None, created_by: Any = None
+) -> Key:
+    """A key of ``kind``. An approver key votes as its creator: by default the
+    organisation's (first) owner, Alice in Acme."""
+    if kind == "approver" and created_by is None:
+        created_by = (
+            organization.memberships.filter(role=Membership.Role.OWNER).order_by("pk").first().user
+        )
     raw = KEY_PREFIXES[kind] + random_token(32)
     model = ApiKey.objects.create(
         organization=organization,
@@ -40,6 +48,7 @@ def key_create(organization: Organization, kind: str, agent: Agent | None = None
         name=f"{kind} key",
         prefix=raw[:12],
         hashed_key=hashlib.sha256(raw.encode()).hexdigest(),
+        created_by=created_by,
     )
     return Key(raw=raw, model=model)
 

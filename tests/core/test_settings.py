@@ -108,3 +108,11 @@ def test_prepared_statements_are_on_for_postgresql_unless_turned_off():
     assert run({"DATABASE_URL": postgres}) == "5"
     assert run({"DATABASE_URL": postgres, "DATABASE_PREPARED_STATEMENTS": "false"}) == "None"
     assert run({}) == "None"  # SQLite has no such option
+
+
+def test_self_serve_plans_are_off_unless_turned_on():
+    """A hosted service: plan changes are the operator's; `make run` turns them on."""
+    assert printed_by_settings("s.WARDEN_SELF_SERVE_PLANS", {}) == "False"
+    assert printed_by_settings(
+        "s.WARDEN_SELF_SERVE_PLANS", {"WARDEN_SELF_SERVE_PLANS": "true"}
+    ) == ("True")

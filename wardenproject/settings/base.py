@@ -36,7 +36,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 WARDEN_BASE_URL = env_str("WARDEN_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin on a site whose login has allauth's failure limits.
+    "accounts.admin_apps.WardenAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -219,6 +220,12 @@ ACCOUNT_RATE_LIMITS = {
     "confirm_email": "1/3m/key",
 }
 INVITATION_MAX_AGE_SECONDS = env_int("WARDEN_INVITATION_MAX_AGE", 7 * 24 * 3600, minimum=60)
+
+# --- Plans ----------------------------------------------------------------------------------
+# May owners change their organisation's plan from the plan page? Off (a hosted service):
+# plan changes are the operator's, in the admin or with `manage.py warden_org set-plan`.
+# `make run` (self-hosted) turns it on.
+WARDEN_SELF_SERVE_PLANS = env_bool("WARDEN_SELF_SERVE_PLANS", False)
 
 # --- Email -----------------------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Warden <warden@localhost>")
