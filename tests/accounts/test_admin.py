@@ -37,6 +37,7 @@ def test_staff_sets_any_plan_in_the_admin(staff_client, org_a):
         "name": org_a.name,
         "plan": plan("enterprise").pk,
         "default_approval_timeout": org_a.default_approval_timeout,
+        "time_zone": org_a.time_zone,
         "memberships-TOTAL_FORMS": "0",
         "memberships-INITIAL_FORMS": "0",
     }
