@@ -122,21 +122,20 @@ def check_perform(
     record = _Record(principal, agent_rt, call, source, idempotency_key, request_hash, started)
     budgets = agent_rt.policy.budgets(call)
     try:
-        # With running totals, the budgets are locked, read, decided on and spent in the
-        # transaction that records the call: racing checks reserve exactly what fits.
-        with transaction.atomic() if budgets else nullcontext():
-            reservation = (
-                limits.budgets_lock(
-                    organization_id=principal.organization.pk,
-                    agent_id=agent_rt.agent.pk,
-                    environment=call.environment,
-                    budgets=budgets,
-                    rule_pks=agent_rt.rule_pks,
-                    now=call.at,
-                )
-                if budgets
-                else None
+        # With running totals, the budgets are locked and read, decided on, and spent with
+        # the call's audit row in one transaction: racing checks reserve exactly what fits.
+        with (
+            limits.budgets_reserved(
+                organization_id=principal.organization.pk,
+                agent_id=agent_rt.agent.pk,
+                environment=call.environment,
+                budgets=budgets,
+                rule_pks=agent_rt.rule_pks,
+                now=call.at,
             )
+            if budgets
+            else nullcontext()
+        ) as reservation:
             totals = reservation.totals if reservation is not None else None
             decision = plan_gate(agent_rt.policy.evaluate(call, totals), agent_rt.plan)
             expires_at = record.write(decision, reservation)
@@ -174,9 +173,14 @@ class _Record:
         self.entry: AuditEntry
 
     def write(self, decision: Decision, reservation: limits.Reservation | None) -> datetime | None:
-        """Insert the audit row (and the approval request); spend the budgets if allowed.
-        Returns the approval's deadline when the call is held."""
+        """Insert the audit row (and the approval request); an allowed call spends its
+        budgets with it. Returns the approval's deadline when the call is held."""
         self.entry = entry = self._entry(decision, reservation)
+        if reservation is not None:
+            if decision.decision == ALLOW:
+                reservation.spend_with(entry)  # the row and the counters, atomically
+                return None
+            reservation.release()  # blocked or held: nothing is spent
         if decision.decision == REQUIRES_APPROVAL:
             from approvals.services import approval_request_create
 
@@ -190,11 +194,9 @@ class _Record:
                     approvals_required=decision.approvals_required,
                 )
             return approval.expires_at
-        if reservation is not None or self.idempotency_key:
+        if self.idempotency_key:
             with transaction.atomic():
                 audit_entry_insert(entry)
-                if reservation is not None and decision.decision == ALLOW:
-                    reservation.spend()
             return None
         # The common case: one row, committed with other checks' rows (group commit;
         # asynchronous commit if the operator opted in with WARDEN_AUDIT_ASYNC_COMMIT).

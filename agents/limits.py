@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -43,6 +44,8 @@ from agents.policy import Budget, Call, bucket_seconds, compile_policy
 from agents.selectors import organization_tz, rule_spec
 from approvals.models import ApprovalRequest
 from audit.models import AuditEntry
+from audit.services import audit_entry_insert
+from wardenproject.db import rows_insert_sql, rows_inserted
 
 _COUNTER_TABLE = LimitCounter._meta.db_table
 
@@ -103,11 +106,20 @@ class _Held:
 
 
 class Reservation:
-    """The locked counters of one check (inside its transaction)."""
+    """The locked budgets of one check, until it spends them (allowed) or lets them go.
 
-    def __init__(self, held: list[_Held], now: datetime) -> None:
+    PostgreSQL, outside any transaction (the check endpoints): the transaction is two round
+    trips of several statements each (psycopg's client-side cursors send them as one
+    simple query): ``BEGIN; lock and read the counters``, then ``update the counters;
+    insert the audit row; COMMIT``, so the budgets stay locked for two round trips, not
+    five. Elsewhere (SQLite, or inside a caller's transaction): a ``transaction.atomic()``.
+    """
+
+    def __init__(self, held: list[_Held], now: datetime, *, raw: bool) -> None:
         self.held = held
         self.now = now
+        self.raw = raw
+        self.open = bool(held)
         self.totals: dict[str, Decimal | int] = {
             item.budget.rule_id: _total(item.buckets, item.budget.kind) for item in held
         }
@@ -123,18 +135,84 @@ class Reservation:
             for item in self.held
         ]
 
-    def spend(self) -> None:
-        """Add this (allowed) call to every counter."""
+    def spend_with(self, entry: AuditEntry) -> None:
+        """Insert the allowed call's audit row and add the call to every budget, atomically
+        (on PostgreSQL this commits)."""
         for item in self.held:
             _add(item.buckets, _bucket_start(self.now, item.budget.per_seconds), item.budget.amount)
-            _counter_write(item.key, item.buckets, self.now)
+        rows = [(item.key, item.buckets) for item in self.held]
+        if not self.raw:
+            _counters_write(rows, self.now)
+            audit_entry_insert(entry)
+            return
+        update_sql, update_params = _counters_write_sql(rows, self.now)
+        insert_sql, insert_params = rows_insert_sql([entry])
+        with connection.cursor() as cursor:
+            self._raw(
+                cursor, f"{update_sql}; {insert_sql}; COMMIT", [*update_params, *insert_params]
+            )
+            cursor.nextset()  # from the UPDATE's result to the INSERT's
+            rows_inserted([entry], cursor.fetchall(), using="default")
+        self.open = False
+
+    def release(self) -> None:
+        """Let the budgets go without spending them (the call is blocked or held); the
+        caller records it as any other call."""
+        if self.raw and self.open:
+            with connection.cursor() as cursor:
+                self._raw(cursor, "ROLLBACK", [])
+        self.open = False
+
+    def _raw(self, cursor: Any, sql: str, params: list[Any]) -> None:
+        try:
+            _raw_execute(cursor, sql, params)
+        finally:
+            self.open = False
 
 
-def _counter_write(key: str, buckets: dict[str, list[Any]], now: datetime) -> None:
-    LimitCounter.objects.filter(key=key).update(buckets=buckets, updated_at=now)
+def _raw_execute(cursor: Any, sql: str, params: list[Any]) -> None:
+    """Run statements of a raw transaction; if they fail, end it (Django believes the
+    connection is in autocommit, so nothing else would) and re-raise."""
+    try:
+        cursor.execute(sql, params)
+    except BaseException:
+        try:
+            with connection.cursor() as rollback:
+                rollback.execute("ROLLBACK")
+        except DatabaseError:
+            pass  # the connection is gone: so is the transaction
+        raise
 
 
-def budgets_lock(
+def _counters_write_sql(
+    rows: list[tuple[str, dict[str, list[Any]]]], now: datetime
+) -> tuple[str, list[Any]]:
+    values = ", ".join(["(%s, %s::jsonb)"] * len(rows))
+    params: list[Any] = [connection.ops.adapt_datetimefield_value(now)]
+    for key, buckets in rows:
+        params += [key, json.dumps(buckets)]
+    return (
+        f"UPDATE {_COUNTER_TABLE} AS c SET buckets = v.buckets, updated_at = %s "  # noqa: S608
+        f"FROM (VALUES {values}) AS v(key, buckets) WHERE c.key = v.key",
+        params,
+    )
+
+
+def _counters_write(rows: list[tuple[str, dict[str, list[Any]]]], now: datetime) -> None:
+    """Store counters' buckets: on PostgreSQL in one statement, whatever their number."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(*_counters_write_sql(rows, now))
+        else:
+            stamp = connection.ops.adapt_datetimefield_value(now)
+            cursor.executemany(
+                f"UPDATE {_COUNTER_TABLE} SET buckets = %s, updated_at = %s WHERE key = %s",  # noqa: S608
+                [(json.dumps(buckets), stamp, key) for key, buckets in rows],
+            )
+
+
+@contextmanager
+def budgets_reserved(
     *,
     organization_id: int,
     agent_id: int,
@@ -142,11 +220,9 @@ def budgets_lock(
     budgets: Iterable[Budget],
     rule_pks: dict[str, int],
     now: datetime,
-) -> Reservation:
-    """Create missing counters and lock them all, in key order; read their windows.
-
-    Must run inside the check's transaction (the locks last until it commits).
-    """
+) -> Iterator[Reservation]:
+    """Create missing counters and lock them all, in key order, and read their windows; the
+    body decides and then spends (``spend_with``) or lets them go (``release``)."""
     wanted = sorted(
         (
             (budget_key(agent_id=agent_id, environment=environment, budget=budget), budget)
@@ -155,9 +231,49 @@ def budgets_lock(
         ),
         key=lambda pair: pair[0],
     )
+    raw = connection.vendor == "postgresql" and not connection.in_atomic_block
     if not wanted:
-        return Reservation([], now)
-    assert connection.in_atomic_block, "budgets_lock must run in the check's transaction"
+        yield Reservation([], now, raw=False)
+        return
+    lock_sql, lock_params = _lock_sql(organization_id, agent_id, environment, wanted, rule_pks, now)
+    if raw:
+        with connection.cursor() as cursor:
+            _raw_execute(cursor, f"BEGIN; {lock_sql}", lock_params)
+            cursor.nextset()  # from BEGIN's result to the counters
+            found = dict(cursor.fetchall())
+        reservation = _reservation(wanted, found, now, raw=True)
+        try:
+            yield reservation
+        finally:
+            reservation.release()  # if it was neither spent nor let go (an error)
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(lock_sql, lock_params)
+            found = dict(cursor.fetchall())
+        yield _reservation(wanted, found, now, raw=False)
+
+
+def _reservation(
+    wanted: list[tuple[str, Budget]], found: dict[str, Any], now: datetime, *, raw: bool
+) -> Reservation:
+    held = [
+        _Held(budget, key, _window(_load(found[key]), _window_start(now, budget.per_seconds)))
+        for key, budget in wanted
+    ]
+    return Reservation(held, now, raw=raw)
+
+
+def _lock_sql(
+    organization_id: int,
+    agent_id: int,
+    environment: str,
+    wanted: list[tuple[str, Budget]],
+    rule_pks: dict[str, int],
+    now: datetime,
+) -> tuple[str, list[Any]]:
+    """One statement that creates what is missing and locks every counter (ON CONFLICT DO
+    UPDATE takes the row lock), in key order: racing checks queue and cannot deadlock."""
     columns = (
         "key, organization_id, agent_id, rule_id, environment, by_value, bucket_seconds, "
         "buckets, updated_at"
@@ -178,21 +294,12 @@ def budgets_lock(
             "{}",
             stamp,
         ]
-    # One statement creates what is missing and locks every counter (ON CONFLICT DO UPDATE
-    # takes the row lock), in key order: racing checks queue here and cannot deadlock.
     sql = (
         f"INSERT INTO {_COUNTER_TABLE} ({columns}) VALUES {', '.join(rows)} "  # noqa: S608
         "ON CONFLICT (key) DO UPDATE SET updated_at = EXCLUDED.updated_at "
         "RETURNING key, buckets"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        found = {key: buckets for key, buckets in cursor.fetchall()}
-    held = [
-        _Held(budget, key, _window(_load(found[key]), _window_start(now, budget.per_seconds)))
-        for key, budget in wanted
-    ]
-    return Reservation(held, now)
+    return sql, params
 
 
 def budgets_read(
@@ -222,6 +329,7 @@ def budgets_spend_approved(*, budgets: list[dict[str, str]], requested_at: datet
     by_key = {item["key"]: item for item in budgets}
     now = timezone.now()
     counters = LimitCounter.objects.select_for_update().filter(key__in=keys).order_by("key")
+    rows = []
     for counter in counters:
         item = by_key[counter.key]
         per = int(item["per"])
@@ -229,7 +337,9 @@ def budgets_spend_approved(*, budgets: list[dict[str, str]], requested_at: datet
         start = _bucket_start(requested_at, per)
         if start >= _window_start(now, per):
             _add(buckets, start, Decimal(item["amount"]))
-        _counter_write(counter.key, buckets, now)
+        rows.append((counter.key, buckets))
+    if rows:
+        _counters_write(rows, now)
 
 
 # --- Rebuilding from the audit log ---------------------------------------------------------

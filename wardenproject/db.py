@@ -199,9 +199,11 @@ def row_insert(instance: models.Model, *, using: str = "default") -> models.Mode
     return rows_insert([instance], using=using)[0]
 
 
-def rows_insert(instances: list[models.Model], *, using: str = "default") -> list[models.Model]:
-    """Insert new instances of one model with one multi-row ``INSERT ... RETURNING`` (one
-    statement: all rows or none); each instance gets its primary key."""
+def rows_insert_sql(
+    instances: list[models.Model], *, using: str = "default"
+) -> tuple[str, list[Any]]:
+    """``INSERT INTO table (...) VALUES (...), ... RETURNING pk`` for new instances of one
+    model, and its parameters (as the database takes them)."""
     statement = insert_statement(type(instances[0]), using)
     values = ", ".join([f"({statement.placeholders})"] * len(instances))
     # Identifiers come from the model and quote_name; values are bound parameters.
@@ -213,13 +215,25 @@ def rows_insert(instances: list[models.Model], *, using: str = "default") -> lis
     params: list[Any] = []
     for instance in instances:
         params.extend(statement.params(instance, connection))
-    with _cursor(connection) as cursor:
-        cursor.execute(sql, params)
-        # PostgreSQL and SQLite return the rows of an INSERT ... VALUES in VALUES order (as
-        # Django's bulk_create relies on).
-        keys = cursor.fetchall()
+    return sql, params
+
+
+def rows_inserted(instances: list[models.Model], keys: list[Any], *, using: str) -> None:
+    """Mark instances as saved with the primary keys their INSERT returned."""
     for instance, (pk,) in zip(instances, keys, strict=True):
         instance.pk = pk
         instance._state.adding = False
         instance._state.db = using
+
+
+def rows_insert(instances: list[models.Model], *, using: str = "default") -> list[models.Model]:
+    """Insert new instances of one model with one multi-row ``INSERT ... RETURNING`` (one
+    statement: all rows or none); each instance gets its primary key."""
+    sql, params = rows_insert_sql(instances, using=using)
+    with _cursor(connections[using]) as cursor:
+        cursor.execute(sql, params)
+        # PostgreSQL and SQLite return the rows of an INSERT ... VALUES in VALUES order (as
+        # Django's bulk_create relies on).
+        keys = cursor.fetchall()
+    rows_inserted(instances, keys, using=using)
     return instances

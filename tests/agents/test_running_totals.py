@@ -311,3 +311,100 @@ def test_rebuild_counters_recomputes_them_from_the_audit_log(client, keys, suppo
     assert after == before
     assert check(client, keys.live, {"amount": 101, "customer_id": "A"})["decision"] == "block"
     assert AuditEntry.objects.filter(kind="config", reason__contains="rebuilt").exists()
+
+
+# --- Outside a test transaction (the check endpoints' own transactions) -----------------------
+
+
+def _idle(connection_: Any) -> bool:
+    """No transaction left open on the connection after a check."""
+    if connection_.vendor != "postgresql" or connection_.connection is None:
+        return not connection_.in_atomic_block
+    from psycopg.pq import TransactionStatus
+
+    return connection_.connection.info.transaction_status == TransactionStatus.IDLE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_outcome_of_a_limited_check_leaves_no_transaction_open(keys, support_bot, alice):
+    client = Client()
+    held_budget(support_bot)
+    assert check(client, keys.live, {"amount": 60})["decision"] == "allow"
+    assert _idle(connection)
+    held = check(client, keys.live, {"amount": 60})
+    assert held["decision"] == "requires_approval"
+    assert _idle(connection)
+    approval_decide(request_or_action_id=held["action_id"], actor_user=alice, approve=True)
+    assert check(client, keys.live, {"amount": 1})["decision"] == "requires_approval"
+    assert _idle(connection)
+    assert AuditEntry.objects.filter(kind="check").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retried_limited_check_spends_its_budget_once(keys, support_bot):
+    client = Client()
+    rule = refund_budget(support_bot, over=100)
+    body = {"action": "stripe.refund", "arguments": {"amount": 60}}
+    answers = [
+        client.post(
+            "/api/v1/check",
+            data=json.dumps(body),
+            content_type="application/json",
+            HTTP_X_API_KEY=keys.live,
+            HTTP_IDEMPOTENCY_KEY="retry-1",
+        ).json()
+        for _ in range(2)
+    ]
+    assert answers[0]["action_id"] == answers[1]["action_id"]
+    assert counted(rule) == 60
+    assert _idle(connection)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_limited_check_spends_nothing_and_leaves_no_transaction(
+    keys, support_bot, monkeypatch
+):
+    client = Client()
+    rule = refund_budget(support_bot, over=100)
+    from agents import limits
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise limits.DatabaseError("lost")
+
+    monkeypatch.setattr(limits, "_add", broken)  # while the budgets are locked
+    response = client.post(
+        "/api/v1/check",
+        data=json.dumps({"action": "stripe.refund", "arguments": {"amount": 60}}),
+        content_type="application/json",
+        HTTP_X_API_KEY=keys.live,
+    )
+    assert response.status_code >= 500
+    assert _idle(connection)
+    assert counted(rule) == 0
+    monkeypatch.undo()
+    assert check(client, keys.live, {"amount": 100})["decision"] == "allow"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_failing_in_the_database_rolls_the_reservation_back(
+    keys, support_bot, monkeypatch
+):
+    client = Client()
+    rule = refund_budget(support_bot, over=100)
+    from agents import limits
+
+    monkeypatch.setattr(
+        limits, "rows_insert_sql", lambda entries: ("INSERT INTO no_such_table VALUES (1)", [])
+    )
+    response = client.post(
+        "/api/v1/check",
+        data=json.dumps({"action": "stripe.refund", "arguments": {"amount": 60}}),
+        content_type="application/json",
+        HTTP_X_API_KEY=keys.live,
+    )
+    assert response.status_code >= 500
+    assert _idle(connection)
+    assert counted(rule) == 0  # the counters' UPDATE before the failing INSERT rolled back
+    monkeypatch.undo()
+    assert check(client, keys.live, {"amount": 100})["decision"] == "allow"
