@@ -20,7 +20,7 @@ from wardenproject.db import row_insert
 from wardenproject.errors import ValidationFailed
 from webhooks import conf, wakeups
 from webhooks.crypto import secret_decrypt, secret_encrypt
-from webhooks.delivery import url_problem
+from webhooks.delivery import url_address_problem, url_problem
 from webhooks.models import Delivery, Endpoint, Event
 
 EVENT_TYPES = (
@@ -64,7 +64,7 @@ def _clean_url(url: str) -> str:
     url = (url or "").strip()
     if len(url) > 500:
         raise ValidationFailed("The URL is longer than 500 characters.", field="url")
-    problem = url_problem(url)
+    problem = url_problem(url) or url_address_problem(url)
     if problem:
         raise ValidationFailed(problem, field="url")
     return url
