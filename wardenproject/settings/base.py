@@ -29,6 +29,10 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is required unless DEBUG is true.")
     SECRET_KEY = "django-insecure-warden-development-only"  # noqa: S105 - DEBUG only
+# Earlier SECRET_KEY values, comma-separated, newest first: sessions, signed links and the
+# stored webhook secrets made under them stay valid while they are listed (see
+# `manage.py warden_webhook reencrypt`).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
