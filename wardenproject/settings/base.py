@@ -231,15 +231,25 @@ INVITATION_MAX_AGE_SECONDS = env_int("WARDEN_INVITATION_MAX_AGE", 7 * 24 * 3600,
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Warden <warden@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_HOST = env_str("EMAIL_HOST")
+# An explicit backend wins (e.g. console on purpose, or a provider's backend).
+_email_backend = env_str("EMAIL_BACKEND")
 if EMAIL_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_BACKEND = _email_backend or "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
     EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
     EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
     EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
     EMAIL_TIMEOUT = 10
+elif _email_backend or DEBUG:
+    EMAIL_BACKEND = _email_backend or "django.core.mail.backends.console.EmailBackend"
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    # The console backend would put sign-up, password-reset and invitation links (each one
+    # a way into an account) in the server log.
+    raise ImproperlyConfigured(
+        "No way to send email: set EMAIL_HOST (SMTP), or set EMAIL_BACKEND explicitly "
+        "(django.core.mail.backends.console.EmailBackend prints every email, with its "
+        "sign-in links, to the server log). DEBUG is false."
+    )
 
 # --- API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
