@@ -50,6 +50,13 @@ def test_a_signed_in_page_has_the_csp(client, alice, org_a):
     assert "'unsafe-inline'" not in policy(response)["script-src"]
 
 
+@pytest.mark.django_db
+def test_json_answers_carry_no_csp(client):
+    response = client.get("/healthz")
+    assert response["Content-Type"].startswith("application/json")
+    assert "Content-Security-Policy" not in response
+
+
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>", re.I)
 EVENT_HANDLER = re.compile(r"<[^>]*\son[a-z]+\s*=", re.I)
 STYLE_ATTRIBUTE = re.compile(r"<[^>]*\sstyle\s*=", re.I)

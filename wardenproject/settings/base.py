@@ -66,7 +66,7 @@ MIDDLEWARE = [
     # First: the agents' key-only check endpoints skip the browser-oriented middleware below.
     "wardenproject.middleware.KeyOnlyHotPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "wardenproject.middleware.HtmlContentSecurityPolicyMiddleware",  # django-csp, HTML only
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
