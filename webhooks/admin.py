@@ -1,12 +1,38 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
+from webhooks.delivery import url_address_problem, url_problem
 from webhooks.models import Attempt, Delivery, Endpoint, Event
+
+
+class EndpointAdminForm(forms.ModelForm):
+    class Meta:
+        model = Endpoint
+        fields = [
+            "organization",
+            "url",
+            "description",
+            "events",
+            "agents",
+            "format",
+            "enabled",
+            "disabled_reason",
+        ]
+
+    def clean_url(self) -> str:
+        """The same refusals as the API and the pages (scheme, credentials, address)."""
+        url = self.cleaned_data["url"]
+        problem = url_problem(url) or url_address_problem(url)
+        if problem:
+            raise forms.ValidationError(problem)
+        return url
 
 
 @admin.register(Endpoint)
 class EndpointAdmin(admin.ModelAdmin):
+    form = EndpointAdminForm
     list_display = ["url", "organization", "format", "enabled", "failing_since", "created_at"]
     list_filter = ["format", "enabled"]
     search_fields = ["url", "public_id", "description", "organization__name"]
