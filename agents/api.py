@@ -10,6 +10,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -368,9 +369,11 @@ class KeyListView(APIView):
             environment=string_field(data, "environment") or None,
             name=string_field(data, "name", max_length=120),
         )
-        return Response(
+        response = Response(
             {**selectors.api_key_detail(api_key), "key": raw}, status=HTTPStatus.CREATED
         )
+        patch_cache_control(response, no_store=True)  # carries the key: never cached
+        return response
 
 
 class KeyDetailView(APIView):
@@ -409,7 +412,7 @@ class KeyRotateView(APIView):
             api_key=api_key, actor=_user(request), grace_seconds=grace
         )
         api_key.refresh_from_db()
-        return Response(
+        response = Response(
             {
                 **selectors.api_key_detail(new),
                 "key": raw,
@@ -417,6 +420,8 @@ class KeyRotateView(APIView):
             },
             status=HTTPStatus.CREATED,
         )
+        patch_cache_control(response, no_store=True)  # carries the key: never cached
+        return response
 
 
 # --- Simulation and policy documents --------------------------------------------------------

@@ -74,6 +74,7 @@ def env() -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "wardenproject.settings.base",
         "DEBUG": "false",
         "SECRET_KEY": "bench-only-secret-key-not-for-production",
+        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         "LOG_LEVEL": "WARNING",
         # Connections outlive the run, so no PostgreSQL backend exits (taking its CPU
         # counters with it) between the before and after readings of a phase.

@@ -33,6 +33,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wardenproject.settings.base")
 # Production settings: DEBUG would log every query in the workers.
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production")
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 os.environ["WARDEN_WEBHOOKS_ALLOW_PRIVATE"] = "true"
 os.environ["WARDEN_WEBHOOKS_ALLOW_HTTP"] = "true"
 

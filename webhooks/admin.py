@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 
+from webhooks.delivery import url_address_problem, url_problem
 from webhooks.formats import subscription_refusal
 from webhooks.models import Attempt, Delivery, Endpoint, Event
 
@@ -31,6 +32,14 @@ class EndpointAdminForm(forms.ModelForm):
             if refusal:
                 self.add_error("events", refusal)
         return data
+
+    def clean_url(self) -> str:
+        """The same refusals as the API and the pages (scheme, credentials, address)."""
+        url = self.cleaned_data["url"]
+        problem = url_problem(url) or url_address_problem(url)
+        if problem:
+            raise forms.ValidationError(problem)
+        return url
 
 
 @admin.register(Endpoint)

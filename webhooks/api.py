@@ -5,6 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from django.utils.cache import patch_cache_control
 from django.utils.dateparse import parse_datetime
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -115,10 +116,12 @@ class EndpointListView(APIView):
             agents=data.get("agents"),
             enabled=enabled,
         )
-        return Response(
+        response = Response(
             {**endpoint_json(created.endpoint), "secret": created.secret},
             status=HTTPStatus.CREATED,
         )
+        patch_cache_control(response, no_store=True)  # carries the secret: never cached
+        return response
 
 
 class EndpointDetailView(APIView):
@@ -168,7 +171,9 @@ class EndpointRotateView(APIView):
             organization=membership.organization, public_id=endpoint_id
         )
         rotated = services.endpoint_rotate_secret(endpoint=endpoint)
-        return Response({**endpoint_json(rotated.endpoint), "secret": rotated.secret})
+        response = Response({**endpoint_json(rotated.endpoint), "secret": rotated.secret})
+        patch_cache_control(response, no_store=True)  # carries the secret: never cached
+        return response
 
 
 class EndpointTestView(APIView):

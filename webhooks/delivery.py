@@ -13,6 +13,7 @@ permanent (no retry can help) or transient.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,14 @@ import urllib3
 from webhooks import conf
 
 MAX_RESPONSE_BYTES = 20 * 1024
+# Said to members (attempt log, API errors): never the resolved address, which would turn
+# webhooks into a probe of the server's own network. The server log has the details.
+ADDRESS_NOT_ALLOWED = (
+    "The URL's host resolves to an address that is not allowed "
+    "(private, loopback, link-local or otherwise not public)."
+)
+
+logger = logging.getLogger(__name__)
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
@@ -102,8 +111,30 @@ def resolve_checked(host: str, port: int, *, allow_private: bool | None = None) 
         for address in addresses:
             reason = address_refusal(ipaddress.ip_address(address))
             if reason:
-                raise AddressRefused(f"{host} resolves to {address}, a {reason}; refused.")
+                logger.warning(
+                    "webhook host %s resolves to %s (%s): refused", host, address, reason
+                )
+                raise AddressRefused(ADDRESS_NOT_ALLOWED)
     return addresses[0]
+
+
+def url_address_problem(url: str) -> str | None:
+    """Why ``url`` (already syntactically valid) may not be used for its address, or None.
+
+    Checked when an endpoint is created or its URL changed; delivery checks again on every
+    attempt (DNS can change in between).
+    """
+    if conf.allow_private():
+        return None
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        resolve_checked(parts.hostname or "", port, allow_private=False)
+    except AddressRefused as exc:
+        return str(exc)
+    except (OSError, UnicodeError):
+        return "The URL's host does not resolve."
+    return None
 
 
 def _retry_after(value: str | None) -> float | None:

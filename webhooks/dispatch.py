@@ -322,10 +322,12 @@ def _attempt_leased(leased: Leased) -> Attempt:
         try:
             secrets = endpoint_signing_secrets(endpoint, now=now)
         except SecretUnreadable as exc:
-            # Retried on the normal schedule: restoring SECRET_KEY (or rotating the secret)
-            # lets the delivery go out, and the attempt log says what is wrong meanwhile.
+            # Retried on the normal schedule: putting the old key back in SECRET_KEY_FALLBACKS
+            # (or rotating the secret) lets the delivery go out, and the attempt log says what
+            # is wrong meanwhile.
             result = delivery.SendResult(
-                error=f"Cannot sign: {exc}. Restore SECRET_KEY or rotate this endpoint's secret."
+                error=f"Cannot sign: {exc}. Put the key it was stored under back in "
+                "SECRET_KEY_FALLBACKS, or rotate this endpoint's secret."
             )
         else:
             headers, body = build_request(

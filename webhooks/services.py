@@ -19,8 +19,8 @@ from accounts.plans import Feature, plan_allows, plan_require
 from wardenproject.db import row_insert
 from wardenproject.errors import ValidationFailed
 from webhooks import conf, wakeups
-from webhooks.crypto import secret_decrypt, secret_encrypt
-from webhooks.delivery import url_problem
+from webhooks.crypto import SecretUnreadable, secret_decrypt, secret_encrypt, secret_reencrypt
+from webhooks.delivery import url_address_problem, url_problem
 from webhooks.formats import subscription_refusal
 from webhooks.models import Delivery, Endpoint, Event
 
@@ -65,7 +65,7 @@ def _clean_url(url: str) -> str:
     url = (url or "").strip()
     if len(url) > 500:
         raise ValidationFailed("The URL is longer than 500 characters.", field="url")
-    problem = url_problem(url)
+    problem = url_problem(url) or url_address_problem(url)
     if problem:
         raise ValidationFailed(problem, field="url")
     return url
@@ -219,6 +219,49 @@ def endpoint_rotate_secret(
         update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
     )
     return EndpointWithSecret(endpoint=endpoint, secret=secret)
+
+
+@dataclass
+class ReencryptResult:
+    secrets: int
+    endpoints: int
+    unreadable: list[str]  # "we_...: secret" for each value no key could read
+
+
+def endpoint_secrets_reencrypt() -> ReencryptResult:
+    """Rewrite every stored endpoint secret under the current SECRET_KEY.
+
+    After SECRET_KEY is rotated (the old value in SECRET_KEY_FALLBACKS), this lets the old
+    key leave the fallbacks. Also converts values from before Fernet. Each endpoint is
+    rewritten under a row lock, so a concurrent rotation is never overwritten.
+    """
+    result = ReencryptResult(secrets=0, endpoints=0, unreadable=[])
+    for pk in Endpoint.objects.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            endpoint = (
+                Endpoint.objects.select_for_update(of=("self",))
+                .only("pk", "public_id", "secret", "previous_secret")
+                .filter(pk=pk)
+                .first()
+            )
+            if endpoint is None:
+                continue
+            changed = []
+            for field in ("secret", "previous_secret"):
+                stored = getattr(endpoint, field)
+                if not stored:
+                    continue
+                try:
+                    setattr(endpoint, field, secret_reencrypt(stored))
+                except SecretUnreadable:
+                    result.unreadable.append(f"{endpoint.public_id}: {field}")
+                    continue
+                changed.append(field)
+            if changed:
+                endpoint.save(update_fields=changed)
+                result.secrets += len(changed)
+                result.endpoints += 1
+    return result
 
 
 def event_emit(

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
@@ -34,6 +35,18 @@ def _membership(request: HttpRequest, *, manage: bool = False) -> Membership:
 
 def _can_manage(membership: Membership) -> bool:
     return membership_has(membership, Capability.MANAGE_WEBHOOKS)
+
+
+def _secret_page(
+    request: HttpRequest, shown: services.EndpointWithSecret, *, rotated: bool = False
+) -> HttpResponse:
+    response = render(
+        request,
+        "webhooks/secret.html",
+        {"endpoint": shown.endpoint, "secret": shown.secret, "rotated": rotated},
+    )
+    patch_cache_control(response, no_store=True)  # the secret is shown once: never cached
+    return response
 
 
 @login_required
@@ -86,11 +99,7 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
             context["error_field"] = exc.field
             return render(request, "webhooks/endpoint_form.html", context, status=400)
         # Rendered, not redirected: the secret is shown once and stored nowhere in clear.
-        return render(
-            request,
-            "webhooks/secret.html",
-            {"endpoint": created.endpoint, "secret": created.secret},
-        )
+        return _secret_page(request, created)
     return render(request, "webhooks/endpoint_form.html", context)
 
 
@@ -142,11 +151,8 @@ def endpoint_action(request: HttpRequest, endpoint_id: str, action: str) -> Http
                 count = services.deliveries_recover(endpoint=endpoint, since=since)
                 messages.success(request, f"{count} failed deliveries queued again.")
         elif action == "rotate":
-            rotated = services.endpoint_rotate_secret(endpoint=endpoint)
-            return render(
-                request,
-                "webhooks/secret.html",
-                {"endpoint": rotated.endpoint, "secret": rotated.secret, "rotated": True},
+            return _secret_page(
+                request, services.endpoint_rotate_secret(endpoint=endpoint), rotated=True
             )
         elif action == "delete":
             services.endpoint_delete(endpoint=endpoint)

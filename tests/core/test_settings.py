@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The test run's own services and mail settings never leak into the started process.
+OWN_VARIABLES = {"DATABASE_URL", "REDIS_URL", "EMAIL_HOST", "EMAIL_BACKEND"}
+PRODUCTION = {"DEBUG": "false", "SECRET_KEY": "x" * 50}
 
 
 def start_django(
     env_overrides: dict[str, str], code: str = "import django; django.setup()"
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in OWN_VARIABLES}
     env.update({"DJANGO_SETTINGS_MODULE": "wardenproject.settings.base", **env_overrides})
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -59,25 +62,12 @@ def test_malformed_variable_stops_start_up_naming_it(overrides, named):
 
 
 def test_production_settings_turn_on_secure_cookies_and_hsts():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from django.conf import settings; import django; django.setup(); "
-            "print(settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE, "
-            "settings.SECURE_HSTS_SECONDS > 0)",
-        ],
-        cwd=ROOT,
-        env={
-            **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
-            "DJANGO_SETTINGS_MODULE": "wardenproject.settings.base",
-            "DEBUG": "false",
-            "SECRET_KEY": "x" * 50,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE, "
+        "settings.SECURE_HSTS_SECONDS > 0)"
     )
+    result = start_django({**PRODUCTION, "EMAIL_HOST": "smtp.example.com"}, code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "True"]
 
@@ -116,3 +106,36 @@ def test_self_serve_plans_are_off_unless_turned_on():
     assert printed_by_settings(
         "s.WARDEN_SELF_SERVE_PLANS", {"WARDEN_SELF_SERVE_PLANS": "true"}
     ) == ("True")
+
+
+def test_production_without_smtp_or_an_explicit_email_backend_refuses_to_start():
+    result = start_django(PRODUCTION)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "EMAIL_HOST" in result.stderr and "EMAIL_BACKEND" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "backend"),
+    [
+        ({"EMAIL_HOST": "smtp.example.com"}, "django.core.mail.backends.smtp.EmailBackend"),
+        (
+            {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"},
+            "django.core.mail.backends.console.EmailBackend",
+        ),
+    ],
+)
+def test_production_starts_with_smtp_or_an_explicit_email_backend(overrides, backend):
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.EMAIL_BACKEND)"
+    )
+    result = start_django({**PRODUCTION, **overrides}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == backend
+
+
+def test_development_prints_email_to_the_console_without_configuration():
+    assert printed_by_settings("s.EMAIL_BACKEND", {}) == (
+        "django.core.mail.backends.console.EmailBackend"
+    )

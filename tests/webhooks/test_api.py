@@ -49,6 +49,69 @@ def test_bad_url_is_a_400_naming_the_field(alice_client):
     assert response.json()["code"] == "invalid"
 
 
+REFUSED_URLS = [
+    ("https://localhost/hook", "127.0.0.1"),  # resolved by the system's resolver
+    ("https://127.0.0.1/hook", "127.0.0.1"),
+    ("https://10.20.30.40/hook", "10.20.30.40"),
+    ("https://169.254.169.254/latest/meta-data", "169.254.169.254"),
+    ("https://169.254.10.20/hook", "169.254.10.20"),
+    ("https://[::1]/hook", "::1"),
+]
+
+
+@pytest.fixture
+def private_refused(settings):
+    settings.WARDEN_WEBHOOKS_ALLOW_PRIVATE = False
+
+
+def assert_refused_without_the_address(response, address: str) -> None:
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    body = response.json()
+    assert body["field"] == "url"
+    assert "not allowed" in body["detail"]
+    assert address not in response.content.decode()
+
+
+@pytest.mark.parametrize(("url", "address"), REFUSED_URLS)
+def test_creating_an_endpoint_whose_url_resolves_to_a_private_address_is_refused(
+    alice_client, private_refused, url, address
+):
+    response = create(alice_client, url=url)
+    assert_refused_without_the_address(response, address)
+    assert alice_client.get(f"{BASE}/endpoints").json()["results"] == []
+
+
+@pytest.mark.parametrize(("url", "address"), REFUSED_URLS)
+def test_changing_an_endpoint_url_to_a_private_address_is_refused(
+    alice_client, settings, url, address
+):
+    endpoint_id = create(alice_client).json()["id"]
+    settings.WARDEN_WEBHOOKS_ALLOW_PRIVATE = False
+    response = alice_client.patch(
+        f"{BASE}/endpoints/{endpoint_id}", {"url": url}, content_type="application/json"
+    )
+    assert_refused_without_the_address(response, address)
+    detail = alice_client.get(f"{BASE}/endpoints/{endpoint_id}").json()
+    assert detail["url"] == "https://example.com/hook"
+
+
+def test_an_endpoint_url_on_a_public_address_is_accepted(alice_client, private_refused):
+    response = create(alice_client, url="https://93.184.215.14/hook")
+    assert response.status_code == HTTPStatus.CREATED
+
+
+def test_an_endpoint_url_whose_host_does_not_resolve_is_refused(alice_client, private_refused):
+    response = create(alice_client, url="https://no-such-host.invalid/hook")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["field"] == "url"
+
+
+def test_private_addresses_are_accepted_when_the_setting_allows_them(alice_client, settings):
+    settings.WARDEN_WEBHOOKS_ALLOW_PRIVATE = True
+    response = create(alice_client, url="https://10.20.30.40/hook")
+    assert response.status_code == HTTPStatus.CREATED
+
+
 def test_free_plan_gets_plan_required(alice_client, org_a):
     org_a.plan = Plan.objects.get(slug="free")
     org_a.save()

@@ -53,3 +53,33 @@ def test_list_and_rotate(org_a):
 def test_unknown_event_is_a_command_error(org_a):
     with pytest.raises(CommandError, match="Unknown event"):
         run("create", "--org", org_a.name, "--url", "https://e.com/", "--events", "nope")
+
+
+def test_reencrypt_moves_every_stored_secret_to_the_current_key(settings, org_a, org_c):
+    from webhooks.services import endpoint_signing_secrets
+
+    settings.SECRET_KEY = "key-of-last-year"
+    first = json.loads(run("create", "--org", org_a.name, "--url", "https://e.com/", "--json"))
+    rotated = json.loads(run("rotate", "--org", org_a.name, first["id"], "--json"))
+    other = json.loads(run("create", "--org", org_c.name, "--url", "https://e.com/", "--json"))
+    settings.SECRET_KEY = "key-of-today"
+    settings.SECRET_KEY_FALLBACKS = ["key-of-last-year"]
+
+    output = run("reencrypt")
+
+    assert "3 secrets of 2 endpoints" in output
+    settings.SECRET_KEY_FALLBACKS = []
+    assert endpoint_signing_secrets(Endpoint.objects.get(public_id=first["id"])) == [
+        rotated["secret"],
+        first["secret"],
+    ]
+    assert endpoint_signing_secrets(Endpoint.objects.get(public_id=other["id"])) == [
+        other["secret"]
+    ]
+
+
+def test_reencrypt_names_the_endpoints_whose_secret_no_key_can_read(settings, org_a):
+    created = json.loads(run("create", "--org", org_a.name, "--url", "https://e.com/", "--json"))
+    settings.SECRET_KEY = "a-key-that-never-saw-it"
+    with pytest.raises(CommandError, match=created["id"]):
+        run("reencrypt")

@@ -36,7 +36,21 @@ def test_forbidden_address_is_refused_permanently_without_a_request(private_refu
     result = delivery.post(url, {}, b"{}")
     assert result.permanent
     assert result.status_code is None
-    assert "refused" in result.error
+    assert "not allowed" in result.error
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://localhost:9/hook", "127.0.0.1"),
+        ("http://10.1.2.3/hook", "10.1.2.3"),
+        ("http://169.254.169.254/latest/meta-data", "169.254.169.254"),
+    ],
+)
+def test_a_delivery_refusal_does_not_name_the_resolved_address(private_refused, url, address):
+    result = delivery.post(url, {}, b"{}")
+    assert "not allowed" in result.error
+    assert address not in result.error
 
 
 def test_loopback_receiver_gets_nothing_when_private_addresses_are_refused(

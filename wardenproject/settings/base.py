@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
 from wardenproject.env import (
@@ -29,6 +30,10 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is required unless DEBUG is true.")
     SECRET_KEY = "django-insecure-warden-development-only"  # noqa: S105 - DEBUG only
+# Earlier SECRET_KEY values, comma-separated, newest first: sessions, signed links and the
+# stored webhook secrets made under them stay valid while they are listed (see
+# `manage.py warden_webhook reencrypt`).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -48,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "allauth",
     "allauth.account",
     "accounts",
@@ -61,6 +67,7 @@ MIDDLEWARE = [
     # First: the agents' key-only check endpoints skip the browser-oriented middleware below.
     "wardenproject.middleware.KeyOnlyHotPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "wardenproject.middleware.HtmlContentSecurityPolicyMiddleware",  # django-csp, HTML only
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -231,15 +238,25 @@ WARDEN_SELF_SERVE_PLANS = env_bool("WARDEN_SELF_SERVE_PLANS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Warden <warden@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_HOST = env_str("EMAIL_HOST")
+# An explicit backend wins (e.g. console on purpose, or a provider's backend).
+_email_backend = env_str("EMAIL_BACKEND")
 if EMAIL_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_BACKEND = _email_backend or "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
     EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
     EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
     EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
     EMAIL_TIMEOUT = 10
+elif _email_backend or DEBUG:
+    EMAIL_BACKEND = _email_backend or "django.core.mail.backends.console.EmailBackend"
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    # The console backend would put sign-up, password-reset and invitation links (each one
+    # a way into an account) in the server log.
+    raise ImproperlyConfigured(
+        "No way to send email: set EMAIL_HOST (SMTP), or set EMAIL_BACKEND explicitly "
+        "(django.core.mail.backends.console.EmailBackend prints every email, with its "
+        "sign-in links, to the server log). DEBUG is false."
+    )
 
 # --- API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -304,6 +321,25 @@ if not DEBUG:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
         # Rate limits key on the client address: trust the one proxy's X-Forwarded-For.
         ALLAUTH_TRUSTED_PROXY_COUNT = 1
+
+# --- Content-Security-Policy (django-csp) ----------------------------------------------------
+# Scripts, styles, images and fonts only from this origin (static/): no inline script, no
+# inline style, no eval. Pages keep their scripts in static/*.js and their styles in
+# static/*.css; the API docs use drf-spectacular's split Swagger view (no inline script).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF],
+        "style-src": [csp.SELF],
+        "img-src": [csp.SELF, "data:"],
+        "font-src": [csp.SELF],
+        "connect-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+    },
+}
 
 # --- Logging ---------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

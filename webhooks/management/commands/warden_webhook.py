@@ -1,4 +1,4 @@
-"""`manage.py warden_webhook create|list|rotate`: webhook endpoints from the shell."""
+"""`manage.py warden_webhook create|list|rotate|reencrypt`: webhook endpoints from the shell."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from webhooks.models import Endpoint
 
 
 class Command(BaseCommand):
-    help = "Create, list or rotate webhook endpoints. The secret is printed once."
+    help = (
+        "Create, list or rotate webhook endpoints (the secret is printed once), or re-encrypt "
+        "every stored secret under the current SECRET_KEY."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True)
@@ -39,13 +42,34 @@ class Command(BaseCommand):
         rotate.add_argument("--org", required=True)
         rotate.add_argument("endpoint", help="Endpoint id (we_...).")
         rotate.add_argument("--json", action="store_true")
+        sub.add_parser(
+            "reencrypt",
+            help="Re-encrypt every endpoint's stored secrets under the current SECRET_KEY "
+            "(after a SECRET_KEY rotation, before the old key leaves SECRET_KEY_FALLBACKS).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["subcommand"] == "reencrypt":
+            self._reencrypt()
+            return
         organization = organization_from(options["org"])
         try:
             getattr(self, f"_{options['subcommand']}")(organization, options)
         except DomainError as exc:
             raise CommandError(exc.detail) from None
+
+    def _reencrypt(self) -> None:
+        result = services.endpoint_secrets_reencrypt()
+        self.stdout.write(
+            f"Re-encrypted {result.secrets} secrets of {result.endpoints} endpoints "
+            "under the current SECRET_KEY."
+        )
+        if result.unreadable:
+            raise CommandError(
+                "These secrets cannot be read with SECRET_KEY or SECRET_KEY_FALLBACKS "
+                f"(rotate them, or add the key they were stored under to SECRET_KEY_FALLBACKS "
+                f"and run this again): {', '.join(result.unreadable)}"
+            )
 
     def _emit(self, payload: Any, as_json: bool, text: str) -> None:
         self.stdout.write(json.dumps(payload) if as_json else text)
