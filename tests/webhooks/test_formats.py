@@ -18,15 +18,9 @@ from webhooks.formats import build_request
 from webhooks.services import secret_generate
 
 
-<<<<<<< HEAD
 @pytest.fixture
 def now() -> int:
     """The signing time: the test's now (the verifier refuses timestamps far from its now)."""
-=======
-def now() -> int:
-    """The signing time, read when the test runs: the verifiers refuse timestamps more than
-    five minutes from now, and a whole suite on a loaded machine takes longer than that."""
->>>>>>> h-secrets
     return int(time.time())
 
 
@@ -40,11 +34,7 @@ class FakeEvent:
 
 def test_standard_delivery_verifies_with_the_standardwebhooks_package(now):
     secret = secret_generate("standard")
-<<<<<<< HEAD
     headers, body = build_request(FakeEvent(), "standard", [secret], now)
-=======
-    headers, body = build_request(FakeEvent(), "standard", [secret], now())
->>>>>>> h-secrets
     payload = Webhook(secret).verify(body, headers)
     assert payload["id"] == "evt_abc123"
     assert payload["type"] == "approval.approved"
@@ -62,11 +52,7 @@ def test_standard_secret_is_whsec_and_32_random_bytes():
 
 def test_standard_delivery_during_rotation_verifies_with_either_secret(now):
     new, old = secret_generate("standard"), secret_generate("standard")
-<<<<<<< HEAD
     headers, body = build_request(FakeEvent(), "standard", [new, old], now)
-=======
-    headers, body = build_request(FakeEvent(), "standard", [new, old], now())
->>>>>>> h-secrets
     assert len(headers["webhook-signature"].split(" ")) == 2
     Webhook(new).verify(body, headers)
     Webhook(old).verify(body, headers)
@@ -74,11 +60,7 @@ def test_standard_delivery_during_rotation_verifies_with_either_secret(now):
 
 def test_arden_delivery_verifies_with_ardenpy(now):
     secret = secret_generate("arden")
-<<<<<<< HEAD
     headers, body = build_request(FakeEvent(), "arden", [secret], now)
-=======
-    headers, body = build_request(FakeEvent(), "arden", [secret], now())
->>>>>>> h-secrets
     assert ardenpy.verify_webhook_signature(
         body, headers["X-Arden-Timestamp"], headers["X-Arden-Signature"], secret
     )
@@ -91,11 +73,7 @@ def test_arden_approval_reaches_the_on_approval_callback_of_handle_webhook(now):
     secret = secret_generate("arden")
     seen = []
     guard._webhook_callbacks["act_1"] = {"on_approval": seen.append, "on_denial": None}
-<<<<<<< HEAD
     headers, body = build_request(FakeEvent(), "arden", [secret], now)
-=======
-    headers, body = build_request(FakeEvent(), "arden", [secret], now())
->>>>>>> h-secrets
     ardenpy.handle_webhook(body, headers, signing_key=secret)
     assert seen[0].action_id == "act_1"
     assert seen[0].tool_name == "stripe.refund"
@@ -107,19 +85,13 @@ def test_arden_approval_reaches_the_on_approval_callback_of_handle_webhook(now):
     ("event_type", "arden_type"),
     [("approval.rejected", "action_denied"), ("approval.expired", "action_denied")],
 )
-<<<<<<< HEAD
 def test_arden_rejection_and_expiry_are_action_denied(now, event_type, arden_type):
     _headers, body = build_request(FakeEvent(event_type=event_type), "arden", ["k"], now)
-=======
-def test_arden_rejection_and_expiry_are_action_denied(event_type, arden_type):
-    _headers, body = build_request(FakeEvent(event_type=event_type), "arden", ["k"], now())
->>>>>>> h-secrets
     payload = json.loads(body)
     assert payload["event_type"] == arden_type
     assert payload["event_id"] == "evt_abc123"
 
 
-<<<<<<< HEAD
 def test_arden_expiry_notes_say_it_expired(now):
     _, body = build_request(FakeEvent(event_type="approval.expired"), "arden", ["k"], now)
     assert "Expired" in json.loads(body)["approval"]["notes"]
@@ -127,15 +99,6 @@ def test_arden_expiry_notes_say_it_expired(now):
 
 def test_arden_signature_is_refused_by_ardenpy_with_another_secret(now):
     headers, body = build_request(FakeEvent(), "arden", ["right"], now)
-=======
-def test_arden_expiry_notes_say_it_expired():
-    _, body = build_request(FakeEvent(event_type="approval.expired"), "arden", ["k"], now())
-    assert "Expired" in json.loads(body)["approval"]["notes"]
-
-
-def test_arden_signature_is_refused_by_ardenpy_with_another_secret():
-    headers, body = build_request(FakeEvent(), "arden", ["right"], now())
->>>>>>> h-secrets
     with pytest.raises(ValueError, match="verification failed"):
         ardenpy.handle_webhook(body, headers, signing_key="wrong")
 
@@ -150,22 +113,13 @@ def agentwarden_verify(body: bytes, headers: dict, secret: str) -> bool:
 
 def test_agentwarden_delivery_carries_a_verifiable_hex_signature(now):
     secret = secret_generate("agentwarden")
-<<<<<<< HEAD
     headers, body = build_request(FakeEvent(), "agentwarden", [secret], now)
-=======
-    headers, body = build_request(FakeEvent(), "agentwarden", [secret], now())
->>>>>>> h-secrets
     assert agentwarden_verify(body, headers, secret)
     assert headers["X-AgentWarden-Event-Id"] == "evt_abc123"
 
 
-<<<<<<< HEAD
 def test_agentwarden_decision_body_matches_the_compat_shape(now):
     _, body = build_request(FakeEvent(), "agentwarden", ["k"], now)
-=======
-def test_agentwarden_decision_body_matches_the_compat_shape():
-    _, body = build_request(FakeEvent(), "agentwarden", ["k"], now())
->>>>>>> h-secrets
     payload = json.loads(body)
     assert set(payload) == {"event", "timestamp", "data", "id"}
     assert payload["event"] == "approval.approved"
@@ -182,22 +136,13 @@ def test_agentwarden_decision_body_matches_the_compat_shape():
 
 def test_agentwarden_pending_body_matches_the_compat_shape(now):
     event = FakeEvent(event_type="log.pending_approval")
-<<<<<<< HEAD
     _, body = build_request(event, "agentwarden", ["k"], now)
-=======
-    _, body = build_request(event, "agentwarden", ["k"], now())
->>>>>>> h-secrets
     data = json.loads(body)["data"]
     assert data["status"] == "pending_approval"
     assert set(data) == {"id", "agent_id", "action", "status", "context", "created_at"}
 
 
-<<<<<<< HEAD
 def test_arden_and_agentwarden_sign_with_the_newest_secret_only(now):
     headers, body = build_request(FakeEvent(), "agentwarden", ["new", "old"], now)
-=======
-def test_arden_and_agentwarden_sign_with_the_newest_secret_only():
-    headers, body = build_request(FakeEvent(), "agentwarden", ["new", "old"], now())
->>>>>>> h-secrets
     assert agentwarden_verify(body, headers, "new")
     assert not agentwarden_verify(body, headers, "old")
