@@ -17,8 +17,12 @@ AFTER = [("webhooks", "0005_endpoint_secrets_fernet")]
 
 
 def migrate(targets):
+    """Migrate webhooks to ``targets`` and every other app to its latest migration (so the
+    historical models of the other apps are today's)."""
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
+    apps = {app for app, _ in targets}
+    targets = [n for n in executor.loader.graph.leaf_nodes() if n[0] not in apps] + list(targets)
     executor.migrate(targets)
     return executor.loader.project_state(targets).apps
 
