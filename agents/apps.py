@@ -6,3 +6,14 @@ from django.apps import AppConfig
 class AgentsConfig(AppConfig):
     name = "agents"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from agents.tasks import RECOUNT_EVERY_SECONDS
+
+        # In place: Celery may already hold a reference to this dict.
+        settings.CELERY_BEAT_SCHEDULE.setdefault(
+            "agents-recount-pending",
+            {"task": "agents.recount_pending", "schedule": RECOUNT_EVERY_SECONDS},
+        )

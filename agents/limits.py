@@ -40,7 +40,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import Agent, LimitCounter, Rule
-from agents.policy import Budget, Call, bucket_seconds, compile_policy
+from agents.policy import (
+    METADATA_PREFIX,
+    Budget,
+    Call,
+    RuleSpec,
+    bucket_seconds,
+    compile_policy,
+    expr_conditions,
+)
 from agents.selectors import organization_tz, rule_spec
 from approvals.models import ApprovalRequest
 from audit.models import AuditEntry
@@ -358,88 +366,150 @@ def limit_counters_rebuild(
     *, agent: Agent, rule_ids: set[str] | None = None, now: datetime | None = None
 ) -> int:
     """Recompute the agent's counters (of ``rule_ids``, or of every limited rule) from its
-    allowed checks and approved requests in each window, as the rules count them now.
-    Returns the number of counters written."""
+    allowed checks and approved requests in each window, as the rules count them now: one
+    pass over the history that any of the rules' patterns match. Checks that spend those
+    budgets wait while it runs. Returns the number of counters written."""
     now = now or timezone.now()
     organization = agent.organization
+    rules = _rules_with_limits(organization.pk, agent, rule_ids)
+    specs = [rule_spec(rule, lists=agent.policy_lists) for rule in rules]
+    specs = [spec for spec in specs if spec.limit is not None]
+    if not specs:
+        return 0
+    rule_pks = {rule.public_id: rule.pk for rule in rules}
+    policy = compile_policy(specs)
+    longest = max(
+        spec.limit.per_seconds + bucket_seconds(spec.limit.per_seconds)
+        for spec in specs
+        if spec.limit is not None
+    )
     tz = organization_tz(organization)
-    written = 0
+    counters: dict[str, tuple[Budget, str, dict[str, list[Any]]]] = {}
+    keys: dict[tuple[Any, ...], str] = {}
     with transaction.atomic():
-        for rule in _rules_with_limits(organization.pk, agent, rule_ids):
-            spec = rule_spec(rule, lists=agent.policy_lists)
-            if spec.limit is None:
-                continue
-            # Lock the rule's counters first: checks that spend them wait for the rebuild, so
-            # no call commits between the scan below and the write.
-            list(LimitCounter.objects.select_for_update().filter(agent=agent, rule=rule))
-            policy = compile_policy([spec])
-            limit = spec.limit
-            since = now - timedelta(seconds=limit.per_seconds + bucket_seconds(limit.per_seconds))
-            pattern = spec.action.lower()
-            prefix = pattern.split("*", 1)[0]
-            checks = AuditEntry.objects.filter(
-                organization=organization,
-                agent_id=agent.pk,
-                kind=AuditEntry.Kind.CHECK,
-                decision="allow",
-                created_at__gte=since,
+        # Lock the counters first: checks that spend them wait for the rebuild, so no call
+        # commits between the scan below and the write.
+        list(
+            LimitCounter.objects.select_for_update().filter(
+                agent=agent, rule_id__in=rule_pks.values()
             )
-            approved = ApprovalRequest.objects.filter(
-                agent=agent, status=ApprovalRequest.Status.APPROVED, requested_at__gte=since
+        )
+        uses_metadata = any(
+            cond.field.startswith(METADATA_PREFIX)
+            for spec in specs
+            for cond in (
+                *expr_conditions(spec.when),
+                *(c for e in spec.unless for c in expr_conditions(e)),
             )
-            if "*" not in pattern:
-                checks, approved = (
-                    checks.filter(action__iexact=pattern),
-                    approved.filter(action__iexact=pattern),
-                )
-            elif prefix:
-                checks, approved = (
-                    checks.filter(action__istartswith=prefix),
-                    approved.filter(action__istartswith=prefix),
-                )
-            rows = [
-                (action, arguments, environment, session_id, (data or {}).get("metadata"), at)
-                for action, arguments, environment, session_id, data, at in checks.values_list(
-                    "action", "arguments", "environment", "session_id", "data", "created_at"
-                ).iterator()
-            ]
-            rows += [
-                (action, arguments, environment, session_id, None, at)
-                for action, arguments, environment, session_id, at in approved.values_list(
-                    "action", "arguments", "environment", "session_id", "requested_at"
-                ).iterator()
-            ]
-            counters: dict[str, tuple[Budget, str, dict[str, list[Any]]]] = {}
-            for action, arguments, environment, session_id, metadata, at in rows:
-                call = Call(
-                    action,
-                    arguments,
+        ) or any(spec.limit.by and spec.limit.by.startswith(METADATA_PREFIX) for spec in specs)
+        history = _history(
+            agent,
+            now - timedelta(seconds=longest),
+            [s.action for s in specs],
+            metadata=uses_metadata,
+        )
+        for action, arguments, environment, session_id, metadata, at in history:
+            call = Call(
+                action,
+                arguments,
+                environment,
+                session_id=session_id,
+                metadata=metadata,
+                at=at,
+                timezone=tz,
+            )
+            for budget in policy.budgets(call):
+                identity = (
                     environment,
-                    session_id=session_id,
-                    metadata=metadata,
-                    at=at,
-                    timezone=tz,
+                    budget.rule_id,
+                    budget.kind,
+                    budget.field,
+                    budget.per_seconds,
+                    budget.by,
+                    budget.by_value,
                 )
-                for budget in policy.budgets(call):
-                    key = budget_key(agent_id=agent.pk, environment=environment, budget=budget)
-                    _, _, buckets = counters.setdefault(key, (budget, environment, {}))
-                    _add(buckets, _bucket_start(at, budget.per_seconds), budget.amount)
-            LimitCounter.objects.filter(agent=agent, rule=rule).delete()
-            LimitCounter.objects.bulk_create(
-                [
-                    LimitCounter(
-                        key=key,
-                        organization_id=organization.pk,
-                        agent=agent,
-                        rule=rule,
-                        environment=environment,
-                        by_value=budget.by_value[:200],
-                        bucket_seconds=bucket_seconds(budget.per_seconds),
-                        buckets=_window(buckets, _window_start(now, budget.per_seconds)),
-                        updated_at=now,
+                key = keys.get(identity)
+                if key is None:
+                    key = keys[identity] = budget_key(
+                        agent_id=agent.pk, environment=environment, budget=budget
                     )
-                    for key, (budget, environment, buckets) in counters.items()
-                ]
-            )
-            written += len(counters)
-    return written
+                _, _, buckets = counters.setdefault(key, (budget, environment, {}))
+                _add(buckets, _bucket_start(at, budget.per_seconds), budget.amount)
+        LimitCounter.objects.filter(agent=agent, rule_id__in=rule_pks.values()).delete()
+        LimitCounter.objects.bulk_create(
+            [
+                LimitCounter(
+                    key=key,
+                    organization_id=organization.pk,
+                    agent=agent,
+                    rule_id=rule_pks[budget.rule_id],
+                    environment=environment,
+                    by_value=budget.by_value[:200],
+                    bucket_seconds=bucket_seconds(budget.per_seconds),
+                    buckets=_window(buckets, _window_start(now, budget.per_seconds)),
+                    updated_at=now,
+                )
+                for key, (budget, environment, buckets) in counters.items()
+            ],
+            batch_size=1000,
+        )
+    return len(counters)
+
+
+def _history_querysets(
+    agent_ids: list[int], since: datetime, patterns: list[str]
+) -> tuple[Any, Any]:
+    """The allowed checks and approved requests of the agents since ``since`` whose action
+    any of the patterns could match (the database narrows by exact name or prefix; the
+    policy matches precisely)."""
+    narrowing = Q()
+    for pattern in {p.lower() for p in patterns}:
+        prefix = pattern.split("*", 1)[0]
+        if "*" not in pattern:
+            narrowing |= Q(action__iexact=pattern)
+        elif prefix:
+            narrowing |= Q(action__istartswith=prefix)
+        else:
+            narrowing = Q()  # "*" or "*.x": every action
+            break
+    checks = AuditEntry.objects.filter(
+        agent_id__in=agent_ids,
+        kind=AuditEntry.Kind.CHECK,
+        decision="allow",
+        created_at__gte=since,
+    ).filter(narrowing)
+    approved = ApprovalRequest.objects.filter(
+        agent_id__in=agent_ids, status=ApprovalRequest.Status.APPROVED, requested_at__gte=since
+    ).filter(narrowing)
+    return checks, approved
+
+
+def history_is_short(*, agents: list[Agent], spec: RuleSpec, rows: int, now: datetime) -> bool:
+    """Whether a rule's window holds at most ``rows`` calls it could count (a recount of
+    them runs inline, in the change's own transaction)."""
+    assert spec.limit is not None
+    since = now - timedelta(seconds=spec.limit.per_seconds + bucket_seconds(spec.limit.per_seconds))
+    checks, approved = _history_querysets([a.pk for a in agents], since, [spec.action])
+    found = checks[: rows + 1].count()
+    return found <= rows and found + approved[: rows + 1].count() <= rows
+
+
+def _history(
+    agent: Agent, since: datetime, patterns: list[str], *, metadata: bool
+) -> Iterator[tuple[str, Any, str, str, Any, datetime]]:
+    """(action, arguments, environment, session, metadata, time) of the calls to recount."""
+    checks, approved = _history_querysets([agent.pk], since, patterns)
+    if metadata:
+        for action, arguments, environment, session_id, data, at in checks.values_list(
+            "action", "arguments", "environment", "session_id", "data", "created_at"
+        ).iterator(chunk_size=5000):
+            yield action, arguments, environment, session_id, (data or {}).get("metadata"), at
+    else:
+        for action, arguments, environment, session_id, at in checks.values_list(
+            "action", "arguments", "environment", "session_id", "created_at"
+        ).iterator(chunk_size=5000):
+            yield action, arguments, environment, session_id, None, at
+    for action, arguments, environment, session_id, at in approved.values_list(
+        "action", "arguments", "environment", "session_id", "requested_at"
+    ).iterator(chunk_size=5000):
+        yield action, arguments, environment, session_id, None, at

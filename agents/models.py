@@ -140,6 +140,10 @@ class Rule(models.Model):
     effect = models.CharField(max_length=24, choices=Effect.choices)
     enabled = models.BooleanField(default=True)
     position = models.PositiveIntegerField(default=0)
+    # Its running totals are being recounted from the audit log (a new limit, or one that
+    # now counts differently, on a long history): until then its limit applies to every
+    # call it would count (fails closed). See agents/limits.py.
+    counters_pending = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -795,16 +795,16 @@ def _kind_name(value: Any) -> str:
     return "of an unknown type"
 
 
-def _leaves(expr: Expr | None) -> Iterable[Cond]:
+def expr_conditions(expr: Expr | None) -> Iterable[Cond]:
     if expr is None:
         return
     if isinstance(expr, Cond):
         yield expr
     elif isinstance(expr, Not):
-        yield from _leaves(expr.item)
+        yield from expr_conditions(expr.item)
     else:
         for item in expr.items:
-            yield from _leaves(item)
+            yield from expr_conditions(item)
 
 
 # ---------------------------------------------------------------------------
@@ -887,14 +887,16 @@ class _Rule:
         "limit_texts",
         "max_amount_text",
         "order",
+        "recounting",
         "restrictive",
         "spec",
         "unless",
         "when",
     )
 
-    def __init__(self, spec: RuleSpec, index: int) -> None:
+    def __init__(self, spec: RuleSpec, index: int, recounting: bool = False) -> None:
         self.spec = spec
+        self.recounting = recounting
         self.order = (spec.position, 0 if spec.scope == "agent" else 1, index)
         self.restrictive = spec.effect in RESTRICTIVE
         self.when = compile_expr(spec.when) if spec.when is not None else None
@@ -927,7 +929,10 @@ class _Rule:
         return True
 
     def undecided_reason(self, call: Call) -> str:
-        for cond in (*_leaves(self.spec.when), *(c for e in self.spec.unless for c in _leaves(e))):
+        for cond in (
+            *expr_conditions(self.spec.when),
+            *(c for e in self.spec.unless for c in expr_conditions(e)),
+        ):
             if compile_condition(cond)(call) is None:
                 return _undecided_why(cond, call)
         return "a condition could not be decided"
@@ -936,7 +941,7 @@ class _Rule:
         """The budget this call would spend under this rule's limit, if the rule applies and
         the call's amount is usable (otherwise the rule's effect applies regardless)."""
         limit = self.spec.limit
-        if limit is None or self.applies(call) is not True:
+        if limit is None or self.recounting or self.applies(call) is not True:
             return None
         if limit.kind == "sum":
             assert self.get_limit_field is not None
@@ -1039,6 +1044,13 @@ class _Rule:
                     False,
                 )
             value = _number(raw)
+        if self.recounting:
+            return (
+                spec.effect,
+                f"running total for rule '{spec.name}' is being recounted from the audit log, "
+                "so its limit applies",
+                False,
+            )
         raw_total = totals.get(spec.id) if totals is not None else None
         total = to_decimal(raw_total) if raw_total is not None else None
         if total is None:
@@ -1126,7 +1138,12 @@ class CompiledPolicy:
     __slots__ = ("_cache", "_cache_size", "_default_decision", "_exact", "_globs", "default")
 
     def __init__(
-        self, rules: tuple[RuleSpec, ...], *, default: str, cache_size: int = CANDIDATE_CACHE_SIZE
+        self,
+        rules: tuple[RuleSpec, ...],
+        *,
+        default: str,
+        recounting: frozenset[str] = frozenset(),
+        cache_size: int = CANDIDATE_CACHE_SIZE,
     ) -> None:
         self.default = default
         exact: dict[str, list[_Rule]] = {}
@@ -1134,7 +1151,7 @@ class CompiledPolicy:
         for index, spec in enumerate(rules):
             if not spec.enabled:
                 continue
-            rule = _Rule(spec, index)
+            rule = _Rule(spec, index, recounting=spec.id in recounting)
             pattern = spec.action.lower()
             (glob_groups if "*" in pattern else exact).setdefault(pattern, []).append(rule)
         self._exact = {action: tuple(group) for action, group in exact.items()}
@@ -1219,8 +1236,12 @@ class CompiledPolicy:
         )
 
 
-def compile_policy(rules: Iterable[RuleSpec], *, default: str = ALLOW) -> CompiledPolicy:
-    """Compile validated rules (from ``agents.policy_document``) for evaluation."""
+def compile_policy(
+    rules: Iterable[RuleSpec], *, default: str = ALLOW, recounting: Iterable[str] = ()
+) -> CompiledPolicy:
+    """Compile validated rules (from ``agents.policy_document``) for evaluation.
+    ``recounting``: ids of rules whose running totals are being recounted (their limits
+    apply to every call they would count until then)."""
     if default not in DEFAULTS:
         raise InvalidPolicy(f"default must be allow or block, not {default!r}")
     specs = tuple(rules)
@@ -1231,7 +1252,7 @@ def compile_policy(rules: Iterable[RuleSpec], *, default: str = ALLOW) -> Compil
         if spec.id and spec.id in seen_ids:
             raise InvalidPolicy(f"duplicate rule id {spec.id!r}")
         seen_ids.add(spec.id)
-    return CompiledPolicy(specs, default=default)
+    return CompiledPolicy(specs, default=default, recounting=frozenset(recounting))
 
 
 # ---------------------------------------------------------------------------

@@ -262,7 +262,11 @@ def _runtime_load(agent_id: int, organization: Organization) -> AgentRuntime | N
     specs = [rule_spec(rule, lists=agent.policy_lists) for rule in rules]
     return AgentRuntime(
         agent=agent,
-        policy=compile_policy(specs, default=agent.default_decision),
+        policy=compile_policy(
+            specs,
+            default=agent.default_decision,
+            recounting=[rule.public_id for rule in rules if rule.counters_pending],
+        ),
         revision=agent.policy_revision,
         plan=plan_features(organization),
         plan_key=_plan_key(organization),

@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -39,6 +40,7 @@ from agents.selectors import rule_list_for_agent
 from audit.services import audit_record_change, model_snapshot
 from wardenproject.errors import Conflict, NotFound, ValidationFailed
 from wardenproject.ids import random_token
+from wardenproject.tasks import enqueue_on_commit
 
 KEY_PREFIXES = {
     (ApiKey.Kind.AGENT, ApiKey.Environment.TEST): "wdn_test_",
@@ -419,13 +421,54 @@ def _limit_series(document: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
     return (kind, limit.get("sum"), str(limit.get("per")), limit.get("by"))
 
 
-def _counters_rebuild(organization: Organization, agent: Agent | None, rule: Rule) -> None:
+def _counters_recount(organization: Organization, agent: Agent | None, rule: Rule) -> None:
     """Count the window's history into a rule's new budgets (every agent's, for an
-    organisation-wide rule), as a new limit always has."""
+    organisation-wide rule), as a new limit always has: at once when the window holds at
+    most WARDEN_LIMITS_RECOUNT_INLINE_ROWS calls it could count, otherwise by a task, the
+    rule's limit applying to every call it would count meanwhile (it fails closed)."""
     agents = [agent] if agent is not None else list(organization.agents.all())
     for each in agents:
         each.organization = organization
-        limits.limit_counters_rebuild(agent=each, rule_ids={rule.public_id})
+    spec = selectors.rule_spec(rule, lists=agent.policy_lists if agent else None)
+    if spec.limit is None:
+        return
+    inline = settings.WARDEN_LIMITS_RECOUNT_INLINE_ROWS
+    if limits.history_is_short(agents=agents, spec=spec, rows=inline, now=timezone.now()):
+        for each in agents:
+            limits.limit_counters_rebuild(agent=each, rule_ids={rule.public_id})
+        return
+    Rule.objects.filter(pk=rule.pk).update(counters_pending=True)
+    rule.counters_pending = True
+    from agents.tasks import agents_recount_pending
+
+    enqueue_on_commit(agents_recount_pending)
+
+
+def rule_counters_recount_pending() -> int:
+    """Recount the running totals of every rule waiting for it (the task and its beat
+    sweep), each in its own transaction; the rule's limit then counts normally again.
+    Returns how many rules were recounted."""
+    done = 0
+    for rule_id in list(Rule.objects.filter(counters_pending=True).values_list("pk", flat=True)):
+        with transaction.atomic():
+            rule = (
+                Rule.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("organization", "agent")
+                .filter(pk=rule_id, counters_pending=True)
+                .first()
+            )
+            if rule is None:
+                continue  # done meanwhile, or being done by another worker
+            organization = rule.organization
+            agents = [rule.agent] if rule.agent else list(organization.agents.all())
+            for agent in agents:
+                agent.organization = organization
+                limits.limit_counters_rebuild(agent=agent, rule_ids={rule.public_id})
+            rule.counters_pending = False
+            rule.save(update_fields=["counters_pending"])
+            _policy_changed(organization=organization, agent=rule.agent)
+        done += 1
+    return done
 
 
 def _rule_name_taken(organization: Organization, agent: Agent | None, name: str, exclude=None):
@@ -459,7 +502,7 @@ def rule_create(
             **_rule_columns(spec),
         )
         if spec.limit is not None:
-            _counters_rebuild(organization, agent, rule)
+            _counters_recount(organization, agent, rule)
         _policy_changed(organization=organization, agent=agent)
         audit_record_change(
             organization=organization,
@@ -496,7 +539,7 @@ def rule_update(
             setattr(rule, field, value)
         rule.save()
         if new_series and spec.limit is not None:
-            _counters_rebuild(rule.organization, rule.agent, rule)
+            _counters_recount(rule.organization, rule.agent, rule)
         _policy_changed(organization=rule.organization, agent=rule.agent)
         audit_record_change(
             organization=rule.organization,
@@ -608,7 +651,7 @@ def policy_import(
             if new_series and spec.limit is not None:
                 rebuild.append(rule)
         for rule in rebuild:
-            _counters_rebuild(organization, agent, rule)
+            _counters_recount(organization, agent, rule)
         _policy_changed(organization=organization, agent=agent)
         agent.refresh_from_db()
         audit_record_change(
@@ -640,6 +683,8 @@ def limit_counters_rebuild(*, agent: Agent) -> int:
     agent.organization = Organization.objects.select_related("plan").get(pk=agent.organization_id)
     with transaction.atomic():
         count = limits.limit_counters_rebuild(agent=agent)
+        if agent.rules.filter(counters_pending=True).update(counters_pending=False):
+            _policy_changed(organization=agent.organization, agent=agent)
         audit_record_change(
             organization=agent.organization,
             actor_user=None,

@@ -408,3 +408,50 @@ def test_a_statement_failing_in_the_database_rolls_the_reservation_back(
     assert counted(rule) == 0  # the counters' UPDATE before the failing INSERT rolled back
     monkeypatch.undo()
     assert check(client, keys.live, {"amount": 100})["decision"] == "allow"
+
+
+# --- A long history is recounted by a task, failing closed meanwhile --------------------------
+
+
+def test_a_new_limit_on_a_long_history_applies_to_every_call_until_recounted(
+    client, keys, support_bot, settings
+):
+    from agents.tasks import agents_recount_pending
+
+    settings.WARDEN_LIMITS_RECOUNT_INLINE_ROWS = 2
+    for amount in (300, 300, 300):
+        check(client, keys.live, {"amount": amount})
+    rule = refund_budget(support_bot, over=1000)
+    rule.refresh_from_db()
+    assert rule.counters_pending
+    body = check(client, keys.live, {"amount": 1})
+    assert body["decision"] == "block"
+    assert "is being recounted from the audit log, so its limit applies" in body["reason"]
+    assert check(client, keys.live, {"q": 1}, action="kb.search")["decision"] == "allow"
+    assert agents_recount_pending() == 1
+    rule.refresh_from_db()
+    assert not rule.counters_pending
+    assert counted(rule) == 900
+    assert check(client, keys.live, {"amount": 100})["decision"] == "allow"
+    assert check(client, keys.live, {"amount": 1})["decision"] == "block"
+
+
+def test_a_short_history_is_recounted_at_once(client, keys, support_bot, settings):
+    settings.WARDEN_LIMITS_RECOUNT_INLINE_ROWS = 5
+    for amount in (300, 300, 300):
+        check(client, keys.live, {"amount": amount})
+    rule = refund_budget(support_bot, over=1000)
+    rule.refresh_from_db()
+    assert (rule.counters_pending, counted(rule)) == (False, 900)
+
+
+def test_rebuild_counters_ends_a_pending_recount(client, keys, support_bot, org_a, settings):
+    settings.WARDEN_LIMITS_RECOUNT_INLINE_ROWS = 0
+    check(client, keys.live, {"amount": 300})
+    rule = refund_budget(support_bot, over=1000)
+    rule.refresh_from_db()
+    assert rule.counters_pending
+    call_command("warden_policy", "rebuild-counters", "--org", org_a.name)
+    rule.refresh_from_db()
+    assert (rule.counters_pending, counted(rule)) == (False, 300)
+    assert check(client, keys.live, {"amount": 700})["decision"] == "allow"

@@ -141,6 +141,10 @@ WARDEN_AUDIT_WRITE_ALIAS = "audit_async" if "audit_async" in DATABASES else "def
 # concurrent checks are committed together, each answered only after its row has committed.
 WARDEN_AUDIT_GROUP_COMMIT = env_bool("WARDEN_AUDIT_GROUP_COMMIT", _postgresql)
 WARDEN_AUDIT_BATCH_MAX = env_int("WARDEN_AUDIT_BATCH_MAX", 100, minimum=1)
+# A rule change that starts new running totals recounts the window's history in its own
+# transaction when there are at most this many calls to count; more, and a task recounts
+# them while the rule's limit applies to every call it would count (agents/limits.py).
+WARDEN_LIMITS_RECOUNT_INLINE_ROWS = env_int("WARDEN_LIMITS_RECOUNT_INLINE_ROWS", 20_000, minimum=0)
 
 # --- Redis, cache and Celery -----------------------------------------------------------------
 # REDIS_URL selects Redis as Celery broker and cache. Without it Celery uses kombu's
