@@ -244,23 +244,54 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 @contextlib.contextmanager
 def broker_switched(url: str) -> Iterator[None]:
-    """Point the test process's Celery producer at ``url`` (e.g. a private Redis)."""
+    """Point the test process's Celery producer at ``url`` (e.g. a private Redis), with the
+    transport and options production uses for a Redis broker."""
     from wardenproject.celery import app
+
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL: the Redis broker's transport and options")
 
     def reset() -> None:
         app._pool = None
         with contextlib.suppress(AttributeError, KeyError):
             app.__dict__["amqp"]._producer_pool = None
 
-    saved = (app.conf.broker_url, app.conf.broker_transport_options)
+    saved = (app.conf.broker_url, app.conf.broker_transport, app.conf.broker_transport_options)
     app.conf.broker_url = url
-    app.conf.broker_transport_options = {"visibility_timeout": 3600, "max_retries": 1}
+    app.conf.broker_transport = getattr(settings, "CELERY_BROKER_TRANSPORT", None)
+    app.conf.broker_transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     reset()
     try:
         yield
     finally:
-        app.conf.broker_url, app.conf.broker_transport_options = saved
+        app.conf.broker_url, app.conf.broker_transport, app.conf.broker_transport_options = saved
         reset()
+
+
+# Nothing listens on port 1 of the loopback: a connection there is refused at once.
+DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def redis_down(settings) -> Iterator[None]:
+    """This process's Redis (cache, long-poll wake-ups, webhook wake-up claims, Celery
+    producer) replaced by one that refuses every connection, configured as in production."""
+    redis_caches = {
+        alias: {**conf, "LOCATION": DEAD_REDIS_URL}
+        for alias, conf in settings.CACHES.items()
+        if "redis" in conf["BACKEND"].lower()
+    }
+    assert redis_caches, "needs REDIS_URL: the cache is not Redis"
+    settings.REDIS_URL = DEAD_REDIS_URL
+    settings.CACHES = {**settings.CACHES, **redis_caches}
+    with broker_switched(DEAD_REDIS_URL):
+        try:
+            yield
+        finally:
+            from django.core.cache import caches
+
+            for alias in redis_caches:
+                caches[alias].clear()  # what the outage left in this process's own cache
 
 
 # --- Celery worker ----------------------------------------------------------------------------

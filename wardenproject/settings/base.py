@@ -142,7 +142,9 @@ REDIS_URL = parse_redis_url(env_str("REDIS_URL")) if env_str("REDIS_URL") else "
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Redis, and the process's own memory while Redis does not answer
+            # (wardenproject/cache.py): nothing in the cache is the truth.
+            "BACKEND": "wardenproject.cache.FallbackRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "warden",
         }
