@@ -1,5 +1,5 @@
-"""Shared fixtures for tests that run real processes: a Celery worker, a webhook receiver,
-and a private Redis server.
+"""Shared fixtures for tests that run real processes: a Celery worker, the web server, a
+webhook receiver, and a private Redis server.
 
 Loaded from tests/conftest.py (``pytest_plugins = ["tests.live"]``).
 
@@ -14,8 +14,12 @@ conftest to tune the worker.
 ``webhook_receiver`` is a real HTTP server on 127.0.0.1 that records every request and can
 be told, per path, to fail N times, answer a status with headers, or sleep.
 
+``live_web`` starts the real web server (gunicorn with gunicorn.conf.py) the same way as the
+worker (``live_web_env`` adds to its environment).
+
 ``private_redis`` starts a redis-server of its own on a free port, so a test can kill and
-restart it without touching the Redis other tests share.
+restart it without touching the Redis other tests share. ``redis_down`` points this
+process's cache, wake-ups and Celery producer at a Redis that refuses every connection.
 """
 
 from __future__ import annotations
@@ -415,3 +419,95 @@ def celery_worker(
     worker.start()
     yield worker
     worker.stop()
+
+
+# --- Web server -------------------------------------------------------------------------------
+
+
+class LiveWeb:
+    """The real web server: gunicorn with the project's gunicorn.conf.py and WSGI app, in a
+    process group of its own, pointed at the test database (PostgreSQL only)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "wardenproject.wsgi",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                pytest.fail(f"gunicorn exited early:\n{self.log()[-4000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    return sock.recv(16).startswith(b"HTTP/1.1 200")
+            except OSError:
+                return False
+
+        wait_until(ready, timeout=60, interval=0.2, what="gunicorn to answer /healthz")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+@pytest.fixture
+def live_web_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+def live_web(transactional_db, live_web_env, tmp_path) -> Iterator[LiveWeb]:
+    """gunicorn serving Warden on a free port (1 process, 8 threads unless ``live_web_env``
+    says otherwise), with the test run's settings, database and Redis."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "wardenproject.settings.test",
+        "DATABASE_URL": _database_url(),
+        "WEB_CONCURRENCY": "1",
+        "WEB_THREADS": "8",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    env.update(live_web_env)
+    web = LiveWeb(env, tmp_path / "gunicorn.log")
+    web.start()
+    yield web
+    web.stop()

@@ -1,7 +1,7 @@
 """Redis is not on the path of a decision: with Redis refusing every connection (cache,
 broker, wake-ups), checks, decisions and status reads answer as usual, in JSON.
 
-tests/webhooks/test_redis_outage.py kills a real Redis under a live server and worker."""
+tests/core/test_redis_outage_live.py kills a real Redis under the real web server and worker."""
 
 from __future__ import annotations
 
