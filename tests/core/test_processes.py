@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -153,3 +154,68 @@ def test_the_housekeeping_tasks_do_not_flood_the_worker_and_beat_log(celery_work
     assert " ready." in log  # the worker still logs at INFO
     assert "Sending due task" not in log
     assert "approvals.expire_overdue[" not in log
+
+
+def start_gunicorn(tmp_path: Path, **env: str) -> subprocess.Popen:
+    """gunicorn with the project's config (tests/core/pid_app), its home directory in
+    ``tmp_path``; returns once it answers."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    environ.update({"HOME": str(tmp_path), "PYTHONPATH": str(ROOT), **env})
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "tests.core.pid_app:application",
+        ],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                return sock.recv(16).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+    wait_until(answers, timeout=60, what="gunicorn to answer")
+    return process
+
+
+def stop_gunicorn(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(30)
+
+
+@pytest.mark.live
+def test_gunicorn_opens_no_control_socket_in_a_shared_default_path(tmp_path):
+    """gunicorn 25+ opens one for `gunicornc` at $HOME/.gunicorn/gunicorn.ctl (or under
+    $XDG_RUNTIME_DIR), the same path for every server the user runs."""
+    process = start_gunicorn(tmp_path)
+    try:
+        assert not (tmp_path / ".gunicorn").exists()
+    finally:
+        stop_gunicorn(process)
+
+
+@pytest.mark.live
+def test_gunicorn_opens_its_control_socket_where_gunicorn_control_socket_says(tmp_path):
+    path = tmp_path / "var" / "gunicorn.ctl"
+    process = start_gunicorn(tmp_path, GUNICORN_CONTROL_SOCKET=str(path))
+    try:
+        wait_until(path.is_socket, timeout=30, what="the control socket")
+        assert not (tmp_path / ".gunicorn").exists()
+    finally:
+        stop_gunicorn(process)
