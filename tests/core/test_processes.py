@@ -4,6 +4,8 @@ beat's logs, gunicorn's control socket, and the production process definitions."
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -219,3 +221,50 @@ def test_gunicorn_opens_its_control_socket_where_gunicorn_control_socket_says(tm
         assert not (tmp_path / ".gunicorn").exists()
     finally:
         stop_gunicorn(process)
+
+
+UNITS = ("warden-web.service", "warden-worker.service", "warden-beat.service")
+
+
+def unit_settings(unit: str) -> list[str]:
+    text = (ROOT / "deploy" / "systemd" / unit).read_text()
+    return [line.strip() for line in text.replace("\\\n", " ").splitlines()]
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_the_systemd_unit_restarts_always_and_reads_one_environment_file(unit):
+    lines = unit_settings(unit)
+    assert "Restart=always" in lines
+    assert "EnvironmentFile=/etc/warden/warden.env" in lines
+    assert "User=warden" in lines
+    assert "ProtectSystem=strict" in lines
+    assert "NoNewPrivileges=yes" in lines
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_systemd_accepts_the_unit_and_rates_it_ok(unit, tmp_path):
+    """``systemd-analyze verify`` (syntax, and that the command exists: the units are
+    pointed at this checkout) and ``systemd-analyze security`` (exposure at most 2.0)."""
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("needs systemd-analyze (Debian's systemd package)")
+    text = (ROOT / "deploy" / "systemd" / unit).read_text()
+    (tmp_path / "warden.env").write_text("")
+    local = tmp_path / unit
+    local.write_text(
+        text.replace("/opt/warden", str(ROOT)).replace(
+            "/etc/warden/warden.env", str(tmp_path / "warden.env")
+        )
+    )
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60
+    )
+    assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(local)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    exposure = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
+    assert exposure, security.stdout + security.stderr
+    assert float(exposure.group(1)) <= 2.0
