@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from urllib.parse import urlparse
 
@@ -86,9 +87,16 @@ def _redis():
     owner = (os.getpid(), settings.REDIS_URL)
     if _redis_client is None or _redis_client_for != owner:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
+        # One retry at once (a connection that broke when Redis restarted), not redis-py's
+        # three with backoff.
         _redis_client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2
+            settings.REDIS_URL,
+            socket_connect_timeout=2,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 1),
         )
         _redis_client_for = owner
     return _redis_client
@@ -106,8 +114,6 @@ class _Listener:
         self.thread.start()
 
     def _run(self) -> None:
-        import time
-
         import redis
 
         prefix = channel_prefix(self.url)
@@ -170,15 +176,24 @@ def _ensure_listener(timeout: float = 1.0) -> bool:
 # --- the two entry points ---------------------------------------------------------------------
 
 
+# After a publish failed, the process publishes nothing for this long: on a Redis that
+# hangs each attempt costs its timeouts, after every decision. Waiters elsewhere re-read
+# the database meanwhile (their listeners have lost Redis too) or within SAFETY_SECONDS.
+PUBLISH_RETRY_SECONDS = 1.0
+_publish_down_until: dict[str, float] = {}  # by REDIS_URL
+
+
 def wake_publish(action_id: str, status: str) -> None:
     """Tell every waiter on ``action_id`` that it changed. Call after commit."""
     wake_local(action_id)
-    if not redis_enabled():
+    url = settings.REDIS_URL
+    if not redis_enabled() or _publish_down_until.get(url, 0.0) > time.monotonic():
         return
     try:
         _redis().publish(f"{channel_prefix()}{action_id}", status)
-    except Exception:
-        logger.warning("could not publish approval wake-up; waiters fall back to polling")
+    except Exception as exc:
+        _publish_down_until[url] = time.monotonic() + PUBLISH_RETRY_SECONDS
+        logger.warning("could not publish approval wake-up (%s); waiters fall back to polling", exc)
 
 
 def wait_slice() -> float:

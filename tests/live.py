@@ -272,6 +272,43 @@ def broker_switched(url: str) -> Iterator[None]:
         reset()
 
 
+class ClosingServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and closes it at once (a Redis
+    that is there but answers nothing), counting the connections it was asked for."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            conn.close()
+
+    def count(self) -> int:
+        with self._lock:
+            return self.connections
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+def closing_server() -> Iterator[ClosingServer]:
+    server = ClosingServer()
+    yield server
+    server.close()
+
+
 # Nothing listens on port 1 of the loopback: a connection there is refused at once.
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 
