@@ -21,7 +21,7 @@ from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.locmem import LocMemCache
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -88,10 +88,30 @@ class _LocalCache(LocMemCache):
             return 1 if self.add(key, 1, timeout) else self.incr(key)
 
 
+class _ReusedClient(RedisCacheClient):
+    """Django's client builds a ``redis.Redis`` around its pool for every operation: 130 µs
+    of CPU with redis-py 8, more than the round trip itself. A client is thread-safe (it
+    borrows a connection from the pool per command), so build one per pool and keep it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        index = self._get_connection_pool_index(write)
+        client = self._clients.get(index)
+        if client is None:
+            client = self._clients[index] = self._client(
+                connection_pool=self._get_connection_pool(write)
+            )
+        return client
+
+
 class FallbackRedisCache(RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         options = {**DEFAULT_OPTIONS, **params.get("OPTIONS", {})}
         super().__init__(server, {**params, "OPTIONS": options})
+        self._class = _ReusedClient
         self._location = server if isinstance(server, str) else ",".join(server)
         self._outage = _outage_for(self._location)
         # One LocMemCache per location and process: instances of the same name share storage.
