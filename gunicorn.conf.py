@@ -22,6 +22,14 @@ timeout = 90  # above the longest long-poll (60 s)
 graceful_timeout = 30
 preload_app = True
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+# gunicorn 25+ opens a control socket for `gunicornc`, by default at one shared path
+# ($XDG_RUNTIME_DIR/gunicorn.ctl or $HOME/.gunicorn/gunicorn.ctl), where every server the
+# user runs takes it from the one before. Warden needs none (signals and systemd manage the
+# server): off, unless GUNICORN_CONTROL_SOCKET names a path of this server's own.
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
 
 
 def when_ready(server: object) -> None:

@@ -46,8 +46,10 @@ def approval_wait_for_decision(*, action_id: str, timeout: float) -> str | None:
     deadline = time.monotonic() + max(0.0, timeout)
     event = wakeup.register(action_id)
     try:
-        slice_seconds = wakeup.wait_slice()  # subscribed before the first read: no lost wake-up
         while True:
+            # Asked before each read: subscribed before it (no lost wake-up), or, while the
+            # listener has lost Redis, the short database poll.
+            slice_seconds = wakeup.wait_slice()
             status, expires_at = _current_status(action_id)
             if status == ApprovalRequest.Status.PENDING and expires_at <= timezone.now():
                 request = ApprovalRequest.objects.get(action_id=action_id)

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """`make run`: migrate, seed the demo organisation, and run web + worker + beat together.
 
-Ctrl-C (or SIGTERM) stops all three. Works on the embedded default (SQLite, filesystem
-broker) and on PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set.
+A child that exits on its own is started again (with backoff); Ctrl-C (or SIGTERM) stops
+all three. Works on the embedded default (SQLite, filesystem broker) and on
+PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set. In production, systemd does this
+supervision (deploy/systemd/).
 """
 
 from __future__ import annotations
@@ -32,6 +34,70 @@ def manage(*args: str, capture: bool = False) -> str:
         stdout=subprocess.PIPE if capture else None,
     )
     return result.stdout or ""
+
+
+# A child that exits is started again after a pause that doubles with each exit in a row
+# (1, 2, 4 ... 30 s); one that ran for STABLE_SECONDS starts the count afresh.
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 30.0
+STABLE_SECONDS = 60.0
+
+
+class Child:
+    """One supervised process (web, worker or beat), in a process group of its own.
+
+    Ctrl-C reaches only this script, which then sends every child exactly one SIGTERM (a
+    second signal mid-shutdown can wedge a gunicorn gthread worker) and, past the grace
+    period, kills the child's whole group, so no orphaned worker survives.
+    """
+
+    def __init__(self, name: str, command: list[str]) -> None:
+        self.name = name
+        self.command = command
+        self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.exits_in_a_row = 0
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, cwd=ROOT, start_new_session=True)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+        print(f"{self.name} started (pid {self.process.pid})", flush=True)
+
+    def supervise(self) -> None:
+        """Restart the child, with backoff, if it has exited."""
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.start()
+            return
+        if self.process is None or self.process.poll() is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # whatever it left behind
+        if now - self.started_at >= STABLE_SECONDS:
+            self.exits_in_a_row = 0
+        delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2**self.exits_in_a_row)
+        self.exits_in_a_row += 1
+        self.restart_at = now + delay
+        print(
+            f"{self.name} exited with {self.process.returncode}; restarting it in {delay:.0f} s",
+            flush=True,
+        )
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def reap(self, deadline: float) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
 def main() -> int:
@@ -101,25 +167,6 @@ def main() -> int:
         ],
         "beat": [str(BIN / "celery"), "-A", "wardenproject", "beat", "--loglevel", "INFO"],
     }
-    # Each child in its own process group: Ctrl-C reaches only this script, which then sends
-    # every child exactly one SIGTERM (a second signal mid-shutdown can wedge a gunicorn
-    # gthread worker) and, past the grace period, kills the child's whole group.
-    procs = {
-        name: subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
-        for name, cmd in commands.items()
-    }
-    time.sleep(1.5)
-    user = seeded.get("user", {})
-    agent = seeded.get("agent") or {}
-    print(
-        "\n"
-        f"  Warden is running at http://127.0.0.1:{port}/\n"
-        f"  Log in as {user.get('email')} with password {user.get('password') or DEMO_PASSWORD}\n"
-        + (f"  Demo agent test key: {agent.get('test_key')}\n" if agent.get("test_key") else "")
-        + "  Web, worker and beat are running; press Ctrl-C to stop all three.\n",
-        flush=True,
-    )
-
     stopping = False
 
     def stop(*_: object) -> None:
@@ -128,24 +175,32 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
+    children = [Child(name, command) for name, command in commands.items()]
+    for child in children:
+        child.start()
+    time.sleep(1.5)
+    user = seeded.get("user", {})
+    agent = seeded.get("agent") or {}
+    print(
+        "\n"
+        f"  Warden is running at http://127.0.0.1:{port}/\n"
+        f"  Log in as {user.get('email')} with password {user.get('password') or DEMO_PASSWORD}\n"
+        + (f"  Demo agent test key: {agent.get('test_key')}\n" if agent.get("test_key") else "")
+        + "  Web, worker and beat are running (one that dies is restarted);"
+        " press Ctrl-C to stop all three.\n",
+        flush=True,
+    )
+
     while not stopping:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"{name} exited with {proc.returncode}; stopping the others.", flush=True)
-                exit_code = proc.returncode or 1
-                stopping = True
-        time.sleep(0.5)
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        for child in children:
+            child.supervise()
+        time.sleep(0.2)
+    for child in children:
+        child.terminate()
     deadline = time.monotonic() + 15
-    for proc in procs.values():
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the group: no orphaned worker survives
-    return exit_code
+    for child in children:
+        child.reap(deadline)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Shared fixtures for tests that run real processes: a Celery worker, a webhook receiver,
-and a private Redis server.
+"""Shared fixtures for tests that run real processes: a Celery worker, the web server, a
+webhook receiver, and a private Redis server.
 
 Loaded from tests/conftest.py (``pytest_plugins = ["tests.live"]``).
 
@@ -14,8 +14,12 @@ conftest to tune the worker.
 ``webhook_receiver`` is a real HTTP server on 127.0.0.1 that records every request and can
 be told, per path, to fail N times, answer a status with headers, or sleep.
 
+``live_web`` starts the real web server (gunicorn with gunicorn.conf.py) the same way as the
+worker (``live_web_env`` adds to its environment).
+
 ``private_redis`` starts a redis-server of its own on a free port, so a test can kill and
-restart it without touching the Redis other tests share.
+restart it without touching the Redis other tests share. ``redis_down`` points this
+process's cache, wake-ups and Celery producer at a Redis that refuses every connection.
 """
 
 from __future__ import annotations
@@ -244,23 +248,91 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 @contextlib.contextmanager
 def broker_switched(url: str) -> Iterator[None]:
-    """Point the test process's Celery producer at ``url`` (e.g. a private Redis)."""
+    """Point the test process's Celery producer at ``url`` (e.g. a private Redis), with the
+    transport and options production uses for a Redis broker."""
     from wardenproject.celery import app
+
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL: the Redis broker's transport and options")
 
     def reset() -> None:
         app._pool = None
         with contextlib.suppress(AttributeError, KeyError):
             app.__dict__["amqp"]._producer_pool = None
 
-    saved = (app.conf.broker_url, app.conf.broker_transport_options)
+    saved = (app.conf.broker_url, app.conf.broker_transport, app.conf.broker_transport_options)
     app.conf.broker_url = url
-    app.conf.broker_transport_options = {"visibility_timeout": 3600, "max_retries": 1}
+    app.conf.broker_transport = getattr(settings, "CELERY_BROKER_TRANSPORT", None)
+    app.conf.broker_transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     reset()
     try:
         yield
     finally:
-        app.conf.broker_url, app.conf.broker_transport_options = saved
+        app.conf.broker_url, app.conf.broker_transport, app.conf.broker_transport_options = saved
         reset()
+
+
+class ClosingServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and closes it at once (a Redis
+    that is there but answers nothing), counting the connections it was asked for."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            conn.close()
+
+    def count(self) -> int:
+        with self._lock:
+            return self.connections
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+def closing_server() -> Iterator[ClosingServer]:
+    server = ClosingServer()
+    yield server
+    server.close()
+
+
+# Nothing listens on port 1 of the loopback: a connection there is refused at once.
+DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def redis_down(settings) -> Iterator[None]:
+    """This process's Redis (cache, long-poll wake-ups, webhook wake-up claims, Celery
+    producer) replaced by one that refuses every connection, configured as in production."""
+    redis_caches = {
+        alias: {**conf, "LOCATION": DEAD_REDIS_URL}
+        for alias, conf in settings.CACHES.items()
+        if "redis" in conf["BACKEND"].lower()
+    }
+    assert redis_caches, "needs REDIS_URL: the cache is not Redis"
+    settings.REDIS_URL = DEAD_REDIS_URL
+    settings.CACHES = {**settings.CACHES, **redis_caches}
+    with broker_switched(DEAD_REDIS_URL):
+        try:
+            yield
+        finally:
+            from django.core.cache import caches
+
+            for alias in redis_caches:
+                caches[alias].clear()  # what the outage left in this process's own cache
 
 
 # --- Celery worker ----------------------------------------------------------------------------
@@ -384,3 +456,95 @@ def celery_worker(
     worker.start()
     yield worker
     worker.stop()
+
+
+# --- Web server -------------------------------------------------------------------------------
+
+
+class LiveWeb:
+    """The real web server: gunicorn with the project's gunicorn.conf.py and WSGI app, in a
+    process group of its own, pointed at the test database (PostgreSQL only)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "wardenproject.wsgi",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                pytest.fail(f"gunicorn exited early:\n{self.log()[-4000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    return sock.recv(16).startswith(b"HTTP/1.1 200")
+            except OSError:
+                return False
+
+        wait_until(ready, timeout=60, interval=0.2, what="gunicorn to answer /healthz")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+@pytest.fixture
+def live_web_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+def live_web(transactional_db, live_web_env, tmp_path) -> Iterator[LiveWeb]:
+    """gunicorn serving Warden on a free port (1 process, 8 threads unless ``live_web_env``
+    says otherwise), with the test run's settings, database and Redis."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "wardenproject.settings.test",
+        "DATABASE_URL": _database_url(),
+        "WEB_CONCURRENCY": "1",
+        "WEB_THREADS": "8",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    env.update(live_web_env)
+    web = LiveWeb(env, tmp_path / "gunicorn.log")
+    web.start()
+    yield web
+    web.stop()

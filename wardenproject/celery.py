@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import after_setup_logger, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wardenproject.settings.base")
 
@@ -24,3 +26,37 @@ def close_old_connections(**kwargs: object) -> None:
     from django.db import close_old_connections as django_close_old_connections
 
     django_close_old_connections()
+
+
+# Scheduled housekeeping that runs every few seconds; at INFO its log lines (beat's "Sending
+# due task", a worker's "received" and "succeeded") bury everything else, such as the console
+# emails of `make run`.
+HOUSEKEEPING_TASKS = frozenset({"approvals.expire_overdue", "webhooks.sweep"})
+
+
+class QuietHousekeeping(logging.Filter):
+    """Drop a worker's INFO lines about the housekeeping tasks (Celery attaches the task's
+    name to them as ``record.data``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "data", None)
+        return not (
+            record.levelno <= logging.INFO
+            and isinstance(data, dict)
+            and data.get("name") in HOUSEKEEPING_TASKS
+        )
+
+
+@after_setup_logger.connect
+def quiet_housekeeping(loglevel: int | str | None = None, **kwargs: Any) -> None:
+    """In worker and beat processes, unless they log at DEBUG: beat's scheduler at WARNING,
+    and a worker's lines about the housekeeping tasks dropped."""
+    if isinstance(loglevel, str):
+        loglevel = logging.getLevelName(loglevel.upper())
+    if isinstance(loglevel, int) and loglevel <= logging.DEBUG:
+        return
+    logging.getLogger("celery.beat").setLevel(logging.WARNING)
+    for name in ("celery.worker.strategy", "celery.app.trace"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QuietHousekeeping) for f in logger.filters):
+            logger.addFilter(QuietHousekeeping())

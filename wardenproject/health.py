@@ -47,12 +47,27 @@ def _check_broker() -> str | None:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: the database and the broker are reachable. 503 names what is down."""
+    """Readiness, with a JSON body naming what is down.
+
+    503 when the process cannot serve: the database is down, or the embedded broker's folder
+    is missing. A Redis that does not answer is reported ("degraded", the broker named) but
+    leaves the process ready: checks, decisions and status reads do without it (the cache
+    falls back to the process's memory, long-polls to reading the database, lost task
+    wake-ups to the sweepers), and a probe that failed on it would take every web process
+    out of its load balancer at once.
+    """
     checks = {"database": _check_database(), "broker": _check_broker()}
+    required = {"database"} if settings.REDIS_URL else {"database", "broker"}
+    down = {name for name, err in checks.items() if err is not None}
+    if down & required:
+        status, http_status = "unavailable", HTTPStatus.SERVICE_UNAVAILABLE
+    elif down:
+        status, http_status = "degraded", HTTPStatus.OK
+    else:
+        status, http_status = "ok", HTTPStatus.OK
     body = {
-        "status": "ok" if not any(checks.values()) else "unavailable",
+        "status": status,
         "checks": {name: ("ok" if err is None else "down") for name, err in checks.items()},
         "errors": {name: err for name, err in checks.items() if err is not None},
     }
-    status = HTTPStatus.OK if body["status"] == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
-    return JsonResponse(body, status=status)
+    return JsonResponse(body, status=http_status)

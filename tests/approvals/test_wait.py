@@ -121,3 +121,17 @@ def test_a_waiter_in_another_process_is_woken_through_redis(org_a, agent_a, bob)
     finally:
         waiter.kill()
     assert status == "denied"  # within 30 s, though it would re-read the DB only after 120 s
+
+
+def test_after_a_failed_publish_the_process_leaves_redis_alone_for_a_moment(
+    closing_server, settings
+):
+    """wake_publish runs after a decision commits; on a Redis that hangs each attempt costs
+    its timeouts and redis-py's retries: one attempt a second, not one per decision."""
+    settings.REDIS_URL = f"redis://127.0.0.1:{closing_server.port}/0"
+    wakeup.wake_publish("act_1", "approved")
+    tried = closing_server.count()
+    assert tried >= 1
+    for n in range(2, 6):
+        wakeup.wake_publish(f"act_{n}", "approved")
+    assert closing_server.count() == tried

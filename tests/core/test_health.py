@@ -19,14 +19,30 @@ def test_readyz_is_ok_when_database_and_broker_are_reachable(client):
 
 
 @pytest.mark.django_db
-def test_readyz_reports_a_stopped_redis_broker_with_503(client, settings):
+def test_readyz_names_a_stopped_redis_and_stays_ready(client, settings):
+    """Checks, decisions and status reads work without Redis, so a Redis outage must not
+    take every web process out of its load balancer: 200, "degraded", Redis named."""
     # Port 1 on loopback: nothing listens there, so the connection is refused at once.
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     response = client.get("/readyz")
-    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response.status_code == HTTPStatus.OK
     body = response.json()
+    assert body["status"] == "degraded"
     assert body["checks"] == {"database": "ok", "broker": "down"}
     assert "broker" in body["errors"]
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_when_the_database_is_down(client):
+    from django.db import OperationalError, connection
+
+    def refuse(execute, sql, params, many, context):
+        raise OperationalError("connection refused")
+
+    with connection.execute_wrapper(refuse):
+        response = client.get("/readyz")
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response.json()["checks"]["database"] == "down"
 
 
 @pytest.mark.django_db

@@ -154,19 +154,30 @@ REDIS_URL = parse_redis_url(env_str("REDIS_URL")) if env_str("REDIS_URL") else "
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Redis, and the process's own memory while Redis does not answer
+            # (wardenproject/cache.py): nothing in the cache is the truth.
+            "BACKEND": "wardenproject.cache.FallbackRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "warden",
         }
     }
     CELERY_BROKER_URL = REDIS_URL
+    # kombu's Redis transport with a guard that keeps workers alive through a Redis outage
+    # (wardenproject/broker.py says which bug).
+    CELERY_BROKER_TRANSPORT = "wardenproject.broker:Transport"
     # Fail fast when Redis is down: the database is the truth and the sweepers re-queue,
-    # so a request that commits must not stall on a broker retry loop.
+    # so a request that commits must not stall on a broker retry loop. One retry, at once
+    # (a connection that broke when Redis restarted), and bounded waits on a Redis that hangs.
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
         "visibility_timeout": 3600,
         "max_retries": 1,
+        "interval_start": 0,
         "socket_connect_timeout": 2,
+        "socket_timeout": 5,
     }
+    # A worker never stops trying to reach the broker (Celery's default gives up after 100
+    # attempts, some 45 minutes, and exits).
+    CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     _celery_dir = VAR_DIR / "celery"
