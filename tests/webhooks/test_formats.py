@@ -17,7 +17,11 @@ from tests.webhooks.conftest import approval_data
 from webhooks.formats import build_request
 from webhooks.services import secret_generate
 
-NOW = int(time.time())  # the verifier refuses timestamps far from now
+
+def now() -> int:
+    """Read when each test runs, not at import: the verifiers refuse timestamps far from now,
+    and a long suite runs these tests minutes after collecting them."""
+    return int(time.time())
 
 
 @dataclass
@@ -30,7 +34,7 @@ class FakeEvent:
 
 def test_standard_delivery_verifies_with_the_standardwebhooks_package():
     secret = secret_generate("standard")
-    headers, body = build_request(FakeEvent(), "standard", [secret], NOW)
+    headers, body = build_request(FakeEvent(), "standard", [secret], now())
     payload = Webhook(secret).verify(body, headers)
     assert payload["id"] == "evt_abc123"
     assert payload["type"] == "approval.approved"
@@ -48,7 +52,7 @@ def test_standard_secret_is_whsec_and_32_random_bytes():
 
 def test_standard_delivery_during_rotation_verifies_with_either_secret():
     new, old = secret_generate("standard"), secret_generate("standard")
-    headers, body = build_request(FakeEvent(), "standard", [new, old], NOW)
+    headers, body = build_request(FakeEvent(), "standard", [new, old], now())
     assert len(headers["webhook-signature"].split(" ")) == 2
     Webhook(new).verify(body, headers)
     Webhook(old).verify(body, headers)
@@ -56,7 +60,7 @@ def test_standard_delivery_during_rotation_verifies_with_either_secret():
 
 def test_arden_delivery_verifies_with_ardenpy():
     secret = secret_generate("arden")
-    headers, body = build_request(FakeEvent(), "arden", [secret], NOW)
+    headers, body = build_request(FakeEvent(), "arden", [secret], now())
     assert ardenpy.verify_webhook_signature(
         body, headers["X-Arden-Timestamp"], headers["X-Arden-Signature"], secret
     )
@@ -69,7 +73,7 @@ def test_arden_approval_reaches_the_on_approval_callback_of_handle_webhook():
     secret = secret_generate("arden")
     seen = []
     guard._webhook_callbacks["act_1"] = {"on_approval": seen.append, "on_denial": None}
-    headers, body = build_request(FakeEvent(), "arden", [secret], NOW)
+    headers, body = build_request(FakeEvent(), "arden", [secret], now())
     ardenpy.handle_webhook(body, headers, signing_key=secret)
     assert seen[0].action_id == "act_1"
     assert seen[0].tool_name == "stripe.refund"
@@ -82,19 +86,19 @@ def test_arden_approval_reaches_the_on_approval_callback_of_handle_webhook():
     [("approval.rejected", "action_denied"), ("approval.expired", "action_denied")],
 )
 def test_arden_rejection_and_expiry_are_action_denied(event_type, arden_type):
-    _headers, body = build_request(FakeEvent(event_type=event_type), "arden", ["k"], NOW)
+    _headers, body = build_request(FakeEvent(event_type=event_type), "arden", ["k"], now())
     payload = json.loads(body)
     assert payload["event_type"] == arden_type
     assert payload["event_id"] == "evt_abc123"
 
 
 def test_arden_expiry_notes_say_it_expired():
-    _, body = build_request(FakeEvent(event_type="approval.expired"), "arden", ["k"], NOW)
+    _, body = build_request(FakeEvent(event_type="approval.expired"), "arden", ["k"], now())
     assert "Expired" in json.loads(body)["approval"]["notes"]
 
 
 def test_arden_signature_is_refused_by_ardenpy_with_another_secret():
-    headers, body = build_request(FakeEvent(), "arden", ["right"], NOW)
+    headers, body = build_request(FakeEvent(), "arden", ["right"], now())
     with pytest.raises(ValueError, match="verification failed"):
         ardenpy.handle_webhook(body, headers, signing_key="wrong")
 
@@ -109,13 +113,13 @@ def agentwarden_verify(body: bytes, headers: dict, secret: str) -> bool:
 
 def test_agentwarden_delivery_carries_a_verifiable_hex_signature():
     secret = secret_generate("agentwarden")
-    headers, body = build_request(FakeEvent(), "agentwarden", [secret], NOW)
+    headers, body = build_request(FakeEvent(), "agentwarden", [secret], now())
     assert agentwarden_verify(body, headers, secret)
     assert headers["X-AgentWarden-Event-Id"] == "evt_abc123"
 
 
 def test_agentwarden_decision_body_matches_the_compat_shape():
-    _, body = build_request(FakeEvent(), "agentwarden", ["k"], NOW)
+    _, body = build_request(FakeEvent(), "agentwarden", ["k"], now())
     payload = json.loads(body)
     assert set(payload) == {"event", "timestamp", "data", "id"}
     assert payload["event"] == "approval.approved"
@@ -132,13 +136,13 @@ def test_agentwarden_decision_body_matches_the_compat_shape():
 
 def test_agentwarden_pending_body_matches_the_compat_shape():
     event = FakeEvent(event_type="log.pending_approval")
-    _, body = build_request(event, "agentwarden", ["k"], NOW)
+    _, body = build_request(event, "agentwarden", ["k"], now())
     data = json.loads(body)["data"]
     assert data["status"] == "pending_approval"
     assert set(data) == {"id", "agent_id", "action", "status", "context", "created_at"}
 
 
 def test_arden_and_agentwarden_sign_with_the_newest_secret_only():
-    headers, body = build_request(FakeEvent(), "agentwarden", ["new", "old"], NOW)
+    headers, body = build_request(FakeEvent(), "agentwarden", ["new", "old"], now())
     assert agentwarden_verify(body, headers, "new")
     assert not agentwarden_verify(body, headers, "old")
