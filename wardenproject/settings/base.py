@@ -59,6 +59,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the agents' key-only check endpoints skip the browser-oriented middleware below.
     "wardenproject.middleware.KeyOnlyHotPathMiddleware",
+    # A NUL in the URL is a 404/400 before any view looks it up (PostgreSQL refuses NUL).
+    "wardenproject.middleware.NulCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
