@@ -184,7 +184,7 @@ class ActionOutcomeView(APIView):
             )
         error = string_field(data, "error", max_length=10_000) or None
         entry = action_entry_for(request, action_id)
-        outcome = checks.action_outcome_record(
+        outcome, created = checks.action_outcome_record(
             principal=api_principal(request),
             check=entry,
             status=status,
@@ -196,11 +196,11 @@ class ActionOutcomeView(APIView):
                 "action_id": entry.public_id,
                 "outcome": {
                     "status": outcome.status,
-                    "error": error,
+                    "error": outcome.data.get("error"),
                     "at": outcome.created_at.isoformat(),
                 },
             },
-            status=HTTPStatus.CREATED,
+            status=HTTPStatus.CREATED if created else HTTPStatus.OK,
         )
 
 
