@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from accounts.models import Membership
 from accounts.permissions import Capability, membership_require, membership_require_capability
+from agents.permissions import IsMember, IsWebhookManager
 from wardenproject.errors import ValidationFailed
 from wardenproject.jsonutil import iso
 from webhooks import selectors, services
@@ -94,7 +95,14 @@ def _str(data: dict[str, Any], name: str, *, required: bool = False) -> str | No
     return value
 
 
-class EndpointListView(APIView):
+class WebhookApiView(APIView):
+    """Members read, owners and admins manage; API keys get 403 (as for agents and rules)."""
+
+    def get_permissions(self) -> list[Any]:
+        return [IsMember()] if self.request.method == "GET" else [IsWebhookManager()]
+
+
+class EndpointListView(WebhookApiView):
     def get(self, request: Request) -> Response:
         membership = _membership(request, manage=False)
         endpoints = selectors.endpoint_list(organization=membership.organization)
@@ -121,7 +129,7 @@ class EndpointListView(APIView):
         )
 
 
-class EndpointDetailView(APIView):
+class EndpointDetailView(WebhookApiView):
     def get(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=False)
         endpoint = selectors.endpoint_get(
@@ -161,7 +169,7 @@ class EndpointDetailView(APIView):
         return Response(status=HTTPStatus.NO_CONTENT)
 
 
-class EndpointRotateView(APIView):
+class EndpointRotateView(WebhookApiView):
     def post(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
@@ -171,7 +179,7 @@ class EndpointRotateView(APIView):
         return Response({**endpoint_json(rotated.endpoint), "secret": rotated.secret})
 
 
-class EndpointTestView(APIView):
+class EndpointTestView(WebhookApiView):
     def post(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
@@ -181,7 +189,7 @@ class EndpointTestView(APIView):
         return Response(delivery_json(delivery), status=HTTPStatus.ACCEPTED)
 
 
-class EndpointRecoverView(APIView):
+class EndpointRecoverView(WebhookApiView):
     def post(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
@@ -197,7 +205,7 @@ class EndpointRecoverView(APIView):
         return Response({"recovered": count}, status=HTTPStatus.ACCEPTED)
 
 
-class EndpointDeliveriesView(APIView):
+class EndpointDeliveriesView(WebhookApiView):
     def get(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=False)
         endpoint = selectors.endpoint_get(
@@ -218,7 +226,7 @@ class EndpointDeliveriesView(APIView):
         )
 
 
-class DeliveryDetailView(APIView):
+class DeliveryDetailView(WebhookApiView):
     def get(self, request: Request, delivery_id: str) -> Response:
         membership = _membership(request, manage=False)
         delivery = selectors.delivery_get(
@@ -227,7 +235,7 @@ class DeliveryDetailView(APIView):
         return Response(delivery_json(delivery))
 
 
-class DeliveryResendView(APIView):
+class DeliveryResendView(WebhookApiView):
     def post(self, request: Request, delivery_id: str) -> Response:
         membership = _membership(request, manage=True)
         delivery = selectors.delivery_get(
