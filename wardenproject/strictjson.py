@@ -17,11 +17,12 @@ reads DRF views' bodies through both.
 
 The check endpoints read every tool call through this, so the common case costs what
 ``json.loads`` costs plus a few scans in C: a UTF-8 decode, two bracket counts and a search
-for ``\\u``. A NUL or a surrogate can only come from a ``\\u`` escape (JSON refuses raw
-control characters in strings, and strict UTF-8 has no surrogates), and nesting can only pass
-the limit in a body with more brackets than the limit, so the parsed value is walked (in
-Python) only when the text has such an escape or that many brackets, or when the parse stops
-on a number.
+for ``\\u``. A NUL or a surrogate can only come from a ``\\u0000`` or ``\\ud800``-style
+escape (JSON refuses raw control characters in strings, and strict UTF-8 has no
+surrogates), and nesting can only pass the limit in a body with more brackets than the
+limit. Bodies with such an escape (emoji, sent as surrogate pairs) or that many brackets get
+a second look, in C as well (``_holds_bad_text``, ``_nests_too_deep``); the value is walked
+in Python, to name the field, only when that look finds something or the parse stops.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+from itertools import compress
 from typing import Any
 
 from django.conf import settings
@@ -45,6 +47,10 @@ _BOM = codecs.BOM_UTF8
 # The escapes that can decode to a NUL or to a (lone) surrogate.
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+# For counting levels: every bracket as [ or ], everything else deleted.
+_ONE_BRACKET = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_IS_CONTAINER_TYPE = frozenset({dict, list}).__contains__
 # Strings (unrolled, linear) and the structural characters of JSON text.
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]')
 
@@ -70,6 +76,7 @@ def _stop(name: str) -> Any:
 
 _STRICT = json.JSONDecoder(parse_float=_finite_float, parse_constant=_stop)
 _LENIENT = json.JSONDecoder(parse_constant=lambda name: _Literal(name))
+_WRITER = json.JSONEncoder(ensure_ascii=False, check_circular=False)
 
 
 def json_parse(raw: bytes | str) -> Any:
@@ -81,9 +88,11 @@ def json_parse(raw: bytes | str) -> Any:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise _refusal(raw.decode("utf-8", "surrogateescape"), undecodable=True) from None
-        suspect = "\\u" in text and _SUSPECT_ESCAPE.search(text) is not None
+        source = raw
+        suspect = b"\\u" in raw and _SUSPECT_ESCAPE.search(text) is not None
     else:
         text = raw
+        source = raw.encode("utf-8", "surrogatepass")
         suspect = bool(_BAD_CHARACTER.search(text) or _SUSPECT_ESCAPE.search(text))
     try:
         value = _STRICT.decode(text)
@@ -91,11 +100,57 @@ def json_parse(raw: bytes | str) -> Any:
         raise _refusal(text) from None
     except ValueError as exc:
         raise ValidationFailed(f"The body is not valid JSON: {exc}", code="invalid_json") from None
-    if suspect or text.count("[") + text.count("{") > MAX_DEPTH:
+    if (suspect and _holds_bad_text(value)) or (
+        source.count(b"[") + source.count(b"{") > MAX_DEPTH and _nests_too_deep(source, value)
+    ):
         problem = _problem(value, [], 1, undecodable=False)
         if problem is not None:
             raise problem
     return value
+
+
+def _holds_bad_text(value: Any) -> bool:
+    """Whether a key or string of ``value`` holds a NUL or a lone surrogate, answered in C:
+    the value written back as JSON text without escaping non-ASCII (NUL comes out as
+    \\u0000, which a literal backslash-u0000 also matches: the walk then tells them apart),
+    and that text encoded to UTF-8 (a lone surrogate cannot be)."""
+    try:
+        text = _WRITER.encode(value)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return "\\u0000" in text
+
+
+def _nests_too_deep(source: bytes, value: Any) -> bool:
+    """Whether the JSON text ``source`` (already parsed into ``value``) nests past
+    ``MAX_DEPTH``. Answered in C from the text when it has no escaped quote: with the strings
+    cut out (every quote then delimits one) and the brackets alone left, the innermost pairs
+    are removed round by round, one round per level. Otherwise from the value's containers."""
+    if b'\\"' in source:
+        return _value_too_deep(value)
+    skeleton = b"".join(source.split(b'"')[::2]).translate(_ONE_BRACKET, _NOT_BRACKETS)
+    for _ in range(MAX_DEPTH):
+        reduced = skeleton.replace(b"[]", b"")
+        if not reduced:
+            return False
+        skeleton = reduced
+    return True
+
+
+def _value_too_deep(value: Any) -> bool:
+    """Whether ``value`` has containers below level ``MAX_DEPTH``, level by level (the
+    containers of each level picked out in C)."""
+    level = [value] if type(value) in (dict, list) else []
+    for _ in range(MAX_DEPTH):
+        if not level:
+            return False
+        below: list[Any] = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            below.extend(compress(items, map(_IS_CONTAINER_TYPE, map(type, items))))
+        level = below
+    return bool(level)
 
 
 def _refusal(text: str, *, undecodable: bool = False) -> ValidationFailed:

@@ -125,6 +125,26 @@ def test_nesting_is_counted_through_mixed_containers_with_brackets_in_strings():
     assert error.field == ".".join(["list[0]"] * (MAX_DEPTH // 2))
 
 
+def test_brackets_in_strings_cannot_hide_nesting_past_the_limit():
+    # A stray "]" early and "[" late would balance the brackets one level lower.
+    deep = "[" * MAX_DEPTH + "1" + "]" * MAX_DEPTH
+    raw = '{"a": "]]", "b": ' + deep + ', "c": "[["}'
+    assert refusal(raw).field == "b" + "[0]" * (MAX_DEPTH - 1)
+
+
+@pytest.mark.parametrize("quote", ['\\"', "\\\\"])
+def test_nesting_is_counted_right_with_escaped_quotes_and_backslashes(quote):
+    shallow = '{"q": "say ' + quote + '[[", "rows": [' + ",".join(['{"a": [1]}'] * 100) + "]}"
+    assert len(json_parse(shallow)["rows"]) == 100
+    deep = '{"q": "' + quote + ']", "b": ' + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "}"
+    assert refusal(deep).field == "b" + "[0]" * (MAX_DEPTH - 1)
+
+
+def test_many_containers_that_are_not_deep_are_accepted():
+    raw = json.dumps({"rows": [{"id": i, "tags": ["a", {"b": []}]} for i in range(500)]})
+    assert json_parse(raw.encode()) == json.loads(raw)
+
+
 @pytest.mark.parametrize(
     "raw", [b"{not json", b"", b"   ", b'{"a": 1,}', b'{"a": "tab\there"}', b"\x00"]
 )
