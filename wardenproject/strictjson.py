@@ -47,9 +47,9 @@ _BOM = codecs.BOM_UTF8
 # The escapes that can decode to a NUL or to a (lone) surrogate.
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
-# For counting levels: every bracket as [ or ], everything else deleted.
+# For counting levels: every bracket as [ or ], quotes kept, everything else deleted.
 _ONE_BRACKET = bytes.maketrans(b"{}", b"[]")
-_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_NOT_BRACKETS_OR_QUOTES = bytes(byte for byte in range(256) if byte not in b'[]{}"')
 _IS_CONTAINER_TYPE = frozenset({dict, list}).__contains__
 # Strings (unrolled, linear) and the structural characters of JSON text.
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]')
@@ -124,12 +124,17 @@ def _holds_bad_text(value: Any) -> bool:
 
 def _nests_too_deep(source: bytes, value: Any) -> bool:
     """Whether the JSON text ``source`` (already parsed into ``value``) nests past
-    ``MAX_DEPTH``. Answered in C from the text when it has no escaped quote: with the strings
-    cut out (every quote then delimits one) and the brackets alone left, the innermost pairs
-    are removed round by round, one round per level. Otherwise from the value's containers."""
+    ``MAX_DEPTH``. Answered in C from the text when it has no escaped quote (every quote then
+    delimits a string): with the strings cut out and the brackets alone left, the innermost
+    pairs are removed round by round, one round per level. Otherwise from the value."""
     if b'\\"' in source:
         return _value_too_deep(value)
-    skeleton = b"".join(source.split(b'"')[::2]).translate(_ONE_BRACKET, _NOT_BRACKETS)
+    # Brackets and quotes alone; then strings without brackets (most) go as "" pairs, and
+    # what is left between quotes is cut out. (Removing a closing quote and the next opening
+    # one keeps every bracket on its side of the quotes: nothing structural was between.)
+    skeleton = source.translate(_ONE_BRACKET, _NOT_BRACKETS_OR_QUOTES).replace(b'""', b"")
+    if b'"' in skeleton:
+        skeleton = b"".join(skeleton.split(b'"')[::2])
     for _ in range(MAX_DEPTH):
         reduced = skeleton.replace(b"[]", b"")
         if not reduced:

@@ -7,6 +7,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wardenproject.errors import PayloadTooLarge, ValidationFailed
 from wardenproject.strictjson import MAX_DEPTH, StrictJSONParser, json_parse
@@ -126,10 +128,11 @@ def test_nesting_is_counted_through_mixed_containers_with_brackets_in_strings():
 
 
 def test_brackets_in_strings_cannot_hide_nesting_past_the_limit():
-    # A stray "]" early and "[" late would balance the brackets one level lower.
-    deep = "[" * MAX_DEPTH + "1" + "]" * MAX_DEPTH
-    raw = '{"a": "]]", "b": ' + deep + ', "c": "[["}'
-    assert refusal(raw).field == "b" + "[0]" * (MAX_DEPTH - 1)
+    # A stray "]" before and a "[" after each level would balance the brackets without it.
+    raw = "1"
+    for _ in range(MAX_DEPTH + 1):
+        raw = '{"a": "]", "b": ' + raw + ', "c": "["}'
+    assert refusal(raw).field == ".".join(["b"] * MAX_DEPTH)
 
 
 @pytest.mark.parametrize("quote", ['\\"', "\\\\"])
@@ -168,3 +171,35 @@ def test_the_drf_parser_refuses_a_body_over_the_limit(settings):
     settings.WARDEN_MAX_BODY_BYTES = 1024
     with pytest.raises(PayloadTooLarge):
         StrictJSONParser().parse(io.BytesIO(b'{"a": "' + b"x" * 2000 + b'"}'))
+
+
+def true_depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max((true_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((true_depth(v) for v in value), default=0)
+    return 0
+
+
+bracket_text = st.text(alphabet='[]{}"\\ab', max_size=6)
+nested = st.recursive(
+    st.one_of(st.integers(), bracket_text),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(bracket_text, inner, max_size=3)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, database=None, deadline=None)
+@given(document=nested, extra=st.integers(min_value=0, max_value=70))
+def test_the_depth_rule_matches_the_true_depth_of_any_document(document, extra):
+    # Wrapped in `extra` more levels so that documents on both sides of the limit occur;
+    # each wrapper puts a stray "]" before and a "[" after the level, in strings.
+    for level in range(extra):
+        document = {"k]": document, "[": "x"} if level % 2 else ["]", document, "["]
+    raw = json.dumps(document)
+    if true_depth(document) <= MAX_DEPTH:
+        assert json_parse(raw.encode()) == document
+    else:
+        assert refusal(raw.encode()).code == "invalid"
