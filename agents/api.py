@@ -24,6 +24,7 @@ from agents.http import (
     action_field,
     body_bytes,
     bool_field,
+    idempotency_key_from,
     int_field,
     json_answer,
     json_object,
@@ -60,6 +61,7 @@ from agents.schemas import (
 from audit.models import AuditEntry
 from audit.selectors import action_detail, check_entry_get
 from wardenproject.errors import ValidationFailed
+from wardenproject.strictjson import json_parse
 
 MAX_WAIT_SECONDS = 60
 OUTCOME_STATUSES = ("success", "failed", "blocked")
@@ -112,11 +114,7 @@ class CheckView(KeyOnlyPostView):
     def post(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         fields = parse_check_body(json_object(request))
-        idempotency_key = request.META.get("HTTP_IDEMPOTENCY_KEY", "")
-        if len(idempotency_key) > 200:
-            raise ValidationFailed(
-                "Idempotency-Key must be at most 200 characters.", field="Idempotency-Key"
-            )
+        idempotency_key = idempotency_key_from(request)
         result = checks.check_perform(
             principal=api_principal(request),
             idempotency_key=idempotency_key,
@@ -188,7 +186,7 @@ class ActionOutcomeView(APIView):
             )
         error = string_field(data, "error", max_length=10_000) or None
         entry = action_entry_for(request, action_id)
-        outcome = checks.action_outcome_record(
+        outcome, created = checks.action_outcome_record(
             principal=api_principal(request),
             check=entry,
             status=status,
@@ -200,11 +198,11 @@ class ActionOutcomeView(APIView):
                 "action_id": entry.public_id,
                 "outcome": {
                     "status": outcome.status,
-                    "error": error,
+                    "error": outcome.data.get("error"),
                     "at": outcome.created_at.isoformat(),
                 },
             },
-            status=HTTPStatus.CREATED,
+            status=HTTPStatus.CREATED if created else HTTPStatus.OK,
         )
 
 
@@ -509,6 +507,8 @@ class PolicyView(APIView):
         content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         fmt = "yaml" if content_type in YAML_TYPES else "json" if "json" in content_type else None
         raw = body_bytes(request, limit=MAX_DOCUMENT_BYTES)
+        if fmt == "json" or (fmt is None and raw.lstrip()[:1] in (b"{", b"[")):
+            json_parse(raw)  # the strict reader's refusals (NUL, depth…) come first
         try:
             document = services.policy_document_parse(
                 organization=organization, text=raw, format=fmt

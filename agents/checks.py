@@ -416,12 +416,36 @@ def action_outcome_record(
     status: str,
     error: str | None,
     result: Any,
-) -> AuditEntry:
+) -> tuple[AuditEntry, bool]:
+    """The one outcome of a tool call, and whether this call recorded it. A repeat of the
+    recorded outcome (a retried report) answers it; a different one is a 409 ``conflict``
+    naming the recorded ``status``."""
     data: dict[str, Any] = {}
     if error is not None:
         data["error"] = error
     if result is not None:
         data["result"] = result
+    with transaction.atomic():
+        # The check's row is locked so that two reports cannot both find no outcome.
+        list(AuditEntry.objects.select_for_update().filter(pk=check.pk).values_list("pk"))
+        recorded = (
+            AuditEntry.objects.filter(kind=AuditEntry.Kind.OUTCOME, action_id=check.public_id)
+            .order_by("id")
+            .first()
+        )
+        if recorded is not None:
+            if recorded.status == status and recorded.data == data:
+                return recorded, False
+            raise Conflict(
+                f"This action's outcome is already recorded ({recorded.status}).",
+                extra={"status": recorded.status},
+            )
+        return _outcome_insert(principal, check, status, data), True
+
+
+def _outcome_insert(
+    principal: ApiPrincipal, check: AuditEntry, status: str, data: dict[str, Any]
+) -> AuditEntry:
     entry = AuditEntry(
         public_id=public_id("out"),
         organization=principal.organization,

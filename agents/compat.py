@@ -19,6 +19,7 @@ from agents.api import action_entry_for, parse_token_usage, token_usage_answer
 from agents.http import (
     KeyOnlyPostView,
     action_field,
+    idempotency_key_from,
     json_answer,
     json_object,
     object_field,
@@ -48,8 +49,10 @@ class ArdenCheckView(KeyOnlyPostView):
         elif not isinstance(kwargs, dict):
             raise ValidationFailed("kwargs must be a JSON object.", field="kwargs")
         metadata = object_field(data, "metadata") or {}
-        session_id = metadata.get("session_id") or ""
-        if not isinstance(session_id, str) or len(session_id) > 200:
+        session_id = metadata.get("session_id")
+        if session_id is None:
+            session_id = ""
+        elif not isinstance(session_id, str) or len(session_id) > 200:
             raise ValidationFailed(
                 "metadata.session_id must be a string of at most 200 characters.",
                 field="metadata.session_id",
@@ -66,7 +69,7 @@ class ArdenCheckView(KeyOnlyPostView):
             session_id=session_id,
             metadata=metadata or None,
             source="arden",
-            idempotency_key=request.META.get("HTTP_IDEMPOTENCY_KEY", "")[:200],
+            idempotency_key=idempotency_key_from(request),
             started=started,
         )
         return json_answer(

@@ -1,5 +1,6 @@
-"""Reading request bodies for the API (size limit first, then JSON, then typed fields), and
-the lean POST dispatch of the endpoints agents call once per tool call."""
+"""Reading request bodies for the API (size limit first, then JSON through the one strict
+reader, wardenproject.strictjson, then typed fields), and the lean POST dispatch of the
+endpoints agents call once per tool call."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import json
 from http import HTTPStatus
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
@@ -18,41 +17,13 @@ from agents.authentication import UNUSABLE_KEY, principal_authenticate, raw_key_
 from agents.permissions import IsAgentOrOrgKey
 from agents.policy import action_name_problem
 from wardenproject.errors import (
-    DomainError,
     Forbidden,
     Unauthenticated,
     ValidationFailed,
     error_json_response,
 )
-
-
-class PayloadTooLarge(DomainError):
-    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-    code = "too_large"
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"The request body is larger than {limit} bytes.")
-
-
-def body_bytes(request: Request | HttpRequest, limit: int | None = None) -> bytes:
-    """The raw body, refused with 413 when Content-Length or the actual size passes the limit
-    (checked before anything parses it)."""
-    limit = limit or settings.WARDEN_MAX_BODY_BYTES
-    declared = request.META.get("CONTENT_LENGTH")
-    if declared:
-        try:
-            if int(declared) > limit:
-                raise _too_large(limit)
-        except ValueError:
-            raise ValidationFailed("Content-Length is not a number.") from None
-    try:
-        raw = getattr(request, "_request", request).body
-    except RequestDataTooBig:
-        raise _too_large(limit) from None
-    if len(raw) > limit:
-        raise _too_large(limit)
-    return raw
+from wardenproject.strictjson import body_bytes as body_bytes  # the views import it from here
+from wardenproject.strictjson import json_parse
 
 
 def json_answer(body: dict[str, Any], status: int = HTTPStatus.OK) -> HttpResponse:
@@ -62,22 +33,31 @@ def json_answer(body: dict[str, Any], status: int = HTTPStatus.OK) -> HttpRespon
     return HttpResponse(json.dumps(body).encode(), content_type="application/json", status=status)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def json_object(request: Request | HttpRequest, limit: int | None = None) -> dict[str, Any]:
-    """The body as a JSON object, or 400 ``invalid_json`` / ``invalid``."""
+    """The body as a JSON object (read by ``json_parse``), or 400 ``invalid_json`` /
+    ``invalid`` naming the field."""
     raw = body_bytes(request, limit)
     if not raw.strip():
         raise ValidationFailed("The request body must be a JSON object.", code="invalid_json")
-    try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ValidationFailed(f"The body is not valid JSON: {exc}", code="invalid_json") from None
+    data = json_parse(raw)
     if not isinstance(data, dict):
         raise ValidationFailed("The request body must be a JSON object.")
     return data
+
+
+def idempotency_key_from(request: HttpRequest, *, max_length: int = 200) -> str:
+    """The ``Idempotency-Key`` header ('' without one): printable text of at most
+    ``max_length`` characters (it is stored with the check), else 400 naming the header."""
+    key = request.META.get("HTTP_IDEMPOTENCY_KEY", "")
+    if key and not key.isprintable():
+        raise ValidationFailed(
+            "Idempotency-Key must not contain control characters.", field="Idempotency-Key"
+        )
+    if len(key) > max_length:
+        raise ValidationFailed(
+            f"Idempotency-Key must be at most {max_length} characters.", field="Idempotency-Key"
+        )
+    return key
 
 
 def string_field(

@@ -11,6 +11,7 @@
 - ``IsCallerOfActions``: agent keys, org keys, or any logged-in member (reading actions).
 - ``IsMember``: logged-in member of the current organisation, any role (reading config).
 - ``IsManager``: logged-in owner or admin of the current organisation (changing config).
+- ``IsWebhookManager``: logged-in member whose role manages webhooks (owner, admin).
 
 Approver keys are refused (403) by every class except the two approver ones.
 """
@@ -105,3 +106,7 @@ class IsMember(_KeyKinds):
 
 class IsManager(_KeyKinds):
     capability = Capability.MANAGE_AGENTS
+
+
+class IsWebhookManager(_KeyKinds):
+    capability = Capability.MANAGE_WEBHOOKS

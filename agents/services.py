@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
@@ -82,12 +83,22 @@ def _policy_changed(*, organization: Organization, agent: Agent | None) -> None:
 # --- Agents ---------------------------------------------------------------------------------
 
 
+# Control characters (C0, DEL, C1), invisible format characters (zero-width, bidi overrides),
+# line and paragraph separators, surrogates: none belongs in a name people read and type.
+_NAME_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
 def _agent_name_clean(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ValidationFailed("An agent needs a name.", field="name")
     name = name.strip()
     if len(name) > 120:
         raise ValidationFailed("Agent names are at most 120 characters.", field="name")
+    if any(unicodedata.category(character) in _NAME_REFUSED_CATEGORIES for character in name):
+        raise ValidationFailed(
+            "Agent names may not contain control, format or line-separator characters.",
+            field="name",
+        )
     if name.startswith("agt_"):
         raise ValidationFailed("Agent names may not start with agt_.", field="name")
     return name

@@ -27,7 +27,7 @@ from approvals.services import (
     approval_request_get,
 )
 from audit.selectors import action_detail
-from wardenproject.errors import Conflict, Forbidden
+from wardenproject.errors import Conflict, Forbidden, ValidationFailed
 
 MAX_PAGE = 200
 
@@ -61,8 +61,26 @@ def approval_json(request: ApprovalRequest) -> dict[str, Any]:
     raise Conflict("The check of this request was purged by retention.", extra={"status": "gone"})
 
 
+def request_body(request: Request) -> dict[str, Any]:
+    """The JSON body (read by the strict parser); none at all reads as ``{}``, anything but an
+    object is a 400."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise ValidationFailed("The request body must be a JSON object.")
+    return data
+
+
+class TextField(serializers.CharField):
+    """A JSON string: DRF's CharField would also take a number or a boolean as text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class NotesSerializer(serializers.Serializer):
-    notes = serializers.CharField(required=False, allow_blank=True, allow_null=True, default="")
+    notes = TextField(required=False, allow_blank=True, allow_null=True, default="")
 
 
 class ListQuerySerializer(serializers.Serializer):
@@ -115,7 +133,7 @@ class _DecideApi(APIView):
     approve: bool = True
 
     def post(self, request: Request, action_id: str) -> Response:
-        body = NotesSerializer(data=request.data)
+        body = NotesSerializer(data=request_body(request))
         body.is_valid(raise_exception=True)
         user, key = request_actor(request)
         decided = approval_decide(
@@ -151,7 +169,7 @@ class ClaimApi(APIView):
     permission_classes = [IsMemberOrKey]
 
     def post(self, request: Request, action_id: str) -> Response:
-        body = ClaimSerializer(data=request.data or {})
+        body = ClaimSerializer(data=request_body(request))
         body.is_valid(raise_exception=True)
         user, key = request_actor(request)
         if key is None:
@@ -179,19 +197,24 @@ def _forbid_members(user: User | None, action_id: str) -> None:
     raise Forbidden("Only the agent's key or an organisation key can claim an action.")
 
 
+class CancelSerializer(serializers.Serializer):
+    reason = TextField(required=False, allow_blank=True, allow_null=True, default="")
+
+
 class CancelApi(APIView):
     """`POST /api/v1/actions/{id}/cancel` `{reason}`: withdraw a pending request."""
 
     permission_classes = [IsMemberOrKey]
 
     def post(self, request: Request, action_id: str) -> Response:
-        reason = request.data.get("reason") if isinstance(request.data, dict) else None
+        body = CancelSerializer(data=request_body(request))
+        body.is_valid(raise_exception=True)
         user, key = request_actor(request)
         cancelled = approval_cancel(
             request_or_action_id=action_id,
             actor_user=user,
             actor_key=key,
-            reason=str(reason or ""),
+            reason=body.validated_data.get("reason") or "",
             source="api",
         )
         return Response(approval_json(cancelled))
@@ -201,7 +224,7 @@ class CancelApi(APIView):
 
 
 class ArdenMessageSerializer(serializers.Serializer):
-    message = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    message = TextField(required=False, allow_blank=True, allow_null=True)
 
 
 class _ArdenDecideApi(APIView):
@@ -209,7 +232,7 @@ class _ArdenDecideApi(APIView):
     approve: bool = True
 
     def post(self, request: Request, action_id: str) -> Response:
-        body = ArdenMessageSerializer(data=request.data or {})
+        body = ArdenMessageSerializer(data=request_body(request))
         body.is_valid(raise_exception=True)
         user, key = request_actor(request)
         wanted = ApprovalRequest.Status.APPROVED if self.approve else ApprovalRequest.Status.DENIED

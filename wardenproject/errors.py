@@ -3,6 +3,16 @@
 Every app raises subclasses of ``DomainError``; the API exception handler (and the HTML
 views, through ``messages``) turn them into a JSON body ``{code, detail, field}`` with the
 error's status. Nothing reaches the client as a bare 500.
+
+Only a lost database connection (``OperationalError``, ``InterfaceError``) is answered 503
+``unavailable``. Any other database error (``DataError``, ``IntegrityError``…) is a bug or
+input that validation should have refused: it is left to Django, which logs it with its
+traceback and answers through ``handler500``.
+
+The URL conf's error handlers (``handler400`` … ``handler500`` below) answer JSON on the
+paths of the API, the SDK endpoints and the health probes (``answers_json``) and Django's
+HTML pages everywhere else: errors raised outside a view (URL resolution, middleware,
+Django's own request parsing) and unexpected ones are JSON there too.
 """
 
 from __future__ import annotations
@@ -11,9 +21,11 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError
-from django.http import Http404, JsonResponse
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
@@ -66,6 +78,15 @@ class Forbidden(DomainError):
 class Conflict(DomainError):
     status = HTTPStatus.CONFLICT
     code = "conflict"
+
+
+class PayloadTooLarge(DomainError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "too_large"
+
+    @classmethod
+    def over(cls, limit: int) -> PayloadTooLarge:
+        return cls(f"The request body is larger than {limit} bytes.")
 
 
 class PlanRequired(DomainError):
@@ -133,8 +154,8 @@ def _answer(
 
 def error_answer(exc: Exception, where: object = None) -> ErrorAnswer | None:
     """The status, JSON body and headers that answer ``exc``; None for an unexpected error
-    (left to Django's 500 handling). ``where`` names the view in the log line of a database
-    outage."""
+    (left to Django, which logs it and answers through ``handler500``). ``where`` names the
+    view in the log line of a database outage."""
     if isinstance(exc, DomainError):
         return _answer(exc.status, exc.code, exc.detail, exc.field, exc.headers, **exc.extra)
     if isinstance(exc, Http404):
@@ -154,12 +175,21 @@ def error_answer(exc: Exception, where: object = None) -> ErrorAnswer | None:
             status = HTTPStatus.UNAUTHORIZED
             headers["WWW-Authenticate"] = AUTHENTICATE_HEADER
         return _answer(status, code, str(exc.detail), headers=headers)
-    if isinstance(exc, DatabaseError):
+    if isinstance(exc, RequestDataTooBig):
+        return _too_large_answer()
+    if isinstance(exc, (OperationalError, InterfaceError)):
         logger.exception("database unavailable while serving %s", where)
         return _answer(
             HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "The database is unavailable."
         )
     return None
+
+
+def _too_large_answer() -> ErrorAnswer:
+    """Django's own limit (``DATA_UPLOAD_MAX_MEMORY_SIZE``), answered as ``body_bytes``
+    answers the API's."""
+    error = PayloadTooLarge.over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    return _answer(error.status, error.code, error.detail)
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -178,3 +208,60 @@ def error_json_response(exc: Exception, where: object = None) -> JsonResponse | 
         return None
     status, body, headers = answer
     return JsonResponse(body, status=status, headers=headers)
+
+
+# --- The URL conf's error handlers -----------------------------------------------------------
+
+# Paths answered in JSON, errors included: the API, the Arden and AgentWarden endpoints at
+# the root, and the health probes. Everything else is an HTML page.
+JSON_PATH_PREFIXES = (
+    "/api/",
+    "/policy/",
+    "/status/",
+    "/approve/",
+    "/deny/",
+    "/token-usage",
+    "/sdk/",
+    "/healthz",
+    "/readyz",
+)
+
+
+def answers_json(request: HttpRequest) -> bool:
+    return request.path_info.startswith(JSON_PATH_PREFIXES)
+
+
+def _json(answer: ErrorAnswer) -> JsonResponse:
+    status, body, headers = answer
+    return JsonResponse(body, status=status, headers=headers)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler400``: Django's refusals of a request (``SuspiciousOperation``), among them a
+    body past ``DATA_UPLOAD_MAX_MEMORY_SIZE``, which is a 413 ``too_large`` in JSON."""
+    if not answers_json(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return _json(_too_large_answer())
+    return _json(_answer(HTTPStatus.BAD_REQUEST, "invalid", "Bad request."))
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler403``."""
+    if not answers_json(request):
+        return defaults.permission_denied(request, exception)
+    return _json(_answer(HTTPStatus.FORBIDDEN, "forbidden", str(exception or "") or "Forbidden."))
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler404``: also for paths no URL matches, and URLs with a NUL character."""
+    if not answers_json(request):
+        return defaults.page_not_found(request, exception)
+    return _json(_answer(HTTPStatus.NOT_FOUND, "not_found", "Not found."))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: an unexpected error (logged by Django with its traceback)."""
+    if not answers_json(request):
+        return defaults.server_error(request)
+    return _json(_answer(HTTPStatus.INTERNAL_SERVER_ERROR, "error", "Internal server error."))

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from csp.middleware import CSPMiddleware
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.security import SecurityMiddleware
 from django.urls import resolve
+from django.views import defaults
+
+from wardenproject.errors import ValidationFailed, answers_json, error_json_response
 
 # POST endpoints authenticated by API key alone: agents call them for every tool call.
 KEY_ONLY_HOT_PATHS = frozenset({"/api/v1/check", "/policy/check", "/sdk/check", "/sdk/log"})
@@ -66,3 +69,38 @@ class HtmlContentSecurityPolicyMiddleware(CSPMiddleware):
         if not response.get("Content-Type", "").startswith("text/html"):
             return response
         return super().process_response(request, response)
+
+
+class NulCharacterMiddleware:
+    """Refuse URLs with a NUL character before any view looks anything up with them.
+
+    A NUL names nothing (PostgreSQL refuses it in text, so a lookup would fail as a database
+    error): in the path it is a 404, in the query string a 400 naming the parameter (None
+    when it is in a parameter's name). JSON on the API's paths, HTML on the pages.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path_info:
+            raise Http404("No such page.")
+        query = request.META.get("QUERY_STRING", "")
+        if "%00" in query or "\x00" in query:
+            refusal = self._query_refusal(request)
+            if refusal is not None:
+                if answers_json(request):
+                    return error_json_response(refusal)  # type: ignore[return-value]
+                return defaults.bad_request(request, refusal)
+        return self.get_response(request)
+
+    @staticmethod
+    def _query_refusal(request: HttpRequest) -> ValidationFailed | None:
+        for name, values in request.GET.lists():
+            if "\x00" in name:
+                return ValidationFailed("A query parameter's name contains a NUL character.")
+            if any("\x00" in value for value in values):
+                return ValidationFailed(
+                    f"The query parameter {name} contains a NUL character.", field=name
+                )
+        return None

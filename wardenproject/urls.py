@@ -6,6 +6,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from wardenproject import health
 
+# JSON on the API's, the SDK endpoints' and the health probes' paths, HTML on pages.
+handler400 = "wardenproject.errors.bad_request"
+handler403 = "wardenproject.errors.permission_denied"
+handler404 = "wardenproject.errors.page_not_found"
+handler500 = "wardenproject.errors.server_error"
+
 api_v1 = [
     path("", include("agents.api_urls")),
     path("", include("approvals.api_urls")),

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.models import Membership
 from accounts.permissions import Capability, membership_require, membership_require_capability
+from agents.permissions import IsMember, IsWebhookManager
 from wardenproject.errors import ValidationFailed
 from wardenproject.jsonutil import iso
 from webhooks import selectors, services
@@ -95,7 +96,14 @@ def _str(data: dict[str, Any], name: str, *, required: bool = False) -> str | No
     return value
 
 
-class EndpointListView(APIView):
+class WebhookApiView(APIView):
+    """Members read, owners and admins manage; API keys get 403 (as for agents and rules)."""
+
+    def get_permissions(self) -> list[Any]:
+        return [IsMember()] if self.request.method == "GET" else [IsWebhookManager()]
+
+
+class EndpointListView(WebhookApiView):
     def get(self, request: Request) -> Response:
         membership = _membership(request, manage=False)
         endpoints = selectors.endpoint_list(organization=membership.organization)
@@ -124,7 +132,7 @@ class EndpointListView(APIView):
         return response
 
 
-class EndpointDetailView(APIView):
+class EndpointDetailView(WebhookApiView):
     def get(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=False)
         endpoint = selectors.endpoint_get(
@@ -164,7 +172,7 @@ class EndpointDetailView(APIView):
         return Response(status=HTTPStatus.NO_CONTENT)
 
 
-class EndpointRotateView(APIView):
+class EndpointRotateView(WebhookApiView):
     def post(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
@@ -176,7 +184,7 @@ class EndpointRotateView(APIView):
         return response
 
 
-class EndpointTestView(APIView):
+class EndpointTestView(WebhookApiView):
     def post(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
@@ -186,7 +194,7 @@ class EndpointTestView(APIView):
         return Response(delivery_json(delivery), status=HTTPStatus.ACCEPTED)
 
 
-class EndpointRecoverView(APIView):
+class EndpointRecoverView(WebhookApiView):
     def post(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
@@ -202,7 +210,7 @@ class EndpointRecoverView(APIView):
         return Response({"recovered": count}, status=HTTPStatus.ACCEPTED)
 
 
-class EndpointDeliveriesView(APIView):
+class EndpointDeliveriesView(WebhookApiView):
     def get(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=False)
         endpoint = selectors.endpoint_get(
@@ -223,7 +231,7 @@ class EndpointDeliveriesView(APIView):
         )
 
 
-class DeliveryDetailView(APIView):
+class DeliveryDetailView(WebhookApiView):
     def get(self, request: Request, delivery_id: str) -> Response:
         membership = _membership(request, manage=False)
         delivery = selectors.delivery_get(
@@ -232,7 +240,7 @@ class DeliveryDetailView(APIView):
         return Response(delivery_json(delivery))
 
 
-class DeliveryResendView(APIView):
+class DeliveryResendView(WebhookApiView):
     def post(self, request: Request, delivery_id: str) -> Response:
         membership = _membership(request, manage=True)
         delivery = selectors.delivery_get(

@@ -128,3 +128,29 @@ def test_compatible_endpoints_reject_bad_fields_with_a_400(client, keys, url, bo
     response = post(client, key, body, url=url)
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize("session_id", [[], {}, 0, False, ["s1"], 7])
+def test_an_arden_session_id_that_is_not_a_string_is_a_400(client, keys, session_id):
+    body = {"tool_name": "kb.search", "kwargs": {}, "metadata": {"session_id": session_id}}
+    response = post(client, keys.live, body, url="/policy/check")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["field"] == "metadata.session_id"
+    assert not AuditEntry.objects.filter(kind="check").exists()
+
+
+def test_an_arden_null_session_id_is_no_session(client, keys):
+    body = {"tool_name": "kb.search", "kwargs": {}, "metadata": {"session_id": None}}
+    response = post(client, keys.live, body, url="/policy/check")
+    assert response.status_code == HTTPStatus.OK
+    assert AuditEntry.objects.get(kind="check").session_id == ""
+
+
+@pytest.mark.parametrize("url", ["/api/v1/check", "/policy/check"])
+@pytest.mark.parametrize("idempotency_key", ["a\x00b", "line\nbreak", "\x1b[31m"])
+def test_an_idempotency_key_with_control_characters_is_a_400(client, keys, url, idempotency_key):
+    body = {"action": "kb.search", "tool_name": "kb.search"}
+    response = post(client, keys.live, body, url=url, HTTP_IDEMPOTENCY_KEY=idempotency_key)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["field"] == "Idempotency-Key"
+    assert not AuditEntry.objects.filter(kind="check").exists()

@@ -289,6 +289,38 @@ def test_an_outcome_with_an_unknown_status_is_invalid(client, keys):
     assert response.json()["field"] == "status"
 
 
+def report(client, key, action_id, body):
+    return client.post(
+        f"/api/v1/actions/{action_id}/outcome",
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_X_API_KEY=key,
+    )
+
+
+def test_a_second_different_outcome_for_an_action_is_a_409(client, keys):
+    action_id = check(client, keys.live, {"action": "a"}).json()["action_id"]
+    first = report(client, keys.live, action_id, {"status": "failed", "error": "timeout"})
+    assert first.status_code == HTTPStatus.CREATED
+    second = report(client, keys.live, action_id, {"status": "success"})
+    assert second.status_code == HTTPStatus.CONFLICT
+    assert second.json()["code"] == "conflict"
+    assert second.json()["status"] == "failed"
+    assert AuditEntry.objects.filter(kind="outcome", action_id=action_id).count() == 1
+    action = client.get(f"/api/v1/actions/{action_id}", HTTP_X_API_KEY=keys.live).json()
+    assert action["outcome"]["status"] == "failed"
+
+
+def test_a_retried_identical_outcome_answers_the_recorded_one(client, keys):
+    action_id = check(client, keys.live, {"action": "a"}).json()["action_id"]
+    body = {"status": "success", "result": {"refund": "re_1"}}
+    first = report(client, keys.live, action_id, body)
+    again = report(client, keys.live, action_id, body)
+    assert again.status_code == HTTPStatus.OK
+    assert again.json() == first.json()
+    assert AuditEntry.objects.filter(kind="outcome", action_id=action_id).count() == 1
+
+
 def test_a_member_can_read_an_action(client, keys, alice):
     action_id = check(client, keys.live, {"action": "a"}).json()["action_id"]
     client.force_login(alice)

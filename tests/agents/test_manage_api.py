@@ -89,6 +89,39 @@ def test_a_rule_is_created_and_read_back_in_document_form(client, alice, support
     assert [r["id"] for r in listed] == [rule["id"]]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bad\tbot",
+        "bad\nbot",
+        "bell\x07",
+        "esc\x1b[31mred",
+        "del\x7f",
+        "c1\x85bot",
+        "rtl\u202ebot",
+        "zero\u200bwidth",
+        "line\u2028sep",
+    ],
+)
+def test_an_agent_name_with_control_characters_is_a_400(client, alice, support_bot, name):
+    client.force_login(alice)
+    created = send(client, "post", "/api/v1/agents", {"name": name})
+    assert created.status_code == HTTPStatus.BAD_REQUEST
+    assert created.json()["field"] == "name"
+    renamed = send(client, "patch", f"/api/v1/agents/{support_bot.public_id}", {"name": name})
+    assert renamed.status_code == HTTPStatus.BAD_REQUEST
+    assert renamed.json()["field"] == "name"
+    assert list(Agent.objects.values_list("name", flat=True)) == ["support-bot"]
+
+
+@pytest.mark.parametrize("name", ["Support Bot", "caf\u00e9-bot", "\u65e5\u672c", "bot \U0001f916"])
+def test_an_agent_name_may_hold_spaces_and_any_script(client, alice, org_a, name):
+    client.force_login(alice)
+    response = send(client, "post", "/api/v1/agents", {"name": name})
+    assert response.status_code == HTTPStatus.CREATED
+    assert response.json()["name"] == name
+
+
 def test_a_bad_rule_names_the_field(client, alice, support_bot):
     client.force_login(alice)
     body = {

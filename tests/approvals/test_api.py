@@ -285,3 +285,60 @@ def test_arden_approve_from_another_organisation_is_404(key_client, org_c, pendi
 def test_approving_an_unknown_action_is_404(key_client, keys):
     response = key_client(keys["approver"]).post(_approve_url("act_nope"), {}, format="json")
     assert response.status_code == HTTPStatus.NOT_FOUND
+
+
+# --- Bodies are read strictly ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/approve/{id}", {"message": 123}, "message"),
+        ("/deny/{id}", {"message": ["no"]}, "message"),
+        ("/approve/{id}", {"message": True}, "message"),
+        ("/api/v1/actions/{id}/approve", {"notes": 5}, "notes"),
+        ("/api/v1/actions/{id}/deny", {"notes": {"a": 1}}, "notes"),
+        ("/api/v1/actions/{id}/cancel", {"reason": 7}, "reason"),
+        ("/api/v1/actions/{id}/cancel", {"reason": {"why": "x"}}, "reason"),
+    ],
+)
+def test_a_text_field_that_is_not_a_string_is_a_400_naming_it(
+    key_client, keys, pending, url, body, field
+):
+    kind = "agent" if url.endswith("cancel") else "approver"
+    response = key_client(keys[kind]).post(url.format(id=pending.action_id), body, format="json")
+    assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
+    assert response.json()["field"] == field
+    pending.refresh_from_db()
+    assert pending.status == ApprovalRequest.Status.PENDING
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/approve/{id}",
+        "/deny/{id}",
+        "/api/v1/actions/{id}/approve",
+        "/api/v1/actions/{id}/deny",
+        "/api/v1/actions/{id}/claim",
+        "/api/v1/actions/{id}/cancel",
+    ],
+)
+@pytest.mark.parametrize("raw", ["[]", '["message"]', '"approve"', "0", "null"])
+def test_a_body_that_is_not_a_json_object_is_a_400(key_client, keys, pending, url, raw):
+    kind = "agent" if url.endswith(("claim", "cancel")) else "approver"
+    response = key_client(keys[kind]).post(
+        url.format(id=pending.action_id), raw, content_type="application/json"
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
+    assert response.json()["code"] == "invalid"
+    pending.refresh_from_db()
+    assert pending.status == ApprovalRequest.Status.PENDING
+
+
+def test_arden_approve_with_an_empty_body_still_approves(key_client, keys, pending):
+    response = key_client(keys["approver"]).post(
+        f"/approve/{pending.action_id}", b"", content_type="application/json"
+    )
+    assert response.status_code == HTTPStatus.OK
+    assert response.json()["status"] == "approved"

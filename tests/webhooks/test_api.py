@@ -218,3 +218,41 @@ def test_recover_without_a_valid_since_is_a_400(alice_client):
 
 def test_anonymous_is_refused(client):
     assert client.get(f"{BASE}/endpoints").status_code in (401, 403)
+
+
+@pytest.mark.parametrize("kind", ["agent", "org", "approver"])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/endpoints"),
+        ("post", "/endpoints"),
+        ("get", "/endpoints/{endpoint}"),
+        ("patch", "/endpoints/{endpoint}"),
+        ("delete", "/endpoints/{endpoint}"),
+        ("post", "/endpoints/{endpoint}/rotate"),
+        ("post", "/endpoints/{endpoint}/test"),
+        ("post", "/endpoints/{endpoint}/recover"),
+        ("get", "/endpoints/{endpoint}/deliveries"),
+        ("get", "/deliveries/dlv_x"),
+        ("post", "/deliveries/dlv_x/resend"),
+    ],
+)
+def test_api_keys_get_a_403_on_every_webhook_operation(
+    client, org_a, agent_a, make_endpoint, kind, method, path
+):
+    from tests.approvals.conftest import key_create
+
+    endpoint = make_endpoint("https://example.com/hook").endpoint
+    key = key_create(org_a, kind, agent_a)
+    url = BASE + path.format(endpoint=endpoint.public_id)
+    body = '{"url": "https://example.com/other", "since": "2026-01-01T00:00:00Z"}'
+    if method == "get":
+        response = client.get(url, HTTP_X_API_KEY=key.raw)
+    else:
+        response = getattr(client, method)(
+            url, data=body, content_type="application/json", HTTP_X_API_KEY=key.raw
+        )
+    assert response.status_code == HTTPStatus.FORBIDDEN, response.content
+    assert response.json()["code"] == "forbidden"
+    endpoint.refresh_from_db()
+    assert endpoint.url == "https://example.com/hook"

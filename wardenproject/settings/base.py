@@ -66,6 +66,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the agents' key-only check endpoints skip the browser-oriented middleware below.
     "wardenproject.middleware.KeyOnlyHotPathMiddleware",
+    # A NUL in the URL is a 404/400 before any view looks it up (PostgreSQL refuses NUL).
+    "wardenproject.middleware.NulCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "wardenproject.middleware.HtmlContentSecurityPolicyMiddleware",  # django-csp, HTML only
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -281,7 +283,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # The one strict JSON reader (wardenproject.strictjson) for DRF views' bodies as well.
+    "DEFAULT_PARSER_CLASSES": ["wardenproject.strictjson.StrictJSONParser"],
     "EXCEPTION_HANDLER": "wardenproject.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -296,7 +299,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
-# Largest accepted request body on the check endpoints, in bytes (413 above it).
+# Largest accepted JSON request body on every API endpoint, in bytes (413 above it; policy
+# documents have their own limit, 1 MiB).
 WARDEN_MAX_BODY_BYTES = env_int("WARDEN_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(WARDEN_MAX_BODY_BYTES, 2_621_440)
 
