@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -278,8 +279,24 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
 
 
+def _text_ok(text: str) -> bool:
+    """No NUL and no lone surrogate: text a database and a JSON reader both take."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_plain(value: object) -> bool:
-    return value is None or isinstance(value, (str, bool, int, float, Decimal))
+    """A string, a finite number, a boolean or null (what a condition compares with)."""
+    if value is None or isinstance(value, (bool, int, Decimal)):
+        return not isinstance(value, Decimal) or value.is_finite()
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str) and _text_ok(value)
 
 
 def field_path_problem(path: object, *, wildcard: bool = True) -> str | None:
@@ -288,8 +305,8 @@ def field_path_problem(path: object, *, wildcard: bool = True) -> str | None:
         return "must be a non-empty string"
     if len(path) > MAX_FIELD_LENGTH:
         return f"must be at most {MAX_FIELD_LENGTH} characters"
-    if any(ch.isspace() or ord(ch) < 32 for ch in path):
-        return f"{path!r} contains whitespace or control characters"
+    if any(ch.isspace() or ord(ch) < 32 for ch in path) or not _text_ok(path):
+        return f"{path!r} contains whitespace, control characters or unpaired surrogates"
     if path.startswith("$"):
         if path in CONTEXT_FIELDS:
             return None
@@ -369,7 +386,7 @@ class _Validator:
             self.error(("name",), "must be a non-empty string")
         elif len(name) > MAX_NAME_LENGTH:
             self.error(("name",), f"must be at most {MAX_NAME_LENGTH} characters")
-        elif _has_control(name):
+        elif _has_control(name) or not _text_ok(name):
             self.error(("name",), "must not contain control characters")
 
         description = self._text(raw, "description", MAX_DESCRIPTION_LENGTH)
@@ -433,8 +450,8 @@ class _Validator:
             return ""
         if len(value) > max_length:
             self.error((key,), f"must be at most {max_length} characters")
-        elif "\x00" in value:
-            self.error((key,), "must not contain NUL characters")
+        elif not _text_ok(value):
+            self.error((key,), "must not contain NUL characters or unpaired surrogates")
         return value
 
     # --- conditions ------------------------------------------------------------------------
@@ -675,13 +692,13 @@ def _value_problem(op: str, value: Any) -> str | None:
             return f"'{op}' needs a list of plain values (strings, numbers, booleans, null)"
         return None
     if op in ("startswith", "endswith", "ieq", "icontains"):
-        return None if isinstance(value, str) else f"'{op}' needs a string"
+        return None if isinstance(value, str) and _is_plain(value) else f"'{op}' needs a string"
     if op == "contains":
         return None if _is_plain(value) else "'contains' needs a string, number or boolean"
     if op == "exists":
         return None if isinstance(value, bool) else "'exists' needs true or false"
     if op == "matches":
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or not _text_ok(value):
             return "'matches' needs a non-empty regular expression string"
         if len(value) > MAX_REGEX_LENGTH:
             return f"regular expression longer than {MAX_REGEX_LENGTH} characters"

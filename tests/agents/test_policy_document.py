@@ -671,3 +671,38 @@ def test_exists_may_leave_out_its_value() -> None:
         {"name": "r", "action": "a", "effect": "block", "when": [{"field": "x", "op": "exists"}]}
     )
     assert spec.when == AllOf((Cond("x", "exists", True),))
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"when": [{"field": "x", "op": "eq", "value": float("inf")}]}, "when[0].value"),
+        ({"when": [{"field": "x", "op": "eq", "value": float("nan")}]}, "when[0].value"),
+        ({"when": [{"field": "x", "op": "in", "value": [1, float("-inf")]}]}, "when[0].value"),
+        ({"when": [{"field": "x", "op": "eq", "value": "a\x00b"}]}, "when[0].value"),
+        ({"when": [{"field": "x", "op": "eq", "value": "\ud800"}]}, "when[0].value"),
+        ({"when": [{"field": "x", "op": "startswith", "value": "\x00"}]}, "when[0].value"),
+        ({"when": [{"field": "x\ud800", "op": "eq", "value": 1}]}, "when[0].field"),
+        ({"message": "\ud800"}, "message"),
+        ({"description": "a\x00"}, "description"),
+        ({"max_amount": float("inf")}, "max_amount"),
+    ],
+)
+def test_values_no_database_or_json_reader_takes_are_refused(
+    fields: dict[str, Any], field: str
+) -> None:
+    errors = errors_of(one_rule(**fields))
+    assert [e.field for e in errors] == [field]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "agent: a\nrules:\n  - {name: r, action: a, effect: block,\n"
+        "     when: [{field: x, op: eq, value: .inf}]}\n",
+        "agent: a\nrules:\n  - {name: r, action: a, effect: block,\n"
+        '     when: [{field: x, op: eq, value: "\\0"}]}\n',
+    ],
+)
+def test_yaml_infinities_and_escaped_nul_are_refused(text: str) -> None:
+    assert errors_of(text)[0].path == "rules[0].when[0].value"
