@@ -98,10 +98,24 @@ class RuleSerializer(serializers.Serializer):
     description = serializers.CharField(required=False)
     action = serializers.CharField(help_text="stripe.refund, stripe.refund.*, database.*.delete, *")
     effect = serializers.ChoiceField(["allow", "requires_approval", "block"])
-    when = serializers.ListField(child=serializers.DictField(), required=False)
+    message = serializers.CharField(
+        required=False, help_text="Shown to the agent and to reviewers when this rule decides."
+    )
+    when = serializers.JSONField(
+        required=False,
+        help_text="A list of conditions {field, op, value} that must all hold, or "
+        "{any: [...]}, {all: [...]}, {not: ...} nested (docs/POLICY.md).",
+    )
+    unless = serializers.ListField(
+        child=serializers.JSONField(),
+        required=False,
+        help_text="Exceptions: the rule does not apply when any of them holds.",
+    )
     max_amount = serializers.DecimalField(max_digits=20, decimal_places=4, required=False)
     amount_field = serializers.CharField(required=False)
-    limit = serializers.DictField(required=False, help_text="{count, per} or {sum, over, per}")
+    limit = serializers.DictField(
+        required=False, help_text="{count, per, by?} or {sum, over, per, by?}"
+    )
     approval = serializers.DictField(required=False, help_text="{timeout, approvals_required}")
     environments = serializers.ListField(child=serializers.CharField(), required=False)
     enabled = serializers.BooleanField(required=False)
@@ -130,6 +144,8 @@ class SimulateRequestSerializer(serializers.Serializer):
     action = serializers.CharField()
     arguments = serializers.DictField(required=False)
     environment = serializers.ChoiceField(["test", "live"], required=False)
+    session_id = serializers.CharField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
 
 
 class SimulateResponseSerializer(serializers.Serializer):
@@ -137,8 +153,10 @@ class SimulateResponseSerializer(serializers.Serializer):
     status = serializers.CharField()
     reason = serializers.CharField()
     rule = serializers.CharField(allow_null=True)
+    message = serializers.CharField(allow_null=True)
     environment = serializers.CharField()
     matched = serializers.ListField(child=serializers.DictField())
+    totals = serializers.DictField(child=serializers.CharField())
 
 
 class TokenUsageRequestSerializer(serializers.Serializer):
