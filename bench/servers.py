@@ -47,15 +47,23 @@ def free_port() -> int:
 
 
 def start_gunicorn(
-    *, port: int, workers: int, threads: int, env: dict[str, str]
+    *,
+    port: int,
+    workers: int,
+    threads: int,
+    env: dict[str, str],
+    app: str = "wardenproject.wsgi",
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen:
-    """gunicorn -c gunicorn.conf.py (gthread, gc.freeze) on 127.0.0.1:port, in its own session."""
+    """gunicorn -c gunicorn.conf.py (gthread, gc.freeze) on 127.0.0.1:port, in its own session;
+    ``extra`` command-line options override the configuration file's."""
     return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
             "-c",
             str(ROOT / "gunicorn.conf.py"),
-            "wardenproject.wsgi",
+            app,
+            *extra,
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
