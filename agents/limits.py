@@ -7,21 +7,29 @@ row holding up to 61 buckets of ``per / 60`` seconds, so a check's cost does not
 the history behind it, and a window's total is exact to one bucket (it may include calls up
 to ``per / 60`` older than the window: the conservative side).
 
-A check with budgets (``CompiledPolicy.budgets``) runs in one transaction:
+A check with budgets (``CompiledPolicy.budgets``) runs ``budgets_reserved``:
 
-1. ``budgets_lock``: one statement creates the missing counters and locks all of them, in
-   key order (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``), so racing checks queue on
-   the counter and never deadlock; the window totals are read from the returned buckets;
+1. one statement creates the missing counters and locks all of them, in key order
+   (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``), so racing checks queue on the
+   counter and never deadlock; the window totals are read from the returned buckets;
 2. the policy decides with those totals;
-3. the audit row is inserted, and if the call is allowed, ``Reservation.spend`` adds it to
-   every counter; then the transaction commits. Nothing is counted that was not recorded,
-   nothing recorded is missing from the count, and N racing checks for the last slots of a
-   budget allow exactly as many as fit.
+3. an allowed call's audit row is inserted and the call added to every counter
+   (``Reservation.spend_with``) and the transaction commits; a blocked or held call lets
+   the budgets go (``release``) and is recorded as any other. Nothing is counted that was
+   not recorded, nothing recorded is missing from the count, and N racing checks for the
+   last slots of a budget allow exactly as many as fit.
+
+On PostgreSQL outside a caller's transaction (the check endpoints), that transaction is two
+round trips, each one simple query of several statements (``BEGIN; lock`` and ``update;
+insert; COMMIT``): the budgets are locked for two round trips instead of five, which is
+what one budget that every call spends can sustain (docs/PERFORMANCE.md).
 
 A held call's budgets are kept on its audit row (``data["budgets"]``) and spent when it is
 approved (``budgets_spend_approved``), in the bucket of the time it was requested.
 ``limit_counters_rebuild`` recomputes counters from the audit log (``warden_policy
-rebuild-counters``; and the rule services, when a change starts a new series of budgets).
+rebuild-counters``, and the rule services when a change starts a new series of budgets:
+inline for a short history, else through the ``agents.recount_pending`` task, the rule's
+limit applying meanwhile).
 """
 
 from __future__ import annotations
