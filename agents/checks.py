@@ -110,14 +110,8 @@ def check_perform(
     request_hash = _request_hash(action, arguments, session_id) if idempotency_key else ""
     if idempotency_key and (replay := _replay(agent_rt, idempotency_key, request_hash)):
         return replay
-    call = Call(
-        action,
-        arguments,
-        principal.environment,
-        session_id=session_id,
-        metadata=metadata,
-        at=timezone.now(),
-        timezone=organization_tz(principal.organization),
+    call = _call(
+        principal.organization, action, arguments, principal.environment, session_id, metadata
     )
     record = _Record(principal, agent_rt, call, source, idempotency_key, request_hash, started)
     budgets = agent_rt.policy.budgets(call)
@@ -148,6 +142,26 @@ def check_perform(
     if idempotency_key:
         _idempotency_remember(agent_rt.agent.pk, idempotency_key, request_hash, result)
     return result
+
+
+def _call(
+    organization: Any,
+    action: str,
+    arguments: dict[str, Any],
+    environment: str,
+    session_id: str,
+    metadata: dict[str, Any] | None,
+) -> Call:
+    """The call as rules read it, now, in the organisation's time zone."""
+    return Call(
+        action,
+        arguments,
+        environment,
+        session_id=session_id,
+        metadata=metadata,
+        at=timezone.now(),
+        timezone=organization_tz(organization),
+    )
 
 
 class _Record:
@@ -356,17 +370,8 @@ def simulate(
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a check would answer now, with the matched rules; records and spends nothing."""
-    organization = agent_rt.agent.organization
-    now = timezone.now()
-    call = Call(
-        action,
-        arguments,
-        environment,
-        session_id=session_id,
-        metadata=metadata,
-        at=now,
-        timezone=organization_tz(organization),
-    )
+    call = _call(agent_rt.agent.organization, action, arguments, environment, session_id, metadata)
+    now = call.at
     policy = agent_rt.policy
     budgets = policy.budgets(call)
     totals = (

@@ -67,19 +67,10 @@ _COUNTER_TABLE = LimitCounter._meta.db_table
 
 
 def budget_key(*, agent_id: int, environment: str, budget: Budget) -> str:
-    """The counter's identity: a change of the rule's kind, field, window or key starts a
-    new series (the rule services rebuild it from the audit log)."""
-    identity = [
-        agent_id,
-        environment,
-        budget.rule_id,
-        budget.kind,
-        budget.field,
-        budget.per_seconds,
-        budget.by,
-        budget.by_value,
-    ]
-    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+    """The counter's identity (the rule services recount a new series from the audit log)."""
+    return hashlib.sha256(
+        json.dumps([agent_id, environment, *budget.series()]).encode()
+    ).hexdigest()
 
 
 def _window_start(now: datetime, per_seconds: int) -> int:
@@ -427,15 +418,7 @@ def limit_counters_rebuild(
                 timezone=tz,
             )
             for budget in policy.budgets(call):
-                identity = (
-                    environment,
-                    budget.rule_id,
-                    budget.kind,
-                    budget.field,
-                    budget.per_seconds,
-                    budget.by,
-                    budget.by_value,
-                )
+                identity = (environment, *budget.series())
                 key = keys.get(identity)
                 if key is None:
                     key = keys[identity] = budget_key(

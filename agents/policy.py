@@ -826,6 +826,11 @@ class Budget:
     by_value: str  # the key's value, normalised ("" without ``by``)
     amount: Decimal  # what this call adds: 1 for a count, the value for a sum
 
+    def series(self) -> tuple[Any, ...]:
+        """What identifies the budget within an agent and environment: a change of the
+        rule's kind, field, window or key starts a new series of counters."""
+        return (self.rule_id, self.kind, self.field, self.per_seconds, self.by, self.by_value)
+
 
 # Results are made for every call: plain (not frozen) dataclasses, which build faster.
 @dataclass(slots=True)
