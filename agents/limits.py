@@ -34,6 +34,7 @@ limit applying meanwhile).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
@@ -43,7 +44,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -61,7 +62,7 @@ from agents.selectors import organization_tz, rule_spec
 from approvals.models import ApprovalRequest
 from audit.models import AuditEntry
 from audit.services import audit_entry_insert
-from wardenproject.db import rows_insert_sql, rows_inserted
+from wardenproject.db import rows_insert_sql, rows_inserted, server_cursor
 
 _COUNTER_TABLE = LimitCounter._meta.db_table
 
@@ -115,18 +116,17 @@ class _Held:
 class Reservation:
     """The locked budgets of one check, until it spends them (allowed) or lets them go.
 
-    PostgreSQL, outside any transaction (the check endpoints): the transaction is two round
-    trips of several statements each (psycopg's client-side cursors send them as one
-    simple query): ``BEGIN; lock and read the counters``, then ``update the counters;
-    insert the audit row; COMMIT``, so the budgets stay locked for two round trips, not
-    five. Elsewhere (SQLite, or inside a caller's transaction): a ``transaction.atomic()``.
+    PostgreSQL, outside any transaction (the check endpoints): the transaction is run by
+    hand on a server-binding cursor (``wardenproject.db.server_cursor``: values sent apart
+    from the statements, which become prepared statements), as ``BEGIN``, the lock, one
+    statement that updates the counters and inserts the audit row, and ``COMMIT``. Elsewhere
+    (SQLite, or inside a caller's transaction): a ``transaction.atomic()``.
     """
 
-    def __init__(self, held: list[_Held], now: datetime, *, raw: bool) -> None:
+    def __init__(self, held: list[_Held], now: datetime, cursor: Any = None) -> None:
         self.held = held
         self.now = now
-        self.raw = raw
-        self.open = bool(held)
+        self.cursor = cursor  # the raw transaction's, while it is open
         self.totals: dict[str, Decimal | int] = {
             item.budget.rule_id: _total(item.buckets, item.budget.kind) for item in held
         }
@@ -148,65 +148,68 @@ class Reservation:
         for item in self.held:
             _add(item.buckets, _bucket_start(self.now, item.budget.per_seconds), item.budget.amount)
         rows = [(item.key, item.buckets) for item in self.held]
-        if not self.raw:
+        cursor, self.cursor = self.cursor, None
+        if cursor is None:
             _counters_write(rows, self.now)
             audit_entry_insert(entry)
             return
         update_sql, update_params = _counters_write_sql(rows, self.now)
         insert_sql, insert_params = rows_insert_sql([entry])
-        with connection.cursor() as cursor:
-            self._raw(
-                cursor, f"{update_sql}; {insert_sql}; COMMIT", [*update_params, *insert_params]
-            )
-            cursor.nextset()  # from the UPDATE's result to the INSERT's
-            rows_inserted([entry], cursor.fetchall(), using="default")
-        self.open = False
+        _raw_execute(
+            cursor, f"WITH spent AS ({update_sql}) {insert_sql}", [*update_params, *insert_params]
+        )
+        keys = cursor.fetchall()
+        _raw_execute(cursor, "COMMIT", [])
+        rows_inserted([entry], keys, using="default")
 
     def release(self) -> None:
         """Let the budgets go without spending them (the call is blocked or held); the
         caller records it as any other call."""
-        if self.raw and self.open:
-            with connection.cursor() as cursor:
-                self._raw(cursor, "ROLLBACK", [])
-        self.open = False
-
-    def _raw(self, cursor: Any, sql: str, params: list[Any]) -> None:
-        try:
-            _raw_execute(cursor, sql, params)
-        finally:
-            self.open = False
+        cursor, self.cursor = self.cursor, None
+        if cursor is not None:
+            _raw_execute(cursor, "ROLLBACK", [])
 
 
 def _raw_execute(cursor: Any, sql: str, params: list[Any]) -> None:
-    """Run statements of a raw transaction; if they fail, end it (Django believes the
-    connection is in autocommit, so nothing else would) and re-raise."""
+    """Run a statement of a transaction run by hand; if it fails, end the transaction
+    (Django believes the connection is in autocommit, so nothing else would) and re-raise."""
     try:
         cursor.execute(sql, params)
     except BaseException:
         try:
-            with connection.cursor() as rollback:
+            with connections["default"].cursor() as rollback:
                 rollback.execute("ROLLBACK")
         except DatabaseError:
             pass  # the connection is gone: so is the transaction
         raise
 
 
+def _values(count: int, row: str) -> str:
+    return ", ".join([row] * count)
+
+
+@functools.cache
+def _write_sql(count: int) -> str:
+    return (
+        f"UPDATE {_COUNTER_TABLE} AS c SET buckets = v.buckets, updated_at = %s "  # noqa: S608
+        f"FROM (VALUES {_values(count, '(%s, %s::jsonb)')}) AS v(key, buckets) "
+        "WHERE c.key = v.key"
+    )
+
+
 def _counters_write_sql(
     rows: list[tuple[str, dict[str, list[Any]]]], now: datetime
 ) -> tuple[str, list[Any]]:
-    values = ", ".join(["(%s, %s::jsonb)"] * len(rows))
-    params: list[Any] = [connection.ops.adapt_datetimefield_value(now)]
+    """One UPDATE of every counter's buckets (PostgreSQL)."""
+    params: list[Any] = [now]
     for key, buckets in rows:
         params += [key, json.dumps(buckets)]
-    return (
-        f"UPDATE {_COUNTER_TABLE} AS c SET buckets = v.buckets, updated_at = %s "  # noqa: S608
-        f"FROM (VALUES {values}) AS v(key, buckets) WHERE c.key = v.key",
-        params,
-    )
+    return _write_sql(len(rows)), params
 
 
 def _counters_write(rows: list[tuple[str, dict[str, list[Any]]]], now: datetime) -> None:
     """Store counters' buckets: on PostgreSQL in one statement, whatever their number."""
+    connection = connections["default"]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(*_counters_write_sql(rows, now))
@@ -238,59 +241,15 @@ def budgets_reserved(
         ),
         key=lambda pair: pair[0],
     )
-    raw = connection.vendor == "postgresql" and not connection.in_atomic_block
     if not wanted:
-        yield Reservation([], now, raw=False)
+        yield Reservation([], now)
         return
-    lock_sql, lock_params = _lock_sql(organization_id, agent_id, environment, wanted, rule_pks, now)
-    if raw:
-        with connection.cursor() as cursor:
-            _raw_execute(cursor, f"BEGIN; {lock_sql}", lock_params)
-            cursor.nextset()  # from BEGIN's result to the counters
-            found = dict(cursor.fetchall())
-        reservation = _reservation(wanted, found, now, raw=True)
-        try:
-            yield reservation
-        finally:
-            reservation.release()  # if it was neither spent nor let go (an error)
-        return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(lock_sql, lock_params)
-            found = dict(cursor.fetchall())
-        yield _reservation(wanted, found, now, raw=False)
-
-
-def _reservation(
-    wanted: list[tuple[str, Budget]], found: dict[str, Any], now: datetime, *, raw: bool
-) -> Reservation:
-    held = [
-        _Held(budget, key, _window(_load(found[key]), _window_start(now, budget.per_seconds)))
-        for key, budget in wanted
-    ]
-    return Reservation(held, now, raw=raw)
-
-
-def _lock_sql(
-    organization_id: int,
-    agent_id: int,
-    environment: str,
-    wanted: list[tuple[str, Budget]],
-    rule_pks: dict[str, int],
-    now: datetime,
-) -> tuple[str, list[Any]]:
-    """One statement that creates what is missing and locks every counter (ON CONFLICT DO
-    UPDATE takes the row lock), in key order: racing checks queue and cannot deadlock."""
-    columns = (
-        "key, organization_id, agent_id, rule_id, environment, by_value, bucket_seconds, "
-        "buckets, updated_at"
-    )
-    rows = []
-    params: list[Any] = []
+    connection = connections["default"]
     stamp = connection.ops.adapt_datetimefield_value(now)
+    lock_sql = _lock_sql(len(wanted))
+    lock_params: list[Any] = []
     for key, budget in wanted:
-        rows.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s)")
-        params += [
+        lock_params += [
             key,
             organization_id,
             agent_id,
@@ -301,12 +260,47 @@ def _lock_sql(
             "{}",
             stamp,
         ]
-    sql = (
-        f"INSERT INTO {_COUNTER_TABLE} ({columns}) VALUES {', '.join(rows)} "  # noqa: S608
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        with server_cursor(connection) as cursor:
+            _raw_execute(cursor, "BEGIN", [])
+            _raw_execute(cursor, lock_sql, lock_params)
+            reservation = _reservation(wanted, dict(cursor.fetchall()), now, cursor)
+            try:
+                yield reservation
+            finally:
+                reservation.release()  # if it was neither spent nor let go (an error)
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(lock_sql, lock_params)
+            found = dict(cursor.fetchall())
+        yield _reservation(wanted, found, now)
+
+
+def _reservation(
+    wanted: list[tuple[str, Budget]], found: dict[str, Any], now: datetime, cursor: Any = None
+) -> Reservation:
+    held = [
+        _Held(budget, key, _window(_load(found[key]), _window_start(now, budget.per_seconds)))
+        for key, budget in wanted
+    ]
+    return Reservation(held, now, cursor)
+
+
+@functools.cache
+def _lock_sql(count: int) -> str:
+    """One statement that creates what is missing and locks every counter (ON CONFLICT DO
+    UPDATE takes the row lock), in key order: racing checks queue and cannot deadlock."""
+    columns = (
+        "key, organization_id, agent_id, rule_id, environment, by_value, bucket_seconds, "
+        "buckets, updated_at"
+    )
+    return (
+        f"INSERT INTO {_COUNTER_TABLE} ({columns}) "  # noqa: S608
+        f"VALUES {_values(count, '(%s, %s, %s, %s, %s, %s, %s, %s, %s)')} "
         "ON CONFLICT (key) DO UPDATE SET updated_at = EXCLUDED.updated_at "
         "RETURNING key, buckets"
     )
-    return sql, params
 
 
 def budgets_read(

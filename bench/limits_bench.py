@@ -150,8 +150,9 @@ def add_history(agent: object, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def in_process(key: str, calls: int, blocks: int = 8) -> dict[str, tuple[float, float]]:
-    """Median wall and CPU microseconds per check, limited vs unlimited, alternating."""
+def in_process(key: str, calls: int, blocks: int = 20) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU microseconds per check, limited vs unlimited, alternating in
+    small blocks (the machine's speed drifts; medians of many short blocks resist it)."""
     from django.core.wsgi import get_wsgi_application
 
     application = get_wsgi_application()

@@ -71,7 +71,7 @@ if "lean_params" in WITHOUT:
 if "server_binding" in WITHOUT:
     from wardenproject import db
 
-    db._cursor = lambda connection: connection.cursor()
+    db.server_cursor = lambda connection: connection.cursor()
 
 if "raw_reservation" in WITHOUT:
     from django.db import transaction

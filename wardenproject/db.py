@@ -172,7 +172,7 @@ def _widen_psycopg_statement_cache() -> None:
     _statement_cache_widened = True
 
 
-def _cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
+def server_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
     """A cursor that binds parameters on the server where the backend can (PostgreSQL).
 
     Django's psycopg cursors bind on the client: every value is quoted into the SQL text in
@@ -230,7 +230,7 @@ def rows_insert(instances: list[models.Model], *, using: str = "default") -> lis
     """Insert new instances of one model with one multi-row ``INSERT ... RETURNING`` (one
     statement: all rows or none); each instance gets its primary key."""
     sql, params = rows_insert_sql(instances, using=using)
-    with _cursor(connections[using]) as cursor:
+    with server_cursor(connections[using]) as cursor:
         cursor.execute(sql, params)
         # PostgreSQL and SQLite return the rows of an INSERT ... VALUES in VALUES order (as
         # Django's bulk_create relies on).
