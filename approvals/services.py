@@ -259,8 +259,12 @@ def approval_decide(
     label = actor_label(user=actor_user, api_key=actor_key)
     standing: str | None = None
     with transaction.atomic():
+        # The request row only, and the lock an UPDATE of its non-key columns takes anyway:
+        # its organisation, plan and agent are read, not locked (a lock on them would hold up
+        # every check of the organisation and every decision on the same plan), and rows
+        # that reference the request (votes) can still be inserted.
         locked = (
-            ApprovalRequest.objects.select_for_update()
+            ApprovalRequest.objects.select_for_update(of=("self",), no_key=True)
             .select_related("organization__plan", "agent")
             .get(pk=request.pk)
         )
