@@ -26,7 +26,6 @@ from audit.models import AuditEntry
 from audit.services import actor_label, audit_record
 from wardenproject.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from wardenproject.jsonutil import iso
-from wardenproject.tasks import enqueue_on_commit
 from webhooks.services import event_emit
 
 DECIDING_ROLES = roles_with(Capability.DECIDE_APPROVALS)
@@ -114,9 +113,12 @@ def approval_request_create(
 
 
 def _notify_reviewers_on_commit(organization_id: int) -> None:
-    from approvals.tasks import approvals_notify
+    from approvals.notifications import reviewers_notify_queue
 
-    enqueue_on_commit(approvals_notify, organization_id)
+    # robust: the request has committed; a failure here must not fail it (logged instead).
+    transaction.on_commit(
+        lambda: reviewers_notify_queue(organization_id=organization_id), robust=True
+    )
 
 
 # --- who may do what --------------------------------------------------------------------------

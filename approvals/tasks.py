@@ -17,8 +17,5 @@ def approvals_expire_overdue() -> int:
 
 @shared_task(name="approvals.notify", ignore_result=True, acks_late=False)
 def approvals_notify(organization_id: int) -> list[str]:
-    result = approval_notify_reviewers(organization_id=organization_id)
-    if result.retry_in is not None:
-        # A burst: one digest at the end of the window, covering what is pending then.
-        approvals_notify.apply_async(args=[organization_id], countdown=result.retry_in + 0.5)
-    return result.notified
+    """Reviewer email: routed to the mail queue (CELERY_TASK_ROUTES)."""
+    return approval_notify_reviewers(organization_id=organization_id).notified

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""`make run`: migrate, seed the demo organisation, and run web + worker + beat together.
+"""`make run`: migrate, seed the demo organisation, and run web + worker + mail worker + beat.
 
-Ctrl-C (or SIGTERM) stops all three. Works on the embedded default (SQLite, filesystem
+Ctrl-C (or SIGTERM) stops them all. Works on the embedded default (SQLite, filesystem
 broker) and on PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set.
 """
 
@@ -95,6 +95,27 @@ def main() -> int:
             "threads",
             "--concurrency",
             os.environ.get("CELERY_CONCURRENCY", "4"),
+            "-Q",
+            "celery",
+            "-n",
+            "worker@%h",
+        ],
+        # Mail has its own queue and worker: a slow mail server never delays a webhook.
+        "mail": [
+            str(BIN / "celery"),
+            "-A",
+            "wardenproject",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "threads",
+            "--concurrency",
+            os.environ.get("CELERY_MAIL_CONCURRENCY", "2"),
+            "-Q",
+            "mail",
+            "-n",
+            "mail@%h",
         ],
         "beat": [str(BIN / "celery"), "-A", "wardenproject", "beat", "--loglevel", "INFO"],
     }
@@ -113,7 +134,7 @@ def main() -> int:
         f"  Warden is running at http://127.0.0.1:{port}/\n"
         f"  Log in as {user.get('email')} with password {user.get('password') or DEMO_PASSWORD}\n"
         + (f"  Demo agent test key: {agent.get('test_key')}\n" if agent.get("test_key") else "")
-        + "  Web, worker and beat are running; press Ctrl-C to stop all three.\n",
+        + "  Web, worker, mail worker and beat are running; press Ctrl-C to stop them all.\n",
         flush=True,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -21,10 +22,12 @@ def enqueue_on_commit(task: Any, *args: Any, **kwargs: Any) -> None:
     transaction.on_commit(lambda: enqueue_now(task, *args, **kwargs))
 
 
-def enqueue_now(task: Any, *args: Any, **kwargs: Any) -> bool:
-    """Queue ``task``; False (logged, not raised) if the broker is unreachable."""
+def enqueue_now(task: Any, *args: Any, eta: datetime | None = None, **kwargs: Any) -> bool:
+    """Queue ``task`` (to run at ``eta``, if given); False (logged, not raised) if the broker
+    is unreachable."""
+    options = {"eta": eta} if eta is not None else {}
     try:
-        task.apply_async(args=args, kwargs=kwargs, retry=False)
+        task.apply_async(args=args, kwargs=kwargs, retry=False, **options)
     except Exception:  # the sweeper will pick the work up
         logger.warning("could not queue %s; the sweeper will retry it", task.name)
         return False

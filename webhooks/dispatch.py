@@ -23,15 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import Membership
-from accounts.permissions import Capability, roles_with
 from wardenproject.db import insert_statement, row_insert
+from wardenproject.tasks import enqueue_now
 from webhooks import conf, delivery, wakeups
 from webhooks.crypto import SecretUnreadable
 from webhooks.formats import build_request
@@ -225,29 +222,11 @@ def _next_delay(attempt_count: int, result: delivery.SendResult) -> float | None
     return base * random.uniform(1 - jitter, 1 + jitter)
 
 
-def _notify_disabled(endpoint: Endpoint) -> None:
-    emails = list(
-        Membership.objects.filter(
-            organization_id=endpoint.organization_id,
-            role__in=roles_with(Capability.MANAGE_WEBHOOKS),
-        ).values_list("user__email", flat=True)
-    )
-    if not emails:
-        return
-    link = f"{settings.WARDEN_BASE_URL}/webhooks/{endpoint.public_id}/"
-    send_mail(
-        subject=f"Warden disabled your webhook endpoint {endpoint.url}",
-        message=(
-            f"Deliveries to {endpoint.url} have failed continuously since "
-            f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC, so Warden disabled the endpoint.\n"
-            f"Reason: {endpoint.disabled_reason}\n\n"
-            f"Fix the receiver, enable the endpoint again and recover the failed deliveries:\n"
-            f"{link}\n"
-        ),
-        from_email=None,
-        recipient_list=emails,
-        fail_silently=True,
-    )
+def _notify_disabled_on_commit(endpoint: Endpoint) -> None:
+    """The email goes from the mail queue: a slow mail server must not hold this worker."""
+    from webhooks.tasks import notify_disabled
+
+    transaction.on_commit(lambda: enqueue_now(notify_disabled, endpoint.pk))
 
 
 def _endpoint_record_outcome(endpoint: Endpoint, result: delivery.SendResult) -> None:
@@ -272,7 +251,7 @@ def _endpoint_record_outcome(endpoint: Endpoint, result: delivery.SendResult) ->
             enabled=False,
             reason=f"Every delivery failed for {failing_for / 86400:.0f} days.",
         )
-        transaction.on_commit(lambda: _notify_disabled(endpoint))
+        _notify_disabled_on_commit(endpoint)
 
 
 def _delivery_keys(delivery_public_id: str) -> tuple[int, int] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from webhooks import dispatch
+from webhooks.notifications import endpoint_disabled_notify
 
 
 @shared_task(name="webhooks.deliver", ignore_result=True, acks_late=True)
@@ -21,3 +22,9 @@ def sweep() -> int:
         except Exception:  # broker down: queued_at ages out and the next sweep retries
             return 0
     return len(ids)
+
+
+@shared_task(name="webhooks.notify_disabled", ignore_result=True, acks_late=False)
+def notify_disabled(endpoint_pk: int) -> int:
+    """Email about a disabled endpoint: routed to the mail queue (CELERY_TASK_ROUTES)."""
+    return endpoint_disabled_notify(endpoint_pk=endpoint_pk)

@@ -129,9 +129,15 @@ def test_refused_address_fails_at_once_without_retry(
     assert webhook_receiver.received() == []
 
 
-def test_endpoint_failing_for_five_days_is_disabled_and_admins_are_emailed(
-    org_a, make_endpoint, webhook_receiver, django_capture_on_commit_callbacks
+def test_endpoint_failing_for_five_days_is_disabled_and_admins_are_emailed_from_the_mail_queue(
+    org_a, make_endpoint, webhook_receiver, django_capture_on_commit_callbacks, monkeypatch
 ):
+    from webhooks.tasks import notify_disabled
+
+    queued = []
+    monkeypatch.setattr(
+        notify_disabled, "apply_async", lambda args, kwargs, **options: queued.append(args)
+    )
     endpoint = make_endpoint(webhook_receiver.url()).endpoint
     Endpoint.objects.filter(pk=endpoint.pk).update(
         failing_since=timezone.now() - timedelta(days=5, minutes=1)
@@ -142,7 +148,11 @@ def test_endpoint_failing_for_five_days_is_disabled_and_admins_are_emailed(
         dispatch.delivery_attempt(delivery_public_id=delivery.public_id)
     endpoint.refresh_from_db()
     assert not endpoint.enabled
+    assert mail.outbox == []  # the delivering worker does not talk to the mail server
+    assert queued == [(endpoint.pk,)]
+    notify_disabled(*queued[0])
     assert [m.to for m in mail.outbox] == [["alice@example.com"]]
+    assert endpoint.url in mail.outbox[0].subject
 
 
 def test_success_clears_the_failing_since_mark(org_a, make_endpoint, webhook_receiver):
