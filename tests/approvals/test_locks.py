@@ -48,7 +48,9 @@ def decision_paused_after(
 
     def decide() -> None:
         try:
-            services.approval_decide(request_or_action_id=request, actor_user=reviewer, approve=True)
+            services.approval_decide(
+                request_or_action_id=request, actor_user=reviewer, approve=True
+            )
         except BaseException as error:  # reported by the test thread
             errors.append(error)
         finally:

@@ -11,7 +11,12 @@ from wardenproject.celery import app
 assert approvals.tasks and webhooks.tasks  # registered with the app by importing them
 
 MAIL_TASKS = ["approvals.notify", "webhooks.notify_disabled"]
-DEFAULT_TASKS = ["webhooks.deliver", "webhooks.sweep", "approvals.expire_overdue"]
+DEFAULT_TASKS = [
+    "webhooks.deliver",
+    "webhooks.drain",
+    "webhooks.sweep",
+    "approvals.expire_overdue",
+]
 
 
 def queue_of(task_name: str) -> str:
