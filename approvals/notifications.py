@@ -12,7 +12,8 @@ The organisation's ``NotificationWindow`` row is the claim: a request queues a t
 its conditional UPDATE finds no task queued, and the task gives the claim back before it
 reads what to send, so a request committed before that goes into this email and one
 committed after queues a task of its own (the hand-off of webhooks/wakeups.py). A claim whose
-task never ran (a lost message) lapses after ``LOST_TASK_AFTER``. Concurrent tasks of one
+task never ran (a lost message) lapses after ``LOST_TASK_AFTER``, and ``notifications_sweep``
+(every minute) queues a task for requests left without one. Concurrent tasks of one
 organisation take turns on the row's lock, so two of them never both send in one window.
 
 The task runs on the ``mail`` queue with workers of its own (``CELERY_TASK_ROUTES``): a slow
@@ -130,6 +131,26 @@ def reviewers_notify_queue(*, organization_id: int, now: datetime | None = None)
     if window.task_due_at is not None and window.task_due_at > now - LOST_TASK_AFTER:
         return False  # that task will find the request
     return _task_queue(organization_id, due=_opens_at(window, now), now=now)
+
+
+def notifications_sweep(*, now: datetime | None = None) -> list[int]:
+    """Organisations with a request still not emailed ``2 * DIGEST_WINDOW`` after it arrived
+    and no live task (its task was lost): queue one. Returns those organisations."""
+    now = now or timezone.now()
+    organization_ids = sorted(
+        set(
+            ApprovalRequest.objects.filter(
+                status=ApprovalRequest.Status.PENDING,
+                notified_at__isnull=True,
+                requested_at__lt=now - 2 * DIGEST_WINDOW,
+            ).values_list("organization_id", flat=True)
+        )
+    )
+    return [
+        organization_id
+        for organization_id in organization_ids
+        if reviewers_notify_queue(organization_id=organization_id, now=now)
+    ]
 
 
 def _single_body(request: ApprovalRequest) -> str:

@@ -136,3 +136,33 @@ def test_decided_requests_are_not_emailed(org_a, bob, pending):
     approval_decide(request_or_action_id=pending, actor_user=bob, approve=True)
     approvals_notify(org_a.pk)
     assert mail.outbox == []
+
+
+def test_the_sweeper_queues_email_for_requests_whose_task_was_lost(
+    org_a, make_request, queued, django_capture_on_commit_callbacks
+):
+    from approvals.notifications import notifications_sweep
+
+    request = make_request()  # created without its on-commit hook: its task never existed
+    assert notifications_sweep() == []  # too recent: its task may still be on its way
+    ApprovalRequest.objects.filter(pk=request.pk).update(
+        requested_at=timezone.now() - 3 * DIGEST_WINDOW
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notifications_sweep() == [org_a.pk]
+    assert [args for args, _ in queued] == [(org_a.pk,)]
+    assert notifications_sweep() == []  # a task is queued now
+
+
+def test_an_organisations_reviewer_email_is_not_held_up_by_a_lost_task_for_long(
+    org_a, make_request, queued, django_capture_on_commit_callbacks
+):
+    from approvals.models import NotificationWindow
+    from approvals.notifications import LOST_TASK_AFTER, reviewers_notify_queue
+
+    NotificationWindow.objects.create(
+        organization=org_a, task_due_at=timezone.now() - LOST_TASK_AFTER - timedelta(seconds=1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert reviewers_notify_queue(organization_id=org_a.pk)
+    assert [args for args, _ in queued] == [(org_a.pk,)]

@@ -16,6 +16,7 @@ DEFAULT_TASKS = [
     "webhooks.drain",
     "webhooks.sweep",
     "approvals.expire_overdue",
+    "approvals.notify_sweep",
 ]
 
 
