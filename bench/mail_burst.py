@@ -6,7 +6,7 @@
 
 The database is dropped and created afresh. Starts the Celery workers the way ``make run``
 does (with a mail queue: a worker ``-Q celery`` with 4 threads and the embedded beat, and a
-mail worker ``-Q mail`` with 2 threads; code without one: a single worker with 4 threads), a
+mail worker ``-Q mail`` with 4 threads; code without one: a single worker with 4 threads), a
 webhook receiver and an SMTP server in processes of their own. The SMTP server answers every
 command ``--smtp-delay`` seconds late (a slow mail relay: one email to three reviewers then
 takes ~30 s).
@@ -211,7 +211,7 @@ def main() -> None:
     if split:  # as make run starts them
         workers = [
             start_worker("celery", 4, tmp / "worker.log", beat=True),
-            start_worker("mail", 2, tmp / "mail-worker.log", beat=False),
+            start_worker("mail", 4, tmp / "mail-worker.log", beat=False),
         ]
     else:
         workers = [start_worker(None, 4, tmp / "worker.log", beat=True)]
@@ -265,7 +265,7 @@ def main() -> None:
         smtp.kill()
     print(
         f"held calls: {len(commits)} in {held_in:.1f} s over {args.orgs} organisations; "
-        f"workers: {'-Q celery (4 threads) + -Q mail (2 threads)' if split else 'one, 4 threads'}"
+        f"workers: {'-Q celery (4 threads) + -Q mail (4 threads)' if split else 'one, 4 threads'}"
     )
     print(
         f"log.pending_approval delivered: {len(latencies)} of {len(events)}; commit -> first "

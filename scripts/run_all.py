@@ -111,7 +111,7 @@ def main() -> int:
             "--pool",
             "threads",
             "--concurrency",
-            os.environ.get("CELERY_MAIL_CONCURRENCY", "2"),
+            os.environ.get("CELERY_MAIL_CONCURRENCY", "4"),
             "-Q",
             "mail",
             "-n",

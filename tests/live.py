@@ -421,14 +421,14 @@ def celery_worker(
 def celery_mail_worker(
     transactional_db, celery_worker_settings, celery_worker_env, tmp_path
 ) -> Iterator[CeleryWorker]:
-    """A second worker that consumes only the mail queue, with 2 threads and no beat, the
+    """A second worker that consumes only the mail queue, with 4 threads and no beat, the
     way ``make run`` starts its mail worker."""
     worker = CeleryWorker(
         _worker_env(celery_worker_settings, celery_worker_env),
         tmp_path / "celery-mail-worker.log",
         queues="mail",
         beat=False,
-        concurrency="2",
+        concurrency="4",
     )
     worker.start()
     yield worker

@@ -1,6 +1,6 @@
 """Mail has its own queue and workers: a mail server that never answers delays no webhook.
 
-Real processes: a worker on the default queue (with beat), a worker on the mail queue (2
+Real processes: a worker on the default queue (with beat), a worker on the mail queue (4
 threads), PostgreSQL, Redis, a webhook receiver, and an SMTP server that accepts
 connections and never answers. Held calls in six organisations each queue reviewer email,
 enough to occupy every thread of a worker shared with webhooks.
