@@ -142,6 +142,14 @@ def start_worker(queues: str | None, concurrency: int, log: Path, beat: bool) ->
     raise SystemExit(f"worker did not start: {log.read_text()[-2000:]}")
 
 
+def purge() -> int:
+    """Empty this broker's queues (the bench's Redis database): tasks left by an earlier run
+    would run against this run's rows, whose ids start again from 1."""
+    from wardenproject.celery import app
+
+    return app.control.purge()
+
+
 def seed(orgs: int, receiver_url: str) -> list[Agent]:
     call_command("migrate", verbosity=0)
     pro = Plan.objects.get(slug="pro")
@@ -207,6 +215,7 @@ def main() -> None:
     os.environ |= {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": smtp_port, "EMAIL_USE_TLS": "false"}
     agents = seed(args.orgs, receiver.url())
     connection.close()
+    purged = purge()
     split = "mail" in getattr(settings, "CELERY_TASK_QUEUES", {})
     if split:  # as make run starts them
         workers = [
@@ -253,16 +262,18 @@ def main() -> None:
         per_reviewer = Counter(emails)
         logs = "".join(p.read_text(errors="replace") for p in tmp.glob("*worker.log"))
         tasks = len(re.findall(r"Task approvals\.notify\[[^]]+\] received", logs))
+        sending = len(re.findall(r"Task approvals\.notify\[[^]]+\] succeeded[^:]*: \['", logs))
     finally:
+        smtp.kill()  # mail tasks fail at once, so the workers' warm shutdown is quick
+        receiver.stop()
         for worker in workers:
             os.killpg(worker.pid, 15)
         for worker in workers:
             try:
-                worker.wait(20)
+                worker.wait(60)
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, 9)
-        receiver.stop()
-        smtp.kill()
+        purge()  # what the workers gave back must not run in the next run's database
     print(
         f"held calls: {len(commits)} in {held_in:.1f} s over {args.orgs} organisations; "
         f"workers: {'-Q celery (4 threads) + -Q mail (4 threads)' if split else 'one, 4 threads'}"
@@ -274,11 +285,13 @@ def main() -> None:
         f"first commit"
     )
     print(
-        f"email in the first {args.settle:.0f} s: {tasks} approvals.notify tasks received, "
+        f"email in the first {args.settle:.0f} s: {tasks} approvals.notify tasks received "
+        f"({sending} of them sent email), "
         f"{len(emails)} emails to {len(per_reviewer)} reviewers (max "
         f"{max(per_reviewer.values(), default=0)} per reviewer); SMTP answers "
         f"{args.smtp_delay:.1f} s late"
     )
+    print(f"tasks purged from the broker before the run: {purged}")
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
