@@ -151,6 +151,47 @@ def burst(
     window.append(time.perf_counter())
 
 
+class LockWaits:
+    """Samples, every 20 ms, how many backends of the database wait for a lock."""
+
+    SQL = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        name = DATABASE_URL.rsplit("/", 1)[1]
+        with subprocess.Popen(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", name, "-tAq"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        ) as psql:  # fmt: skip
+            while not self._stop.is_set():
+                psql.stdin.write(self.SQL + ";\n")
+                self.samples.append(int(psql.stdout.readline()))
+                time.sleep(0.02)
+            psql.stdin.close()
+
+    def __enter__(self) -> LockWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> str:
+        waiting = sum(1 for n in self.samples if n)
+        return (
+            f"{waiting} of {len(self.samples)} samples ({waiting / max(len(self.samples), 1):.0%})"
+            f", at most {max(self.samples, default=0)} backends"
+        )
+
+
 def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -> dict:
     b_latencies: list[float] = []
     b_thread = threading.Thread(
@@ -166,13 +207,14 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
     b_thread.start()
     if burst_ids:
         timer.start()
-    paced = paced_load(
-        "127.0.0.1", port, "/api/v1/check", BODY.encode(), headers,
-        rate=args.rate, seconds=args.seconds,
-    )  # fmt: skip
-    if burst_ids:
-        timer.join()
-        burster.join()
+    with LockWaits() as waits:
+        paced = paced_load(
+            "127.0.0.1", port, "/api/v1/check", BODY.encode(), headers,
+            rate=args.rate, seconds=args.seconds,
+        )  # fmt: skip
+        if burst_ids:
+            timer.join()
+            burster.join()
     b_thread.join()
     since, until = (window[0], window[1]) if window else (0.0, float("inf"))
     return {
@@ -182,6 +224,7 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
         "n": sum(since <= due < until for due in paced.dues),
         "burst_s": (until - since) if window else 0.0,
         "b": b_latencies,
+        "waits": waits.summary(),
     }
 
 
@@ -253,6 +296,7 @@ def main() -> int:
         f"{busy['burst_s']:.1f} s "
         f"({args.decisions / busy['burst_s']:.0f}/s) |"
     )
+    print(f"| backends waiting for a lock (every 20 ms) | {quiet['waits']} | {busy['waits']} |")
     errors = quiet["paced"].errors + busy["paced"].errors
     print(f"\ncheck errors: {errors}; p99 ratio busy / quiet: {busy['p99'] / quiet['p99']:.2f}")
     print(
