@@ -45,7 +45,7 @@ os.environ["WARDEN_WEBHOOKS_ALLOW_PRIVATE"] = "true"
 os.environ["WARDEN_WEBHOOKS_ALLOW_HTTP"] = "true"
 os.environ["LOG_LEVEL"] = "WARNING"
 
-from servers import database_prepare  # noqa: E402
+from servers import database_prepare, purge, start_worker  # noqa: E402
 
 database_prepare(os.environ["DATABASE_URL"], fresh=True)
 
@@ -112,42 +112,6 @@ server = Server(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 """
-
-
-def start_worker(queues: str | None, concurrency: int, log: Path, beat: bool) -> subprocess.Popen:
-    command = [
-        sys.executable, "-m", "celery", "-A", "wardenproject", "worker",
-        "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "-n", f"bench-{log.stem}@%h",
-    ]  # fmt: skip
-    if queues:
-        command += ["-Q", queues]
-    if beat:
-        command += ["-B", "-s", str(log.with_suffix(".beat"))]
-    proc = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=os.environ.copy(),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    for _ in range(600):
-        if b" ready." in log.read_bytes():
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise SystemExit(f"worker did not start: {log.read_text()[-2000:]}")
-
-
-def purge() -> int:
-    """Empty this broker's queues (the bench's Redis database): tasks left by an earlier run
-    would run against this run's rows, whose ids start again from 1."""
-    from wardenproject.celery import app
-
-    return app.control.purge()
 
 
 def seed(orgs: int, receiver_url: str) -> list[Agent]:
