@@ -7,7 +7,8 @@ The database is dropped and created afresh. Starts a Celery worker as ``make run
 default queue, 4 threads, the embedded beat with its 5 s sweep) and a receiver in a process
 of its own that fails each event's first request (one run with ``503`` and ``Retry-After:
 2``, one with ``500``, which the retry schedule answers) and accepts the second. Emits
-``--events`` events 0.7 s apart (so they meet the sweep at every phase) and reports, per
+``--events`` events 0.7 s apart (so they meet the sweep at every phase), each to an endpoint
+of its own (so no drain of another delivery picks its retry up) and reports, per
 run, the gap between the first and the second request of each event: p50 / max, against
 the delay the retry was due after (``next_attempt_at`` minus the first attempt's end).
 """
@@ -48,7 +49,7 @@ from webhook_delivery import DATA  # noqa: E402
 
 from accounts.models import Organization, Plan  # noqa: E402
 from webhooks import services  # noqa: E402
-from webhooks.models import Attempt, Endpoint  # noqa: E402
+from webhooks.models import Attempt  # noqa: E402
 
 RECEIVER = r"""
 import sys, threading, time
@@ -85,14 +86,17 @@ server.serve_forever()
 """
 
 
-def run(org: Organization, port: int, log: Path, mode: str, events: int) -> str:
-    Endpoint.objects.filter(organization=org).delete()
-    services.endpoint_create(
-        organization=org, url=f"http://127.0.0.1:{port}/{mode}", events=["approval.approved"]
-    )
+def run(port: int, log: Path, mode: str, events: int) -> str:
+    """Each event to an endpoint of its own: no other delivery's drain picks its retry up."""
+    pro = Plan.objects.get(slug="pro")
+    orgs = [Organization.objects.create(name=f"retry {mode} {n}", plan=pro) for n in range(events)]
+    for org in orgs:
+        services.endpoint_create(
+            organization=org, url=f"http://127.0.0.1:{port}/{mode}", events=["approval.approved"]
+        )
     log.write_text("")
     ids = []
-    for _ in range(events):
+    for org in orgs:
         with transaction.atomic():
             ids.append(
                 services.event_emit(
@@ -129,7 +133,6 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20)
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
-    org = Organization.objects.create(name="retry-bench", plan=Plan.objects.get(slug="pro"))
     tmp = Path(f"/tmp/retry-bench-{os.getpid()}")
     tmp.mkdir()
     log = tmp / "arrivals.log"
@@ -141,7 +144,7 @@ def main() -> None:
     purge()
     worker = start_worker("celery", 4, tmp / "worker.log", beat=True)
     try:
-        lines = [run(org, port, log, mode, args.events) for mode in ("retry-after", "schedule")]
+        lines = [run(port, log, mode, args.events) for mode in ("retry-after", "schedule")]
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(60)
