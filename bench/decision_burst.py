@@ -252,6 +252,9 @@ def main() -> int:
         cwd=ROOT, env=server_env, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     keys = json.loads(re.search(r"SEED=(.*)", seeded).group(1))
+    purge = [PYTHON, "-m", "celery", "-A", "wardenproject", "purge", "-f", "-Q", "celery,mail"]
+    # Tasks left in the bench's broker by an earlier run would run against this run's rows.
+    subprocess.run(purge, cwd=ROOT, env=server_env, check=True, capture_output=True)
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="decision-bench-")) / "worker.log"
     worker = subprocess.Popen(
@@ -279,6 +282,7 @@ def main() -> int:
         server.wait(timeout=15)
         os.killpg(worker.pid, 15)
         worker.wait(30)
+        subprocess.run(purge, cwd=ROOT, env=server_env, check=True, capture_output=True)
     print("| figure | no decisions | during the burst |")
     print("|---|---|---|")
     print(
