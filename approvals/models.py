@@ -111,3 +111,27 @@ class ApprovalVote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.voter_label} {self.vote}"
+
+
+class NotificationWindow(models.Model):
+    """Approval email of one organisation: when its reviewers were last emailed, and the
+    notify task queued for it (approvals/notifications.py).
+
+    Each reviewer gets at most one email per window: the first request of a quiet spell is
+    emailed at once, the ones after it wait for one digest when the window ends, and a burst
+    queues one task per window, not one per request.
+    """
+
+    organization = models.OneToOneField(
+        "accounts.Organization",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="+",
+    )
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    task_due_at = models.DateTimeField(
+        null=True, blank=True, help_text="A notify task is queued, due then (none if empty)."
+    )
+
+    def __str__(self) -> str:
+        return f"approval email of organisation {self.organization_id}"

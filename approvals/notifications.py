@@ -1,37 +1,53 @@
-"""Emailing reviewers about new approval requests, one by one or grouped into a digest.
+"""Emailing reviewers about new approval requests: at most one email per reviewer per window.
 
-The Celery task ``approvals_notify`` calls ``approval_notify_reviewers`` after each request
-is created. It re-reads what is pending and not yet notified, so several tasks racing for
-the same requests send each request once (rows are claimed with a conditional UPDATE).
-A burst (more than ``DIGEST_THRESHOLD`` requests in ``DIGEST_WINDOW``) turns into at most
-one digest per window instead of a flood.
+After a request commits, ``reviewers_notify_queue`` makes sure one ``approvals.notify`` task
+is queued for its organisation: due at once if the organisation's reviewers were not emailed
+within ``DIGEST_WINDOW``, otherwise when that window ends. The task
+(``approval_notify_reviewers``) emails each reviewer once about every pending request not
+emailed yet: one request gets an email of its own, several get one digest. So a burst of N
+held calls costs each reviewer one email at once and then one digest per window, and queues
+one task per window, not one per request.
+
+The organisation's ``NotificationWindow`` row is the claim: a request queues a task only if
+its conditional UPDATE finds no task queued, and the task gives the claim back before it
+reads what to send, so a request committed before that goes into this email and one
+committed after queues a task of its own (the hand-off of webhooks/wakeups.py). A claim whose
+task never ran (a lost message) lapses after ``LOST_TASK_AFTER``, and ``notifications_sweep``
+(every minute) queues a task for requests left without one. Concurrent tasks of one
+organisation take turns on the row's lock, so two of them never both send in one window.
+
+The task runs on the ``mail`` queue with workers of its own (``CELERY_TASK_ROUTES``): a slow
+mail server never holds up a webhook delivery or an expiry.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
-from django.db.models import Max
+from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Organization, User
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, NotificationWindow
 from approvals.selectors import arguments_summary
 from approvals.services import DECIDING_ROLES
+from wardenproject.tasks import enqueue_now
 
-DIGEST_THRESHOLD = 3
 DIGEST_WINDOW = timedelta(seconds=60)
+LOST_TASK_AFTER = timedelta(minutes=5)
+DIGEST_LIST_MAX = 50  # requests listed one by one in a digest; the rest are counted
 
 
 @dataclass(frozen=True)
 class NotifyResult:
     sent: int  # emails sent
-    notified: list[str]  # action ids covered
-    retry_in: float | None = None  # seconds until a deferred digest is due
+    notified: list[str] = field(default_factory=list)  # action ids covered
+    next_at: datetime | None = None  # too early: the window opens then
 
 
 def reviewers_to_notify(organization: Organization) -> list[User]:
@@ -55,17 +71,86 @@ def queue_url() -> str:
     return settings.WARDEN_BASE_URL + reverse("approvals:queue")
 
 
-def _claim(request_ids: list[int], now: datetime) -> list[ApprovalRequest]:
-    claimed = [
-        pk
-        for pk in request_ids
-        if ApprovalRequest.objects.filter(pk=pk, notified_at__isnull=True).update(notified_at=now)
-    ]
+def _unnotified(organization_id: int) -> QuerySet[ApprovalRequest]:
+    return ApprovalRequest.objects.filter(
+        organization_id=organization_id,
+        status=ApprovalRequest.Status.PENDING,
+        notified_at__isnull=True,
+    )
+
+
+def _claim(organization_id: int, now: datetime) -> list[ApprovalRequest]:
+    """Mark the pending requests not emailed yet as emailed now (under the window's lock)."""
+    ids = list(_unnotified(organization_id).values_list("pk", flat=True))
+    if not ids:
+        return []
+    ApprovalRequest.objects.filter(pk__in=ids, notified_at__isnull=True).update(notified_at=now)
     return list(
-        ApprovalRequest.objects.filter(pk__in=claimed)
+        ApprovalRequest.objects.filter(pk__in=ids, notified_at=now)
         .select_related("agent")
         .order_by("requested_at")
     )
+
+
+def _opens_at(window: NotificationWindow, now: datetime) -> datetime:
+    """When the organisation's reviewers may next be emailed."""
+    if window.last_sent_at is None:
+        return now
+    return max(now, window.last_sent_at + DIGEST_WINDOW)
+
+
+def _task_queue(organization_id: int, *, due: datetime, now: datetime) -> bool:
+    """Queue the organisation's notify task for ``due`` unless one is queued; True if queued."""
+    from approvals.tasks import approvals_notify
+
+    won = NotificationWindow.objects.filter(
+        Q(task_due_at__isnull=True) | Q(task_due_at__lte=now - LOST_TASK_AFTER),
+        organization_id=organization_id,
+    ).update(task_due_at=due)
+    if not won:
+        return False
+
+    def queue() -> None:
+        if not enqueue_now(approvals_notify, organization_id, eta=due if due > now else None):
+            NotificationWindow.objects.filter(
+                organization_id=organization_id, task_due_at=due
+            ).update(task_due_at=None)
+
+    transaction.on_commit(queue)
+    return True
+
+
+def reviewers_notify_queue(*, organization_id: int, now: datetime | None = None) -> bool:
+    """After a request commits: make sure a notify task is queued for its organisation.
+
+    One query when a task is already queued (the common case in a burst). True if this call
+    queued the task.
+    """
+    now = now or timezone.now()
+    window, _ = NotificationWindow.objects.get_or_create(organization_id=organization_id)
+    if window.task_due_at is not None and window.task_due_at > now - LOST_TASK_AFTER:
+        return False  # that task will find the request
+    return _task_queue(organization_id, due=_opens_at(window, now), now=now)
+
+
+def notifications_sweep(*, now: datetime | None = None) -> list[int]:
+    """Organisations with a request still not emailed ``2 * DIGEST_WINDOW`` after it arrived
+    and no live task (its task was lost): queue one. Returns those organisations."""
+    now = now or timezone.now()
+    organization_ids = sorted(
+        set(
+            ApprovalRequest.objects.filter(
+                status=ApprovalRequest.Status.PENDING,
+                notified_at__isnull=True,
+                requested_at__lt=now - 2 * DIGEST_WINDOW,
+            ).values_list("organization_id", flat=True)
+        )
+    )
+    return [
+        organization_id
+        for organization_id in organization_ids
+        if reviewers_notify_queue(organization_id=organization_id, now=now)
+    ]
 
 
 def _single_body(request: ApprovalRequest) -> str:
@@ -83,10 +168,12 @@ def _single_body(request: ApprovalRequest) -> str:
 
 def _digest_body(requests: list[ApprovalRequest]) -> str:
     lines = [f"{len(requests)} tool calls are waiting for a decision:", ""]
-    for request in requests:
+    for request in requests[:DIGEST_LIST_MAX]:
         lines.append(f"- {request.action} by {request.agent.name} ({request.environment})")
         lines.append(f"  {arguments_summary(request.arguments, limit=4) or '(no arguments)'}")
         lines.append(f"  {detail_url(request.action_id)}")
+    if len(requests) > DIGEST_LIST_MAX:
+        lines.append(f"- and {len(requests) - DIGEST_LIST_MAX} more")
     lines += ["", f"The whole queue: {queue_url()}"]
     return "\n".join(lines)
 
@@ -102,34 +189,34 @@ def _send(subject: str, body: str, recipients: list[User]) -> int:
 
 
 def approval_notify_reviewers(*, organization_id: int, now: datetime | None = None) -> NotifyResult:
+    """Email each reviewer once about the organisation's pending requests not emailed yet.
+
+    Within ``DIGEST_WINDOW`` of the last email it sends nothing and makes sure a task is
+    queued for the window's end.
+    """
     now = now or timezone.now()
-    organization = Organization.objects.get(pk=organization_id)
-    unnotified = list(
-        ApprovalRequest.objects.filter(
-            organization=organization,
-            status=ApprovalRequest.Status.PENDING,
-            notified_at__isnull=True,
+    # Give the claim back before reading what to send (see the module docstring).
+    NotificationWindow.objects.filter(organization_id=organization_id).update(task_due_at=None)
+    organization = Organization.objects.filter(pk=organization_id).first()
+    if organization is None:
+        return NotifyResult(sent=0)
+    claimed: list[ApprovalRequest] = []
+    with transaction.atomic():
+        window, _ = NotificationWindow.objects.select_for_update().get_or_create(
+            organization_id=organization_id
         )
-        .order_by("requested_at")
-        .values_list("pk", flat=True)
-    )
-    if not unnotified:
-        return NotifyResult(sent=0, notified=[])
-    recent = ApprovalRequest.objects.filter(
-        organization=organization, requested_at__gte=now - DIGEST_WINDOW
-    ).count()
-    if recent > DIGEST_THRESHOLD:
-        # A burst: at most one email per window; what arrives meanwhile waits for the digest.
-        last = ApprovalRequest.objects.filter(organization=organization).aggregate(
-            last=Max("notified_at")
-        )["last"]
-        if last is not None and last > now - DIGEST_WINDOW:
-            return NotifyResult(
-                sent=0, notified=[], retry_in=(last + DIGEST_WINDOW - now).total_seconds()
-            )
-    claimed = _claim(unnotified, now)
+        opens_at = _opens_at(window, now)
+        if opens_at <= now:
+            claimed = _claim(organization_id, now)
+            if claimed:
+                window.last_sent_at = now
+                window.save(update_fields=["last_sent_at"])
+    if opens_at > now:
+        if _unnotified(organization_id).exists():
+            _task_queue(organization_id, due=opens_at, now=now)
+        return NotifyResult(sent=0, next_at=opens_at)
     if not claimed:
-        return NotifyResult(sent=0, notified=[])
+        return NotifyResult(sent=0)
     if len(claimed) == 1:
         subject = f"Approval needed: {claimed[0].action} ({organization.name})"
         body = _single_body(claimed[0])

@@ -27,7 +27,6 @@ from audit.models import AuditEntry
 from audit.services import actor_label, audit_record
 from wardenproject.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from wardenproject.jsonutil import iso
-from wardenproject.tasks import enqueue_on_commit
 from webhooks.services import event_emit
 
 DECIDING_ROLES = roles_with(Capability.DECIDE_APPROVALS)
@@ -115,9 +114,12 @@ def approval_request_create(
 
 
 def _notify_reviewers_on_commit(organization_id: int) -> None:
-    from approvals.tasks import approvals_notify
+    from approvals.notifications import reviewers_notify_queue
 
-    enqueue_on_commit(approvals_notify, organization_id)
+    # robust: the request has committed; a failure here must not fail it (logged instead).
+    transaction.on_commit(
+        lambda: reviewers_notify_queue(organization_id=organization_id), robust=True
+    )
 
 
 # --- who may do what --------------------------------------------------------------------------
@@ -288,8 +290,12 @@ def approval_decide(
     label = _decider_label(voter, actor_key)
     standing: str | None = None
     with transaction.atomic():
+        # The request row only, and the lock an UPDATE of its non-key columns takes anyway:
+        # its organisation, plan and agent are read, not locked (a lock on them would hold up
+        # every check of the organisation and every decision on the same plan), and rows
+        # that reference the request (votes) can still be inserted.
         locked = (
-            ApprovalRequest.objects.select_for_update()
+            ApprovalRequest.objects.select_for_update(of=("self",), no_key=True)
             .select_related("organization__plan", "agent")
             .get(pk=request.pk)
         )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from approvals.notifications import approval_notify_reviewers
+from approvals.notifications import approval_notify_reviewers, notifications_sweep
 from approvals.services import approval_expire_overdue
 
 EXPIRE_EVERY_SECONDS = 2.0
+NOTIFY_SWEEP_EVERY_SECONDS = 60.0
 
 
 @shared_task(name="approvals.expire_overdue", ignore_result=True)
@@ -17,8 +18,11 @@ def approvals_expire_overdue() -> int:
 
 @shared_task(name="approvals.notify", ignore_result=True, acks_late=False)
 def approvals_notify(organization_id: int) -> list[str]:
-    result = approval_notify_reviewers(organization_id=organization_id)
-    if result.retry_in is not None:
-        # A burst: one digest at the end of the window, covering what is pending then.
-        approvals_notify.apply_async(args=[organization_id], countdown=result.retry_in + 0.5)
-    return result.notified
+    """Reviewer email: routed to the mail queue (CELERY_TASK_ROUTES)."""
+    return approval_notify_reviewers(organization_id=organization_id).notified
+
+
+@shared_task(name="approvals.notify_sweep", ignore_result=True)
+def approvals_notify_sweep() -> list[int]:
+    """Queues the notify tasks that were lost; sends nothing itself (default queue)."""
+    return notifications_sweep()

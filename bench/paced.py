@@ -21,14 +21,20 @@ class PacedResult:
     ok: int
     errors: int
     latencies_ms: list[float] = field(default_factory=list)
+    dues: list[float] = field(default_factory=list)  # perf_counter due time of each latency
     error_kinds: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
         self.errors += 1
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
-    def percentile(self, pct: float) -> float:
-        values = sorted(self.latencies_ms)
+    def percentile(self, pct: float, since: float = 0.0, until: float = float("inf")) -> float:
+        """Of the requests due within [since, until) (perf_counter times), or all of them."""
+        values = sorted(
+            latency
+            for latency, due in zip(self.latencies_ms, self.dues, strict=True)
+            if since <= due < until
+        )
         if not values:
             return 0.0
         index = min(len(values) - 1, round(pct / 100 * (len(values) - 1)))
@@ -77,6 +83,7 @@ async def _run(
         idle.append(connection)
         if record:
             result.latencies_ms.append((time.perf_counter() - due) * 1000)
+            result.dues.append(due)
             if 200 <= status < 300:
                 result.ok += 1
             else:

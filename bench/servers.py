@@ -1,4 +1,5 @@
-"""What the benchmarks share: their PostgreSQL database and the gunicorn they measure."""
+"""What the benchmarks share: their PostgreSQL database, the gunicorn they measure, and
+Celery workers with their broker."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,3 +117,41 @@ def cpu_report(before: dict[str, float], after: dict[str, float], count: int, un
     """CPU milliseconds per ``unit`` by role."""
     parts = [f"{role} {(after[role] - before[role]) / count * 1000:.3f}" for role in before]
     return f"CPU ms per {unit}: " + ", ".join(parts)
+
+
+def start_worker(queues: str | None, concurrency: int, log: Path, beat: bool) -> subprocess.Popen:
+    """A Celery worker (threads pool; ``-Q queues`` unless None; the embedded beat if
+    ``beat``) with this process's environment, in its own session; returns once it is ready."""
+    command = [
+        sys.executable, "-m", "celery", "-A", "wardenproject", "worker",
+        "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-n", f"bench-{log.stem}@%h",
+    ]  # fmt: skip
+    if queues:
+        command += ["-Q", queues]
+    if beat:
+        command += ["-B", "-s", str(log.with_suffix(".beat"))]
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    for _ in range(600):
+        if b" ready." in log.read_bytes():
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise SystemExit(f"worker did not start: {log.read_text()[-2000:]}")
+
+
+def purge() -> int:
+    """Empty this broker's queues (the bench's Redis database): tasks left by an earlier run
+    would run against this run's rows, whose ids start again from 1."""
+    from wardenproject.celery import app
+
+    return app.control.purge()

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""`make run`: migrate, seed the demo organisation, and run web + worker + beat together.
+"""`make run`: migrate, seed the demo organisation, and run web + worker + mail worker + beat.
 
 A child that exits on its own is started again (with backoff); Ctrl-C (or SIGTERM) stops
-all three. Works on the embedded default (SQLite, filesystem broker) and on
-PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set. In production, systemd does this
-supervision (deploy/systemd/).
+them all. Works on the embedded default (SQLite, filesystem broker) and on PostgreSQL/Redis
+when DATABASE_URL/REDIS_URL are set. In production, systemd does this supervision
+(deploy/systemd/).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ STABLE_SECONDS = 60.0
 
 
 class Child:
-    """One supervised process (web, worker or beat), in a process group of its own.
+    """One supervised process (web, worker, mail worker or beat), in a process group of its
+    own.
 
     Ctrl-C reaches only this script, which then sends every child exactly one SIGTERM (a
     second signal mid-shutdown can wedge a gunicorn gthread worker) and, past the grace
@@ -164,6 +165,27 @@ def main() -> int:
             "threads",
             "--concurrency",
             os.environ.get("CELERY_CONCURRENCY", "4"),
+            "-Q",
+            "celery",
+            "-n",
+            "worker@%h",
+        ],
+        # Mail has its own queue and worker: a slow mail server never delays a webhook.
+        "mail": [
+            str(BIN / "celery"),
+            "-A",
+            "wardenproject",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "threads",
+            "--concurrency",
+            os.environ.get("CELERY_MAIL_CONCURRENCY", "4"),
+            "-Q",
+            "mail",
+            "-n",
+            "mail@%h",
         ],
         "beat": [str(BIN / "celery"), "-A", "wardenproject", "beat", "--loglevel", "INFO"],
     }
@@ -186,8 +208,8 @@ def main() -> int:
         f"  Warden is running at http://127.0.0.1:{port}/\n"
         f"  Log in as {user.get('email')} with password {user.get('password') or DEMO_PASSWORD}\n"
         + (f"  Demo agent test key: {agent.get('test_key')}\n" if agent.get("test_key") else "")
-        + "  Web, worker and beat are running (one that dies is restarted);"
-        " press Ctrl-C to stop all three.\n",
+        + "  Web, worker, mail worker and beat are running (one that dies is restarted);"
+        " press Ctrl-C to stop them all.\n",
         flush=True,
     )
 

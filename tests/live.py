@@ -4,18 +4,20 @@ webhook receiver, and a private Redis server.
 Loaded from tests/conftest.py (``pytest_plugins = ["tests.live"]``).
 
 ``celery_worker`` starts ``celery -A wardenproject worker --pool threads -B`` in its own
-process group, pointed at the test database (PostgreSQL only: an SQLite test database lives
-in the test process's memory) and at the test process's broker. Tests using it need
+process group (``celery_mail_worker`` a second one, for the mail queue only), pointed at the
+test database (PostgreSQL only: an SQLite test database lives in the test process's memory)
+and at the test process's broker. Tests using it need
 ``transactional_db`` (the worker must see committed rows) and the ``postgres`` and ``live``
 markers (plus ``redis`` if they need Redis). Override the fixtures ``celery_worker_settings``
-(a settings module) and ``celery_worker_env`` (extra environment) in a test module or a
-conftest to tune the worker.
+(a settings module), ``celery_worker_env`` (extra environment) and ``celery_worker_queues``
+(``-Q``) in a test module or a conftest to tune the worker.
 
 ``webhook_receiver`` is a real HTTP server on 127.0.0.1 that records every request and can
 be told, per path, to fail N times, answer a status with headers, or sleep.
 
 ``live_web`` starts the real web server (gunicorn with gunicorn.conf.py) the same way as the
 worker (``live_web_env`` adds to its environment).
+``silent_smtp`` is a mail server that accepts connections and never answers.
 
 ``private_redis`` starts a redis-server of its own on a free port, so a test can kill and
 restart it without touching the Redis other tests share. ``redis_down`` points this
@@ -347,38 +349,51 @@ def _database_url() -> str:
 
 
 class CeleryWorker:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        queues: str | None = None,
+        beat: bool = True,
+        concurrency: str | None = None,
+    ) -> None:
         self.env = env
         self.log_path = log_path
+        self.queues = queues  # None: every declared queue, as a worker started without -Q
+        self.beat = beat
+        self.concurrency = concurrency or env.get("WORKER_CONCURRENCY", "4")
         self.process: subprocess.Popen | None = None
         self._log = None
 
     def start(self) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         offset = self.log_path.stat().st_size
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "wardenproject",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            self.concurrency,
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        ]
+        if self.queues:
+            command += ["-Q", self.queues]
+        if self.beat:
+            command += ["-B", "-s", str(self.log_path.with_suffix(".beat"))]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "wardenproject",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                self.env.get("WORKER_CONCURRENCY", "4"),
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-                "-B",
-                "-s",
-                str(self.log_path.with_suffix(".beat")),
-            ],
+            command,
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
@@ -437,22 +452,37 @@ def celery_worker_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def celery_worker(
-    transactional_db,
-    celery_worker_settings,
-    celery_worker_env,
-    tmp_path,
-) -> Iterator[CeleryWorker]:
+def celery_worker_queues() -> str | None:
+    """The queues ``celery_worker`` consumes (``-Q``); None: every declared queue."""
+    return None
+
+
+def _worker_env(settings_module: str, extra: dict[str, str]) -> dict[str, str]:
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": celery_worker_settings,
+        "DJANGO_SETTINGS_MODULE": settings_module,
         "DATABASE_URL": _database_url(),
         "PYTHONUNBUFFERED": "1",
     }
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
-    env.update(celery_worker_env)
-    worker = CeleryWorker(env, tmp_path / "celery-worker.log")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def celery_worker(
+    transactional_db,
+    celery_worker_settings,
+    celery_worker_env,
+    celery_worker_queues,
+    tmp_path,
+) -> Iterator[CeleryWorker]:
+    worker = CeleryWorker(
+        _worker_env(celery_worker_settings, celery_worker_env),
+        tmp_path / "celery-worker.log",
+        queues=celery_worker_queues,
+    )
     worker.start()
     yield worker
     worker.stop()
@@ -548,3 +578,63 @@ def live_web(transactional_db, live_web_env, tmp_path) -> Iterator[LiveWeb]:
     web.start()
     yield web
     web.stop()
+
+
+@pytest.fixture
+def celery_mail_worker(
+    transactional_db, celery_worker_settings, celery_worker_env, tmp_path
+) -> Iterator[CeleryWorker]:
+    """A second worker that consumes only the mail queue, with 4 threads and no beat, the
+    way ``make run`` starts its mail worker."""
+    worker = CeleryWorker(
+        _worker_env(celery_worker_settings, celery_worker_env),
+        tmp_path / "celery-mail-worker.log",
+        queues="mail",
+        beat=False,
+        concurrency="4",
+    )
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+# --- A mail server that never answers ---------------------------------------------------------
+
+
+class SilentSmtp:
+    """Accepts TCP connections on 127.0.0.1 and never sends a byte: an SMTP client waits for
+    the greeting until its own timeout. Closing it ends every connection it holds."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port = self.listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections.append(sock)
+
+    def connected(self) -> int:
+        with self._lock:
+            return len(self.connections)
+
+    def close(self) -> None:
+        self.listener.close()
+        with self._lock:
+            for sock in self.connections:
+                sock.close()
+
+
+@pytest.fixture
+def silent_smtp() -> Iterator[SilentSmtp]:
+    server = SilentSmtp()
+    yield server
+    server.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -30,14 +31,15 @@ def enqueue_on_commit(task: Any, *args: Any, **kwargs: Any) -> None:
     transaction.on_commit(lambda: enqueue_now(task, *args, **kwargs))
 
 
-def enqueue_now(task: Any, *args: Any, **kwargs: Any) -> bool:
-    """Queue ``task``; False (logged, not raised) if the broker is unreachable, or failed
-    less than ``BROKER_RETRY_SECONDS`` ago."""
+def enqueue_now(task: Any, *args: Any, eta: datetime | None = None, **kwargs: Any) -> bool:
+    """Queue ``task`` (to run at ``eta``, if given); False (logged, not raised) if the broker
+    is unreachable, or failed less than ``BROKER_RETRY_SECONDS`` ago."""
     broker = str(task.app.conf.broker_url)
     if _broker_down_until.get(broker, 0.0) > time.monotonic():
         return False
+    options = {"eta": eta} if eta is not None else {}
     try:
-        task.apply_async(args=args, kwargs=kwargs, retry=False)
+        task.apply_async(args=args, kwargs=kwargs, retry=False, **options)
     except Exception as exc:  # the sweeper will pick the work up
         with _broker_lock:
             _broker_down_until[broker] = time.monotonic() + BROKER_RETRY_SECONDS

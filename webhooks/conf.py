@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from django.conf import settings
 
-# Delay before attempt n (first attempt immediately): ~10 attempts over ~3.7 days.
-DEFAULT_RETRY_SCHEDULE = [0, 5, 300, 1800, 7200, 18000, 36000, 86400, 86400, 86400]
+# Delay before attempt n, in seconds (the first attempt goes at once): doubling from 5 s to
+# 2 h 50 min, then every 6 h until ~3 days after the event, 24 attempts (docs/API.md). A
+# receiver that was down for a while gets its events about that long after it is back: a
+# 60 s outage costs about a minute (attempts at 0, 5, 15, 35, 75 s), not minutes.
+DEFAULT_RETRY_SCHEDULE = [0] + [5 * 2**n for n in range(12)] + [6 * 3600] * 11
 
 
 def _get(name: str, default):
@@ -34,6 +37,12 @@ def max_in_flight() -> int:
 
 def sweep_seconds() -> float:
     return float(_get("WARDEN_WEBHOOKS_SWEEP_SECONDS", 5))
+
+
+def wake_ahead_seconds() -> float:
+    """How far ahead a retry's wake-up is queued (a Celery eta waiting in a worker): two
+    sweeps, so a sweep that comes late still queues it before it is due."""
+    return 2 * sweep_seconds()
 
 
 def requeue_after_seconds() -> float:

@@ -2,8 +2,11 @@
 
 PostgreSQL is the truth and the broker only a wake-up. A worker sends a delivery only after
 winning a conditional UPDATE that sets ``leased_until``; the next attempt time lives in the
-row; ``deliveries_sweep`` re-queues whatever is due and has no live wake-up or lease. So a
-lost task, a broker outage or a killed worker delays a delivery but never loses it.
+row. A retry gets a wake-up for its due time (a Celery ``eta``, at most
+``conf.wake_ahead_seconds()`` ahead, so no task waits long in a worker): queued by the failed
+attempt if it is due that soon, otherwise by ``deliveries_sweep``, which also re-queues
+whatever is due and has no live wake-up or lease. So a lost task, a broker outage or a killed
+worker delays a delivery but never loses it.
 
 Per-endpoint isolation: a worker may only lease deliveries of an endpoint while it holds one
 of that endpoint's ``WARDEN_WEBHOOKS_MAX_IN_FLIGHT`` slots. On PostgreSQL a slot is a
@@ -23,15 +26,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from accounts.models import Membership
-from accounts.permissions import Capability, roles_with
 from wardenproject.db import insert_statement, row_insert
+from wardenproject.tasks import enqueue_now
 from webhooks import conf, delivery, wakeups
 from webhooks.crypto import SecretUnreadable
 from webhooks.formats import build_request, format_sends
@@ -40,6 +41,7 @@ from webhooks.services import (
     delivery_wake_queue,
     endpoint_set_enabled,
     endpoint_signing_secrets,
+    endpoint_wake_at,
 )
 
 logger = logging.getLogger(__name__)
@@ -225,29 +227,11 @@ def _next_delay(attempt_count: int, result: delivery.SendResult) -> float | None
     return base * random.uniform(1 - jitter, 1 + jitter)
 
 
-def _notify_disabled(endpoint: Endpoint) -> None:
-    emails = list(
-        Membership.objects.filter(
-            organization_id=endpoint.organization_id,
-            role__in=roles_with(Capability.MANAGE_WEBHOOKS),
-        ).values_list("user__email", flat=True)
-    )
-    if not emails:
-        return
-    link = f"{settings.WARDEN_BASE_URL}/webhooks/{endpoint.public_id}/"
-    send_mail(
-        subject=f"Warden disabled your webhook endpoint {endpoint.url}",
-        message=(
-            f"Deliveries to {endpoint.url} have failed continuously since "
-            f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC, so Warden disabled the endpoint.\n"
-            f"Reason: {endpoint.disabled_reason}\n\n"
-            f"Fix the receiver, enable the endpoint again and recover the failed deliveries:\n"
-            f"{link}\n"
-        ),
-        from_email=None,
-        recipient_list=emails,
-        fail_silently=True,
-    )
+def _notify_disabled_on_commit(endpoint: Endpoint) -> None:
+    """The email goes from the mail queue: a slow mail server must not hold this worker."""
+    from webhooks.tasks import notify_disabled
+
+    transaction.on_commit(lambda: enqueue_now(notify_disabled, endpoint.pk))
 
 
 def _endpoint_record_outcome(endpoint: Endpoint, result: delivery.SendResult) -> None:
@@ -272,7 +256,7 @@ def _endpoint_record_outcome(endpoint: Endpoint, result: delivery.SendResult) ->
             enabled=False,
             reason=f"Every delivery failed for {failing_for / 86400:.0f} days.",
         )
-        transaction.on_commit(lambda: _notify_disabled(endpoint))
+        _notify_disabled_on_commit(endpoint)
 
 
 def _delivery_keys(delivery_public_id: str) -> tuple[int, int] | None:
@@ -347,6 +331,12 @@ def _attempt_leased(leased: Leased) -> Attempt:
         error=result.error,
     )
     update = _delivery_state_after(attempt.number, result)
+    due = update["next_attempt_at"]
+    wake = due is not None and (due - timezone.now()).total_seconds() <= conf.wake_ahead_seconds()
+    if wake:
+        # A retry due soon gets a wake-up of its own for its due time (queued_at tells the
+        # sweeper so); later ones are queued by the sweeper once they come this near.
+        update["queued_at"] = due
     if result.ok and not endpoint.failing_since:
         # The common case, in one statement and one commit: nothing about the endpoint changes.
         _attempt_record(leased.lease, attempt, update)
@@ -355,6 +345,8 @@ def _attempt_leased(leased: Leased) -> Attempt:
             _attempt_record(leased.lease, attempt, update)
             if endpoint.enabled and not unsendable:
                 _endpoint_record_outcome(endpoint, result)
+    if wake:
+        transaction.on_commit(lambda: endpoint_wake_at(endpoint_pk=endpoint.pk, due=due))
     return attempt
 
 
@@ -367,6 +359,7 @@ def _delivery_state_after(attempt_count: int, result: delivery.SendResult) -> di
         "status": Delivery.Status.PENDING.value,
         "completed_at": None,
         "next_attempt_at": None,  # None keeps the column as it is
+        "queued_at": None,  # likewise
     }
     if result.ok:
         update |= {"status": Delivery.Status.SUCCEEDED.value, "completed_at": finished}
@@ -386,7 +379,8 @@ WITH attempt AS (INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNI
 delivery AS (
   UPDATE webhooks_delivery SET
     attempt_count = %s, leased_until = NULL, last_status_code = %s, last_error = %s,
-    status = %s, completed_at = %s, next_attempt_at = COALESCE(%s, next_attempt_at)
+    status = %s, completed_at = %s, next_attempt_at = COALESCE(%s, next_attempt_at),
+    queued_at = COALESCE(%s, queued_at)
   WHERE id = %s AND leased_until = %s
 )
 SELECT {pk} FROM attempt
@@ -395,7 +389,8 @@ SELECT {pk} FROM attempt
 
 def _attempt_record(lease: Lease, attempt: Attempt, update: dict) -> None:
     if connection.vendor != "postgresql":  # no data-modifying WITH: two statements
-        changes = {k: v for k, v in update.items() if k != "next_attempt_at" or v is not None}
+        keep = ("next_attempt_at", "queued_at")  # None keeps the column as it is
+        changes = {k: v for k, v in update.items() if k not in keep or v is not None}
         with transaction.atomic():
             row_insert(attempt)
             Delivery.objects.filter(pk=lease.delivery_id, leased_until=lease.token).update(
@@ -417,6 +412,7 @@ def _attempt_record(lease: Lease, attempt: Attempt, update: dict) -> None:
         update["status"],
         update["completed_at"],
         update["next_attempt_at"],
+        update["queued_at"],
         lease.delivery_id,
         lease.token,
     ]
@@ -475,21 +471,32 @@ def delivery_wake(*, delivery_public_id: str) -> int:
     return endpoint_drain(endpoint_pk=row[1], first=row[0])
 
 
-def deliveries_sweep(*, batch: int = 1000) -> list[str]:
-    """Due, unleased deliveries with no live wake-up: mark them queued and return their ids."""
+def deliveries_sweep(*, batch: int = 1000) -> list[tuple[int, datetime]]:
+    """Deliveries due now or within the look-ahead, unleased, with no wake-up queued for
+    their due time: mark them queued and return the wake-ups to queue, (endpoint pk, time),
+    one per endpoint and time (a woken drain sends every due delivery of its endpoint)."""
     now = timezone.now()
     stale = now - timedelta(seconds=conf.requeue_after_seconds())
+    ahead = now + timedelta(seconds=conf.wake_ahead_seconds())
     with transaction.atomic():
-        ids = list(
-            Delivery.objects.filter(_due(now))
+        rows = list(
+            Delivery.objects.filter(
+                status=Delivery.Status.PENDING,
+                next_attempt_at__lte=ahead,
+            )
+            .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
             .filter(
                 Q(queued_at__isnull=True)
                 | Q(queued_at__lt=stale)
                 | Q(queued_at__lt=F("next_attempt_at"))
             )
             .order_by("next_attempt_at")
-            .values_list("public_id", flat=True)[:batch]
+            .values_list("pk", "endpoint_id", "next_attempt_at")[:batch]
         )
-        if ids:
-            Delivery.objects.filter(public_id__in=ids).update(queued_at=now)
-    return ids
+        if rows:
+            # A wake-up is queued for the due time (or now, for one already due): the
+            # sweeper looks again only if it is still undelivered REQUEUE_AFTER after that.
+            Delivery.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+                queued_at=Greatest(F("next_attempt_at"), Value(now))
+            )
+    return sorted({(endpoint, wakeups.wake_time(max(due, now))) for _, endpoint, due in rows})

@@ -348,6 +348,21 @@ def delivery_wake_queue(item: Delivery) -> None:
         wakeups.wake_release(item.endpoint_id)
 
 
+def endpoint_wake_at(*, endpoint_pk: int, due: datetime) -> bool:
+    """Queue a drain of the endpoint for when ``due`` comes (a retry), unless one is queued
+    for the same half-second (webhooks/wakeups.py). False if the broker is unreachable."""
+    from wardenproject.tasks import enqueue_now
+    from webhooks.tasks import drain
+
+    at = wakeups.wake_time(due)
+    if not wakeups.wake_at_claim(endpoint_pk, at):
+        return True
+    if enqueue_now(drain, endpoint_pk, eta=at):
+        return True
+    wakeups.wake_at_release(endpoint_pk, at)
+    return False
+
+
 def test_event_data(endpoint: Endpoint) -> dict[str, Any]:
     now = timezone.now().isoformat()
     return {

@@ -223,7 +223,12 @@ def test_gunicorn_opens_its_control_socket_where_gunicorn_control_socket_says(tm
         stop_gunicorn(process)
 
 
-UNITS = ("warden-web.service", "warden-worker.service", "warden-beat.service")
+UNITS = (
+    "warden-web.service",
+    "warden-worker.service",
+    "warden-mail-worker.service",
+    "warden-beat.service",
+)
 
 
 def unit_settings(unit: str) -> list[str]:

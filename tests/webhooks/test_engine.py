@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.core import mail
@@ -129,9 +129,15 @@ def test_refused_address_fails_at_once_without_retry(
     assert webhook_receiver.received() == []
 
 
-def test_endpoint_failing_for_five_days_is_disabled_and_admins_are_emailed(
-    org_a, make_endpoint, webhook_receiver, django_capture_on_commit_callbacks
+def test_endpoint_failing_for_five_days_is_disabled_and_admins_are_emailed_from_the_mail_queue(
+    org_a, make_endpoint, webhook_receiver, django_capture_on_commit_callbacks, monkeypatch
 ):
+    from webhooks.tasks import notify_disabled
+
+    queued = []
+    monkeypatch.setattr(
+        notify_disabled, "apply_async", lambda args, kwargs, **options: queued.append(args)
+    )
     endpoint = make_endpoint(webhook_receiver.url()).endpoint
     Endpoint.objects.filter(pk=endpoint.pk).update(
         failing_since=timezone.now() - timedelta(days=5, minutes=1)
@@ -142,7 +148,11 @@ def test_endpoint_failing_for_five_days_is_disabled_and_admins_are_emailed(
         dispatch.delivery_attempt(delivery_public_id=delivery.public_id)
     endpoint.refresh_from_db()
     assert not endpoint.enabled
+    assert mail.outbox == []  # the delivering worker does not talk to the mail server
+    assert queued == [(endpoint.pk,)]
+    notify_disabled(*queued[0])
     assert [m.to for m in mail.outbox] == [["alice@example.com"]]
+    assert endpoint.url in mail.outbox[0].subject
 
 
 def test_success_clears_the_failing_since_mark(org_a, make_endpoint, webhook_receiver):
@@ -289,20 +299,118 @@ def test_sweeper_picks_due_deliveries_whose_wake_up_is_stale(
     settings, org_a, make_endpoint, webhook_receiver
 ):
     settings.WARDEN_WEBHOOKS_REQUEUE_AFTER = 30
-    make_endpoint(webhook_receiver.url())
+    endpoint = make_endpoint(webhook_receiver.url()).endpoint
     fresh = only_delivery(emit(org_a))
     lost = only_delivery(emit(org_a))
     Delivery.objects.filter(pk=lost.pk).update(queued_at=timezone.now() - timedelta(minutes=1))
-    assert dispatch.deliveries_sweep() == [lost.public_id]
-    assert fresh.public_id not in dispatch.deliveries_sweep()
+    before = Delivery.objects.get(pk=fresh.pk).queued_at
+    assert [woken for woken, _ in dispatch.deliveries_sweep()] == [endpoint.pk]
+    assert Delivery.objects.get(pk=fresh.pk).queued_at == before
+    assert Delivery.objects.get(pk=lost.pk).queued_at > timezone.now() - timedelta(seconds=5)
+    assert dispatch.deliveries_sweep() == []
 
 
-def test_sweeper_picks_a_retry_as_soon_as_it_is_due(org_a, make_endpoint, webhook_receiver):
+@pytest.fixture
+def queued_wakes(monkeypatch) -> list[tuple[int, datetime | None]]:
+    """Wake-ups for a time queued (endpoint pk, eta), instead of sent to the broker."""
+    from webhooks.tasks import drain
+
+    calls: list[tuple[int, datetime | None]] = []
+    monkeypatch.setattr(
+        drain,
+        "apply_async",
+        lambda args, kwargs=None, **options: calls.append((args[0], options.get("eta"))),
+    )
+    return calls
+
+
+def test_a_retry_after_of_2_seconds_is_queued_for_its_due_time_not_the_next_sweep(
+    settings, org_a, make_endpoint, webhook_receiver, queued_wakes,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    settings.WARDEN_WEBHOOKS_RETRY_SCHEDULE = [0, 300, 300]
+    make_endpoint(webhook_receiver.url())
+    webhook_receiver.then(Answer(status=503, headers={"Retry-After": "2"}))
+    delivery = only_delivery(emit(org_a))
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch.delivery_attempt(delivery_public_id=delivery.public_id)
+    delivery.refresh_from_db()
+    attempt = delivery.attempts.get()
+    wait = (delivery.next_attempt_at - attempt.created_at).total_seconds()
+    assert 2 <= wait - attempt.duration_ms / 1000 <= 3  # 2 s after the answer
+    ((woken, eta),) = queued_wakes
+    assert woken == delivery.endpoint_id
+    assert delivery.next_attempt_at <= eta <= delivery.next_attempt_at + timedelta(seconds=0.5)
+    assert delivery.queued_at == delivery.next_attempt_at  # the sweeper leaves it alone
+    assert dispatch.deliveries_sweep() == []
+
+
+def test_a_failed_attempt_queues_its_retry_for_the_scheduled_time(
+    settings, org_a, make_endpoint, webhook_receiver, queued_wakes,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    settings.WARDEN_WEBHOOKS_RETRY_SCHEDULE = [0, 5, 300]
     make_endpoint(webhook_receiver.url())
     webhook_receiver.fail_times(1)
     delivery = only_delivery(emit(org_a))
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch.delivery_attempt(delivery_public_id=delivery.public_id)
+    delivery.refresh_from_db()
+    ((woken, eta),) = queued_wakes
+    assert woken == delivery.endpoint_id
+    assert delivery.next_attempt_at <= eta <= delivery.next_attempt_at + timedelta(seconds=0.5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retrys_wake_up_is_queued_only_once_the_failed_attempt_is_committed(
+    settings, org_a, make_endpoint, webhook_receiver, monkeypatch
+):
+    from webhooks.tasks import drain
+
+    settings.WARDEN_WEBHOOKS_RETRY_SCHEDULE = [0, 1, 300]
+    make_endpoint(webhook_receiver.url())
+    webhook_receiver.fail_times(1)
+    delivery = only_delivery(emit(org_a))
+    seen = []
+
+    def queue(args, kwargs=None, **options):  # what a worker woken now would find
+        row = Delivery.objects.values("attempt_count", "leased_until").get(pk=delivery.pk)
+        seen.append(row)
+
+    monkeypatch.setattr(drain, "apply_async", queue)
     dispatch.delivery_attempt(delivery_public_id=delivery.public_id)
-    assert dispatch.deliveries_sweep() == [delivery.public_id]
+    assert seen == [{"attempt_count": 1, "leased_until": None}]
+
+
+def test_a_retry_due_later_is_queued_by_the_sweeper_for_its_due_time_once_it_is_near(
+    settings, org_a, make_endpoint, webhook_receiver, queued_wakes,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    settings.WARDEN_WEBHOOKS_RETRY_SCHEDULE = [0, 300, 300]
+    make_endpoint(webhook_receiver.url())
+    webhook_receiver.fail_times(1)
+    delivery = only_delivery(emit(org_a))
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch.delivery_attempt(delivery_public_id=delivery.public_id)
+    assert queued_wakes == []  # five minutes out: no task waits that long in a worker
+    assert dispatch.deliveries_sweep() == []
+    soon = timezone.now() + timedelta(seconds=8)  # within the look-ahead (two 5 s sweeps)
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=soon)
+    ((woken, eta),) = dispatch.deliveries_sweep()
+    assert woken == delivery.endpoint_id
+    assert soon <= eta <= soon + timedelta(seconds=0.5)
+    assert dispatch.deliveries_sweep() == []  # queued once
+
+
+def test_the_sweeper_wakes_each_endpoint_once_for_its_due_deliveries(
+    org_a, make_endpoint, webhook_receiver
+):
+    endpoint = make_endpoint(webhook_receiver.url()).endpoint
+    lost = [only_delivery(emit(org_a)) for _ in range(3)]
+    Delivery.objects.filter(pk__in=[d.pk for d in lost]).update(queued_at=None)
+    ((woken, eta),) = dispatch.deliveries_sweep()
+    assert woken == endpoint.pk
+    assert eta <= timezone.now() + timedelta(seconds=0.5)
 
 
 def test_sweeper_skips_leased_deliveries_until_the_lease_expires(
@@ -316,7 +424,7 @@ def test_sweeper_skips_leased_deliveries_until_the_lease_expires(
     Delivery.objects.filter(pk=delivery.pk).update(
         leased_until=timezone.now() - timedelta(seconds=1)
     )
-    assert dispatch.deliveries_sweep() == [delivery.public_id]
+    assert [woken for woken, _ in dispatch.deliveries_sweep()] == [delivery.endpoint_id]
 
 
 def test_after_rotation_standard_deliveries_verify_with_old_and_new_secret(

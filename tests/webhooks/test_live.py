@@ -91,7 +91,7 @@ def test_agentwarden_delivery_through_the_worker_carries_a_valid_signature(
 
 
 @pytest.mark.redis
-def test_receiver_failing_twice_gets_the_event_on_the_third_attempt_via_the_sweeper(
+def test_receiver_failing_twice_gets_the_event_on_the_third_attempt(
     celery_worker, org_a, make_endpoint, webhook_receiver
 ):
     make_endpoint(webhook_receiver.url())

@@ -210,6 +210,20 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Periodic tasks; each app adds its own entries in its AppConfig.ready().
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# --- Task queues -----------------------------------------------------------------------------
+# Mail (and any other third-party call) runs on a queue of its own, consumed by workers of
+# its own (`-Q mail`), so a slow mail server never delays a webhook delivery or an expiry on
+# the default queue (`-Q celery`). A worker started without -Q consumes both.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = {
+    "celery": {"exchange": "celery", "routing_key": "celery"},
+    "mail": {"exchange": "mail", "routing_key": "mail"},
+}
+CELERY_TASK_ROUTES = {
+    "approvals.notify": {"queue": "mail"},
+    "webhooks.notify_disabled": {"queue": "mail"},
+}
+
 # --- Auth and accounts -----------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [

@@ -1,0 +1,314 @@
+"""Checks while reviewers decide: allowed-check latency during a burst of decisions.
+
+    REDIS_URL=redis://127.0.0.1:6379/3 \\
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/warden_h_locks_bench \\
+    .venv/bin/python bench/decision_burst.py [--rate 200] [--seconds 10] [--decisions 300]
+
+The database is dropped and created afresh. gunicorn as in check_load.py (4 workers x 8
+threads) and one Celery worker (both queues, 4 threads) on PostgreSQL and Redis. Seeds two
+organisations on the same plan (Enterprise: no rate limit), each with the check benchmark's
+agent (20 rules; a refund of 42 is allowed, one over 100 is held) and an approver key; holds
+``--decisions`` calls in organisation A and enough in organisation B through the check API.
+
+Phase 1: allowed checks of A, open loop at ``--rate`` for ``--seconds`` (bench/paced.py:
+latency counts from each request's due time), and one decision in B every 250 ms.
+Phase 2: the same, and 2 s in, a burst: A's held calls approved through the API by 16 client
+threads (``--clients``) as fast as the server answers (or at ``--decision-rate``). Reports
+the checks' p50/p99 over the requests due during the burst, against phase 1's, and B's
+decision latency in both phases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_load import BODY, PYTHON, env
+from paced import paced_load
+from servers import database_prepare, free_port, start_gunicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/warden_h_locks_bench"
+)
+HELD_BODY = '{"action": "stripe.refund", "arguments": {"amount": 150, "customer": "c"}}'
+
+SEED = """
+import json
+from accounts.models import Organization, Plan
+from agents import services
+plan = Plan.objects.get(slug="enterprise")
+keys = {}
+for name in ("A", "B"):
+    org = Organization.objects.create(name=f"Decisions {name}", plan=plan)
+    agent = services.agent_create(organization=org, actor=None, name="bench-bot")
+    services.rule_create(organization=org, agent=agent, actor=None, data={
+        "name": "refund limit", "action": "stripe.refund", "effect": "requires_approval",
+        "max_amount": 100})
+    for i in range(19):
+        services.rule_create(organization=org, agent=agent, actor=None, data={
+            "name": f"rule {i}", "action": f"tool{i}.*", "effect": "block",
+            "when": [{"field": "customer.tier", "op": "ne", "value": "vip"}]})
+    _, agent_key = services.api_key_create(organization=org, kind="agent", agent=agent,
+                                           environment="live", actor=None)
+    _, approver_key = services.api_key_create(organization=org, kind="approver", actor=None)
+    keys[name] = {"agent": agent_key, "approver": approver_key}
+print("SEED=" + json.dumps(keys))
+"""
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))] if values else 0
+
+
+class Client:
+    """One keep-alive HTTP connection to the server."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.headers = {"Content-Type": "application/json", "X-API-Key": key}
+
+    def post(self, path: str, body: str = "{}") -> tuple[int, dict]:
+        self.connection.request("POST", path, body=body, headers=self.headers)
+        response = self.connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+
+
+def hold(port: int, key: str, count: int) -> list[str]:
+    client = Client(port, key)
+    ids = []
+    for _ in range(count):
+        status, body = client.post("/api/v1/check", HELD_BODY)
+        assert status == 200 and body["decision"] == "requires_approval", body
+        ids.append(body["action_id"])
+    return ids
+
+
+def approve(port: int, key: str, action_id: str, client: Client | None = None) -> float:
+    """Approve one held call; the answer's latency in ms."""
+    client = client or Client(port, key)
+    started = time.perf_counter()
+    status, body = client.post(f"/api/v1/actions/{action_id}/approve")
+    elapsed = (time.perf_counter() - started) * 1000
+    assert status == 200, (status, body)
+    return elapsed
+
+
+def decide_every(port: int, key: str, ids: list[str], interval: float, out: list[float]) -> None:
+    client = Client(port, key)
+    next_at = time.perf_counter()
+    for action_id in ids:
+        if (delay := next_at - time.perf_counter()) > 0:
+            time.sleep(delay)
+        out.append(approve(port, key, action_id, client))
+        next_at += interval
+
+
+def burst(
+    port: int, key: str, ids: list[str], clients: int, rate: float, window: list[float]
+) -> None:
+    """Approve ``ids`` from ``clients`` threads, as fast as answered or at most ``rate`` per
+    second (0: no limit); window = [start, end]."""
+    pending = list(ids)
+    lock = threading.Lock()
+    start = time.perf_counter()
+    sent = 0
+
+    def run() -> None:
+        nonlocal sent
+        client = Client(port, key)
+        while True:
+            with lock:
+                if not pending:
+                    return
+                action_id = pending.pop()
+                due = start + sent / rate if rate else 0.0
+                sent += 1
+            if (delay := due - time.perf_counter()) > 0:
+                time.sleep(delay)
+            approve(port, key, action_id, client)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    window.append(time.perf_counter())
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    window.append(time.perf_counter())
+
+
+class LockWaits:
+    """Samples, every 20 ms, how many backends of the database wait for a lock."""
+
+    SQL = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        name = DATABASE_URL.rsplit("/", 1)[1]
+        with subprocess.Popen(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", name, "-tAq"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        ) as psql:  # fmt: skip
+            while not self._stop.is_set():
+                psql.stdin.write(self.SQL + ";\n")
+                self.samples.append(int(psql.stdout.readline()))
+                time.sleep(0.02)
+            psql.stdin.close()
+
+    def __enter__(self) -> LockWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> str:
+        waiting = sum(1 for n in self.samples if n)
+        return (
+            f"{waiting} of {len(self.samples)} samples ({waiting / max(len(self.samples), 1):.0%})"
+            f", at most {max(self.samples, default=0)} backends"
+        )
+
+
+def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -> dict:
+    b_latencies: list[float] = []
+    b_thread = threading.Thread(
+        target=decide_every, args=(port, keys["B"]["approver"], b_ids, 0.25, b_latencies)
+    )
+    window: list[float] = []
+    burster = threading.Thread(
+        target=burst,
+        args=(port, keys["A"]["approver"], burst_ids, args.clients, args.decision_rate, window),
+    )
+    timer = threading.Timer(4.0, burster.start)  # paced warms up 2 s; the burst starts 2 s in
+    headers = {"Content-Type": "application/json", "X-API-Key": keys["A"]["agent"]}
+    b_thread.start()
+    if burst_ids:
+        timer.start()
+    with LockWaits() as waits:
+        paced = paced_load(
+            "127.0.0.1", port, "/api/v1/check", BODY.encode(), headers,
+            rate=args.rate, seconds=args.seconds,
+        )  # fmt: skip
+        if burst_ids:
+            timer.join()
+            burster.join()
+    b_thread.join()
+    since, until = (window[0], window[1]) if window else (0.0, float("inf"))
+    return {
+        "paced": paced,
+        "p50": paced.percentile(50, since, until),
+        "p99": paced.percentile(99, since, until),
+        "n": sum(since <= due < until for due in paced.dues),
+        "burst_s": (until - since) if window else 0.0,
+        "b": b_latencies,
+        "waits": waits.summary(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=200.0, help="allowed checks per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured, per phase")
+    parser.add_argument("--decisions", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=16, help="concurrent deciding clients")
+    parser.add_argument(
+        "--decision-rate", type=float, default=0.0, help="decisions/s in the burst (0: no limit)"
+    )
+    args = parser.parse_args()
+    os.environ["DATABASE_URL"] = DATABASE_URL
+    if not os.environ.get("REDIS_URL"):
+        raise SystemExit("set REDIS_URL=redis://... (Celery broker, cache)")
+    database_prepare(DATABASE_URL, fresh=True)
+    server_env = env() | {"DATABASE_URL": DATABASE_URL}
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT, env=server_env, check=True,
+    )  # fmt: skip
+    seeded = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", SEED],
+        cwd=ROOT, env=server_env, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    keys = json.loads(re.search(r"SEED=(.*)", seeded).group(1))
+    purge = [PYTHON, "-m", "celery", "-A", "wardenproject", "purge", "-f", "-Q", "celery,mail"]
+    # Tasks left in the bench's broker by an earlier run would run against this run's rows.
+    subprocess.run(purge, cwd=ROOT, env=server_env, check=True, capture_output=True)
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="decision-bench-")) / "worker.log"
+    worker = subprocess.Popen(
+        [PYTHON, "-m", "celery", "-A", "wardenproject", "worker", "-Q", "celery,mail",
+         "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "bench@%h"],
+        cwd=ROOT, env=server_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    server = start_gunicorn(port=port, workers=4, threads=8, env=server_env)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        a_ids = hold(port, keys["A"]["agent"], args.decisions)
+        n_b = int((args.seconds + 2) / 0.25)  # one B decision every 250 ms in each phase
+        b_ids = hold(port, keys["B"]["agent"], 2 * n_b)
+        quiet = phase(port, keys, args, [], b_ids[:n_b])
+        busy = phase(port, keys, args, a_ids, b_ids[n_b : 2 * n_b])
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        os.killpg(worker.pid, 15)
+        worker.wait(30)
+        subprocess.run(purge, cwd=ROOT, env=server_env, check=True, capture_output=True)
+    print("| figure | no decisions | during the burst |")
+    print("|---|---|---|")
+    print(
+        f"| allowed checks at {args.rate:.0f}/s, p50 / p99 | {quiet['p50']:.1f} / "
+        f"{quiet['p99']:.1f} ms ({quiet['n']} checks) | {busy['p50']:.1f} / {busy['p99']:.1f} ms "
+        f"({busy['n']} checks due during the burst) |"
+    )
+    print(
+        f"| decisions in organisation B (same plan), p50 / max | "
+        f"{statistics.median(quiet['b']):.1f} / {max(quiet['b']):.1f} ms ({len(quiet['b'])}) | "
+        f"{statistics.median(busy['b']):.1f} / {max(busy['b']):.1f} ms ({len(busy['b'])}) |"
+    )
+    print(
+        f"| burst | - | {args.decisions} approvals by {args.clients} clients in "
+        f"{busy['burst_s']:.1f} s "
+        f"({args.decisions / busy['burst_s']:.0f}/s) |"
+    )
+    print(f"| backends waiting for a lock (every 20 ms) | {quiet['waits']} | {busy['waits']} |")
+    errors = quiet["paced"].errors + busy["paced"].errors
+    print(f"\ncheck errors: {errors}; p99 ratio busy / quiet: {busy['p99'] / quiet['p99']:.2f}")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; gunicorn 4 x 8 threads, one Celery worker (4 threads)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
