@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -114,25 +113,23 @@ def check_perform(
         principal.organization, action, arguments, principal.environment, session_id, metadata
     )
     record = _Record(principal, agent_rt, call, source, idempotency_key, request_hash, started)
-    budgets = agent_rt.policy.budgets(call)
     try:
-        # With running totals, the budgets are locked and read, decided on, and spent with
-        # the call's audit row in one transaction: racing checks reserve exactly what fits.
-        with (
-            limits.budgets_reserved(
-                organization_id=principal.organization.pk,
-                agent_id=agent_rt.agent.pk,
-                environment=call.environment,
-                budgets=budgets,
-                rule_pks=agent_rt.rule_pks,
-                now=call.at,
-            )
-            if budgets
-            else nullcontext()
-        ) as reservation:
-            totals = reservation.totals if reservation is not None else None
-            decision = plan_gate(agent_rt.policy.evaluate(call, totals), agent_rt.plan)
-            expires_at = record.write(decision, reservation)
+        # With running totals, a decision is taken on the budgets' totals and an allowed call
+        # spends them with its audit row, atomically; if racing checks spent them meanwhile,
+        # the call is decided again on the new totals (so exactly what fits is allowed).
+        for reservation in limits.reservations(
+            organization_id=principal.organization.pk,
+            agent_id=agent_rt.agent.pk,
+            environment=call.environment,
+            budgets=agent_rt.policy.budgets(call),
+            rule_pks=agent_rt.rule_pks,
+            now=call.at,
+        ):
+            with reservation:
+                decision = plan_gate(
+                    agent_rt.policy.evaluate(call, reservation.totals), agent_rt.plan
+                )
+                expires_at = record.write(decision, reservation)
     except IntegrityError:  # a concurrent request with the same Idempotency-Key won
         replay = _replay(agent_rt, idempotency_key, request_hash) if idempotency_key else None
         if replay is None:
@@ -186,15 +183,13 @@ class _Record:
         self.started = started
         self.entry: AuditEntry
 
-    def write(self, decision: Decision, reservation: limits.Reservation | None) -> datetime | None:
+    def write(self, decision: Decision, reservation: limits.Reservation) -> datetime | None:
         """Insert the audit row (and the approval request); an allowed call spends its
         budgets with it. Returns the approval's deadline when the call is held."""
         self.entry = entry = self._entry(decision, reservation)
-        if reservation is not None:
-            if decision.decision == ALLOW:
-                reservation.spend_with(entry)  # the row and the counters, atomically
-                return None
-            reservation.release()  # blocked or held: nothing is spent
+        if reservation.held and decision.decision == ALLOW:
+            reservation.spend_with(entry)  # the row and the counters, atomically
+            return None
         if decision.decision == REQUIRES_APPROVAL:
             from approvals.services import approval_request_create
 
@@ -217,7 +212,7 @@ class _Record:
         audit_entry_commit(entry)
         return None
 
-    def _entry(self, decision: Decision, reservation: limits.Reservation | None) -> AuditEntry:
+    def _entry(self, decision: Decision, reservation: limits.Reservation) -> AuditEntry:
         call, principal, agent = self.call, self.principal, self.agent_rt.agent
         rule = decision.rule
         data: dict[str, Any] = {}
@@ -227,7 +222,7 @@ class _Record:
             data["request_hash"] = self.request_hash
         if decision.message:
             data["message"] = decision.message
-        if reservation is not None and decision.decision == REQUIRES_APPROVAL:
+        if reservation.held and decision.decision == REQUIRES_APPROVAL:
             data["budgets"] = reservation.record()  # spent if the call is approved
         entry = instance_new(
             AuditEntry,

@@ -7,22 +7,26 @@ row holding up to 61 buckets of ``per / 60`` seconds, so a check's cost does not
 the history behind it, and a window's total is exact to one bucket (it may include calls up
 to ``per / 60`` older than the window: the conservative side).
 
-A check with budgets (``CompiledPolicy.budgets``) runs ``budgets_reserved``:
+A check with budgets (``CompiledPolicy.budgets``) decides inside a ``Reservation``
+(``reservations`` hands them out):
 
-1. one statement creates the missing counters and locks all of them, in key order
-   (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``), so racing checks queue on the
-   counter and never deadlock; the window totals are read from the returned buckets;
+1. the budgets' counters are read (created if missing) and their window totals computed;
 2. the policy decides with those totals;
-3. an allowed call's audit row is inserted and the call added to every counter
-   (``Reservation.spend_with``) and the transaction commits; a blocked or held call lets
-   the budgets go (``release``) and is recorded as any other. Nothing is counted that was
-   not recorded, nothing recorded is missing from the count, and N racing checks for the
-   last slots of a budget allow exactly as many as fit.
+3. an allowed call's audit row is inserted and the call added to every counter, atomically
+   (``Reservation.spend_with``); a blocked or held call spends nothing and is recorded as
+   any other. Nothing is counted that was not recorded, nothing recorded is missing from
+   the count, and N racing checks for the last slots of a budget allow exactly as many as
+   fit.
 
-On PostgreSQL outside a caller's transaction (the check endpoints), that transaction is two
-round trips, each one simple query of several statements (``BEGIN; lock`` and ``update;
-insert; COMMIT``): the budgets are locked for two round trips instead of five, which is
-what one budget that every call spends can sustain (docs/PERFORMANCE.md).
+On PostgreSQL outside a caller's transaction (the check endpoints) the read takes no lock:
+the spend is one statement that locks the counters still at the versions read (in key
+order), and only if all of them are, updates them and inserts the audit row; otherwise it
+changes nothing and the check decides again on fresh totals. After three such races (a
+budget that every call spends) it waits for the counters' row locks instead, as everywhere
+else: a ``transaction.atomic()`` that creates and locks them (``INSERT ... ON CONFLICT DO
+UPDATE``, key order, so racing checks queue and cannot deadlock) and holds them until it
+commits. So a check with budgets costs two statements where one without costs one
+(docs/PERFORMANCE.md).
 
 A held call's budgets are kept on its audit row (``data["budgets"]``) and spent when it is
 approved (``budgets_spend_approved``), in the bucket of the time it was requested.
@@ -38,13 +42,12 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -111,25 +114,75 @@ class _Held:
     budget: Budget
     key: str
     buckets: dict[str, list[Any]]
+    version: int = 0
+
+
+class _Conflict(Exception):
+    """A budget changed between reading it and spending it: decide again."""
 
 
 class Reservation:
-    """The locked budgets of one check, until it spends them (allowed) or lets them go.
+    """The budgets of one check, read, until the check spends them (allowed) or lets them go.
 
-    PostgreSQL, outside any transaction (the check endpoints): the transaction is run by
-    hand on a server-binding cursor (``wardenproject.db.server_cursor``: values sent apart
-    from the statements, which become prepared statements), as ``BEGIN``, the lock, one
-    statement that updates the counters and inserts the audit row, and ``COMMIT``. Elsewhere
-    (SQLite, or inside a caller's transaction): a ``transaction.atomic()``.
+    Optimistic on PostgreSQL outside a caller's transaction (the check endpoints): the
+    counters are read without a lock, and an allowed call is spent with one statement that
+    checks every counter is still at the version it read (locking them, in key order),
+    updates them and inserts the audit row, or does nothing; on a conflict the check decides
+    again on fresh totals (``reservations``). Pessimistic everywhere else, and after a few
+    conflicts (a budget that every call spends): a ``transaction.atomic()`` holding the
+    counters' row locks from the read to the commit.
     """
 
-    def __init__(self, held: list[_Held], now: datetime, cursor: Any = None) -> None:
-        self.held = held
+    def __init__(
+        self,
+        wanted: list[tuple[str, Budget]],
+        lock_params: list[Any],
+        now: datetime,
+        *,
+        optimistic: bool,
+    ) -> None:
+        self.wanted = wanted
+        self.lock_params = lock_params
         self.now = now
-        self.cursor = cursor  # the raw transaction's, while it is open
-        self.totals: dict[str, Decimal | int] = {
-            item.budget.rule_id: _total(item.buckets, item.budget.kind) for item in held
+        self.optimistic = optimistic
+        self.held: list[_Held] = []
+        self.totals: dict[str, Decimal | int] | None = None
+        self.conflicted = False
+        self._atomic: Any = None
+
+    def __enter__(self) -> Reservation:
+        if not self.wanted:
+            return self
+        connection = connections["default"]
+        if self.optimistic:
+            found = _counters_read(connection, self.wanted, self.lock_params)
+        else:
+            self._atomic = transaction.atomic()
+            self._atomic.__enter__()
+            with connection.cursor() as cursor:
+                cursor.execute(_lock_sql(len(self.wanted)), self.lock_params)
+                found = {key: (buckets, version) for key, buckets, version in cursor.fetchall()}
+        self.held = [
+            _Held(
+                budget,
+                key,
+                _window(_load(found[key][0]), _window_start(self.now, budget.per_seconds)),
+                found[key][1],
+            )
+            for key, budget in self.wanted
+        ]
+        self.totals = {
+            item.budget.rule_id: _total(item.buckets, item.budget.kind) for item in self.held
         }
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+        if self._atomic is not None:
+            self._atomic.__exit__(kind, error, traceback)
+        if isinstance(error, _Conflict):
+            self.conflicted = True
+            return True  # decide again (``reservations``)
+        return False
 
     def record(self) -> list[dict[str, str]]:
         """What the audit row keeps, to spend a held call's budgets when it is approved."""
@@ -143,86 +196,46 @@ class Reservation:
         ]
 
     def spend_with(self, entry: AuditEntry) -> None:
-        """Insert the allowed call's audit row and add the call to every budget, atomically
-        (on PostgreSQL this commits)."""
+        """Insert the allowed call's audit row and add the call to every budget, atomically.
+        Raises ``_Conflict`` (optimistic only) if a budget changed since it was read: then
+        nothing was written."""
         for item in self.held:
             _add(item.buckets, _bucket_start(self.now, item.budget.per_seconds), item.budget.amount)
-        rows = [(item.key, item.buckets) for item in self.held]
-        cursor, self.cursor = self.cursor, None
-        if cursor is None:
-            _counters_write(rows, self.now)
+        if not self.optimistic:
+            _counters_write([(item.key, item.buckets) for item in self.held], self.now)
             audit_entry_insert(entry)
             return
-        update_sql, update_params = _counters_write_sql(rows, self.now)
+        expected: list[Any] = []
+        for item in self.held:
+            expected += [item.key, item.version, json.dumps(item.buckets)]
         insert_sql, insert_params = rows_insert_sql([entry])
-        _raw_execute(
-            cursor, f"WITH spent AS ({update_sql}) {insert_sql}", [*update_params, *insert_params]
-        )
-        keys = cursor.fetchall()
-        _raw_execute(cursor, "COMMIT", [])
+        with server_cursor(connections["default"]) as cursor:
+            cursor.execute(
+                _spend_sql(len(self.held), insert_sql), [*expected, self.now, *insert_params]
+            )
+            keys = cursor.fetchall()
+        if not keys:
+            raise _Conflict
         rows_inserted([entry], keys, using="default")
 
-    def release(self) -> None:
-        """Let the budgets go without spending them (the call is blocked or held); the
-        caller records it as any other call."""
-        cursor, self.cursor = self.cursor, None
-        if cursor is not None:
-            _raw_execute(cursor, "ROLLBACK", [])
+
+def _counters_read(
+    connection: Any, wanted: list[tuple[str, Budget]], create_params: list[Any]
+) -> dict[str, tuple[Any, int]]:
+    """Counters' buckets and versions, read without a lock (creating the missing ones)."""
+    keys = [key for key, _ in wanted]
+    read_sql = _read_sql(len(keys))
+    with server_cursor(connection) as cursor:
+        cursor.execute(read_sql, keys)
+        found = {key: (buckets, version) for key, buckets, version in cursor.fetchall()}
+        if len(found) < len(keys):
+            cursor.execute(_create_sql(len(keys)), create_params)
+            cursor.execute(read_sql, keys)
+            found = {key: (buckets, version) for key, buckets, version in cursor.fetchall()}
+    return found
 
 
-def _raw_execute(cursor: Any, sql: str, params: list[Any]) -> None:
-    """Run a statement of a transaction run by hand; if it fails, end the transaction
-    (Django believes the connection is in autocommit, so nothing else would) and re-raise."""
-    try:
-        cursor.execute(sql, params)
-    except BaseException:
-        try:
-            with connections["default"].cursor() as rollback:
-                rollback.execute("ROLLBACK")
-        except DatabaseError:
-            pass  # the connection is gone: so is the transaction
-        raise
-
-
-def _values(count: int, row: str) -> str:
-    return ", ".join([row] * count)
-
-
-@functools.cache
-def _write_sql(count: int) -> str:
-    return (
-        f"UPDATE {_COUNTER_TABLE} AS c SET buckets = v.buckets, updated_at = %s "  # noqa: S608
-        f"FROM (VALUES {_values(count, '(%s, %s::jsonb)')}) AS v(key, buckets) "
-        "WHERE c.key = v.key"
-    )
-
-
-def _counters_write_sql(
-    rows: list[tuple[str, dict[str, list[Any]]]], now: datetime
-) -> tuple[str, list[Any]]:
-    """One UPDATE of every counter's buckets (PostgreSQL)."""
-    params: list[Any] = [now]
-    for key, buckets in rows:
-        params += [key, json.dumps(buckets)]
-    return _write_sql(len(rows)), params
-
-
-def _counters_write(rows: list[tuple[str, dict[str, list[Any]]]], now: datetime) -> None:
-    """Store counters' buckets: on PostgreSQL in one statement, whatever their number."""
-    connection = connections["default"]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(*_counters_write_sql(rows, now))
-        else:
-            stamp = connection.ops.adapt_datetimefield_value(now)
-            cursor.executemany(
-                f"UPDATE {_COUNTER_TABLE} SET buckets = %s, updated_at = %s WHERE key = %s",  # noqa: S608
-                [(json.dumps(buckets), stamp, key) for key, buckets in rows],
-            )
-
-
-@contextmanager
-def budgets_reserved(
+def reservations(
     *,
     organization_id: int,
     agent_id: int,
@@ -231,8 +244,9 @@ def budgets_reserved(
     rule_pks: dict[str, int],
     now: datetime,
 ) -> Iterator[Reservation]:
-    """Create missing counters and lock them all, in key order, and read their windows; the
-    body decides and then spends (``spend_with``) or lets them go (``release``)."""
+    """The reservations a check decides in, one after the other, until one was not
+    overtaken by racing checks (``with reservation: decide, record``). Without budgets,
+    one that holds nothing."""
     wanted = sorted(
         (
             (budget_key(agent_id=agent_id, environment=environment, budget=budget), budget)
@@ -242,14 +256,13 @@ def budgets_reserved(
         key=lambda pair: pair[0],
     )
     if not wanted:
-        yield Reservation([], now)
+        yield Reservation([], [], now, optimistic=False)
         return
     connection = connections["default"]
     stamp = connection.ops.adapt_datetimefield_value(now)
-    lock_sql = _lock_sql(len(wanted))
-    lock_params: list[Any] = []
+    params: list[Any] = []
     for key, budget in wanted:
-        lock_params += [
+        params += [
             key,
             organization_id,
             agent_id,
@@ -260,47 +273,91 @@ def budgets_reserved(
             "{}",
             stamp,
         ]
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        with server_cursor(connection) as cursor:
-            _raw_execute(cursor, "BEGIN", [])
-            _raw_execute(cursor, lock_sql, lock_params)
-            reservation = _reservation(wanted, dict(cursor.fetchall()), now, cursor)
-            try:
-                yield reservation
-            finally:
-                reservation.release()  # if it was neither spent nor let go (an error)
-        return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(lock_sql, lock_params)
-            found = dict(cursor.fetchall())
-        yield _reservation(wanted, found, now)
+    optimistic = connection.vendor == "postgresql" and not connection.in_atomic_block
+    for attempt in range(OPTIMISTIC_ATTEMPTS + 1):
+        reservation = Reservation(
+            wanted, params, now, optimistic=optimistic and attempt < OPTIMISTIC_ATTEMPTS
+        )
+        yield reservation
+        if not reservation.conflicted:
+            return
+    raise AssertionError("a pessimistic reservation cannot conflict")  # pragma: no cover
 
 
-def _reservation(
-    wanted: list[tuple[str, Budget]], found: dict[str, Any], now: datetime, cursor: Any = None
-) -> Reservation:
-    held = [
-        _Held(budget, key, _window(_load(found[key]), _window_start(now, budget.per_seconds)))
-        for key, budget in wanted
-    ]
-    return Reservation(held, now, cursor)
+# Optimistic attempts before a check waits for the budgets' locks instead: a budget that
+# every call spends makes most attempts collide.
+OPTIMISTIC_ATTEMPTS = 3
+
+_READ_SQL = f"SELECT key, buckets, version FROM {_COUNTER_TABLE} WHERE key = ANY(%s)"  # noqa: S608
+_COLUMNS = (
+    "key, organization_id, agent_id, rule_id, environment, by_value, bucket_seconds, "
+    "buckets, updated_at"
+)
+_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+def _values(count: int, row: str) -> str:
+    return ", ".join([row] * count)
+
+
+@functools.cache
+def _read_sql(count: int) -> str:
+    return (
+        f"SELECT key, buckets, version FROM {_COUNTER_TABLE} "  # noqa: S608
+        f"WHERE key IN ({_values(count, '%s')})"
+    )
+
+
+@functools.cache
+def _create_sql(count: int) -> str:
+    return (
+        f"INSERT INTO {_COUNTER_TABLE} ({_COLUMNS}) VALUES {_values(count, _ROW)} "  # noqa: S608
+        "ON CONFLICT (key) DO NOTHING"
+    )
 
 
 @functools.cache
 def _lock_sql(count: int) -> str:
     """One statement that creates what is missing and locks every counter (ON CONFLICT DO
     UPDATE takes the row lock), in key order: racing checks queue and cannot deadlock."""
-    columns = (
-        "key, organization_id, agent_id, rule_id, environment, by_value, bucket_seconds, "
-        "buckets, updated_at"
-    )
     return (
-        f"INSERT INTO {_COUNTER_TABLE} ({columns}) "  # noqa: S608
-        f"VALUES {_values(count, '(%s, %s, %s, %s, %s, %s, %s, %s, %s)')} "
+        f"INSERT INTO {_COUNTER_TABLE} ({_COLUMNS}) VALUES {_values(count, _ROW)} "  # noqa: S608
         "ON CONFLICT (key) DO UPDATE SET updated_at = EXCLUDED.updated_at "
-        "RETURNING key, buckets"
+        "RETURNING key, buckets, version"
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _spend_sql(count: int, insert_sql: str) -> str:
+    """Spend ``count`` budgets and insert the audit row, all or nothing, in one statement:
+    the counters still at the versions read are locked (in key order; a racing writer's
+    newer version no longer matches once it commits), and only if all of them are, they are
+    updated and the row inserted. Returns the row's id, or nothing on a conflict."""
+    expected = _values(count, "(%s, %s::bigint, %s::jsonb)")
+    return (
+        f"WITH expected(key, version, buckets) AS (VALUES {expected}), "  # noqa: S608
+        f"locked AS (SELECT c.key FROM {_COUNTER_TABLE} c JOIN expected e "
+        "ON c.key = e.key AND c.version = e.version ORDER BY c.key FOR UPDATE OF c), "
+        f"ok AS (SELECT count(*) = {count} AS ok FROM locked), "
+        f"spent AS (UPDATE {_COUNTER_TABLE} c SET buckets = e.buckets, "
+        "version = c.version + 1, updated_at = %s FROM expected e, ok "
+        "WHERE ok.ok AND c.key = e.key) "
+        + insert_sql.replace(" VALUES (", " SELECT ", 1).replace(
+            ") RETURNING ", " FROM ok WHERE ok.ok RETURNING ", 1
+        )
+    )
+
+
+def _counters_write(rows: list[tuple[str, dict[str, list[Any]]]], now: datetime) -> None:
+    """Store counters' buckets (inside the caller's transaction, the rows locked)."""
+    connection = connections["default"]
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {_COUNTER_TABLE} SET buckets = %s, version = version + 1, "  # noqa: S608
+            "updated_at = %s WHERE key = %s",
+            [(json.dumps(buckets), stamp, key) for key, buckets in rows],
+        )
 
 
 def budgets_read(
@@ -382,10 +439,10 @@ def limit_counters_rebuild(
     with transaction.atomic():
         # Lock the counters first: checks that spend them wait for the rebuild, so no call
         # commits between the scan below and the write.
-        list(
-            LimitCounter.objects.select_for_update().filter(
-                agent=agent, rule_id__in=rule_pks.values()
-            )
+        versions = dict(
+            LimitCounter.objects.select_for_update()
+            .filter(agent=agent, rule_id__in=rule_pks.values())
+            .values_list("key", "version")
         )
         uses_metadata = any(
             cond.field.startswith(METADATA_PREFIX)
@@ -432,6 +489,8 @@ def limit_counters_rebuild(
                     by_value=budget.by_value[:200],
                     bucket_seconds=bucket_seconds(budget.per_seconds),
                     buckets=_window(buckets, _window_start(now, budget.per_seconds)),
+                    # A check that read the old row must not spend the new one.
+                    version=versions.get(key, 0) + 1,
                     updated_at=now,
                 )
                 for key, (budget, environment, buckets) in counters.items()

@@ -177,6 +177,8 @@ class LimitCounter(models.Model):
     by_value = models.CharField(max_length=200, blank=True)
     bucket_seconds = models.PositiveIntegerField()
     buckets = models.JSONField(default=dict)
+    # Bumped by every write: a check spends a budget only if it is still the version it read.
+    version = models.BigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -455,3 +455,40 @@ def test_rebuild_counters_ends_a_pending_recount(client, keys, support_bot, org_
     rule.refresh_from_db()
     assert (rule.counters_pending, counted(rule)) == (False, 300)
     assert check(client, keys.live, {"amount": 700})["decision"] == "allow"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("overtaken", "decision", "total"),
+    # Each race spends 5 more; 50 + 5 races + 40 fits in 100 up to 2 races. After 3
+    # optimistic attempts the check waits for the budget's lock (no more races).
+    [(1, "allow", 95), (2, "allow", 100), (3, "block", 65), (10, "block", 65)],
+)
+def test_a_check_overtaken_by_racing_checks_decides_again_on_the_new_totals(
+    keys, support_bot, monkeypatch, overtaken, decision, total
+):
+    """Between reading a budget and spending it, another check spends it; the check
+    decides again on the new total, and after a few such races waits for the lock."""
+    from agents import limits
+
+    client = Client()
+    rule = refund_budget(support_bot, over=100)
+    assert check(client, keys.live, {"amount": 50})["decision"] == "allow"
+    read = limits._counters_read
+    races = {"left": overtaken}
+
+    def read_then_race(*args: Any, **kwargs: Any) -> Any:
+        found = read(*args, **kwargs)
+        if races["left"]:
+            races["left"] -= 1
+            (counter,) = LimitCounter.objects.filter(rule=rule)  # another check spends 5
+            buckets = dict(counter.buckets)
+            limits._add(buckets, limits._bucket_start(timezone.now(), 86400), Decimal(5))
+            limits._counters_write([(counter.key, buckets)], timezone.now())
+        return found
+
+    monkeypatch.setattr(limits, "_counters_read", read_then_race)
+    assert check(client, keys.live, {"amount": 40})["decision"] == decision
+    assert counted(rule) == total
+    assert _idle(connection)
