@@ -38,6 +38,7 @@ limit applying meanwhile).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import json
@@ -68,6 +69,7 @@ from audit.services import audit_entry_insert
 from wardenproject.db import rows_insert_sql, rows_inserted, server_cursor
 
 _COUNTER_TABLE = LimitCounter._meta.db_table
+_ZERO = Decimal(0)
 
 
 def budget_key(*, agent_id: int, environment: str, budget: Budget) -> str:
@@ -88,32 +90,62 @@ def _bucket_start(at: datetime, per_seconds: int) -> int:
     return int(at.timestamp() // size) * size
 
 
-def _load(buckets: Any) -> dict[str, list[Any]]:
-    if isinstance(buckets, str):  # SQLite hands JSON back as text
-        buckets = json.loads(buckets)
-    return dict(buckets or {})
+class Buckets:
+    """A budget's buckets, ``[start, count, sum]`` oldest first, with the totals of those
+    still in the window kept beside them: reading a budget drops the buckets the window has
+    left (from the front) and spending adds to the newest, so neither walks the others.
+    Stored as ``{"n": count, "s": "sum", "b": [[start, count, "sum"], ...]}``."""
 
+    __slots__ = ("count", "rows", "total")
 
-def _window(buckets: dict[str, list[Any]], start: int) -> dict[str, list[Any]]:
-    return {key: value for key, value in buckets.items() if int(key) >= start}
+    def __init__(self, rows: list[list[Any]] | None = None, count: int = 0, total: Decimal = _ZERO):
+        self.rows = rows if rows is not None else []
+        self.count = count
+        self.total = total
 
+    @classmethod
+    def load(cls, stored: Any, window_start: int) -> Buckets:
+        data = json.loads(stored) if isinstance(stored, str) else (stored or {})
+        if not data:
+            return cls()
+        rows, count, total = data["b"], int(data["n"]), Decimal(data["s"])
+        expired = 0
+        while expired < len(rows) and rows[expired][0] < window_start:
+            count -= rows[expired][1]
+            total -= Decimal(rows[expired][2])
+            expired += 1
+        return cls(rows[expired:] if expired else rows, count, total)
 
-def _total(buckets: dict[str, list[Any]], kind: str) -> Decimal | int:
-    if kind == "count":
-        return sum(int(count) for count, _ in buckets.values())
-    return sum((Decimal(total) for _, total in buckets.values()), Decimal(0))
+    def add(self, start: int, amount: Decimal) -> None:
+        rows = self.rows
+        if not rows or rows[-1][0] < start:
+            rows.append([start, 1, str(amount)])
+        else:
+            index = bisect.bisect_left(rows, start, key=lambda row: row[0])
+            if index < len(rows) and rows[index][0] == start:
+                row = rows[index]
+                row[1] += 1
+                row[2] = str(Decimal(row[2]) + amount)
+            else:  # an approved call requested before the newest bucket began
+                rows.insert(index, [start, 1, str(amount)])
+        self.count += 1
+        self.total += amount
 
+    def value(self, kind: str) -> Decimal | int:
+        return self.count if kind == "count" else self.total
 
-def _add(buckets: dict[str, list[Any]], start: int, amount: Decimal) -> None:
-    count, total = buckets.get(str(start), (0, "0"))
-    buckets[str(start)] = [int(count) + 1, str(Decimal(total) + amount)]
+    def data(self) -> dict[str, Any]:
+        return {"n": self.count, "s": str(self.total), "b": self.rows}
+
+    def dumps(self) -> str:
+        return json.dumps(self.data(), separators=(",", ":"))
 
 
 @dataclass(slots=True)
 class _Held:
     budget: Budget
     key: str
-    buckets: dict[str, list[Any]]
+    buckets: Buckets
     version: int = 0
 
 
@@ -166,13 +198,13 @@ class Reservation:
             _Held(
                 budget,
                 key,
-                _window(_load(found[key][0]), _window_start(self.now, budget.per_seconds)),
+                Buckets.load(found[key][0], _window_start(self.now, budget.per_seconds)),
                 found[key][1],
             )
             for key, budget in self.wanted
         ]
         self.totals = {
-            item.budget.rule_id: _total(item.buckets, item.budget.kind) for item in self.held
+            item.budget.rule_id: item.buckets.value(item.budget.kind) for item in self.held
         }
         return self
 
@@ -200,14 +232,14 @@ class Reservation:
         Raises ``_Conflict`` (optimistic only) if a budget changed since it was read: then
         nothing was written."""
         for item in self.held:
-            _add(item.buckets, _bucket_start(self.now, item.budget.per_seconds), item.budget.amount)
+            item.buckets.add(_bucket_start(self.now, item.budget.per_seconds), item.budget.amount)
         if not self.optimistic:
             _counters_write([(item.key, item.buckets) for item in self.held], self.now)
             audit_entry_insert(entry)
             return
         expected: list[Any] = []
         for item in self.held:
-            expected += [item.key, item.version, json.dumps(item.buckets)]
+            expected += [item.key, item.version, item.buckets.dumps()]
         insert_sql, insert_params = rows_insert_sql([entry])
         with server_cursor(connections["default"]) as cursor:
             cursor.execute(
@@ -348,7 +380,7 @@ def _spend_sql(count: int, insert_sql: str) -> str:
     )
 
 
-def _counters_write(rows: list[tuple[str, dict[str, list[Any]]]], now: datetime) -> None:
+def _counters_write(rows: list[tuple[str, Buckets]], now: datetime) -> None:
     """Store counters' buckets (inside the caller's transaction, the rows locked)."""
     connection = connections["default"]
     stamp = connection.ops.adapt_datetimefield_value(now)
@@ -356,7 +388,7 @@ def _counters_write(rows: list[tuple[str, dict[str, list[Any]]]], now: datetime)
         cursor.executemany(
             f"UPDATE {_COUNTER_TABLE} SET buckets = %s, version = version + 1, "  # noqa: S608
             "updated_at = %s WHERE key = %s",
-            [(json.dumps(buckets), stamp, key) for key, buckets in rows],
+            [(buckets.dumps(), stamp, key) for key, buckets in rows],
         )
 
 
@@ -373,8 +405,8 @@ def budgets_read(
     }
     for key, buckets in LimitCounter.objects.filter(key__in=keyed).values_list("key", "buckets"):
         budget = keyed[key]
-        window = _window(_load(buckets), _window_start(now, budget.per_seconds))
-        totals[budget.rule_id] = _total(window, budget.kind)
+        window = Buckets.load(buckets, _window_start(now, budget.per_seconds))
+        totals[budget.rule_id] = window.value(budget.kind)
     return totals
 
 
@@ -391,10 +423,10 @@ def budgets_spend_approved(*, budgets: list[dict[str, str]], requested_at: datet
     for counter in counters:
         item = by_key[counter.key]
         per = int(item["per"])
-        buckets = _window(_load(counter.buckets), _window_start(now, per))
+        buckets = Buckets.load(counter.buckets, _window_start(now, per))
         start = _bucket_start(requested_at, per)
         if start >= _window_start(now, per):
-            _add(buckets, start, Decimal(item["amount"]))
+            buckets.add(start, Decimal(item["amount"]))
         rows.append((counter.key, buckets))
     if rows:
         _counters_write(rows, now)
@@ -434,7 +466,7 @@ def limit_counters_rebuild(
         if spec.limit is not None
     )
     tz = organization_tz(organization)
-    counters: dict[str, tuple[Budget, str, dict[str, list[Any]]]] = {}
+    counters: dict[str, tuple[Budget, str, Buckets]] = {}
     keys: dict[tuple[Any, ...], str] = {}
     with transaction.atomic():
         # Lock the counters first: checks that spend them wait for the rebuild, so no call
@@ -475,8 +507,8 @@ def limit_counters_rebuild(
                     key = keys[identity] = budget_key(
                         agent_id=agent.pk, environment=environment, budget=budget
                     )
-                _, _, buckets = counters.setdefault(key, (budget, environment, {}))
-                _add(buckets, _bucket_start(at, budget.per_seconds), budget.amount)
+                _, _, buckets = counters.setdefault(key, (budget, environment, Buckets()))
+                buckets.add(_bucket_start(at, budget.per_seconds), budget.amount)
         LimitCounter.objects.filter(agent=agent, rule_id__in=rule_pks.values()).delete()
         LimitCounter.objects.bulk_create(
             [
@@ -488,7 +520,9 @@ def limit_counters_rebuild(
                     environment=environment,
                     by_value=budget.by_value[:200],
                     bucket_seconds=bucket_seconds(budget.per_seconds),
-                    buckets=_window(buckets, _window_start(now, budget.per_seconds)),
+                    buckets=Buckets.load(
+                        buckets.data(), _window_start(now, budget.per_seconds)
+                    ).data(),
                     # A check that read the old row must not spend the new one.
                     version=versions.get(key, 0) + 1,
                     updated_at=now,

@@ -51,10 +51,13 @@ def refund_budget(agent: Any, **limit: Any) -> Any:
 
 
 def counted(rule: Any) -> Decimal:
-    """What the rule's counters hold, over every budget."""
+    """What the rule's counters hold, over every budget (their buckets, added up)."""
     total = Decimal(0)
     for counter in LimitCounter.objects.filter(rule=rule):
-        total += sum((Decimal(s) for _, s in counter.buckets.values()), Decimal(0))
+        rows = counter.buckets.get("b", [])
+        assert Decimal(counter.buckets.get("s", "0")) == sum(Decimal(r[2]) for r in rows)
+        assert counter.buckets.get("n", 0) == sum(r[1] for r in rows)
+        total += sum((Decimal(r[2]) for r in rows), Decimal(0))
     return total
 
 
@@ -143,7 +146,7 @@ def test_a_counter_keeps_at_most_one_window_of_buckets(client, keys, support_bot
         with freeze_time(start + timedelta(minutes=minute)):
             check(client, keys.live, {"amount": 1})
     (counter,) = LimitCounter.objects.filter(rule=rule)
-    assert len(counter.buckets) <= BUCKETS_PER_WINDOW + 1
+    assert len(counter.buckets["b"]) <= BUCKETS_PER_WINDOW + 1
 
 
 def test_calls_leave_the_window_as_it_slides(client, keys, support_bot):
@@ -371,7 +374,7 @@ def test_a_failing_limited_check_spends_nothing_and_leaves_no_transaction(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(limits, "_add", broken)  # while the budgets are locked
+    monkeypatch.setattr(limits.Buckets, "add", broken)  # after reading the budgets
     response = client.post(
         "/api/v1/check",
         data=json.dumps({"action": "stripe.refund", "arguments": {"amount": 60}}),
@@ -483,8 +486,8 @@ def test_a_check_overtaken_by_racing_checks_decides_again_on_the_new_totals(
         if races["left"]:
             races["left"] -= 1
             (counter,) = LimitCounter.objects.filter(rule=rule)  # another check spends 5
-            buckets = dict(counter.buckets)
-            limits._add(buckets, limits._bucket_start(timezone.now(), 86400), Decimal(5))
+            buckets = limits.Buckets.load(counter.buckets, 0)
+            buckets.add(limits._bucket_start(timezone.now(), 86400), Decimal(5))
             limits._counters_write([(counter.key, buckets)], timezone.now())
         return found
 
