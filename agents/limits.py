@@ -38,7 +38,6 @@ limit applying meanwhile).
 
 from __future__ import annotations
 
-import bisect
 import functools
 import hashlib
 import json
@@ -49,10 +48,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from agents.models import Agent, LimitCounter, Rule
+from agents.models import Agent, LimitBucket, LimitCounter, Rule
 from agents.policy import (
     METADATA_PREFIX,
     Budget,
@@ -69,6 +68,7 @@ from audit.services import audit_entry_insert
 from wardenproject.db import rows_insert_sql, rows_inserted, server_cursor
 
 _COUNTER_TABLE = LimitCounter._meta.db_table
+_BUCKET_TABLE = LimitBucket._meta.db_table
 _ZERO = Decimal(0)
 
 
@@ -90,63 +90,22 @@ def _bucket_start(at: datetime, per_seconds: int) -> int:
     return int(at.timestamp() // size) * size
 
 
-class Buckets:
-    """A budget's buckets, ``[start, count, sum]`` oldest first, with the totals of those
-    still in the window kept beside them: reading a budget drops the buckets the window has
-    left (from the front) and spending adds to the newest, so neither walks the others.
-    Stored as ``{"n": count, "s": "sum", "b": [[start, count, "sum"], ...]}``."""
-
-    __slots__ = ("count", "rows", "total")
-
-    def __init__(self, rows: list[list[Any]] | None = None, count: int = 0, total: Decimal = _ZERO):
-        self.rows = rows if rows is not None else []
-        self.count = count
-        self.total = total
-
-    @classmethod
-    def load(cls, stored: Any, window_start: int) -> Buckets:
-        data = json.loads(stored) if isinstance(stored, str) else (stored or {})
-        if not data:
-            return cls()
-        rows, count, total = data["b"], int(data["n"]), Decimal(data["s"])
-        expired = 0
-        while expired < len(rows) and rows[expired][0] < window_start:
-            count -= rows[expired][1]
-            total -= Decimal(rows[expired][2])
-            expired += 1
-        return cls(rows[expired:] if expired else rows, count, total)
-
-    def add(self, start: int, amount: Decimal) -> None:
-        rows = self.rows
-        if not rows or rows[-1][0] < start:
-            rows.append([start, 1, str(amount)])
-        else:
-            index = bisect.bisect_left(rows, start, key=lambda row: row[0])
-            if index < len(rows) and rows[index][0] == start:
-                row = rows[index]
-                row[1] += 1
-                row[2] = str(Decimal(row[2]) + amount)
-            else:  # an approved call requested before the newest bucket began
-                rows.insert(index, [start, 1, str(amount)])
-        self.count += 1
-        self.total += amount
-
-    def value(self, kind: str) -> Decimal | int:
-        return self.count if kind == "count" else self.total
-
-    def data(self) -> dict[str, Any]:
-        return {"n": self.count, "s": str(self.total), "b": self.rows}
-
-    def dumps(self) -> str:
-        return json.dumps(self.data(), separators=(",", ":"))
-
-
 @dataclass(slots=True)
 class _Held:
     budget: Budget
     key: str
-    buckets: Buckets
-    version: int = 0
+    counter_id: int
+    version: int
+    expired: bool  # holds buckets the window has left (deleted when the budget is spent)
+
+
+@dataclass(slots=True)
+class _Read:
+    counter_id: int
+    version: int
+    expired: bool
+    count: int
+    total: Decimal
 
 
 class _Conflict(Exception):
@@ -154,27 +113,28 @@ class _Conflict(Exception):
 
 
 class Reservation:
-    """The budgets of one check, read, until the check spends them (allowed) or lets them go.
+    """The budgets of one check, read, until the check spends them (allowed) or not.
 
     Optimistic on PostgreSQL outside a caller's transaction (the check endpoints): the
-    counters are read without a lock, and an allowed call is spent with one statement that
-    checks every counter is still at the version it read (locking them, in key order),
-    updates them and inserts the audit row, or does nothing; on a conflict the check decides
-    again on fresh totals (``reservations``). Pessimistic everywhere else, and after a few
-    conflicts (a budget that every call spends): a ``transaction.atomic()`` holding the
-    counters' row locks from the read to the commit.
+    window totals are read without a lock, and an allowed call is spent with one statement
+    that locks the counters still at the versions read (in key order), and only if all of
+    them are, adds to their current buckets, bumps their versions and inserts the audit row;
+    otherwise it changes nothing and the check decides again on fresh totals
+    (``reservations``). Pessimistic everywhere else, and after a few conflicts (a budget that
+    every call spends): a ``transaction.atomic()`` holding the counters' row locks from the
+    read to the commit.
     """
 
     def __init__(
         self,
         wanted: list[tuple[str, Budget]],
-        lock_params: list[Any],
+        create_params: list[Any],
         now: datetime,
         *,
         optimistic: bool,
     ) -> None:
         self.wanted = wanted
-        self.lock_params = lock_params
+        self.create_params = create_params
         self.now = now
         self.optimistic = optimistic
         self.held: list[_Held] = []
@@ -185,26 +145,19 @@ class Reservation:
     def __enter__(self) -> Reservation:
         if not self.wanted:
             return self
-        connection = connections["default"]
         if self.optimistic:
-            found = _counters_read(connection, self.wanted, self.lock_params)
+            found = _counters_read(self.wanted, self.create_params, self.now)
         else:
             self._atomic = transaction.atomic()
             self._atomic.__enter__()
-            with connection.cursor() as cursor:
-                cursor.execute(_lock_sql(len(self.wanted)), self.lock_params)
-                found = {key: (buckets, version) for key, buckets, version in cursor.fetchall()}
+            found = _counters_lock(self.wanted, self.create_params, self.now)
         self.held = [
-            _Held(
-                budget,
-                key,
-                Buckets.load(found[key][0], _window_start(self.now, budget.per_seconds)),
-                found[key][1],
-            )
+            _Held(budget, key, found[key].counter_id, found[key].version, found[key].expired)
             for key, budget in self.wanted
         ]
         self.totals = {
-            item.budget.rule_id: item.buckets.value(item.budget.kind) for item in self.held
+            budget.rule_id: found[key].count if budget.kind == "count" else found[key].total
+            for key, budget in self.wanted
         }
         return self
 
@@ -231,40 +184,36 @@ class Reservation:
         """Insert the allowed call's audit row and add the call to every budget, atomically.
         Raises ``_Conflict`` (optimistic only) if a budget changed since it was read: then
         nothing was written."""
-        for item in self.held:
-            item.buckets.add(_bucket_start(self.now, item.budget.per_seconds), item.budget.amount)
+        spends = [
+            (item, _bucket_start(self.now, item.budget.per_seconds), item.budget.amount)
+            for item in self.held
+        ]
         if not self.optimistic:
-            _counters_write([(item.key, item.buckets) for item in self.held], self.now)
+            _buckets_add(spends, self.now)
             audit_entry_insert(entry)
             return
-        expected: list[Any] = []
-        for item in self.held:
-            expected += [item.key, item.version, item.buckets.dumps()]
         insert_sql, insert_params = rows_insert_sql([entry])
+        params: list[Any] = []
+        for item in self.held:
+            params += [item.key, item.version]
+        params.append(self.now)
+        for item, start, amount in spends:
+            params += [item.counter_id, start, amount]
+        trims = [
+            (item.counter_id, _window_start(self.now, item.budget.per_seconds))
+            for item in self.held
+            if item.expired
+        ]
+        for counter_id, since in trims:
+            params += [counter_id, since]
         with server_cursor(connections["default"]) as cursor:
             cursor.execute(
-                _spend_sql(len(self.held), insert_sql), [*expected, self.now, *insert_params]
+                _spend_sql(len(self.held), len(trims), insert_sql), [*params, *insert_params]
             )
             keys = cursor.fetchall()
         if not keys:
             raise _Conflict
         rows_inserted([entry], keys, using="default")
-
-
-def _counters_read(
-    connection: Any, wanted: list[tuple[str, Budget]], create_params: list[Any]
-) -> dict[str, tuple[Any, int]]:
-    """Counters' buckets and versions, read without a lock (creating the missing ones)."""
-    keys = [key for key, _ in wanted]
-    read_sql = _read_sql(len(keys))
-    with server_cursor(connection) as cursor:
-        cursor.execute(read_sql, keys)
-        found = {key: (buckets, version) for key, buckets, version in cursor.fetchall()}
-        if len(found) < len(keys):
-            cursor.execute(_create_sql(len(keys)), create_params)
-            cursor.execute(read_sql, keys)
-            found = {key: (buckets, version) for key, buckets, version in cursor.fetchall()}
-    return found
 
 
 def reservations(
@@ -302,7 +251,6 @@ def reservations(
             environment,
             budget.by_value[:200],
             bucket_seconds(budget.per_seconds),
-            "{}",
             stamp,
         ]
     optimistic = connection.vendor == "postgresql" and not connection.in_atomic_block
@@ -320,23 +268,92 @@ def reservations(
 # every call spends makes most attempts collide.
 OPTIMISTIC_ATTEMPTS = 3
 
-_READ_SQL = f"SELECT key, buckets, version FROM {_COUNTER_TABLE} WHERE key = ANY(%s)"  # noqa: S608
 _COLUMNS = (
-    "key, organization_id, agent_id, rule_id, environment, by_value, bucket_seconds, "
-    "buckets, updated_at"
+    "key, organization_id, agent_id, rule_id, environment, by_value, bucket_seconds, updated_at"
 )
-_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s)"
 
 
 def _values(count: int, row: str) -> str:
     return ", ".join([row] * count)
 
 
+def _counters_read(
+    wanted: list[tuple[str, Budget]], create_params: list[Any], now: datetime
+) -> dict[str, _Read]:
+    """The budgets' window totals, summed by PostgreSQL, read without a lock (the missing
+    counters created first)."""
+    params: list[Any] = []
+    for key, budget in wanted:
+        params += [key, _window_start(now, budget.per_seconds)]
+    sql = _read_sql(len(wanted))
+    with server_cursor(connections["default"]) as cursor:
+        cursor.execute(sql, params)
+        found = {row[0]: _Read(*row[1:]) for row in cursor.fetchall()}
+        if len(found) < len(wanted):
+            cursor.execute(_create_sql(len(wanted)), create_params)
+            cursor.execute(sql, params)
+            found = {row[0]: _Read(*row[1:]) for row in cursor.fetchall()}
+    return found
+
+
+def _counters_lock(
+    wanted: list[tuple[str, Budget]], create_params: list[Any], now: datetime
+) -> dict[str, _Read]:
+    """Create the missing counters and lock all of them, in key order, then read their
+    windows (inside the caller's transaction): racing checks queue and cannot deadlock."""
+    connection = connections["default"]
+    with connection.cursor() as cursor:
+        cursor.execute(_lock_sql(len(wanted)), create_params)
+        ids = dict(cursor.fetchall())
+    counters = {
+        counter.key: counter
+        for counter in LimitCounter.objects.filter(pk__in=ids.values()).only("key", "version")
+    }
+    found = {}
+    for key, budget in wanted:
+        since = _window_start(now, budget.per_seconds)
+        count, total, expired = 0, _ZERO, False
+        for start, n, amount in LimitBucket.objects.filter(counter_id=ids[key]).values_list(
+            "start", "count", "total"
+        ):
+            if start < since:
+                expired = True
+            else:
+                count, total = count + n, total + amount
+        found[key] = _Read(ids[key], counters[key].version, expired, count, total)
+    return found
+
+
+def _buckets_add(spends: list[tuple[_Held, int, Decimal]], now: datetime) -> None:
+    """Add to the budgets' buckets and bump their versions (the counters locked by the
+    caller's transaction), dropping the buckets their windows have left."""
+    for item, start, amount in spends:
+        bucket, created = LimitBucket.objects.get_or_create(
+            counter_id=item.counter_id, start=start, defaults={"count": 1, "total": amount}
+        )
+        if not created:
+            LimitBucket.objects.filter(pk=bucket.pk).update(
+                count=F("count") + 1, total=F("total") + amount
+            )
+        if item.expired:
+            since = _window_start(now, item.budget.per_seconds)
+            LimitBucket.objects.filter(counter_id=item.counter_id, start__lt=since).delete()
+        LimitCounter.objects.filter(pk=item.counter_id).update(
+            version=F("version") + 1, updated_at=now
+        )
+
+
 @functools.cache
 def _read_sql(count: int) -> str:
     return (
-        f"SELECT key, buckets, version FROM {_COUNTER_TABLE} "  # noqa: S608
-        f"WHERE key IN ({_values(count, '%s')})"
+        f"WITH w(key, since) AS (VALUES {_values(count, '(%s, %s::bigint)')}) "  # noqa: S608
+        "SELECT c.key, c.id, c.version, COUNT(b.id) FILTER (WHERE b.start < w.since) > 0, "
+        "COALESCE(SUM(b.count) FILTER (WHERE b.start >= w.since), 0), "
+        "COALESCE(SUM(b.total) FILTER (WHERE b.start >= w.since), 0) "
+        f"FROM w JOIN {_COUNTER_TABLE} c ON c.key = w.key "
+        f"LEFT JOIN {_BUCKET_TABLE} b ON b.counter_id = c.id "
+        "GROUP BY c.key, c.id, c.version, w.since"
     )
 
 
@@ -350,63 +367,63 @@ def _create_sql(count: int) -> str:
 
 @functools.cache
 def _lock_sql(count: int) -> str:
-    """One statement that creates what is missing and locks every counter (ON CONFLICT DO
-    UPDATE takes the row lock), in key order: racing checks queue and cannot deadlock."""
+    """Create what is missing and lock every counter (ON CONFLICT DO UPDATE takes the row
+    lock) in one statement, in key order."""
     return (
         f"INSERT INTO {_COUNTER_TABLE} ({_COLUMNS}) VALUES {_values(count, _ROW)} "  # noqa: S608
         "ON CONFLICT (key) DO UPDATE SET updated_at = EXCLUDED.updated_at "
-        "RETURNING key, buckets, version"
+        "RETURNING key, id"
     )
 
 
 @functools.lru_cache(maxsize=64)
-def _spend_sql(count: int, insert_sql: str) -> str:
+def _spend_sql(count: int, trims: int, insert_sql: str) -> str:
     """Spend ``count`` budgets and insert the audit row, all or nothing, in one statement:
     the counters still at the versions read are locked (in key order; a racing writer's
-    newer version no longer matches once it commits), and only if all of them are, they are
-    updated and the row inserted. Returns the row's id, or nothing on a conflict."""
-    expected = _values(count, "(%s, %s::bigint, %s::jsonb)")
+    newer version no longer matches once it commits), and only if all of them are, their
+    current buckets grow, their versions move on, ``trims`` of them drop buckets the window
+    has left, and the row is inserted. Returns the row's id, or nothing on a conflict."""
+    trim = (
+        f", trimmed AS (DELETE FROM {_BUCKET_TABLE} b USING ok, "  # noqa: S608
+        f"(VALUES {_values(trims, '(%s::bigint, %s::bigint)')}) AS t(counter_id, since) "
+        "WHERE ok.ok AND b.counter_id = t.counter_id AND b.start < t.since)"
+        if trims
+        else ""
+    )
     return (
-        f"WITH expected(key, version, buckets) AS (VALUES {expected}), "  # noqa: S608
-        f"locked AS (SELECT c.key FROM {_COUNTER_TABLE} c JOIN expected e "
+        f"WITH expected(key, version) AS (VALUES {_values(count, '(%s, %s::bigint)')}), "  # noqa: S608
+        f"locked AS (SELECT c.id FROM {_COUNTER_TABLE} c JOIN expected e "
         "ON c.key = e.key AND c.version = e.version ORDER BY c.key FOR UPDATE OF c), "
         f"ok AS (SELECT count(*) = {count} AS ok FROM locked), "
-        f"spent AS (UPDATE {_COUNTER_TABLE} c SET buckets = e.buckets, "
-        "version = c.version + 1, updated_at = %s FROM expected e, ok "
-        "WHERE ok.ok AND c.key = e.key) "
+        f"bumped AS (UPDATE {_COUNTER_TABLE} c SET version = c.version + 1, updated_at = %s "
+        "FROM ok WHERE ok.ok AND c.id IN (SELECT id FROM locked)), "
+        f"added AS (INSERT INTO {_BUCKET_TABLE} (counter_id, start, count, total) "
+        "SELECT a.counter_id, a.start, 1, a.amount FROM ok, "
+        f"(VALUES {_values(count, '(%s::bigint, %s::bigint, %s::numeric)')}) "
+        "AS a(counter_id, start, amount) "
+        "WHERE ok.ok ON CONFLICT (counter_id, start) DO UPDATE SET "
+        f"count = {_BUCKET_TABLE}.count + 1, total = {_BUCKET_TABLE}.total + EXCLUDED.total)"
+        f"{trim} "
         + insert_sql.replace(" VALUES (", " SELECT ", 1).replace(
             ") RETURNING ", " FROM ok WHERE ok.ok RETURNING ", 1
         )
     )
 
 
-def _counters_write(rows: list[tuple[str, Buckets]], now: datetime) -> None:
-    """Store counters' buckets (inside the caller's transaction, the rows locked)."""
-    connection = connections["default"]
-    stamp = connection.ops.adapt_datetimefield_value(now)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {_COUNTER_TABLE} SET buckets = %s, version = version + 1, "  # noqa: S608
-            "updated_at = %s WHERE key = %s",
-            [(buckets.dumps(), stamp, key) for key, buckets in rows],
-        )
-
-
 def budgets_read(
     *, agent_id: int, environment: str, budgets: Iterable[Budget], now: datetime
 ) -> dict[str, Decimal | int]:
     """Window totals without locking or spending (simulation, shadow evaluation)."""
-    keyed = {
-        budget_key(agent_id=agent_id, environment=environment, budget=budget): budget
-        for budget in budgets
-    }
-    totals: dict[str, Decimal | int] = {
-        b.rule_id: (Decimal(0) if b.kind == "sum" else 0) for b in keyed.values()
-    }
-    for key, buckets in LimitCounter.objects.filter(key__in=keyed).values_list("key", "buckets"):
-        budget = keyed[key]
-        window = Buckets.load(buckets, _window_start(now, budget.per_seconds))
-        totals[budget.rule_id] = window.value(budget.kind)
+    totals: dict[str, Decimal | int] = {}
+    for budget in budgets:
+        key = budget_key(agent_id=agent_id, environment=environment, budget=budget)
+        window = LimitBucket.objects.filter(
+            counter__key=key, start__gte=_window_start(now, budget.per_seconds)
+        ).aggregate(count=Sum("count"), total=Sum("total"))
+        value = window["count"] if budget.kind == "count" else window["total"]
+        totals[budget.rule_id] = (
+            value if value is not None else (0 if budget.kind == "count" else _ZERO)
+        )
     return totals
 
 
@@ -415,21 +432,23 @@ def budgets_spend_approved(*, budgets: list[dict[str, str]], requested_at: datet
     transaction), in the bucket of the time it was requested."""
     if not budgets:
         return
-    keys = sorted(item["key"] for item in budgets)
     by_key = {item["key"]: item for item in budgets}
     now = timezone.now()
-    counters = LimitCounter.objects.select_for_update().filter(key__in=keys).order_by("key")
-    rows = []
+    counters = LimitCounter.objects.select_for_update().filter(key__in=by_key).order_by("key")
     for counter in counters:
         item = by_key[counter.key]
         per = int(item["per"])
-        buckets = Buckets.load(counter.buckets, _window_start(now, per))
         start = _bucket_start(requested_at, per)
-        if start >= _window_start(now, per):
-            buckets.add(start, Decimal(item["amount"]))
-        rows.append((counter.key, buckets))
-    if rows:
-        _counters_write(rows, now)
+        if start < _window_start(now, per):
+            continue  # the window has left the request's bucket
+        bucket, created = LimitBucket.objects.get_or_create(
+            counter=counter, start=start, defaults={"count": 1, "total": Decimal(item["amount"])}
+        )
+        if not created:
+            LimitBucket.objects.filter(pk=bucket.pk).update(
+                count=F("count") + 1, total=F("total") + Decimal(item["amount"])
+            )
+        LimitCounter.objects.filter(pk=counter.pk).update(version=F("version") + 1)
 
 
 # --- Rebuilding from the audit log ---------------------------------------------------------
@@ -466,7 +485,7 @@ def limit_counters_rebuild(
         if spec.limit is not None
     )
     tz = organization_tz(organization)
-    counters: dict[str, tuple[Budget, str, Buckets]] = {}
+    counters: dict[str, tuple[Budget, str, dict[int, list[Any]]]] = {}
     keys: dict[tuple[Any, ...], str] = {}
     with transaction.atomic():
         # Lock the counters first: checks that spend them wait for the rebuild, so no call
@@ -507,10 +526,12 @@ def limit_counters_rebuild(
                     key = keys[identity] = budget_key(
                         agent_id=agent.pk, environment=environment, budget=budget
                     )
-                _, _, buckets = counters.setdefault(key, (budget, environment, Buckets()))
-                buckets.add(_bucket_start(at, budget.per_seconds), budget.amount)
+                _, _, buckets = counters.setdefault(key, (budget, environment, {}))
+                bucket = buckets.setdefault(_bucket_start(at, budget.per_seconds), [0, _ZERO])
+                bucket[0] += 1
+                bucket[1] += budget.amount
         LimitCounter.objects.filter(agent=agent, rule_id__in=rule_pks.values()).delete()
-        LimitCounter.objects.bulk_create(
+        created = LimitCounter.objects.bulk_create(
             [
                 LimitCounter(
                     key=key,
@@ -520,16 +541,25 @@ def limit_counters_rebuild(
                     environment=environment,
                     by_value=budget.by_value[:200],
                     bucket_seconds=bucket_seconds(budget.per_seconds),
-                    buckets=Buckets.load(
-                        buckets.data(), _window_start(now, budget.per_seconds)
-                    ).data(),
                     # A check that read the old row must not spend the new one.
                     version=versions.get(key, 0) + 1,
                     updated_at=now,
                 )
-                for key, (budget, environment, buckets) in counters.items()
+                for key, (budget, environment, _) in counters.items()
             ],
             batch_size=1000,
+        )
+        ids = {counter.key: counter.pk for counter in created}
+        if None in ids.values():  # a backend that does not return keys from bulk inserts
+            ids = dict(LimitCounter.objects.filter(key__in=ids).values_list("key", "pk"))
+        LimitBucket.objects.bulk_create(
+            [
+                LimitBucket(counter_id=ids[key], start=start, count=count, total=total)
+                for key, (budget, _, buckets) in counters.items()
+                for start, (count, total) in buckets.items()
+                if start >= _window_start(now, budget.per_seconds)
+            ],
+            batch_size=5000,
         )
     return len(counters)
 

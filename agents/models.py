@@ -160,12 +160,11 @@ class Rule(models.Model):
 
 
 class LimitCounter(models.Model):
-    """The running total of one budget: one limited rule, one agent, one environment and one
-    value of the limit's ``by`` key. ``buckets`` maps a bucket's start (Unix seconds, a
-    multiple of ``bucket_seconds``) to ``[count, sum]``; buckets older than the window are
-    dropped as the counter is written, so a check reads and writes one small row whatever
-    the history behind it. Checks lock the row (agents/limits.py), so concurrent checks
-    reserve exactly as much of a budget as there is."""
+    """One budget: one limited rule, one agent, one environment and one value of the limit's
+    ``by`` key. Its running total is the sum of its ``LimitBucket`` rows in the window (at
+    most 61), so a check's cost does not depend on the history behind it. ``version`` is
+    bumped by every spend: a check spends a budget only if it is still at the version it read
+    (agents/limits.py), so concurrent checks reserve exactly as much as there is."""
 
     key = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the identity.")
     organization = models.ForeignKey(
@@ -176,13 +175,30 @@ class LimitCounter(models.Model):
     environment = models.CharField(max_length=8)
     by_value = models.CharField(max_length=200, blank=True)
     bucket_seconds = models.PositiveIntegerField()
-    buckets = models.JSONField(default=dict)
-    # Bumped by every write: a check spends a budget only if it is still the version it read.
     version = models.BigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return f"{self.rule_id}/{self.environment}/{self.by_value}"
+
+
+class LimitBucket(models.Model):
+    """What a budget's calls added in one bucket of its window (``bucket_seconds`` long,
+    starting at ``start``, Unix seconds). Buckets the window has left are deleted as the
+    budget is spent."""
+
+    counter = models.ForeignKey(LimitCounter, on_delete=models.CASCADE, related_name="buckets")
+    start = models.BigIntegerField()
+    count = models.BigIntegerField()
+    total = models.DecimalField(max_digits=38, decimal_places=12)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["counter", "start"], name="limit_bucket_unique_start")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.counter_id}@{self.start}"
 
 
 class ModelPrice(models.Model):

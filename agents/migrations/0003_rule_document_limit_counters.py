@@ -112,7 +112,7 @@ class Migration(migrations.Migration):
                 ("environment", models.CharField(max_length=8)),
                 ("by_value", models.CharField(blank=True, max_length=200)),
                 ("bucket_seconds", models.PositiveIntegerField()),
-                ("buckets", models.JSONField(default=dict)),
+                ("version", models.BigIntegerField(db_default=0, default=0)),
                 ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
                 (
                     "agent",
@@ -140,5 +140,34 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
+        ),
+        migrations.CreateModel(
+            name="LimitBucket",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("start", models.BigIntegerField()),
+                ("count", models.BigIntegerField()),
+                ("total", models.DecimalField(decimal_places=12, max_digits=38)),
+                (
+                    "counter",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="buckets",
+                        to="agents.limitcounter",
+                    ),
+                ),
+            ],
+            options={
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("counter", "start"), name="limit_bucket_unique_start"
+                    )
+                ],
+            },
         ),
     ]

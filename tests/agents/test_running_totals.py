@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import OperationalError, connection
+from django.db.models import F
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from freezegun import freeze_time
 
-from agents.models import LimitCounter
+from agents.models import LimitBucket, LimitCounter
 from agents.policy import BUCKETS_PER_WINDOW
 from approvals.services import approval_decide
 from audit.models import AuditEntry
@@ -51,14 +52,16 @@ def refund_budget(agent: Any, **limit: Any) -> Any:
 
 
 def counted(rule: Any) -> Decimal:
-    """What the rule's counters hold, over every budget (their buckets, added up)."""
-    total = Decimal(0)
-    for counter in LimitCounter.objects.filter(rule=rule):
-        rows = counter.buckets.get("b", [])
-        assert Decimal(counter.buckets.get("s", "0")) == sum(Decimal(r[2]) for r in rows)
-        assert counter.buckets.get("n", 0) == sum(r[1] for r in rows)
-        total += sum((Decimal(r[2]) for r in rows), Decimal(0))
-    return total
+    """What the rule's budgets hold: their buckets, added up."""
+    buckets = LimitBucket.objects.filter(counter__rule=rule).values_list("total", flat=True)
+    return sum(buckets, Decimal(0))
+
+
+def buckets_of(rule: Any) -> dict[str, set[tuple[int, int, Decimal]]]:
+    return {
+        counter.key: set(counter.buckets.values_list("start", "count", "total"))
+        for counter in LimitCounter.objects.filter(rule=rule)
+    }
 
 
 # --- A reservation that holds under concurrency ----------------------------------------------
@@ -133,7 +136,7 @@ def test_a_limited_check_never_reads_the_audit_log(client, keys, support_bot):
     assert reads == []
 
 
-def test_a_counter_keeps_at_most_one_window_of_buckets(client, keys, support_bot):
+def _keeps_one_window(client: Client, keys: Any, support_bot: Any) -> None:
     rule = add_rule(
         support_bot,
         name="hourly",
@@ -146,7 +149,17 @@ def test_a_counter_keeps_at_most_one_window_of_buckets(client, keys, support_bot
         with freeze_time(start + timedelta(minutes=minute)):
             check(client, keys.live, {"amount": 1})
     (counter,) = LimitCounter.objects.filter(rule=rule)
-    assert len(counter.buckets["b"]) <= BUCKETS_PER_WINDOW + 1
+    assert counter.buckets.count() <= BUCKETS_PER_WINDOW + 1
+    assert LimitBucket.objects.get(counter=counter, start=counter.buckets.latest("start").start)
+
+
+def test_a_counter_keeps_at_most_one_window_of_buckets(client, keys, support_bot):
+    _keeps_one_window(client, keys, support_bot)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_counter_keeps_at_most_one_window_of_buckets_outside_a_transaction(keys, support_bot):
+    _keeps_one_window(Client(), keys, support_bot)
 
 
 def test_calls_leave_the_window_as_it_slides(client, keys, support_bot):
@@ -307,10 +320,10 @@ def test_rebuild_counters_recomputes_them_from_the_audit_log(client, keys, suppo
     rule = refund_budget(support_bot, over=1000, by="customer_id")
     for customer, amount in (("a", 600), ("b", 300), ("a", 300)):
         check(client, keys.live, {"amount": amount, "customer_id": customer})
-    before = {c.key: c.buckets for c in LimitCounter.objects.filter(rule=rule)}
+    before = buckets_of(rule)
     LimitCounter.objects.all().delete()
     call_command("warden_policy", "rebuild-counters", "--org", org_a.name, "--agent", "support-bot")
-    after = {c.key: c.buckets for c in LimitCounter.objects.filter(rule=rule)}
+    after = buckets_of(rule)
     assert after == before
     assert check(client, keys.live, {"amount": 101, "customer_id": "A"})["decision"] == "block"
     assert AuditEntry.objects.filter(kind="config", reason__contains="rebuilt").exists()
@@ -374,7 +387,7 @@ def test_a_failing_limited_check_spends_nothing_and_leaves_no_transaction(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(limits.Buckets, "add", broken)  # after reading the budgets
+    monkeypatch.setattr(limits, "_bucket_start", broken)  # after reading the budgets
     response = client.post(
         "/api/v1/check",
         data=json.dumps({"action": "stripe.refund", "arguments": {"amount": 60}}),
@@ -486,9 +499,14 @@ def test_a_check_overtaken_by_racing_checks_decides_again_on_the_new_totals(
         if races["left"]:
             races["left"] -= 1
             (counter,) = LimitCounter.objects.filter(rule=rule)  # another check spends 5
-            buckets = limits.Buckets.load(counter.buckets, 0)
-            buckets.add(limits._bucket_start(timezone.now(), 86400), Decimal(5))
-            limits._counters_write([(counter.key, buckets)], timezone.now())
+            start = limits._bucket_start(timezone.now(), 86400)
+            bucket, _ = LimitBucket.objects.get_or_create(
+                counter=counter, start=start, defaults={"count": 0, "total": 0}
+            )
+            LimitBucket.objects.filter(pk=bucket.pk).update(
+                count=F("count") + 1, total=F("total") + 5
+            )
+            LimitCounter.objects.filter(pk=counter.pk).update(version=F("version") + 1)
         return found
 
     monkeypatch.setattr(limits, "_counters_read", read_then_race)
