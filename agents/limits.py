@@ -21,12 +21,13 @@ A check with budgets (``CompiledPolicy.budgets``) decides inside a ``Reservation
 On PostgreSQL outside a caller's transaction (the check endpoints) the read takes no lock:
 the spend is one statement that locks the counters still at the versions read (in key
 order), and only if all of them are, updates them and inserts the audit row; otherwise it
-changes nothing and the check decides again on fresh totals. After three such races (a
-budget that every call spends) it waits for the counters' row locks instead, as everywhere
-else: a ``transaction.atomic()`` that creates and locks them (``INSERT ... ON CONFLICT DO
-UPDATE``, key order, so racing checks queue and cannot deadlock) and holds them until it
-commits. So a check with budgets costs two statements where one without costs one
-(docs/PERFORMANCE.md).
+changes nothing, and the check decides again waiting for the counters' row locks, as
+everywhere else: a ``transaction.atomic()`` that creates and locks them (``INSERT ... ON
+CONFLICT DO UPDATE``, key order, so racing checks queue and cannot deadlock) and holds
+them until it commits. A budget that was overtaken is "contended" in this process for
+``CONTENDED_SECONDS``: its checks take the locks at once rather than race and lose again.
+So a check with budgets costs two statements where one without costs one, and one that
+spends a contended budget four (docs/PERFORMANCE.md).
 
 A held call's budgets are kept on its audit row (``data["budgets"]``) and spent when it is
 approved (``budgets_spend_approved``), in the bucket of the time it was requested.
@@ -41,6 +42,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -119,10 +121,9 @@ class Reservation:
     window totals are read without a lock, and an allowed call is spent with one statement
     that locks the counters still at the versions read (in key order), and only if all of
     them are, adds to their current buckets, bumps their versions and inserts the audit row;
-    otherwise it changes nothing and the check decides again on fresh totals
-    (``reservations``). Pessimistic everywhere else, and after a few conflicts (a budget that
-    every call spends): a ``transaction.atomic()`` holding the counters' row locks from the
-    read to the commit.
+    otherwise it changes nothing and the check decides again (``reservations``).
+    Pessimistic everywhere else, after a conflict and for contended budgets: a
+    ``transaction.atomic()`` holding the counters' row locks from the read to the commit.
     """
 
     def __init__(
@@ -145,12 +146,10 @@ class Reservation:
     def __enter__(self) -> Reservation:
         if not self.wanted:
             return self
-        if self.optimistic:
-            found = _counters_read(self.wanted, self.create_params, self.now)
-        else:
+        if not self.optimistic:
             self._atomic = transaction.atomic()
             self._atomic.__enter__()
-            found = _counters_lock(self.wanted, self.create_params, self.now)
+        found = _counters_read(self.wanted, self.create_params, self.now, lock=not self.optimistic)
         self.held = [
             _Held(budget, key, found[key].counter_id, found[key].version, found[key].expired)
             for key, budget in self.wanted
@@ -188,7 +187,7 @@ class Reservation:
             (item, _bucket_start(self.now, item.budget.per_seconds), item.budget.amount)
             for item in self.held
         ]
-        if not self.optimistic:
+        if connections["default"].vendor != "postgresql":
             _buckets_add(spends, self.now)
             audit_entry_insert(entry)
             return
@@ -212,6 +211,9 @@ class Reservation:
             )
             keys = cursor.fetchall()
         if not keys:
+            if not self.optimistic:  # pragma: no cover - the counters are locked
+                raise AssertionError("a locked budget changed")
+            _contended_mark([item.key for item in self.held])
             raise _Conflict
         rows_inserted([entry], keys, using="default")
 
@@ -253,20 +255,40 @@ def reservations(
             bucket_seconds(budget.per_seconds),
             stamp,
         ]
-    optimistic = connection.vendor == "postgresql" and not connection.in_atomic_block
-    for attempt in range(OPTIMISTIC_ATTEMPTS + 1):
-        reservation = Reservation(
-            wanted, params, now, optimistic=optimistic and attempt < OPTIMISTIC_ATTEMPTS
-        )
+    if (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and not _contended([key for key, _ in wanted])
+    ):
+        reservation = Reservation(wanted, params, now, optimistic=True)
         yield reservation
         if not reservation.conflicted:
             return
-    raise AssertionError("a pessimistic reservation cannot conflict")  # pragma: no cover
+    yield Reservation(wanted, params, now, optimistic=False)
 
 
-# Optimistic attempts before a check waits for the budgets' locks instead: a budget that
-# every call spends makes most attempts collide.
-OPTIMISTIC_ATTEMPTS = 3
+# How long (seconds) a budget that was overtaken between reading and spending it is spent
+# under its lock in this process: a budget that every call spends makes optimistic checks
+# collide and decide twice, while queueing for its lock decides once.
+CONTENDED_SECONDS = 2.0
+_contended_until: dict[str, float] = {}
+
+
+def _contended(keys: list[str]) -> bool:
+    if not _contended_until:
+        return False
+    now = time.monotonic()
+    return any(_contended_until.get(key, 0.0) > now for key in keys)
+
+
+def _contended_mark(keys: list[str]) -> None:
+    now = time.monotonic()
+    if len(_contended_until) > 10_000:  # forget the budgets no longer contended
+        for key in [k for k, until in _contended_until.items() if until <= now]:
+            del _contended_until[key]
+    for key in keys:
+        _contended_until[key] = now + CONTENDED_SECONDS
+
 
 _COLUMNS = (
     "key, organization_id, agent_id, rule_id, environment, by_value, bucket_seconds, updated_at"
@@ -279,15 +301,22 @@ def _values(count: int, row: str) -> str:
 
 
 def _counters_read(
-    wanted: list[tuple[str, Budget]], create_params: list[Any], now: datetime
+    wanted: list[tuple[str, Budget]], create_params: list[Any], now: datetime, *, lock: bool
 ) -> dict[str, _Read]:
-    """The budgets' window totals, summed by PostgreSQL, read without a lock (the missing
-    counters created first)."""
+    """The budgets' counters (the missing ones created) and window totals. With ``lock``
+    (inside the caller's transaction), the counters are created and locked first by one
+    statement in key order, so racing checks queue and cannot deadlock; the totals are read
+    after the lock is held (a statement that waited for it would sum an older snapshot)."""
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        return _counters_read_orm(wanted, create_params, now)
     params: list[Any] = []
     for key, budget in wanted:
         params += [key, _window_start(now, budget.per_seconds)]
     sql = _read_sql(len(wanted))
-    with server_cursor(connections["default"]) as cursor:
+    with server_cursor(connection) as cursor:
+        if lock:
+            cursor.execute(_lock_sql(len(wanted)), create_params)
         cursor.execute(sql, params)
         found = {row[0]: _Read(*row[1:]) for row in cursor.fetchall()}
         if len(found) < len(wanted):
@@ -297,19 +326,15 @@ def _counters_read(
     return found
 
 
-def _counters_lock(
+def _counters_read_orm(
     wanted: list[tuple[str, Budget]], create_params: list[Any], now: datetime
 ) -> dict[str, _Read]:
-    """Create the missing counters and lock all of them, in key order, then read their
-    windows (inside the caller's transaction): racing checks queue and cannot deadlock."""
-    connection = connections["default"]
-    with connection.cursor() as cursor:
+    """``_counters_read`` with a lock, where the window sums are Python's (SQLite: the
+    first statement, a write, takes the database's write lock)."""
+    with connections["default"].cursor() as cursor:
         cursor.execute(_lock_sql(len(wanted)), create_params)
         ids = dict(cursor.fetchall())
-    counters = {
-        counter.key: counter
-        for counter in LimitCounter.objects.filter(pk__in=ids.values()).only("key", "version")
-    }
+    versions = dict(LimitCounter.objects.filter(pk__in=ids.values()).values_list("key", "version"))
     found = {}
     for key, budget in wanted:
         since = _window_start(now, budget.per_seconds)
@@ -321,13 +346,13 @@ def _counters_lock(
                 expired = True
             else:
                 count, total = count + n, total + amount
-        found[key] = _Read(ids[key], counters[key].version, expired, count, total)
+        found[key] = _Read(ids[key], versions[key], expired, count, total)
     return found
 
 
 def _buckets_add(spends: list[tuple[_Held, int, Decimal]], now: datetime) -> None:
-    """Add to the budgets' buckets and bump their versions (the counters locked by the
-    caller's transaction), dropping the buckets their windows have left."""
+    """``_spend_sql``'s updates where it cannot run (SQLite), the counters locked by the
+    caller's transaction."""
     for item, start, amount in spends:
         bucket, created = LimitBucket.objects.get_or_create(
             counter_id=item.counter_id, start=start, defaults={"count": 1, "total": amount}

@@ -205,7 +205,7 @@ end
 """
 
 
-def through_gunicorn(key: str, seconds: int) -> dict[str, tuple[float, str]]:
+def through_gunicorn(key: str, seconds: int, connections: int) -> dict[str, tuple[float, str]]:
     tmp = Path(tempfile.mkdtemp(prefix="warden-limits-"))
     scripts = {}
     head = (
@@ -234,7 +234,7 @@ def through_gunicorn(key: str, seconds: int) -> dict[str, tuple[float, str]]:
             wrk(f"{base}/api/v1/check", 2, 8, 2, str(script))  # warm every worker
         for name, script in scripts.items():
             before = phase_cpu(server)
-            result = parse(wrk(f"{base}/api/v1/check", seconds, 32, 2, str(script)))
+            result = parse(wrk(f"{base}/api/v1/check", seconds, connections, 2, str(script)))
             cpu = cpu_report(before, phase_cpu(server), int(result["requests"]), "check")
             if result["errors"]:
                 raise SystemExit(f"{name}: {result['errors']:.0f} non-2xx answers")
@@ -250,6 +250,7 @@ def main() -> int:
     parser.add_argument("--history", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=2000, help="in-process calls per kind")
     parser.add_argument("--seconds", type=int, default=10, help="wrk seconds per phase")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--skip-gunicorn", action="store_true")
     args = parser.parse_args()
 
@@ -265,9 +266,9 @@ def main() -> int:
         print(f"| sum + count limits | {lw:.0f} | {lc:.0f} |")
         print(f"| ratio | {lw / uw:.2f} | {lc / uc:.2f} |")
         if not args.skip_gunicorn:
-            print("\n| gunicorn, 32 connections | checks/s | CPU per check |")
+            print(f"\n| gunicorn, {args.connections} connections | checks/s | CPU per check |")
             print("|---|---|---|")
-            for name, (rps, cpu) in through_gunicorn(key, args.seconds).items():
+            for name, (rps, cpu) in through_gunicorn(key, args.seconds, args.connections).items():
                 print(f"| {name} | {rps:.0f} | {cpu.removeprefix('CPU ms per check: ')} |")
     return 0
 

@@ -476,40 +476,49 @@ def test_rebuild_counters_ends_a_pending_recount(client, keys, support_bot, org_
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
-    ("overtaken", "decision", "total"),
-    # Each race spends 5 more; 50 + 5 races + 40 fits in 100 up to 2 races. After 3
-    # optimistic attempts the check waits for the budget's lock (no more races).
-    [(1, "allow", 95), (2, "allow", 100), (3, "block", 65), (10, "block", 65)],
+    ("raced", "decision", "total"),
+    # 50 spent, then a racing check spends ``raced`` between this check's read and spend:
+    # 40 more fits in 100 after a race of 5, not after one of 15.
+    [(5, "allow", 95), (15, "block", 65)],
 )
-def test_a_check_overtaken_by_racing_checks_decides_again_on_the_new_totals(
-    keys, support_bot, monkeypatch, overtaken, decision, total
+def test_a_check_overtaken_by_a_racing_check_decides_again_on_the_new_totals(
+    keys, support_bot, monkeypatch, raced, decision, total
 ):
     """Between reading a budget and spending it, another check spends it; the check
-    decides again on the new total, and after a few such races waits for the lock."""
+    decides again on the new total, holding the budget's lock, and the budget is
+    contended for a while: the next checks take its lock at once."""
     from agents import limits
 
     client = Client()
     rule = refund_budget(support_bot, over=100)
     assert check(client, keys.live, {"amount": 50})["decision"] == "allow"
     read = limits._counters_read
-    races = {"left": overtaken}
+    reads: list[bool] = []
 
-    def read_then_race(*args: Any, **kwargs: Any) -> Any:
-        found = read(*args, **kwargs)
-        if races["left"]:
-            races["left"] -= 1
-            (counter,) = LimitCounter.objects.filter(rule=rule)  # another check spends 5
+    def read_then_race(*args: Any, lock: bool) -> Any:
+        found = read(*args, lock=lock)
+        reads.append(lock)
+        if not lock:  # no one else can change a locked counter
+            (counter,) = LimitCounter.objects.filter(rule=rule)  # another check spends
             start = limits._bucket_start(timezone.now(), 86400)
             bucket, _ = LimitBucket.objects.get_or_create(
                 counter=counter, start=start, defaults={"count": 0, "total": 0}
             )
             LimitBucket.objects.filter(pk=bucket.pk).update(
-                count=F("count") + 1, total=F("total") + 5
+                count=F("count") + 1, total=F("total") + raced
             )
             LimitCounter.objects.filter(pk=counter.pk).update(version=F("version") + 1)
         return found
 
     monkeypatch.setattr(limits, "_counters_read", read_then_race)
+    monkeypatch.setattr(limits, "_contended_until", {})
     assert check(client, keys.live, {"amount": 40})["decision"] == decision
     assert counted(rule) == total
+    assert reads == [False, True]
     assert _idle(connection)
+    check(client, keys.live, {"amount": 1})
+    assert reads == [False, True, True]  # contended: locked at once
+    monkeypatch.setattr(limits, "CONTENDED_SECONDS", 0.0)
+    monkeypatch.setattr(limits, "_contended_until", {})
+    check(client, keys.live, {"amount": 1})
+    assert reads[3] is False  # no longer contended: optimistic again
