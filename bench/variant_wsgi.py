@@ -12,8 +12,11 @@ them; docs/PERFORMANCE.md has the results):
 - ``lean_params``: every INSERT value through ``get_db_prep_save``;
 - ``server_binding``: the hot-path INSERTs through Django's cursor (client-side binding,
   never prepared);
-- ``raw_reservation``: a limited check's transaction through ``transaction.atomic()``
-  (five round trips) instead of two simple queries;
+- ``optimistic_spend``: a limited check always takes its budgets' locks in a transaction
+  of its own (``transaction.atomic()``, lock, read, spend, commit) instead of reading
+  without a lock and spending with one statement in the group commit;
+- ``group_spend``: a limited check's spend statement committed on its own instead of in
+  the group commit with concurrent checks' rows;
 - ``redis_client_reuse``: Django's Redis cache client (a ``redis.Redis`` built per
   operation).
 """
@@ -21,7 +24,6 @@ them; docs/PERFORMANCE.md has the results):
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from typing import Any
 
 from django.core.wsgi import get_wsgi_application
@@ -36,7 +38,8 @@ KNOWN = {
     "psycopg_cache",
     "lean_params",
     "server_binding",
-    "raw_reservation",
+    "optimistic_spend",
+    "group_spend",
     "redis_client_reuse",
 }
 if WITHOUT - KNOWN:
@@ -73,20 +76,26 @@ if "server_binding" in WITHOUT:
 
     db.server_cursor = lambda connection: connection.cursor()
 
-if "raw_reservation" in WITHOUT:
-    from django.db import transaction
-
+if "optimistic_spend" in WITHOUT:
     from agents import limits
 
-    original = limits.budgets_reserved
+    limits._contended = lambda keys: True  # every budget as if contended: locked at once
 
-    @contextmanager
-    def _atomic_reservation(**kwargs: Any) -> Any:
-        # Inside a transaction, the reservation takes its transaction.atomic() path.
-        with transaction.atomic(), original(**kwargs) as reservation:
-            yield reservation
+if "group_spend" in WITHOUT:
+    from django.db import connections
 
-    limits.budgets_reserved = _atomic_reservation
+    from audit.writer import GroupCommit
+    from wardenproject.db import rows_inserted, server_cursor
+
+    def _spend_alone(self: GroupCommit, entry: Any, sql: str, params: list[Any]) -> bool:
+        with server_cursor(connections["default"]) as cursor:
+            cursor.execute(sql, params)
+            keys = cursor.fetchall()
+        if keys:
+            rows_inserted([entry], keys, using="default")
+        return bool(keys)
+
+    GroupCommit.spend = _spend_alone
 
 if "redis_client_reuse" in WITHOUT:
     from django.core.cache.backends.redis import RedisCacheClient
