@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import nullcontext
 from typing import Any
 
 from django.db import DataError, IntegrityError, connections, transaction
@@ -135,10 +136,16 @@ class GroupCommit:
                 handoff.error = _error_copy(exc)
 
     def _write_spends(self, batch: list[_Handoff]) -> None:
-        """The plain rows and the spends of a batch in one transaction."""
+        """The plain rows and the spends of a batch in one transaction.
+
+        A lone spend is one statement (it inserts the audit row and spends the budgets
+        together), so it runs in autocommit: a transaction around it would only add two
+        round trips.
+        """
         for handoff in batch:
             handoff.keys = []
-        with transaction.atomic(using=self.alias):
+        atomic = transaction.atomic(using=self.alias) if len(batch) > 1 else nullcontext()
+        with atomic:
             plain = [handoff.entry for handoff in batch if handoff.spend is None]
             if plain:
                 rows_insert(plain, using=self.alias)
