@@ -11,10 +11,6 @@ class AuditConfig(AppConfig):
     def ready(self) -> None:
         from celery.schedules import crontab
 
-        from wardenproject.db import psycopg_statement_cache_widen
-
-        psycopg_statement_cache_widen()
-
         settings.CELERY_BEAT_SCHEDULE.setdefault(
             "audit-purge-expired",
             {"task": "audit.purge_expired", "schedule": crontab(minute=17, hour=3)},

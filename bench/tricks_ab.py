@@ -80,7 +80,6 @@ print("METERED=" + agent_with_key(paying, "metered-bot", plain))
 
 # trick -> (which key, body, extra environment, extra gunicorn options when taken out)
 TRICKS = {
-    "psycopg_cache": ("PLAIN", BODY, {}, ()),
     "optimistic_spend": ("LIMITED", LIMITED, {}, ()),
     "redis_client_reuse": ("METERED", BODY, {"REDIS_URL": REDIS_URL}, ()),
 }

@@ -1,12 +1,10 @@
 """The project's WSGI application with some of its speed tricks taken out, for A/B runs.
 
-    WARDEN_WITHOUT=psycopg_cache,optimistic_spend gunicorn ... bench.variant_wsgi:application
+    WARDEN_WITHOUT=optimistic_spend,redis_client_reuse gunicorn ... bench.variant_wsgi:application
 
 Each name replaces one trick with the plain code it stands in for (bench/tricks_ab.py runs
 them; docs/PERFORMANCE.md has the results):
 
-- ``psycopg_cache``: psycopg's own limits on its cache of converted queries (50 parameters),
-  so group-commit INSERTs of 3+ rows are converted again on every call;
 - ``optimistic_spend``: a limited check always takes its budgets' locks in a transaction
   of its own (``transaction.atomic()``, lock, read, spend, commit) instead of reading
   without a lock and spending with one statement;
@@ -24,18 +22,11 @@ application = get_wsgi_application()
 
 WITHOUT = {name for name in os.environ.get("WARDEN_WITHOUT", "").split(",") if name}
 KNOWN = {
-    "psycopg_cache",
     "optimistic_spend",
     "redis_client_reuse",
 }
 if WITHOUT - KNOWN:
     raise SystemExit(f"unknown tricks: {sorted(WITHOUT - KNOWN)}")
-
-if "psycopg_cache" in WITHOUT:
-    from psycopg import _queries
-
-    _queries.MAX_CACHED_STATEMENT_PARAMS = 50  # psycopg's own limits
-    _queries.MAX_CACHED_STATEMENT_LENGTH = 4096
 
 if "optimistic_spend" in WITHOUT:
     from agents import limits

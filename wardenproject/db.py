@@ -50,24 +50,6 @@ def insert_statement(model: type[models.Model], using: str = "default") -> Inser
     return _STATEMENTS[key]
 
 
-def psycopg_statement_cache_widen() -> None:
-    """Let psycopg keep its conversion of multi-row INSERTs (called once at start-up,
-    ``audit.apps``).
-
-    psycopg converts each query's ``%s`` placeholders and caches the result, but only for
-    queries of at most 50 parameters and 4 KiB. An audit row has 24 parameters, so every
-    INSERT of three rows or more (group commit under load) was converted afresh on each call.
-    The limits are module settings of psycopg; the cache itself stays bounded (an LRU of 128
-    statements, and only the batch sizes that occur are in it). Measured: +13.7 % checks/s
-    (docs/PERFORMANCE.md, "Speed tricks"); tests/core/test_db.py fails if a psycopg upgrade
-    moves them.
-    """
-    from psycopg import _queries
-
-    _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, 4096)
-    _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 65536)
-
-
 def row_insert(instance: models.Model, *, using: str = "default") -> models.Model:
     """Insert a new instance with one ``INSERT ... RETURNING`` its primary key."""
     return rows_insert([instance], using=using)[0]
