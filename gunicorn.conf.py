@@ -2,7 +2,10 @@
 
 gthread workers: threads wait on PostgreSQL and hold long-polls (up to 60 s) without
 blocking a process. Size with WEB_CONCURRENCY (processes, default 4) and WEB_THREADS
-(threads per process, default 8); every thread may hold a database connection.
+(threads per process, default 8); every thread may hold a database connection. A worker
+accepts new connections only while it has a free thread (wardenproject/gunicorn_worker.py),
+so a worker whose threads are all held (long-polls wait up to 60 s) leaves new connections
+to one that can serve them, and the agents' keep-alive connections spread over the processes.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import gc
 import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-worker_class = "gthread"
+worker_class = "wardenproject.gunicorn_worker.BalancedThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 threads = int(os.environ.get("WEB_THREADS", "8"))
 backlog = 2048

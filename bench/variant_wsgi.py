@@ -22,6 +22,7 @@ application = get_wsgi_application()
 
 WITHOUT = {name for name in os.environ.get("WARDEN_WITHOUT", "").split(",") if name}
 KNOWN = {
+    "balanced_worker",  # taken out by bench/tricks_ab.py with gunicorn's own gthread worker
     "optimistic_spend",
     "redis_client_reuse",
 }
