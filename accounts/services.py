@@ -71,7 +71,9 @@ def _plan_default() -> Plan:
 
 
 @transaction.atomic
-def organization_create(*, owner: User, name: str, plan: Plan | None = None) -> Organization:
+def organization_create(
+    *, owner: User, name: str, plan: Plan | None = None, source: str = "web"
+) -> Organization:
     """Create an organisation (Free plan unless given) with ``owner`` as its owner.
 
     The new organisation becomes the owner's current one if they had none.
@@ -91,7 +93,7 @@ def organization_create(*, owner: User, name: str, plan: Plan | None = None) -> 
         verb="create",
         before=None,
         after=model_snapshot(organization, ["name", "plan"]),
-        source="web",
+        source=source,
     )
     return organization
 
@@ -568,19 +570,37 @@ def organization_bootstrap(
         or Organization.objects.filter(name=org_name).order_by("created_at").first()
     )
     if organization is None:
-        organization = organization_create(owner=user, name=org_name, plan=plan)
+        organization = organization_create(owner=user, name=org_name, plan=plan, source="bootstrap")
         created["organization"] = created["membership"] = True
     else:
+        # The operator's changes to an existing organisation, audited as the system's
+        # (source bootstrap): the owner being ensured is not the person running the command.
         membership, made = Membership.objects.get_or_create(
             user=user, organization=organization, defaults={"role": Role.OWNER}
         )
         created["membership"] = made
+        before = None if made else model_snapshot(membership, ["user", "role"])
         if membership.role != Role.OWNER:
             membership.role = Role.OWNER
             membership.save(update_fields=["role"])
-        if plan is not None and organization.plan_id != plan.pk:
-            organization.plan = plan
-            organization.save(update_fields=["plan"])
+        if made or membership.role != (before or {}).get("role"):
+            audit_record_change(
+                organization=organization,
+                actor_user=None,
+                target=membership,
+                verb="join" if made else "change role",
+                before=before,
+                after=model_snapshot(membership, ["user", "role"]),
+                source="bootstrap",
+            )
+        if plan is not None:
+            organization_change_plan(
+                actor=None,
+                organization=organization,
+                plan=plan,
+                as_operator=True,
+                source="bootstrap",
+            )
     if user.current_organization_id is None:
         user.current_organization = organization
         user.save(update_fields=["current_organization"])
