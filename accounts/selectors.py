@@ -194,6 +194,18 @@ def membership_get_by_email(*, organization: Organization, email: str) -> Member
     )
 
 
+def membership_is_last_owner(membership: Membership) -> bool:
+    """True if ``membership`` is its organisation's only owner (who must stay one)."""
+    return (
+        membership.role == Membership.Role.OWNER
+        and not Membership.objects.filter(
+            organization_id=membership.organization_id, role=Membership.Role.OWNER
+        )
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
 def membership_role_get(*, user: User, organization_id: int) -> str | None:
     """The user's role in the organisation, or None for outsiders."""
     return (

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.django_db
 NOT_CONFIGURATION: dict[str, str] = {
     # accounts
     "accounts.services.available_time_zones": "read-only: the IANA names",
+    "accounts.services.organization_settings_clean": "validation only (organization_update)",
     "accounts.services.user_switch_organization": "a user's own view, not the organisation's",
     "accounts.services.user_update_profile": "a user's own name and notifications",
     "accounts.services.invitation_token": "read-only: signs a link",
