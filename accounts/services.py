@@ -85,11 +85,18 @@ def _plan_default() -> Plan:
 
 @transaction.atomic
 def organization_create(
-    *, owner: User, name: str, plan: Plan | None = None, source: str = "web"
+    *,
+    owner: User,
+    name: str,
+    plan: Plan | None = None,
+    as_operator: bool = False,
+    source: str = "web",
 ) -> Organization:
     """Create an organisation (Free plan unless given) with ``owner`` as its owner.
 
-    The new organisation becomes the owner's current one if they had none.
+    The new organisation becomes the owner's current one if they had none. The audit entry
+    names the owner, who signed up, or the system when the operator made it for them
+    (``as_operator``: ``warden_bootstrap``).
     """
     name = name.strip()
     if not name:
@@ -101,7 +108,7 @@ def organization_create(
         owner.save(update_fields=["current_organization"])
     audit_record_change(
         organization=organization,
-        actor_user=owner,
+        actor_user=None if as_operator else owner,
         target=organization,
         verb="create",
         before=None,
@@ -623,11 +630,13 @@ def organization_bootstrap(
         or Organization.objects.filter(name=org_name).order_by("created_at").first()
     )
     if organization is None:
-        organization = organization_create(owner=user, name=org_name, plan=plan, source="bootstrap")
+        organization = organization_create(
+            owner=user, name=org_name, plan=plan, as_operator=True, source="bootstrap"
+        )
         created["organization"] = created["membership"] = True
     else:
-        # The operator's changes to an existing organisation, audited as the system's
-        # (source bootstrap): the owner being ensured is not the person running the command.
+        # The operator's changes, audited as the system's (source bootstrap): the owner
+        # being ensured is not the person running the command.
         membership, made = Membership.objects.get_or_create(
             user=user, organization=organization, defaults={"role": Role.OWNER}
         )
