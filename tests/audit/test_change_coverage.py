@@ -10,6 +10,7 @@ changes no configuration. A new service that is in neither fails
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
