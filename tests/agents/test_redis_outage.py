@@ -82,8 +82,9 @@ def test_a_decision_and_the_status_reads_work_while_redis_is_down(
     org_a,
     django_capture_on_commit_callbacks,
 ):
+    # The decision's event queues a delivery.
     endpoint_create(
-        actor=None,  # the decision's event queues a delivery
+        actor=None,
         organization=org_a,
         url="http://127.0.0.1:9/hook",
         fmt="standard",
