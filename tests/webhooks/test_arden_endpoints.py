@@ -236,7 +236,9 @@ def test_the_migration_keeps_only_decisions_on_arden_endpoints_and_audits_each_c
     assert "decision events only" in only_pending.disabled_reason
     assert clean.events == DECISIONS
     assert standard.events == [PENDING]
-    entries = AuditEntry.objects.filter(kind=AuditEntry.Kind.CONFIG, target_type="endpoint")
+    entries = AuditEntry.objects.filter(
+        kind=AuditEntry.Kind.CONFIG, target_type="endpoint", source="migration"
+    )
     by_target = {e.target_id: e for e in entries}
     assert set(by_target) == {mixed.public_id, only_pending.public_id}
     entry = by_target[mixed.public_id]
