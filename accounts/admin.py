@@ -212,9 +212,6 @@ class OrganizationAdmin(admin.ModelAdmin):
                 source="admin",
             )
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        """The memberships inline is read-only; nothing else is related."""
-
 
 class MembershipAdminForm(forms.ModelForm):
     class Meta:

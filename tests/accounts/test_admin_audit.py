@@ -76,6 +76,26 @@ def test_a_settings_change_in_the_admin_is_audited_with_before_and_after(
     assert not config_entries(org_a, "change plan")
 
 
+def test_the_members_inline_of_an_organisation_cannot_change_a_role(staff_client, org_a, bob):
+    membership = Membership.objects.get(user=bob, organization=org_a)
+    response = change_organization(
+        staff_client,
+        org_a,
+        **{
+            "memberships-TOTAL_FORMS": "1",
+            "memberships-INITIAL_FORMS": "1",
+            "memberships-0-id": membership.pk,
+            "memberships-0-organization": org_a.pk,
+            "memberships-0-user": bob.pk,
+            "memberships-0-role": "owner",
+        },
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    membership.refresh_from_db()
+    assert membership.role == "approver"
+    assert not AuditEntry.objects.filter(organization=org_a).exists()
+
+
 def test_a_bad_setting_in_the_admin_is_a_form_error_and_changes_nothing(staff_client, org_a):
     response = change_organization(staff_client, org_a, time_zone="Mars/Olympus")
     assert response.status_code == HTTPStatus.OK
