@@ -1,6 +1,6 @@
 """Policy as code from the command line.
 
-    manage.py warden_policy import FILE --org ORG      (creates the agent if missing)
+    manage.py warden_policy import FILE --org ORG [--note TEXT]   (creates the agent if missing)
     manage.py warden_policy export --org ORG --agent AGENT [--format yaml|json] [--output F]
     manage.py warden_policy rebuild-counters --org ORG [--agent AGENT]
 
@@ -31,6 +31,7 @@ class Command(BaseCommand):
         importer = sub.add_parser("import", help="Apply a document: all rules or none.")
         importer.add_argument("file", help="Path of the YAML/JSON document, or - for stdin.")
         importer.add_argument("--org", required=True)
+        importer.add_argument("--note", default="", help="Kept with the policy version it makes.")
         exporter = sub.add_parser("export", help="Print an agent's document.")
         exporter.add_argument("--org", required=True)
         exporter.add_argument("--agent", required=True)
@@ -46,13 +47,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         organization = organization_from(options["org"])
         if options["verb"] == "import":
-            self._import(organization, options["file"])
+            self._import(organization, options["file"], options.get("note") or "")
         elif options["verb"] == "rebuild-counters":
             self._rebuild(organization, options.get("agent"))
         else:
             self._export(organization, options)
 
-    def _import(self, organization: Organization, file: str) -> None:
+    def _import(self, organization: Organization, file: str, note: str = "") -> None:
         try:
             raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
         except OSError as exc:
@@ -69,7 +70,11 @@ class Command(BaseCommand):
                 organization=organization, text=raw, format=fmt
             )
             agent = services.policy_import(
-                organization=organization, document=document, actor=None, source="command"
+                organization=organization,
+                document=document,
+                actor=None,
+                source="command",
+                note=note,
             )
         except PolicyDocumentError as exc:
             raise CommandError(str(exc)) from None
