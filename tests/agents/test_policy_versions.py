@@ -349,6 +349,22 @@ def test_restoring_a_version_makes_it_the_live_policy_as_a_new_version(
     assert action["policy_version"] == 5
 
 
+def test_a_restored_limit_counts_the_calls_already_in_the_log(client, alice, support_bot, keys):
+    for _ in range(3):
+        assert check(client, keys.live, "kb.search")["decision"] == "allow"
+    budget = {"name": "search budget", "action": "kb.search", "effect": "block"}
+    rule = add_rule(support_bot, **budget, limit={"count": 5, "per": "1h"})  # version 2
+    services.rule_delete(rule=rule, actor=alice)  # version 3: no limit
+    for _ in range(3):
+        assert check(client, keys.live, "kb.search")["decision"] == "allow"
+    client.force_login(alice)
+    response = send(client, "post", f"{base(support_bot)}/policy/versions/2/restore")
+    assert response.status_code == HTTPStatus.CREATED
+    # As for any new limit: the window's six allowed calls are in its budget already.
+    decided = check(client, keys.live, "kb.search")
+    assert (decided["decision"], decided["rule"]) == ("block", "search budget")
+
+
 def test_restoring_the_live_version_still_makes_a_new_one(client, alice, support_bot):
     client.force_login(alice)
     response = send(client, "post", f"{base(support_bot)}/policy/versions/1/restore")
@@ -533,3 +549,14 @@ def test_the_yaml_of_a_version_reads_back_as_its_document(client, alice, support
     client.put(f"{base(support_bot)}/policy", data=POLICY, content_type="application/yaml")
     text = client.get(f"{base(support_bot)}/policy/versions/2").content.decode()
     assert yaml.safe_load(text) == latest(support_bot).document
+
+
+def test_the_dashboards_policy_editor_keeps_its_note_with_the_version(client, alice, support_bot):
+    client.force_login(alice)
+    response = client.post(
+        f"/agents/{support_bot.public_id}/policy/",
+        {"document": POLICY, "note": "from the editor"},
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    version = latest(support_bot)
+    assert (version.number, version.note, version.source) == (2, "from the editor", "web")
