@@ -560,3 +560,29 @@ def test_the_dashboards_policy_editor_keeps_its_note_with_the_version(client, al
     assert response.status_code == HTTPStatus.FOUND
     version = latest(support_bot)
     assert (version.number, version.note, version.source) == (2, "from the editor", "web")
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[1]", '{"note": 5}', '{"note": "a\\u0000b"}', '{"note": "%s"}' % ("x" * 1001), "{"],
+)
+def test_a_bad_restore_body_is_a_400_and_restores_nothing(client, alice, support_bot, body):
+    add_rule(support_bot, **REFUND)
+    client.force_login(alice)
+    response = client.post(
+        f"{base(support_bot)}/policy/versions/1/restore", data=body, content_type="application/json"
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["code"] in ("invalid", "invalid_json")
+    assert len(versions(support_bot)) == 2
+
+
+def test_a_note_with_control_characters_is_refused_and_changes_nothing(client, alice, support_bot):
+    client.force_login(alice)
+    response = client.put(
+        f"{base(support_bot)}/policy?note=a%07b", data=POLICY, content_type="application/yaml"
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["field"] == "note"
+    assert not Rule.objects.filter(agent=support_bot).exists()
+    assert len(versions(support_bot)) == 1
