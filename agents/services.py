@@ -779,10 +779,13 @@ def _rules_summary(old: list[Any], new: list[Any], label: str) -> list[str]:
         }
         if same_otherwise:
             parts.append(f"{label} {name!r} {'enabled' if is_on else 'disabled'}")
-        elif was_on != is_on:
-            parts.append(f"{label} {name!r} changed and {'enabled' if is_on else 'disabled'}")
-        else:
-            parts.append(f"{label} {name!r} changed")
+            continue
+        keys = [*rule, *(key for key in before if key not in rule)]
+        changed = ", ".join(
+            key for key in keys if key != "enabled" and before.get(key) != rule.get(key)
+        )
+        toggled = f" and {'enabled' if is_on else 'disabled'}" if was_on != is_on else ""
+        parts.append(f"{label} {name!r} changed ({changed}){toggled}")
     if not parts and [r.get("name") for r in old] != [r.get("name") for r in new]:
         parts.append(f"{label}s reordered")
     return parts

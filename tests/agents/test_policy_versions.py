@@ -97,7 +97,7 @@ def test_adding_changing_disabling_and_deleting_a_rule_each_make_a_version(
     assert [v.number for v in made] == [1, 2, 3, 4, 5, 6]
     assert [v.summary for v in made[1:]] == [
         "rule 'refund limit' added",
-        "rule 'refund limit' changed",
+        "rule 'refund limit' changed (max_amount)",
         "rule 'refund limit' disabled",
         "rule 'refund limit' enabled",
         "rule 'refund limit' deleted",
@@ -236,7 +236,7 @@ def test_versions_are_listed_newest_first_with_who_when_and_what(client, alice, 
     assert [v["number"] for v in body["results"]] == [5, 4, 3, 2, 1]
     assert body["next"] is None
     newest = body["results"][0]
-    assert newest["summary"] == "rule 'refund limit' changed"
+    assert newest["summary"] == "rule 'refund limit' changed (max_amount)"
     assert newest["actor"] == "system"
     assert newest["source"] == "api"
     assert newest["note"] is None
@@ -586,3 +586,13 @@ def test_a_note_with_control_characters_is_refused_and_changes_nothing(client, a
     assert response.json()["field"] == "note"
     assert not Rule.objects.filter(agent=support_bot).exists()
     assert len(versions(support_bot)) == 1
+
+
+def test_the_summary_names_the_keys_a_change_touched(client, alice, support_bot):
+    rule = add_rule(support_bot, **REFUND)
+    client.force_login(alice)
+    url = f"{base(support_bot)}/rules/{rule.public_id}"
+    send(client, "patch", url, {"effect": "block", "max_amount": None, "enabled": False})
+    assert latest(support_bot).summary == (
+        "rule 'refund limit' changed (effect, max_amount) and disabled"
+    )
