@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_cache_control
@@ -47,8 +48,12 @@ from agents.schemas import (
     CheckRequestSerializer,
     CheckResponseSerializer,
     ErrorSerializer,
+    NoteRequestSerializer,
     OutcomeRequestSerializer,
     OutcomeResponseSerializer,
+    PolicyVersionDiffSerializer,
+    PolicyVersionListSerializer,
+    PolicyVersionSerializer,
     RotateRequestSerializer,
     RuleSerializer,
     SimulateRequestSerializer,
@@ -76,6 +81,21 @@ def _organization(request: Request) -> Organization:
 
 def _user(request: Request) -> Any:
     return None if api_principal(request) is not None else request.user
+
+
+def _note(data: dict[str, Any]) -> str:
+    """The optional ``note`` of a body that changes a policy (taken out of it): it is kept
+    with the policy version the change makes."""
+    note = data.pop("note", None)
+    if note is None:
+        return ""
+    return string_field({"note": note}, "note", max_length=services.MAX_NOTE_LENGTH)
+
+
+def _query_note(request: Request) -> str:
+    """``?note=`` for the changes whose body is not a JSON object (PUT of a document,
+    DELETE)."""
+    return _note({"note": request.query_params.get("note")})
 
 
 def parse_check_body(data: dict[str, Any]) -> dict[str, Any]:
@@ -247,6 +267,7 @@ class AgentDetailView(APIView):
     def patch(self, request: Request, agent_id: str) -> Response:
         agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
         data = json_object(request)
+        note = _note(data)
         changes: dict[str, Any] = {}
         if "name" in data:
             changes["name"] = string_field(data, "name", required=True, max_length=120)
@@ -256,7 +277,7 @@ class AgentDetailView(APIView):
             changes["default_decision"] = string_field(data, "default", required=True)
         if "is_active" in data:
             changes["is_active"] = bool_field(data, "is_active")
-        agent = services.agent_update(agent=agent, actor=_user(request), **changes)
+        agent = services.agent_update(agent=agent, actor=_user(request), note=note, **changes)
         return Response(selectors.agent_detail(agent))
 
     @extend_schema(operation_id="agents_deactivate", responses={200: AgentSerializer})
@@ -293,11 +314,14 @@ class RuleListView(_RulesBase):
     )
     def post(self, request: Request, agent_id: str | None = None) -> Response:
         agent = self._agent(request, agent_id)
+        data = json_object(request)
+        note = _note(data)
         rule = services.rule_create(
             organization=_organization(request),
             agent=agent,
-            data=json_object(request),
+            data=data,
             actor=_user(request),
+            note=note,
         )
         return Response(selectors.rule_detail(rule), status=HTTPStatus.CREATED)
 
@@ -318,13 +342,18 @@ class RuleDetailView(_RulesBase):
     )
     def patch(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
         rule = self._rule(request, agent_id, rule_id)
-        rule = services.rule_update(rule=rule, data=json_object(request), actor=_user(request))
+        data = json_object(request)
+        note = _note(data)
+        rule = services.rule_update(rule=rule, data=data, actor=_user(request), note=note)
         return Response(selectors.rule_detail(rule))
 
     @extend_schema(operation_id="rules_delete", responses={204: None})
     def delete(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
         rule = self._rule(request, agent_id, rule_id)
-        services.rule_delete(rule=rule, actor=_user(request))
+        note = _query_note(request)
+        if body_bytes(request).strip():
+            note = _note(json_object(request)) or note
+        services.rule_delete(rule=rule, actor=_user(request), note=note)
         return Response(status=HTTPStatus.NO_CONTENT)
 
 
@@ -503,6 +532,7 @@ class PolicyView(APIView):
     def put(self, request: Request, agent_id: str) -> Response:
         organization = _organization(request)
         agent = selectors.agent_get(organization=organization, ref=agent_id)
+        note = _query_note(request)
         content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         fmt = "yaml" if content_type in YAML_TYPES else "json" if "json" in content_type else None
         raw = body_bytes(request, limit=MAX_DOCUMENT_BYTES)
@@ -520,11 +550,154 @@ class PolicyView(APIView):
                 field="agent",
             )
         agent = services.policy_import(
-            organization=organization, document=document, actor=_user(request), agent=agent
+            organization=organization,
+            document=document,
+            actor=_user(request),
+            agent=agent,
+            note=note,
         )
         return Response(
-            {**selectors.agent_detail(agent), "rules": len(document.rules)},
+            {
+                **selectors.agent_detail(agent),
+                "rules": len(document.rules),
+                "policy_version": selectors.policy_version_latest_number(agent=agent),
+            },
         )
+
+
+# --- Policy versions ------------------------------------------------------------------------
+
+
+def _version_of(request: Request, agent_id: str, number: str) -> tuple[Agent, Any]:
+    """The agent (of the caller's organisation) and its version ``number``, or 404."""
+    agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
+    if not number.isascii() or not number.isdigit() or len(number) > 9:
+        raise Http404("No such policy version.")
+    return agent, selectors.policy_version_get(agent=agent, number=int(number))
+
+
+def _positive_query_int(request: Request, name: str, maximum: int = 10**9) -> int | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw[:10]) <= maximum:
+        raise ValidationFailed(f"{name} must be a whole number from 1 to {maximum}.", field=name)
+    return int(raw)
+
+
+class PolicyVersionListView(APIView):
+    permission_classes = [IsMember]
+
+    @extend_schema(
+        operation_id="agents_policy_versions_list",
+        parameters=[
+            OpenApiParameter("before", int, description="Versions numbered below this."),
+            OpenApiParameter("limit", int, description="At most this many (1..100, 20)."),
+        ],
+        responses={200: PolicyVersionListSerializer, **ERRORS},
+    )
+    def get(self, request: Request, agent_id: str) -> Response:
+        agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
+        before = _positive_query_int(request, "before")
+        limit = (
+            _positive_query_int(request, "limit", maximum=selectors.MAX_VERSION_PAGE_SIZE)
+            or selectors.VERSION_PAGE_SIZE
+        )
+        versions, next_before = selectors.policy_version_page(
+            agent=agent, before=before, limit=limit
+        )
+        next_url = None
+        if next_before is not None:
+            next_url = f"{request.path}?{urlencode({'before': next_before, 'limit': limit})}"
+        return Response(
+            {
+                "results": [selectors.policy_version_entry(v) for v in versions],
+                "next": next_url,
+            }
+        )
+
+
+class PolicyVersionView(APIView):
+    permission_classes = [IsMember]
+    content_negotiation_class = IgnoreFormatNegotiation
+
+    @extend_schema(
+        operation_id="agents_policy_versions_get",
+        parameters=[OpenApiParameter("format", str, enum=["yaml", "json"])],
+        responses={(200, "application/yaml"): OpenApiTypes.STR, **ERRORS},
+    )
+    def get(self, request: Request, agent_id: str, number: str) -> HttpResponse:
+        _agent, version = _version_of(request, agent_id, number)
+        if _wants_json(request):
+            response = HttpResponse(
+                selectors.policy_version_text(version, "json"), content_type="application/json"
+            )
+        else:
+            response = HttpResponse(
+                selectors.policy_version_text(version, "yaml"),
+                content_type="application/yaml; charset=utf-8",
+            )
+        response["Warden-Policy-Version"] = str(version.number)
+        return response
+
+
+class PolicyVersionDiffView(APIView):
+    permission_classes = [IsMember]
+    content_negotiation_class = IgnoreFormatNegotiation
+
+    @extend_schema(
+        operation_id="agents_policy_versions_diff",
+        parameters=[
+            OpenApiParameter("against", int, description="The older side (default: n - 1)."),
+            OpenApiParameter("format", str, enum=["json", "diff"]),
+        ],
+        responses={200: PolicyVersionDiffSerializer, **ERRORS},
+    )
+    def get(self, request: Request, agent_id: str, number: str) -> HttpResponse:
+        agent, version = _version_of(request, agent_id, number)
+        fmt = request.query_params.get("format") or "json"
+        if fmt not in ("json", "diff"):
+            raise ValidationFailed("format must be json or diff.", field="format")
+        against_number = _positive_query_int(request, "against")
+        if against_number is None and "against" in request.query_params:
+            raise ValidationFailed("against must be a version number.", field="against")
+        against = None
+        if against_number is not None:
+            try:
+                against = selectors.policy_version_get(agent=agent, number=against_number)
+            except Http404:
+                raise ValidationFailed(
+                    f"This agent has no policy version {against_number}.", field="against"
+                ) from None
+        elif version.number > 1:  # versions are numbered without gaps and never deleted
+            against = selectors.policy_version_get(agent=agent, number=version.number - 1)
+        diff = selectors.policy_version_diff(version=version, against=against)
+        if fmt == "diff":
+            return HttpResponse(diff, content_type="text/x-diff; charset=utf-8")
+        return Response(
+            {
+                "number": version.number,
+                "against": against.number if against is not None else None,
+                "diff": diff,
+            }
+        )
+
+
+class PolicyVersionRestoreView(APIView):
+    permission_classes = [IsManager]
+
+    @extend_schema(
+        operation_id="agents_policy_versions_restore",
+        request=NoteRequestSerializer,
+        responses={201: PolicyVersionSerializer, **ERRORS},
+    )
+    def post(self, request: Request, agent_id: str, number: str) -> Response:
+        agent, version = _version_of(request, agent_id, number)
+        note = _note(json_object(request)) if body_bytes(request).strip() else ""
+        restored = services.policy_version_restore(
+            agent=agent, number=version.number, actor=_user(request), note=note
+        )
+        return Response(selectors.policy_version_entry(restored), status=HTTPStatus.CREATED)
 
 
 # --- Token usage ----------------------------------------------------------------------------

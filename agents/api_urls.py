@@ -22,6 +22,26 @@ urlpatterns = [
     ),
     path("agents/<str:agent_id>/simulate", api.SimulateView.as_view(), name="api-simulate"),
     path("agents/<str:agent_id>/policy", api.PolicyView.as_view(), name="api-policy"),
+    path(
+        "agents/<str:agent_id>/policy/versions",
+        api.PolicyVersionListView.as_view(),
+        name="api-policy-versions",
+    ),
+    path(
+        "agents/<str:agent_id>/policy/versions/<str:number>",
+        api.PolicyVersionView.as_view(),
+        name="api-policy-version",
+    ),
+    path(
+        "agents/<str:agent_id>/policy/versions/<str:number>/diff",
+        api.PolicyVersionDiffView.as_view(),
+        name="api-policy-version-diff",
+    ),
+    path(
+        "agents/<str:agent_id>/policy/versions/<str:number>/restore",
+        api.PolicyVersionRestoreView.as_view(),
+        name="api-policy-version-restore",
+    ),
     path("rules", api.RuleListView.as_view(), name="api-rules"),
     path("rules/<str:rule_id>", api.RuleDetailView.as_view(), name="api-rule"),
     path("keys", api.KeyListView.as_view(), name="api-keys"),

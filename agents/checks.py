@@ -244,6 +244,7 @@ class _Record:
             source=self.source,
             data=data,
             idempotency_key=self.idempotency_key,
+            policy_version=self.agent_rt.policy_version,
         )
         entry.latency_us = int((time.perf_counter() - self.started) * 1_000_000)
         return entry

@@ -76,6 +76,22 @@ class PolicyForm(forms.Form):
     document = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}), label="Policy (YAML)"
     )
+    note = forms.CharField(
+        required=False,
+        max_length=1000,
+        label="Note (optional)",
+        help_text="Kept with the policy version this makes.",
+    )
+
+
+class PolicyVersionRestoreForm(forms.Form):
+    note = forms.CharField(
+        required=False,
+        max_length=1000,
+        label="Note (optional)",
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text="Why: kept with the new version.",
+    )
 
 
 class SimulateForm(forms.Form):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -238,3 +240,51 @@ class TokenUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}: {self.total_tokens} tokens"
+
+
+class PolicyVersion(models.Model):
+    """One numbered version (1, 2, 3 ... per agent) of an agent's effective policy: its
+    document (what ``GET /api/v1/agents/{id}/policy`` answered then, as JSON) and the
+    organisation-wide rules in force with it. Written in the transaction of every change
+    that alters either; never changed afterwards. The check path names the version that
+    decided each call (``AuditEntry.policy_version``)."""
+
+    # The agent's organisation is the version's: readers find the agent in the caller's
+    # organisation first. No index of its own: the unique (agent, number) index starts with it.
+    agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="policy_versions", db_index=False
+    )
+    number = models.PositiveIntegerField()
+    # JSON text, not JSONField: PostgreSQL's jsonb would reorder the keys, and a version is
+    # shown (YAML, JSON, diffs) exactly as the live document is written.
+    document_json = models.TextField(help_text="The agent's policy document (JSON).")
+    organization_rules_json = models.TextField(
+        default="[]", help_text="The organisation-wide rules in force with it (JSON list)."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who, as written then (the user's email, "command", "system"): survives the user.
+    actor_label = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=24, blank=True, help_text="api, web, admin, command…")
+    note = models.TextField(blank=True)
+    summary = models.TextField(blank=True, help_text="What changed since the previous version.")
+    restored_from = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["agent", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "number"], name="policy_version_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} v{self.number}"
+
+    @property
+    def document(self) -> dict:
+        return json.loads(self.document_json)
+
+    @property
+    def organization_rules(self) -> list:
+        return json.loads(self.organization_rules_json)

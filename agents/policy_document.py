@@ -960,6 +960,12 @@ def dump_policy_document(
     if lists:
         document["lists"] = {name: _plain(list(items)) for name, items in lists.items()}
     document["rules"] = [rule_to_mapping(rule) for rule in rules]
+    return document_text(document, format)
+
+
+def document_text(document: Any, format: str = "yaml") -> str:
+    """A document (or any plain data: a list of rules) as ``dump_policy_document`` writes it;
+    stored policy versions are shown through this, so they read as the live document does."""
     if format == "json":
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if format == "yaml":
@@ -974,6 +980,7 @@ __all__ = [
     "PolicyDocument",
     "PolicyDocumentError",
     "PolicyError",
+    "document_text",
     "dump_policy_document",
     "field_path_problem",
     "load_text",

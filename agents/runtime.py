@@ -26,12 +26,12 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from accounts.models import Membership, Organization
 from accounts.plans import Feature, Limit, plan_allows, plan_cheapest_with, plan_limit
-from agents.models import Agent, ApiKey, Rule
+from agents.models import Agent, ApiKey, PolicyVersion, Rule
 from agents.policy import CompiledPolicy, PlanFeatures, compile_policy
 from agents.selectors import rule_spec
 from wardenproject.errors import RateLimited
@@ -211,6 +211,9 @@ class AgentRuntime:
     rules_by_id: dict[str, Rule]
     rule_pks: dict[str, int]
     checked_at: float
+    # The number of the policy version these rules are (None: an agent without versions);
+    # every check's audit row names it.
+    policy_version: int | None = None
 
 
 _agents: dict[int, AgentRuntime] = {}
@@ -237,16 +240,43 @@ def plan_features(organization: Organization) -> PlanFeatures:
     )
 
 
-def _runtime_load(agent_id: int, organization: Organization) -> AgentRuntime | None:
-    agent = Agent.objects.filter(pk=agent_id, organization_id=organization.pk).first()
-    if agent is None:
-        return None
-    agent.organization = organization
-    rules = list(
-        Rule.objects.filter(organization_id=organization.pk).filter(
-            Q(agent_id=agent_id) | Q(agent__isnull=True)
-        )
+_LOAD_ATTEMPTS = 3
+
+
+def _revision_and_version(agent_id: int) -> tuple[int, int | None] | None:
+    latest = (
+        PolicyVersion.objects.filter(agent_id=OuterRef("pk"))
+        .order_by("-number")
+        .values("number")[:1]
     )
+    return (
+        Agent.objects.filter(pk=agent_id).values_list("policy_revision", Subquery(latest)).first()
+    )
+
+
+def _runtime_load(agent_id: int, organization: Organization) -> AgentRuntime | None:
+    # The agent, its rules, and then its revision again with the number of its latest policy
+    # version: a change commits the rules, the revision bump and the version together, so an
+    # unchanged revision means the rules read are that version's. (Only a reload pays this.)
+    for _attempt in range(_LOAD_ATTEMPTS):
+        agent = Agent.objects.filter(pk=agent_id, organization_id=organization.pk).first()
+        if agent is None:
+            return None
+        rules = list(
+            Rule.objects.filter(organization_id=organization.pk).filter(
+                Q(agent_id=agent_id) | Q(agent__isnull=True)
+            )
+        )
+        confirmed = _revision_and_version(agent_id)
+        if confirmed is None:
+            return None
+        if confirmed[0] == agent.policy_revision:
+            break
+    # After as many changes raced as attempts, the revision read first stays (the next
+    # recheck, within WARDEN_POLICY_RECHECK_SECONDS, sees the newer one and reloads) and no
+    # version is named rather than a wrong one.
+    version = confirmed[1] if confirmed[0] == agent.policy_revision else None
+    agent.organization = organization
     specs = [rule_spec(rule, lists=agent.policy_lists) for rule in rules]
     return AgentRuntime(
         agent=agent,
@@ -261,6 +291,7 @@ def _runtime_load(agent_id: int, organization: Organization) -> AgentRuntime | N
         rules_by_id={rule.public_id: rule for rule in rules},
         rule_pks={rule.public_id: rule.pk for rule in rules},
         checked_at=time.monotonic(),
+        policy_version=version,
     )
 
 

@@ -56,6 +56,9 @@ class ActionSerializer(serializers.Serializer):
     )
     reason = serializers.CharField()
     rule = serializers.CharField(allow_null=True)
+    policy_version = serializers.IntegerField(
+        allow_null=True, help_text="The agent's policy version that decided the call."
+    )
     environment = serializers.CharField()
     session_id = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -176,3 +179,28 @@ class TokenUsageResponseSerializer(serializers.Serializer):
 class TokenUsageSummarySerializer(serializers.Serializer):
     group_by = serializers.CharField()
     results = serializers.ListField(child=serializers.DictField())
+
+
+class PolicyVersionSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    actor = serializers.CharField(allow_null=True)
+    source = serializers.CharField()
+    note = serializers.CharField(allow_null=True)
+    summary = serializers.CharField()
+    restored_from = serializers.IntegerField(allow_null=True)
+
+
+class PolicyVersionListSerializer(serializers.Serializer):
+    results = PolicyVersionSerializer(many=True)
+    next = serializers.CharField(allow_null=True)
+
+
+class PolicyVersionDiffSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    against = serializers.IntegerField(allow_null=True)
+    diff = serializers.CharField()
+
+
+class NoteRequestSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, max_length=1000)

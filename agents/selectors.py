@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 from collections import defaultdict
@@ -16,9 +17,9 @@ from django.db.models.functions import TruncDay
 from django.http import Http404
 
 from accounts.models import Organization
-from agents.models import Agent, ApiKey, Rule, TokenUsage
+from agents.models import Agent, ApiKey, PolicyVersion, Rule, TokenUsage
 from agents.policy import BLOCK, RuleSpec, action_pattern_is_valid
-from agents.policy_document import PolicyDocumentError, rule_spec_from_mapping
+from agents.policy_document import PolicyDocumentError, document_text, rule_spec_from_mapping
 from wardenproject.jsonutil import iso
 
 logger = logging.getLogger(__name__)
@@ -235,3 +236,101 @@ def token_usage_summary(
         totals["total_tokens"] += row["total_tokens"]
         totals["total_cost_usd"] += float(cost)
     return results, dict(totals)
+
+
+# --- Policy versions ------------------------------------------------------------------------
+
+VERSION_PAGE_SIZE = 20
+MAX_VERSION_PAGE_SIZE = 100
+
+
+def policy_version_get(*, agent: Agent, number: int) -> PolicyVersion:
+    """Version ``number`` of ``agent`` (an agent already found in the caller's organisation),
+    or 404."""
+    version = (
+        PolicyVersion.objects.select_related("actor_user")
+        .filter(agent_id=agent.pk, number=number)
+        .first()
+    )
+    if version is None:
+        raise Http404("No such policy version.")
+    return version
+
+
+def policy_version_page(
+    *, agent: Agent, before: int | None = None, limit: int = VERSION_PAGE_SIZE
+) -> tuple[list[PolicyVersion], int | None]:
+    """A page of the agent's versions, newest first, numbered below ``before`` (keyset: the
+    (agent, number) index, the same cost on any page), and the ``before`` of the next page
+    (None on the last)."""
+    versions = PolicyVersion.objects.filter(agent_id=agent.pk)
+    if before is not None:
+        versions = versions.filter(number__lt=before)
+    page = list(versions.select_related("actor_user").order_by("-number")[: limit + 1])
+    if len(page) > limit:
+        return page[:limit], page[limit - 1].number
+    return page, None
+
+
+def policy_version_latest_number(*, agent: Agent) -> int | None:
+    return (
+        PolicyVersion.objects.filter(agent_id=agent.pk)
+        .order_by("-number")
+        .values_list("number", flat=True)
+        .first()
+    )
+
+
+def policy_version_entry(version: PolicyVersion) -> dict[str, Any]:
+    """A version as the list shows it: who, when, why, what changed (no document)."""
+    return {
+        "number": version.number,
+        "created_at": iso(version.created_at),
+        "actor": version.actor_label or None,
+        "source": version.source,
+        "note": version.note or None,
+        "summary": version.summary,
+        "restored_from": version.restored_from,
+    }
+
+
+def policy_version_text(version: PolicyVersion | None, format: str = "yaml") -> str:
+    """The version's document, written as ``GET .../policy`` writes it ('' for None)."""
+    if version is None:
+        return ""
+    if format == "json":
+        return version.document_json
+    return document_text(version.document, format)
+
+
+def _organization_rules_text(version: PolicyVersion | None) -> str:
+    if version is None or not version.organization_rules:
+        return ""
+    return document_text(version.organization_rules, "yaml")
+
+
+def policy_version_diff(*, version: PolicyVersion, against: PolicyVersion | None) -> str:
+    """A unified diff from ``against`` (None: nothing) to ``version``: of their YAML
+    documents, then, if they differ, of the organisation-wide rules in force with them.
+    Empty when the two are the same."""
+    old_label = f"version {against.number}" if against is not None else "nothing"
+    new_label = f"version {version.number}"
+    parts = [
+        difflib.unified_diff(
+            policy_version_text(against).splitlines(keepends=True),
+            policy_version_text(version).splitlines(keepends=True),
+            fromfile=f"{old_label}: policy",
+            tofile=f"{new_label}: policy",
+        ),
+        difflib.unified_diff(
+            _organization_rules_text(against).splitlines(keepends=True),
+            _organization_rules_text(version).splitlines(keepends=True),
+            fromfile=f"{old_label}: organisation-wide rules",
+            tofile=f"{new_label}: organisation-wide rules",
+        ),
+    ]
+    out: list[str] = []
+    for diff in parts:
+        for line in diff:
+            out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)

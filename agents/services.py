@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import unicodedata
 from collections.abc import Mapping
 from datetime import timedelta
@@ -26,19 +27,20 @@ from accounts.plans import (
     plan_require_within_limit,
 )
 from agents import checks, limits, runtime, selectors
-from agents.models import Agent, ApiKey, ModelPrice, Rule, TokenUsage
+from agents.models import Agent, ApiKey, ModelPrice, PolicyVersion, Rule, TokenUsage
 from agents.policy import REQUIRES_APPROVAL, RuleSpec, action_name_problem
 from agents.policy_document import (
     PolicyDocument,
     PolicyDocumentError,
     PolicyError,
+    document_text,
     dump_policy_document,
     parse_policy_document,
     rule_spec_from_mapping,
     rule_to_mapping,
 )
 from agents.selectors import rule_list_for_agent
-from audit.services import audit_record_change, model_snapshot
+from audit.services import actor_label, audit_record_change, model_snapshot
 from wardenproject.errors import Conflict, NotFound, ValidationFailed
 from wardenproject.ids import random_token
 from wardenproject.tasks import enqueue_on_commit
@@ -136,11 +138,17 @@ def agent_create(
             after=model_snapshot(agent),
             source=source,
         )
+        _versions_record(
+            organization=organization, agent=agent, actor=actor, source=source, note=""
+        )
     return agent
 
 
-def agent_update(*, agent: Agent, actor: User | None, source: str = "api", **changes: Any) -> Agent:
-    """Change name, description, default decision or active flag."""
+def agent_update(
+    *, agent: Agent, actor: User | None, source: str = "api", note: str = "", **changes: Any
+) -> Agent:
+    """Change name, description, default decision or active flag. A new default (or name)
+    is a new policy version, with ``note``."""
     allowed = {"name", "description", "default_decision", "is_active"}
     unknown = set(changes) - allowed
     if unknown:
@@ -175,6 +183,9 @@ def agent_update(*, agent: Agent, actor: User | None, source: str = "api", **cha
             before=before,
             after=model_snapshot(agent),
             source=source,
+        )
+        _versions_record(
+            organization=agent.organization, agent=agent, actor=actor, source=source, note=note
         )
     return agent
 
@@ -496,8 +507,10 @@ def rule_create(
     data: Mapping[str, Any],
     actor: User | None,
     source: str = "api",
+    note: str = "",
 ) -> Rule:
-    """A rule for ``agent``, or for every agent of the organisation when ``agent`` is None."""
+    """A rule for ``agent``, or for every agent of the organisation when ``agent`` is None.
+    Each agent it applies to gets a new policy version (with ``note``)."""
     spec = _rule_spec_from(organization, agent, data)
     with transaction.atomic():
         existing = Rule.objects.select_for_update().filter(organization=organization, agent=agent)
@@ -524,11 +537,19 @@ def rule_create(
             after=model_snapshot(rule),
             source=source,
         )
+        _versions_record(
+            organization=organization, agent=agent, actor=actor, source=source, note=note
+        )
     return rule
 
 
 def rule_update(
-    *, rule: Rule, data: Mapping[str, Any], actor: User | None, source: str = "api"
+    *,
+    rule: Rule,
+    data: Mapping[str, Any],
+    actor: User | None,
+    source: str = "api",
+    note: str = "",
 ) -> Rule:
     """Merge ``data`` (document keys; null removes an optional key) into the rule."""
     if not isinstance(data, Mapping):
@@ -561,10 +582,13 @@ def rule_update(
             after=model_snapshot(rule),
             source=source,
         )
+        _versions_record(
+            organization=rule.organization, agent=rule.agent, actor=actor, source=source, note=note
+        )
     return rule
 
 
-def rule_delete(*, rule: Rule, actor: User | None, source: str = "api") -> None:
+def rule_delete(*, rule: Rule, actor: User | None, source: str = "api", note: str = "") -> None:
     with transaction.atomic():
         before = model_snapshot(rule)
         organization, agent = rule.organization, rule.agent
@@ -579,6 +603,9 @@ def rule_delete(*, rule: Rule, actor: User | None, source: str = "api") -> None:
         )
         rule.delete()
         _policy_changed(organization=organization, agent=agent)
+        _versions_record(
+            organization=organization, agent=agent, actor=actor, source=source, note=note
+        )
 
 
 # --- Policy documents -----------------------------------------------------------------------
@@ -616,6 +643,8 @@ def policy_import(
     actor: User | None,
     agent: Agent | None = None,
     source: str = "api",
+    note: str = "",
+    restored_from: int | None = None,
 ) -> Agent:
     """Make the agent's own rules, lists and default the document's, all or nothing.
 
@@ -623,6 +652,8 @@ def policy_import(
     long as its limit counts the same way); new rules are added, missing ones deleted.
     ``agent`` given: the document applies to it (its ``agent`` name must match or is
     ignored by the API). Otherwise the agent is found by name, or created.
+    The agent gets a new policy version (with ``note``) if its document changed, and always
+    when ``restored_from`` names the version this restores.
     """
     with transaction.atomic():
         if agent is None:
@@ -674,6 +705,14 @@ def policy_import(
             after=_agent_document(agent),
             source=source,
         )
+        _versions_record(
+            organization=organization,
+            agent=agent,
+            actor=actor,
+            source=source,
+            note=note,
+            restored_from=restored_from,
+        )
     return agent
 
 
@@ -686,6 +725,205 @@ def policy_export(*, agent: Agent, format: str = "yaml") -> str:
     # str(): a just-created agent holds the TextChoices member, which YAML cannot represent.
     default = str(agent.default_decision)
     return dump_policy_document(agent.name, default, specs, format=format, lists=lists)
+
+
+# --- Policy versions ------------------------------------------------------------------------
+#
+# A version is the agent's document (what GET .../policy answers, as JSON text) and the
+# organisation-wide rules in force with it. It is written in the transaction of the change,
+# after the change has bumped the agent's policy_revision: that UPDATE holds the agent's row
+# until commit, so concurrent changes of one agent number their versions one after the other.
+# A change that leaves both as they were (a PUT of the same document, a description edit)
+# writes none; a restore always writes one.
+
+MAX_NOTE_LENGTH = 1000
+_SUMMARY_PARTS = 12
+
+
+def _note_clean(note: object) -> str:
+    if note is None:
+        return ""
+    if not isinstance(note, str):
+        raise ValidationFailed("note must be a string.", field="note")
+    if len(note) > MAX_NOTE_LENGTH:
+        raise ValidationFailed(f"note must be at most {MAX_NOTE_LENGTH} characters.", field="note")
+    if any(
+        unicodedata.category(character) in _NAME_REFUSED_CATEGORIES and character not in "\n\t"
+        for character in note
+    ):
+        raise ValidationFailed("note may not contain control characters.", field="note")
+    return note.strip()
+
+
+def _organization_rules_json(organization_id: int) -> str:
+    """The organisation-wide rules in force, in order, each as its document writes it."""
+    rules = Rule.objects.filter(organization_id=organization_id, agent__isnull=True).order_by(
+        "position", "id"
+    )
+    mappings = [rule_to_mapping(selectors.rule_spec(rule, lists=None)) for rule in rules]
+    return document_text(mappings, "json")
+
+
+def _rules_summary(old: list[Any], new: list[Any], label: str) -> list[str]:
+    old_by = {rule.get("name"): rule for rule in old if isinstance(rule, Mapping)}
+    new_by = {rule.get("name"): rule for rule in new if isinstance(rule, Mapping)}
+    parts = [f"{label} {name!r} added" for name in new_by if name not in old_by]
+    parts += [f"{label} {name!r} deleted" for name in old_by if name not in new_by]
+    for name, rule in new_by.items():
+        before = old_by.get(name)
+        if before is None or before == rule:
+            continue
+        was_on, is_on = before.get("enabled", True), rule.get("enabled", True)
+        same_otherwise = {k: v for k, v in before.items() if k != "enabled"} == {
+            k: v for k, v in rule.items() if k != "enabled"
+        }
+        if same_otherwise:
+            parts.append(f"{label} {name!r} {'enabled' if is_on else 'disabled'}")
+            continue
+        keys = [*rule, *(key for key in before if key not in rule)]
+        changed = ", ".join(
+            key for key in keys if key != "enabled" and before.get(key) != rule.get(key)
+        )
+        toggled = f" and {'enabled' if is_on else 'disabled'}" if was_on != is_on else ""
+        parts.append(f"{label} {name!r} changed ({changed}){toggled}")
+    if not parts and [r.get("name") for r in old] != [r.get("name") for r in new]:
+        parts.append(f"{label}s reordered")
+    return parts
+
+
+def _version_summary(
+    previous: PolicyVersion | None, document: dict[str, Any], organization_rules: list[Any]
+) -> str:
+    """What changed since ``previous``, in words ("rule 'refund limit' disabled; ...")."""
+    if previous is None:
+        count = len(document.get("rules") or [])
+        rules = f"{count} rule{'s' if count != 1 else ''}"
+        return f"first version: {rules}, default {document.get('default')}"
+    old = previous.document
+    parts: list[str] = []
+    if old.get("agent") != document.get("agent"):
+        parts.append(f"agent renamed from {old.get('agent')!r} to {document.get('agent')!r}")
+    if old.get("default") != document.get("default"):
+        parts.append(f"default {old.get('default')} -> {document.get('default')}")
+    old_lists, new_lists = old.get("lists") or {}, document.get("lists") or {}
+    for name in new_lists:
+        if name not in old_lists:
+            parts.append(f"list {name!r} added")
+        elif old_lists[name] != new_lists[name]:
+            parts.append(f"list {name!r} changed")
+    parts += [f"list {name!r} deleted" for name in old_lists if name not in new_lists]
+    parts += _rules_summary(old.get("rules") or [], document.get("rules") or [], "rule")
+    parts += _rules_summary(
+        previous.organization_rules, organization_rules, "organisation-wide rule"
+    )
+    if len(parts) > _SUMMARY_PARTS:
+        more = len(parts) - _SUMMARY_PARTS
+        parts = [*parts[:_SUMMARY_PARTS], f"and {more} more change{'s' if more != 1 else ''}"]
+    return "; ".join(parts) or "no change"
+
+
+def _version_write(
+    *,
+    agent: Agent,
+    organization_rules_json: str,
+    actor: User | None,
+    source: str,
+    note: str,
+    restored_from: int | None = None,
+    own_rules_unchanged: bool = False,
+) -> PolicyVersion | None:
+    previous = PolicyVersion.objects.filter(agent_id=agent.pk).order_by("-number").first()
+    if own_rules_unchanged and previous is not None:
+        # An organisation-wide change: the agent's own document is its last version's (every
+        # change of it writes one), so an organisation of many agents is not re-exported.
+        document_json = previous.document_json
+    else:
+        document_json = policy_export(agent=agent, format="json")
+    unchanged = previous is not None and (
+        previous.document_json == document_json
+        and previous.organization_rules_json == organization_rules_json
+    )
+    if unchanged and restored_from is None:
+        return None
+    summary = _version_summary(
+        previous, json.loads(document_json), json.loads(organization_rules_json)
+    )
+    if restored_from is not None:
+        summary = f"restored version {restored_from}" + (
+            f": {summary}" if summary != "no change" else ""
+        )
+    return PolicyVersion.objects.create(
+        agent=agent,
+        number=previous.number + 1 if previous is not None else 1,
+        document_json=document_json,
+        organization_rules_json=organization_rules_json,
+        actor_user=actor,
+        actor_label=actor_label(user=actor, api_key=None)
+        if actor is not None or source != "command"
+        else "command",
+        source=source,
+        note=note,
+        summary=summary,
+        restored_from=restored_from,
+    )
+
+
+def _versions_record(
+    *,
+    organization: Organization,
+    agent: Agent | None,
+    actor: User | None,
+    source: str,
+    note: str,
+    restored_from: int | None = None,
+) -> None:
+    """A new version for ``agent`` (or, for an organisation-wide change, for every agent of
+    the organisation) whose policy the change altered. Call inside the change's transaction,
+    after ``_policy_changed``."""
+    note = _note_clean(note)
+    organization_rules_json = _organization_rules_json(organization.pk)
+    if agent is not None:
+        agents = [Agent.objects.get(pk=agent.pk)]
+    else:
+        agents = list(Agent.objects.filter(organization=organization).order_by("pk"))
+    for each in agents:
+        each.organization = organization
+        _version_write(
+            agent=each,
+            organization_rules_json=organization_rules_json,
+            actor=actor,
+            source=source,
+            note=note,
+            restored_from=restored_from,
+            own_rules_unchanged=agent is None,
+        )
+
+
+def policy_version_restore(
+    *, agent: Agent, number: int, actor: User | None, note: str = "", source: str = "api"
+) -> PolicyVersion:
+    """Make version ``number``'s document the agent's live policy again, through the same
+    path as a PUT of it (validated against today's plan, running totals recounted where a
+    limit changes), as a new version. The agent keeps its current name; the
+    organisation-wide rules are the organisation's and stay as they are."""
+    version = selectors.policy_version_get(agent=agent, number=number)
+    note = _note_clean(note)
+    mapping = {**version.document, "agent": agent.name}
+    try:
+        document = policy_document_parse(organization=agent.organization, text=mapping, format=None)
+    except PolicyDocumentError as exc:
+        raise policy_error_answer(exc) from None
+    with transaction.atomic():
+        policy_import(
+            organization=agent.organization,
+            document=document,
+            actor=actor,
+            agent=agent,
+            source=source,
+            note=note,
+            restored_from=version.number,
+        )
+        return PolicyVersion.objects.filter(agent_id=agent.pk).order_by("-number").first()
 
 
 def limit_counters_rebuild(*, agent: Agent) -> int:

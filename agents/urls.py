@@ -22,5 +22,12 @@ urlpatterns = [
     path("<str:agent_id>/keys/new/", views.agent_key_create, name="key_create"),
     path("<str:agent_id>/policy/", views.policy_apply, name="policy_apply"),
     path("<str:agent_id>/policy.yaml", views.policy_download, name="policy_download"),
+    path("<str:agent_id>/versions/", views.policy_versions, name="versions"),
+    path("<str:agent_id>/versions/<str:number>/", views.policy_version_detail, name="version"),
+    path(
+        "<str:agent_id>/versions/<str:number>/restore/",
+        views.policy_version_restore,
+        name="version_restore",
+    ),
     path("<str:agent_id>/simulate/", views.simulate, name="simulate"),
 ]

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -31,17 +31,19 @@ from agents.forms import (
     KeyRotateForm,
     OrgKeyCreateForm,
     PolicyForm,
+    PolicyVersionRestoreForm,
     RuleForm,
     SimulateForm,
     rule_conditions_text,
 )
-from agents.models import Agent, ApiKey
+from agents.models import Agent, ApiKey, PolicyVersion
 from agents.policy_document import PolicyDocumentError, PolicyError
 from audit.selectors import audit_entry_list
 from wardenproject.errors import DomainError
 
 SOURCE = "web"
 AUDIT_PAGE_SIZE = 50
+VERSIONS_ON_DETAIL = 5
 
 
 def _member(request: HttpRequest, capability: Capability = Capability.READ) -> Membership:
@@ -161,6 +163,7 @@ def _detail_page(
         "rotate_form": KeyRotateForm(),
         "policy_form": PolicyForm(initial={"document": services.policy_export(agent=agent)}),
         "policy_errors": None,
+        "versions": selectors.policy_version_page(agent=agent, limit=VERSIONS_ON_DETAIL)[0],
         "error": None,
     }
     context.update(overrides)
@@ -327,6 +330,7 @@ def policy_apply(request: HttpRequest, agent_id: str) -> HttpResponse:
         actor=request.user,
         agent=agent,
         source=SOURCE,
+        note=form.cleaned_data["note"],
     )
     count = len(document.rules)
     messages.success(request, f"Policy applied: {count} rule{'s' if count != 1 else ''}.")
@@ -343,6 +347,152 @@ def policy_download(request: HttpRequest, agent_id: str) -> HttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="{agent.public_id}.yaml"'
     return response
+
+
+# --- Policy versions ------------------------------------------------------------------------
+
+
+def _diff_lines(diff: str) -> list[tuple[str, str]]:
+    """A unified diff's lines with the class that colours them (added, removed, hunk)."""
+    lines = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            kind = "diff-file"
+        elif line.startswith("@@"):
+            kind = "diff-hunk"
+        elif line.startswith("+"):
+            kind = "diff-add"
+        elif line.startswith("-"):
+            kind = "diff-del"
+        else:
+            kind = ""
+        lines.append((kind, line))
+    return lines
+
+
+def _version(agent: Agent, number: str) -> PolicyVersion:
+    if not number.isascii() or not number.isdigit() or len(number) > 9:
+        raise Http404("No such policy version.")
+    return selectors.policy_version_get(agent=agent, number=int(number))
+
+
+def _page_number(raw: str | None) -> int | None:
+    if raw and raw.isascii() and raw.isdigit() and len(raw) <= 9:
+        return int(raw)
+    return None
+
+
+@login_required
+@require_GET
+def policy_versions(request: HttpRequest, agent_id: str) -> HttpResponse:
+    """The agent's versions, newest first, each with its diff against the one before it."""
+    membership = _member(request)
+    agent = _agent(membership, agent_id)
+    versions, next_before = selectors.policy_version_page(
+        agent=agent, before=_page_number(request.GET.get("before"))
+    )
+    previous = None
+    if versions and versions[-1].number > 1:
+        previous = selectors.policy_version_get(agent=agent, number=versions[-1].number - 1)
+    rows = []
+    for index, version in enumerate(versions):
+        against = versions[index + 1] if index + 1 < len(versions) else previous
+        diff = selectors.policy_version_diff(version=version, against=against)
+        rows.append((version, _diff_lines(diff)))
+    return render(
+        request,
+        "agents/versions.html",
+        {
+            "agent": agent,
+            "rows": rows,
+            "next_before": next_before,
+            "latest": selectors.policy_version_latest_number(agent=agent),
+            "can_manage": _can_manage(membership),
+        },
+    )
+
+
+@login_required
+@require_GET
+def policy_version_detail(request: HttpRequest, agent_id: str, number: str) -> HttpResponse:
+    membership = _member(request)
+    agent = _agent(membership, agent_id)
+    version = _version(agent, number)
+    against = None
+    against_number = _page_number(request.GET.get("against"))
+    if against_number is not None:
+        against = selectors.policy_version_get(agent=agent, number=against_number)
+    elif version.number > 1:
+        against = selectors.policy_version_get(agent=agent, number=version.number - 1)
+    diff = selectors.policy_version_diff(version=version, against=against)
+    return render(
+        request,
+        "agents/version_detail.html",
+        {
+            "agent": agent,
+            "version": version,
+            "against": against,
+            "diff": _diff_lines(diff),
+            "document": selectors.policy_version_text(version),
+            "organization_rules": version.organization_rules,
+            "latest": selectors.policy_version_latest_number(agent=agent),
+            "can_manage": _can_manage(membership),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def policy_version_restore(request: HttpRequest, agent_id: str, number: str) -> HttpResponse:
+    """GET: what restoring the version would change, and the form that confirms it (owners
+    and admins); POST: restore it, as a new version."""
+    membership = _manager(request)
+    agent = _agent(membership, agent_id)
+    version = _version(agent, number)
+    form = PolicyVersionRestoreForm(request.POST if request.method == "POST" else None)
+    status = HTTPStatus.OK
+    error = None
+    if request.method == "POST":
+        status = HTTPStatus.BAD_REQUEST
+        if form.is_valid():
+            try:
+                restored = services.policy_version_restore(
+                    agent=agent,
+                    number=version.number,
+                    actor=request.user,
+                    note=form.cleaned_data["note"],
+                    source=SOURCE,
+                )
+            except DomainError as exc:
+                error = exc.detail
+                status = exc.status
+            else:
+                messages.success(
+                    request,
+                    f"Version {version.number} restored as version {restored.number}.",
+                )
+                return redirect(reverse("agents:detail", args=[agent.public_id]) + "#versions")
+    latest_number = selectors.policy_version_latest_number(agent=agent)
+    current = (
+        selectors.policy_version_get(agent=agent, number=latest_number)
+        if latest_number is not None
+        else None
+    )
+    # What the restore changes: from the live version to this one.
+    diff = selectors.policy_version_diff(version=version, against=current)
+    return render(
+        request,
+        "agents/version_restore.html",
+        {
+            "agent": agent,
+            "version": version,
+            "current": current,
+            "diff": _diff_lines(diff),
+            "form": form,
+            "error": error,
+        },
+        status=status,
+    )
 
 
 # --- Keys -----------------------------------------------------------------------------------

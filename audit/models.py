@@ -99,6 +99,9 @@ class AuditEntry(models.Model):
     rule_name = models.CharField(max_length=120, blank=True)
     reason = models.TextField(blank=True)
     latency_us = models.PositiveIntegerField(null=True, blank=True)
+    # Checks: the number of the agent's policy version that decided the call
+    # (agents.models.PolicyVersion); empty for other kinds and for agents without versions.
+    policy_version = models.PositiveIntegerField(null=True, blank=True)
     source = models.CharField(max_length=24, blank=True, help_text="native, arden, agentwarden…")
     # Configuration changes: what changed, before and after
     target_type = models.CharField(max_length=40, blank=True)

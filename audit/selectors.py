@@ -87,6 +87,7 @@ def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
         "status": status,
         "reason": entry.reason,
         "rule": entry.rule_name or None,
+        "policy_version": entry.policy_version,
         "environment": entry.environment,
         "session_id": entry.session_id or None,
         "created_at": iso(entry.created_at),

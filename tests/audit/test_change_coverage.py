@@ -347,6 +347,15 @@ def _(w: World):
     )
 
 
+@case("agents.services.policy_version_restore")
+def _(w: World):
+    _rule(w)  # a second version, so version 1 differs from the live policy
+    return (
+        lambda: agents_services.policy_version_restore(agent=w.agent, number=1, actor=w.alice),
+        w.alice,
+    )
+
+
 @case("agents.services.limit_counters_rebuild")
 def _(w: World):
     # Only `warden_policy rebuild-counters` calls it: the operator's command, no member.

@@ -1,6 +1,7 @@
 """Policy as code from the command line.
 
-    manage.py warden_policy import FILE --org ORG [--actor EMAIL]   (creates the agent if missing)
+    manage.py warden_policy import FILE --org ORG [--actor EMAIL] [--note TEXT]
+        (creates the agent if missing)
     manage.py warden_policy export --org ORG --agent AGENT [--format yaml|json] [--output F]
     manage.py warden_policy rebuild-counters --org ORG [--agent AGENT]
 
@@ -35,6 +36,7 @@ class Command(BaseCommand):
         importer.add_argument("file", help="Path of the YAML/JSON document, or - for stdin.")
         importer.add_argument("--org", required=True)
         actor_argument(importer)
+        importer.add_argument("--note", default="", help="Kept with the policy version it makes.")
         exporter = sub.add_parser("export", help="Print an agent's document.")
         exporter.add_argument("--org", required=True)
         exporter.add_argument("--agent", required=True)
@@ -53,13 +55,15 @@ class Command(BaseCommand):
             actor = actor_from(
                 options["actor"], organization=organization, capability=Capability.MANAGE_AGENTS
             )
-            self._import(organization, options["file"], actor)
+            self._import(organization, options["file"], actor, options.get("note") or "")
         elif options["verb"] == "rebuild-counters":
             self._rebuild(organization, options.get("agent"))
         else:
             self._export(organization, options)
 
-    def _import(self, organization: Organization, file: str, actor: User | None) -> None:
+    def _import(
+        self, organization: Organization, file: str, actor: User | None, note: str = ""
+    ) -> None:
         try:
             raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
         except OSError as exc:
@@ -76,7 +80,11 @@ class Command(BaseCommand):
                 organization=organization, text=raw, format=fmt
             )
             agent = services.policy_import(
-                organization=organization, document=document, actor=actor, source="command"
+                organization=organization,
+                document=document,
+                actor=actor,
+                source="command",
+                note=note,
             )
         except PolicyDocumentError as exc:
             raise CommandError(str(exc)) from None
