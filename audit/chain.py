@@ -149,6 +149,7 @@ class ChainVerifier:
         self.report = Report(org=org)
         self._keys = {key_id(key): key for key in public_keys}
         self._running: str | None = None
+        self._last_entry = ""
         self._last_checked: int | None = None
         self._checkpoints: dict[int, list[CheckpointRecord]] = {}
         for checkpoint in checkpoints:
@@ -229,8 +230,8 @@ class ChainVerifier:
                 self.fail(
                     seq,
                     entry,
-                    f"does not follow the link at seq {last}: an entry was inserted, deleted "
-                    "or moved there",
+                    f"does not follow the link at seq {last} (entry {self._last_entry}): an "
+                    "entry was inserted, deleted or moved there",
                 )
         if self.report.problem is not None:
             return
@@ -239,6 +240,7 @@ class ChainVerifier:
             self.fail(seq, entry, "was changed: its content no longer matches its hash")
             return
         self._running = computed
+        self._last_entry = entry
         self.report.last_seq = seq
         self.report.entries += 1
         checkpoints = self._checkpoints.get(seq, [])
