@@ -278,9 +278,18 @@ class ChainVerifier:
                     f"{far.created_at} covers seq {far.seq}: entries at the end were deleted",
                 )
         if report.problem is None and report.last_seq is None:
-            heads = [c for cs in self._checkpoints.values() for c in cs if c.kind == "head"]
+            purged = max(
+                (c.seq for cs in self._checkpoints.values() for c in cs if c.kind == "purge"),
+                default=0,
+            )
+            heads = [
+                c
+                for cs in self._checkpoints.values()
+                for c in cs
+                if c.kind == "head" and c.seq > purged
+            ]
             if heads:
-                self.fail(None, None, "the chain is empty but checkpoints cover entries")
+                self.fail(None, None, "the chain is empty but a checkpoint covers entries")
         if report.problem is None and report.last_seq is not None:
             if report.signed_through is None:
                 report.warnings.append("no signed checkpoint covers any of these entries")

@@ -64,13 +64,13 @@ def chain_export_lines(
     if since is not None:
         links = links.filter(seq__gte=start if start is not None else 2**62)
     if until is not None:
-        end = (
+        last_seq = (
             links.filter(entry__created_at__lt=until)
             .order_by("-seq")
             .values_list("seq", flat=True)
             .first()
         )
-        links = links.filter(seq__lte=end if end is not None else 0)
+        links = links.filter(seq__lte=last_seq if last_seq is not None else 0)
     digest = hashlib.sha256()
     count = 0
 

@@ -207,8 +207,9 @@ def audit_chain_verify(
     (``warden_audit verify``). ``report.problem`` names the first thing wrong."""
     start = chain_start_seq(organization=organization, since=since)
     checkpoints = AuditCheckpoint.objects.filter(organization=organization)
-    if start is not None:
-        checkpoints = checkpoints.filter(seq__gte=start - 1)
+    if since is not None:
+        # Nothing sealed since then: no checkpoint bears on an empty range.
+        checkpoints = checkpoints.filter(seq__gte=start - 1) if start else checkpoints.none()
     verifier = ChainVerifier(
         org=organization.public_id,
         public_keys=verification_keys(),

@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import threading
+import time
 from datetime import timedelta
 from http import HTTPStatus
 
@@ -17,6 +18,7 @@ from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, connections, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from audit.chain import GENESIS, chained_fields, entry_content, link_hash
@@ -150,8 +152,8 @@ def test_a_gap_given_up_after_the_lookback_leaves_a_late_entry_out_and_verify_na
     first = audit_record(organization=org_a, kind="log", action="first")
     audit_record(organization=org_a, kind="log", action="next", id=first.id + 2)
     seal()
-    later = __import__("time").time() + 61
-    monkeypatch.setattr("audit.services.time.time", lambda: later)
+    later = time.time() + 61
+    monkeypatch.setattr("audit.services._clock", lambda: later)
     seal()  # the gap (first.id + 1) expires
     assert AuditSealState.objects.get().gaps == []
     forged = audit_record(organization=org_a, kind="log", action="backdated", id=first.id + 1)
@@ -244,21 +246,13 @@ def test_verify_names_a_forged_entry_spliced_into_the_chain(org_a, sealed_chain)
 
 @pytest.mark.postgres
 def test_verify_names_a_forged_entry_inserted_without_a_link(org_a, sealed_chain):
-    _tamper(
-        "INSERT INTO audit_auditentry (public_id, organization_id, kind, created_at, "
-        "actor_label, agent_public_id, action, action_id, environment, session_id, decision, "
-        "status, rule_public_id, rule_name, reason, source, target_type, target_id, data, "
-        "idempotency_key) SELECT 'aud_forged', organization_id, kind, created_at, "
-        "actor_label, agent_public_id, 'refund.approve', action_id, environment, session_id, "
-        "decision, status, rule_public_id, rule_name, reason, source, target_type, target_id, "
-        "data, idempotency_key FROM audit_auditentry WHERE id = %s",
-        [sealed_chain[0].id],
-    )
-    # A forged row takes an id from the sequence (above the watermark): the sealer would
-    # chain it as a new entry, which only signing can't tell from a real one. Below the
-    # watermark (an id the sealer passed), it is named:
-    _tamper("UPDATE audit_auditentry SET id = -42 WHERE public_id = 'aud_forged'")
-    assert "aud_forged" in verify_fails(org_a)
+    forged = AuditEntry(organization=org_a, kind="log", action="refund.approve")
+    forged.save(force_insert=True)
+    # A forged row with an id from the sequence (above the watermark) would be chained as a
+    # new entry, which nothing but the signing can tell from a real one. With an id the
+    # sealer has passed (and in no gap), it is named:
+    _tamper("UPDATE audit_auditentry SET id = -42 WHERE id = %s", [forged.id])
+    assert forged.public_id in verify_fails(org_a)
 
 
 @pytest.mark.postgres
@@ -642,3 +636,13 @@ def test_an_out_of_order_commit_between_two_connections_is_sealed_and_streamed_o
     assert [line["action"] for line in first_page] == ["quick"]
     assert [line["action"] for line in second_page] == ["slow"]
     assert "OK" in verify(org_a)
+
+
+def test_the_audit_page_shows_which_entries_are_not_yet_sealed(client, org_a, alice):
+    log_entries(org_a, 1)
+    client.force_login(alice)
+    page = client.get(reverse("agents:audit")).content.decode()
+    assert "not yet sealed" in page
+    seal()
+    page = client.get(reverse("agents:audit")).content.decode()
+    assert "not yet sealed" not in page and "sealed #1" in page
