@@ -55,7 +55,7 @@ DROP FUNCTION IF EXISTS warden_audit_chain_append_only();
 
 def create_triggers(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(TRIGGERS)
+        schema_editor.execute(TRIGGERS, params=None)
 
 
 def drop_triggers(apps, schema_editor):

@@ -174,11 +174,15 @@ def test_sealing_again_seals_nothing_twice(org_a):
 
 def _tamper(sql: str, params: list | tuple = ()) -> None:
     with connection.cursor() as cursor:
+        # ALTER TABLE waits for no deferred foreign-key checks of this transaction.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for table in ("audit_auditentry", "audit_auditlink", "audit_auditcheckpoint"):
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         cursor.execute(sql, params)
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for table in ("audit_auditentry", "audit_auditlink", "audit_auditcheckpoint"):
             cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
 @pytest.fixture
@@ -298,6 +302,7 @@ def test_postgres_refuses_to_truncate_the_audit_log_and_its_chain(org_a, sealed_
             transaction.atomic(),
             connection.cursor() as cursor,
         ):
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no deferred checks pending
             cursor.execute(f"TRUNCATE {table} CASCADE")
     assert AuditEntry.objects.filter(organization=org_a).count() == 6
 
