@@ -32,6 +32,7 @@ from audit.services import (
 )
 from audit.signing import new_private_key, private_key_text, public_key_text
 from tests.audit.test_audit import a_check
+from tests.live import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -651,3 +652,22 @@ def test_the_audit_page_shows_which_entries_are_not_yet_sealed(client, org_a, al
     seal()
     page = client.get(reverse("agents:audit")).content.decode()
     assert "not yet sealed" not in page and "sealed #1" in page
+
+
+@pytest.mark.postgres
+@pytest.mark.live
+def test_the_beat_task_seals_and_signs_new_entries_within_seconds(celery_worker, org_a):
+    entry = audit_record(organization=org_a, kind="log", action="sealed by beat")
+    started = time.monotonic()
+    wait_until(
+        lambda: AuditLink.objects.filter(entry=entry).exists(),
+        timeout=30,
+        what="the beat task audit.seal to link the entry",
+    )
+    assert time.monotonic() - started < 15
+    wait_until(
+        lambda: AuditCheckpoint.objects.filter(organization=org_a, seq=1).exists(),
+        timeout=30,
+        what="the sealer to sign the new chain's head",
+    )
+    assert "OK" in verify(org_a)
