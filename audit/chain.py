@@ -74,13 +74,22 @@ def is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, (str, dict, list)) and not value)
 
 
+@cache
+def _chained_attnames() -> tuple[str, ...]:
+    return tuple(column.attname for column in chained_fields())
+
+
 def entry_content(entry: models.Model) -> dict[str, Any]:
     """The entry's columns as the chain covers them (see the module's docstring)."""
     content: dict[str, Any] = {}
-    for column in chained_fields():
-        value = _plain(getattr(entry, column.attname))
-        if not is_empty(value):
-            content[column.attname] = value
+    values = entry.__dict__
+    for attname in _chained_attnames():
+        value = values[attname]
+        if value is None or value == "" or value == {} or value == []:
+            continue  # is_empty(), inline: the sealer calls this for every entry
+        if not isinstance(value, (str, int, dict, list)):
+            value = _plain(value)
+        content[attname] = value
     return content
 
 
