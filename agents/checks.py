@@ -23,7 +23,6 @@ from agents.runtime import AgentRuntime, ApiPrincipal
 from agents.selectors import organization_tz
 from audit.models import AuditEntry
 from audit.services import audit_entry_commit, audit_entry_insert
-from wardenproject.db import instance_new
 from wardenproject.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from wardenproject.ids import public_id
 from wardenproject.jsonutil import iso
@@ -224,8 +223,7 @@ class _Record:
             data["message"] = decision.message
         if reservation.held and decision.decision == REQUIRES_APPROVAL:
             data["budgets"] = reservation.record()  # spent if the call is approved
-        entry = instance_new(
-            AuditEntry,
+        entry = AuditEntry(
             public_id=public_id("act"),
             organization=principal.organization,
             kind=AuditEntry.Kind.CHECK,

@@ -135,7 +135,9 @@ def test_the_main_pages_load_in_a_browser_without_a_csp_violation(
 
     agent = Agent.objects.create(organization=org_a, name="refund-bot")
     pending = request_create(agent)
-    endpoint = webhook_services.endpoint_create(organization=org_a, url="https://e.com/h").endpoint
+    endpoint = webhook_services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/h"
+    ).endpoint
     base = live_server.url
 
     visit(page, console, f"{base}/accounts/login/")
