@@ -350,9 +350,21 @@ def _link(entries: list[AuditEntry], *, now: datetime) -> None:
         head.seq, head.hash = seq, chain_hash
     _links_insert(links)
     AuditChainHead.objects.bulk_create([h for o, h in heads.items() if o not in known])
-    AuditChainHead.objects.bulk_update(
-        [h for o, h in heads.items() if o in known], ["seq", "hash"], batch_size=500
-    )
+    moved = [h for o, h in heads.items() if o in known]
+    if connection.vendor != "postgresql":
+        AuditChainHead.objects.bulk_update(moved, ["seq", "hash"], batch_size=500)
+        return
+    with connection.cursor() as cursor:  # one statement over arrays, as _links_insert
+        cursor.execute(
+            "UPDATE audit_auditchainhead AS head SET seq = moved.seq, hash = moved.hash"
+            " FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[]) AS moved(org, seq, hash)"
+            " WHERE head.organization_id = moved.org",
+            [
+                [h.organization_id for h in moved],
+                [h.seq for h in moved],
+                [h.hash for h in moved],
+            ],
+        )
 
 
 def _links_insert(links: list[AuditLink]) -> None:

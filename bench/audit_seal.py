@@ -67,7 +67,7 @@ def main() -> None:
     from audit.models import AuditEntry
     from audit.selectors import audit_chain_verify
     from audit.services import audit_seal
-    from wardenproject.db import instance_new, rows_insert
+    from wardenproject.db import rows_insert
     from wardenproject.ids import public_id
 
     plan = Plan.objects.get(slug="enterprise")
@@ -77,8 +77,7 @@ def main() -> None:
         rows = []
         for n in range(count):
             rows.append(
-                instance_new(
-                    AuditEntry,
+                AuditEntry(
                     public_id=public_id("act"),
                     organization=orgs[n % len(orgs)],
                     kind=AuditEntry.Kind.CHECK,
