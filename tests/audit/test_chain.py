@@ -21,6 +21,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.services import organization_delete
 from audit.chain import GENESIS, chained_fields, entry_content, link_hash
 from audit.keyring import signing_key
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEntry, AuditLink, AuditSealState
@@ -671,3 +672,13 @@ def test_the_beat_task_seals_and_signs_new_entries_within_seconds(celery_worker,
         what="the sealer to sign the new chain's head",
     )
     assert "OK" in verify(org_a)
+
+
+def test_deleting_an_organisation_takes_its_chain_and_checkpoints_with_it(org_a, org_c):
+    log_entries(org_a, 3)
+    log_entries(org_c, 1)
+    seal()
+    organization_delete(organization=org_a)
+    assert not AuditLink.objects.filter(organization_id=org_a.pk).exists()
+    assert not AuditCheckpoint.objects.filter(organization_id=org_a.pk).exists()
+    assert "OK" in verify(org_c)
