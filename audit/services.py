@@ -247,6 +247,9 @@ def _seal_state_locked() -> AuditSealState | None:
     return state
 
 
+MAX_GAP_RANGES = 200
+
+
 def _seal_batch(*, batch_size: int) -> tuple[int, bool]:
     """Seal one batch; return how many entries it sealed and whether more may be waiting.
 
@@ -280,10 +283,24 @@ def _seal_batch(*, batch_size: int) -> tuple[int, bool]:
                 )
         late: list[AuditEntry] = []
         if gaps:
-            in_gaps = Q()
-            for low, high, _ in gaps:
-                in_gaps |= Q(id__gte=low, id__lte=high)
-            late = list(AuditEntry.objects.filter(in_gaps).order_by("id"))
+            if len(gaps) <= MAX_GAP_RANGES:
+                in_gaps = Q()
+                for low, high, _ in gaps:
+                    in_gaps |= Q(id__gte=low, id__lte=high)
+                pending = AuditEntry.objects.filter(in_gaps)
+            else:
+                # Very many holes (a burst of rolled-back inserts): one range over all of
+                # them, minus what is sealed, rather than a WHERE of thousands of ORs.
+                pending = AuditEntry.objects.filter(
+                    id__gte=min(g[0] for g in gaps),
+                    id__lte=max(g[1] for g in gaps),
+                    link__isnull=True,
+                )
+            late = [
+                entry
+                for entry in pending.order_by("id")[:batch_size]
+                if any(low <= entry.id <= high for low, high, _ in gaps)
+            ]
             gaps = _gaps_without(gaps, [entry.id for entry in late])
         fresh = list(AuditEntry.objects.filter(id__gt=state.watermark).order_by("id")[:batch_size])
         expected = state.watermark + 1
@@ -299,7 +316,7 @@ def _seal_batch(*, batch_size: int) -> tuple[int, bool]:
                 state.watermark = fresh[-1].id
             state.gaps = gaps
             state.save(update_fields=["watermark", "gaps"])
-    return len(entries), len(fresh) == batch_size
+    return len(entries), len(fresh) == batch_size or len(late) == batch_size
 
 
 def _gaps_without(gaps: list[list[Any]], found: list[int]) -> list[list[Any]]:

@@ -147,6 +147,20 @@ def test_a_late_commit_below_the_watermark_is_sealed_after_what_passed_it(org_a,
     assert "OK" in verify(org_a)
 
 
+def test_late_commits_in_many_gaps_are_sealed_through_one_range(org_a, monkeypatch):
+    monkeypatch.setattr("audit.services.MAX_GAP_RANGES", 1)
+    first = audit_record(organization=org_a, kind="log", action="first")
+    for offset in (2, 4, 6):  # holes at +1, +3 and +5
+        audit_record(organization=org_a, kind="log", action=f"at {offset}", id=first.id + offset)
+    seal()
+    for offset in (1, 5):
+        audit_record(organization=org_a, kind="log", action=f"late {offset}", id=first.id + offset)
+    seal()
+    assert [link.entry.action for link in links_of(org_a)][-2:] == ["late 1", "late 5"]
+    assert [first.id + 3, first.id + 3] in [g[:2] for g in AuditSealState.objects.get().gaps]
+    assert "OK" in verify(org_a)
+
+
 def test_a_gap_given_up_after_the_lookback_leaves_a_late_entry_out_and_verify_names_it(
     org_a, settings, monkeypatch
 ):
