@@ -95,6 +95,13 @@ class IsApproverKeyOrReviewer(_KeyKinds):
     capability = Capability.DECIDE_APPROVALS
 
 
+class IsMemberOrOrgKey(_KeyKinds):
+    """Members (any role) and organisation keys: what a log collector reads with."""
+
+    kinds = frozenset({"org"})
+    capability = Capability.READ
+
+
 class IsCallerOfActions(_KeyKinds):
     kinds = frozenset({"agent", "org"})
     capability = Capability.READ

@@ -151,3 +151,97 @@ class AuditEntry(models.Model):
 
     def delete(self, *args: object, **kwargs: object):  # type: ignore[override]
         raise AppendOnlyError("Audit entries cannot be deleted (retention purges them).")
+
+
+class AuditLink(models.Model):
+    """One entry's place in its organisation's hash chain (docs/ARCHITECTURE.md, "Audit chain").
+
+    Entries are append-only, so the chain lives beside them: the sealer (audit.seal) adds one
+    link per entry, in batches, some seconds after the entry committed. ``hash`` is
+    SHA-256(prev || canonical form of the entry at ``seq``), see audit/chain.py.
+    """
+
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    seq = models.BigIntegerField()
+    entry = models.OneToOneField(AuditEntry, on_delete=models.CASCADE, related_name="link")
+    version = models.PositiveSmallIntegerField(default=1)  # of the canonical form
+    prev = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    sealed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "seq"], name="audit_link_org_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"link {self.seq} of {self.organization_id}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement of an organisation's chain head: "after ``seq``, the hash is ``hash``".
+
+    ``kind`` head: signed by the sealer at least every minute with new entries. ``kind`` purge:
+    retention deleted every link up to ``seq``; the rest of the chain starts from ``hash``.
+    """
+
+    class Kind(models.TextChoices):
+        HEAD = "head", "Chain head"
+        PURGE = "purge", "Retention purge"
+
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.HEAD)
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Empty: no signing key was configured (retention still purges; verify says so).
+    key_id = models.CharField(max_length=32, blank=True)
+    signature = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "seq", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} checkpoint {self.seq} of {self.organization_id}"
+
+
+class AuditChainHead(models.Model):
+    """Where each organisation's chain ends, so the sealer needs no search (derived data:
+    verification never trusts it)."""
+
+    organization = models.OneToOneField(
+        "accounts.Organization", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+    checkpoint_seq = models.BigIntegerField(default=0)
+    checkpoint_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The heads with entries no checkpoint covers yet: what the sealer signs.
+            models.Index(
+                fields=["checkpoint_at"],
+                condition=models.Q(seq__gt=models.F("checkpoint_seq")),
+                name="audit_head_unsigned",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"head {self.seq} of {self.organization_id}"
+
+
+class AuditSealState(models.Model):
+    """The sealer's one row: every entry id up to ``watermark`` has been seen, except the
+    ``gaps`` ([first id, last id, first seen (epoch s)]) that were not yet visible then and
+    are looked at again until the look-back expires (audit.services.audit_seal)."""
+
+    watermark = models.BigIntegerField(default=0)
+    gaps = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"sealed through id {self.watermark} ({len(self.gaps)} gaps)"

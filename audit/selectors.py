@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from accounts.models import Organization
-from audit.models import AuditEntry
+from audit.chain import ChainVerifier, CheckpointRecord, Report, chain_time, entry_content
+from audit.keyring import signing_key, verification_keys
+from audit.models import AuditCheckpoint, AuditEntry, AuditLink, AuditSealState
+from audit.signing import key_id, public_key_text
 from wardenproject.jsonutil import iso
 
 _STATUS_FOR_DECISION = {"allow": "allowed", "block": "blocked", "requires_approval": "pending"}
@@ -31,7 +34,7 @@ def audit_entry_list(
 ) -> QuerySet[AuditEntry]:
     """The organisation's audit log, newest first, narrowed by ``filters``."""
     filters = filters or AuditFilters()
-    entries = AuditEntry.objects.filter(organization=organization).select_related("agent")
+    entries = AuditEntry.objects.filter(organization=organization).select_related("agent", "link")
     if filters.kind:
         entries = entries.filter(kind=filters.kind)
     if filters.agent_public_id:
@@ -111,4 +114,153 @@ def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
             if outcome_entry
             else None
         ),
+        # False for a few seconds after the check: not yet linked into the audit chain.
+        "sealed": entry_sealed(entry=entry),
     }
+
+
+# --- The audit chain ------------------------------------------------------------------------
+
+
+def entry_sealed(*, entry: AuditEntry) -> bool:
+    return AuditLink.objects.filter(entry_id=entry.pk).exists()
+
+
+def audit_public_keys() -> list[dict[str, Any]]:
+    """The keys checkpoints of this server may be signed with (the signing one first)."""
+    key = signing_key()
+    signing_id = key_id(key.public_key()) if key is not None else None
+    return [
+        {
+            "key_id": key_id(public),
+            "public_key": public_key_text(public),
+            "algorithm": "ed25519",
+            "signing": key_id(public) == signing_id,
+        }
+        for public in verification_keys()
+    ]
+
+
+def checkpoint_json(checkpoint: AuditCheckpoint) -> dict[str, Any]:
+    return {
+        "kind": checkpoint.kind,
+        "seq": checkpoint.seq,
+        "hash": checkpoint.hash,
+        "created_at": chain_time(checkpoint.created_at),
+        "key_id": checkpoint.key_id or None,
+        "signature": checkpoint.signature or None,
+    }
+
+
+def checkpoint_record(checkpoint: AuditCheckpoint) -> CheckpointRecord:
+    return CheckpointRecord(
+        kind=checkpoint.kind,
+        seq=checkpoint.seq,
+        hash=checkpoint.hash,
+        created_at=chain_time(checkpoint.created_at),
+        key_id=checkpoint.key_id,
+        signature=checkpoint.signature,
+    )
+
+
+def audit_checkpoint_page(
+    *, organization: Organization, after: tuple[int, int] | None, limit: int
+) -> tuple[list[AuditCheckpoint], tuple[int, int] | None]:
+    """A page of the organisation's checkpoints in chain order, after the keyset cursor
+    ``(seq, id)``; returns them and the next cursor (None: this was the last page)."""
+    checkpoints = AuditCheckpoint.objects.filter(organization=organization)
+    if after is not None:
+        checkpoints = checkpoints.filter(Q(seq__gt=after[0]) | Q(seq=after[0], id__gt=after[1]))
+    page = list(checkpoints.order_by("seq", "id")[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    return page, ((page[-1].seq, page[-1].id) if more else None)
+
+
+def audit_stream_page(*, organization: Organization, after: int, limit: int) -> list[AuditLink]:
+    """Up to ``limit`` sealed entries after chain position ``after``, in chain order (links
+    with their entries). Only sealed entries: a late commit never appears behind a cursor
+    that already passed it, since it is sealed after the entries sealed before it."""
+    return list(
+        AuditLink.objects.filter(organization=organization, seq__gt=after)
+        .select_related("entry")
+        .order_by("seq")[:limit]
+    )
+
+
+def chain_start_seq(*, organization: Organization, since: datetime | None) -> int | None:
+    """The first chain position to read: the first link whose entry is not older than
+    ``since`` (None: the whole chain)."""
+    if since is None:
+        return None
+    return (
+        AuditLink.objects.filter(organization=organization, entry__created_at__gte=since)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+
+
+def audit_chain_verify(
+    *, organization: Organization, since: datetime | None = None, chunk: int = 2000
+) -> Report:
+    """Recompute the organisation's chain from the database and check its checkpoints
+    (``warden_audit verify``). ``report.problem`` names the first thing wrong."""
+    start = chain_start_seq(organization=organization, since=since)
+    checkpoints = AuditCheckpoint.objects.filter(organization=organization)
+    if since is not None:
+        # Nothing sealed since then: no checkpoint bears on an empty range.
+        checkpoints = checkpoints.filter(seq__gte=start - 1) if start else checkpoints.none()
+    verifier = ChainVerifier(
+        org=organization.public_id,
+        public_keys=verification_keys(),
+        checkpoints=[checkpoint_record(c) for c in checkpoints.order_by("seq", "id")],
+    )
+    links = AuditLink.objects.filter(organization=organization).select_related("entry")
+    if since is not None:
+        links = links.filter(seq__gte=start if start is not None else 2**62)
+    last = None
+    while verifier.report.problem is None:
+        page = list((links.filter(seq__gt=last) if last else links).order_by("seq")[:chunk])
+        for link in page:
+            entry = link.entry
+            if entry.organization_id != organization.pk:
+                verifier.fail(link.seq, entry.public_id, "belongs to another organisation")
+                break
+            verifier.feed(
+                seq=link.seq,
+                prev=link.prev,
+                chain_hash=link.hash,
+                entry=entry.public_id,
+                content=entry_content(entry),
+            )
+        if len(page) < chunk:
+            break
+        last = page[-1].seq
+    report = verifier.finish()
+    if report.problem is None:
+        stray = _entry_outside_the_chain(organization=organization, since=since)
+        if stray is not None:
+            verifier.fail(
+                None,
+                stray.public_id,
+                "is not in the chain though the sealer has passed it: it was inserted behind "
+                "the chain's back (or committed after the sealer's look-back)",
+            )
+    return report
+
+
+def _entry_outside_the_chain(
+    *, organization: Organization, since: datetime | None
+) -> AuditEntry | None:
+    state = AuditSealState.objects.filter(pk=1).first()
+    if state is None:
+        return None
+    entries = AuditEntry.objects.filter(
+        organization=organization, id__lte=state.watermark, link__isnull=True
+    )
+    for low, high, _ in state.gaps:
+        entries = entries.exclude(id__gte=low, id__lte=high)
+    if since is not None:
+        entries = entries.filter(created_at__gte=since)
+    return entries.order_by("id").first()

@@ -81,7 +81,22 @@ def missing_service_verdict(marker: str, *, in_ci: bool, leg: str) -> str:
     return "fail"
 
 
+def _flush_may_empty_the_audit_log() -> None:
+    """A transactional test ends with a flush (TRUNCATE of every table), which the audit
+    log's triggers refuse on PostgreSQL unless the transaction sets warden.audit_purge, as
+    retention does (audit.services.audit_purge_allowed)."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    execute_sql_flush = DatabaseOperations.execute_sql_flush
+
+    def flush_with_purge_allowed(self: DatabaseOperations, sql_list: list[str]) -> None:
+        execute_sql_flush(self, ["SET LOCAL warden.audit_purge = 'on'", *sql_list])
+
+    DatabaseOperations.execute_sql_flush = flush_with_purge_allowed  # type: ignore[method-assign]
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _flush_may_empty_the_audit_log()
     if CI_LEG:
         problem = ci_leg_problem(CI_LEG, postgres=_postgres_available(), redis=_redis_available())
         if problem:

@@ -31,7 +31,7 @@ def close_old_connections(**kwargs: object) -> None:
 # Scheduled housekeeping that runs every few seconds; at INFO its log lines (beat's "Sending
 # due task", a worker's "received" and "succeeded") bury everything else, such as the console
 # emails of `make run`.
-HOUSEKEEPING_TASKS = frozenset({"approvals.expire_overdue", "webhooks.sweep"})
+HOUSEKEEPING_TASKS = frozenset({"approvals.expire_overdue", "webhooks.sweep", "audit.seal"})
 
 
 class QuietHousekeeping(logging.Filter):

@@ -136,6 +136,41 @@ WARDEN_AUDIT_WRITE_ALIAS = "audit_async" if "audit_async" in DATABASES else "def
 # concurrent checks are committed together, each answered only after its row has committed.
 WARDEN_AUDIT_GROUP_COMMIT = env_bool("WARDEN_AUDIT_GROUP_COMMIT", _postgresql)
 WARDEN_AUDIT_BATCH_MAX = env_int("WARDEN_AUDIT_BATCH_MAX", 100, minimum=1)
+# Audit chain (audit/chain.py, docs/ARCHITECTURE.md "Audit chain"). The sealer task links new
+# entries into their organisation's hash chain every WARDEN_AUDIT_SEAL_INTERVAL seconds, up to
+# WARDEN_AUDIT_SEAL_BATCH entries per statement; ids not yet visible (a transaction still
+# open) are looked at again for WARDEN_AUDIT_SEAL_LOOKBACK seconds. Each chain head is
+# signed at most every WARDEN_AUDIT_CHECKPOINT_INTERVAL seconds (and at least as often, when
+# there are new entries).
+WARDEN_AUDIT_SEAL_INTERVAL = env_int("WARDEN_AUDIT_SEAL_INTERVAL", 2, minimum=1)
+WARDEN_AUDIT_SEAL_BATCH = env_int("WARDEN_AUDIT_SEAL_BATCH", 5000, minimum=1)
+WARDEN_AUDIT_SEAL_LOOKBACK = env_int("WARDEN_AUDIT_SEAL_LOOKBACK", 600, minimum=1)
+WARDEN_AUDIT_CHECKPOINT_INTERVAL = env_int("WARDEN_AUDIT_CHECKPOINT_INTERVAL", 60, minimum=1)
+# Ed25519 private keys (base64 of 32 bytes; `python -m audit.signing` makes one), comma-
+# separated: the first signs checkpoints, the others only verify (the previous key while it
+# is rotated out). WARDEN_AUDIT_PUBLIC_KEYS: public keys of retired keys, verify only.
+# Empty with DEBUG: a development key is made and kept in WARDEN_VAR_DIR/audit-signing.key.
+# Empty without DEBUG: entries are still chained but no checkpoint is signed (every
+# manage.py command warns, the sealer logs an error, verify reports the chain unsigned).
+WARDEN_AUDIT_SIGNING_KEYS = env_list("WARDEN_AUDIT_SIGNING_KEYS", [])
+WARDEN_AUDIT_PUBLIC_KEYS = env_list("WARDEN_AUDIT_PUBLIC_KEYS", [])
+
+
+def _check_audit_keys() -> None:
+    from audit.signing import BadKey, private_key_from_text, public_key_from_text
+
+    for name, keys, read in (
+        ("WARDEN_AUDIT_SIGNING_KEYS", WARDEN_AUDIT_SIGNING_KEYS, private_key_from_text),
+        ("WARDEN_AUDIT_PUBLIC_KEYS", WARDEN_AUDIT_PUBLIC_KEYS, public_key_from_text),
+    ):
+        for position, key in enumerate(keys, start=1):
+            try:
+                read(key)
+            except BadKey as exc:
+                raise ImproperlyConfigured(f"{name}: key {position}: {exc}") from None
+
+
+_check_audit_keys()
 # A rule change that starts new running totals recounts the window's history in its own
 # transaction when there are at most this many calls to count; more, and a task recounts
 # them while the rule's limit applies to every call it would count (agents/limits.py).

@@ -12,6 +12,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 WARDEN_WEBHOOKS_ALLOW_PRIVATE = True
 WARDEN_WEBHOOKS_ALLOW_HTTP = True
+# A fixed audit signing key (base64 of bytes 0..31), so tests never write a development key.
+if not WARDEN_AUDIT_SIGNING_KEYS:  # noqa: F405
+    WARDEN_AUDIT_SIGNING_KEYS = ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
