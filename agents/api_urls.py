@@ -22,6 +22,11 @@ urlpatterns = [
     ),
     path("agents/<str:agent_id>/simulate", api.SimulateView.as_view(), name="api-simulate"),
     path("agents/<str:agent_id>/policy", api.PolicyView.as_view(), name="api-policy"),
+    path(
+        "agents/<str:agent_id>/policy/backtest",
+        api.PolicyBacktestView.as_view(),
+        name="api-policy-backtest",
+    ),
     path("rules", api.RuleListView.as_view(), name="api-rules"),
     path("rules/<str:rule_id>", api.RuleDetailView.as_view(), name="api-rule"),
     path("keys", api.KeyListView.as_view(), name="api-keys"),

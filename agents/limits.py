@@ -47,7 +47,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -59,6 +59,7 @@ from django.utils import timezone
 
 from agents.models import Agent, LimitBucket, LimitCounter, Rule
 from agents.policy import (
+    ENFORCE,
     METADATA_PREFIX,
     Budget,
     Call,
@@ -511,7 +512,9 @@ def limit_counters_rebuild(
     now = now or timezone.now()
     organization = agent.organization
     rules = _rules_with_limits(organization.pk, agent, rule_ids)
-    specs = [rule_spec(rule, lists=agent.policy_lists) for rule in rules]
+    # Shadow rules too (compiled as enforcing here): their totals are read by the shadow
+    # evaluation, and this recount is what fills them.
+    specs = [replace(rule_spec(rule, lists=agent.policy_lists), mode=ENFORCE) for rule in rules]
     specs = [spec for spec in specs if spec.limit is not None]
     if not specs:
         return 0
@@ -602,12 +605,12 @@ def limit_counters_rebuild(
     return len(counters)
 
 
-def _history_querysets(
-    agent_ids: list[int], since: datetime, patterns: list[str]
+def history_querysets(
+    agent_ids: list[int], since: datetime, patterns: list[str], until: datetime | None = None
 ) -> tuple[Any, Any]:
-    """The allowed checks and approved requests of the agents since ``since`` whose action
-    any of the patterns could match (the database narrows by exact name or prefix; the
-    policy matches precisely)."""
+    """The allowed checks and approved requests of the agents since ``since`` (and before
+    ``until``) whose action any of the patterns could match (the database narrows by exact
+    name or prefix; the policy matches precisely)."""
     narrowing = Q()
     for pattern in {p.lower() for p in patterns}:
         prefix = pattern.split("*", 1)[0]
@@ -627,6 +630,9 @@ def _history_querysets(
     approved = ApprovalRequest.objects.filter(
         agent_id__in=agent_ids, status=ApprovalRequest.Status.APPROVED, requested_at__gte=since
     ).filter(narrowing)
+    if until is not None:
+        checks = checks.filter(created_at__lt=until)
+        approved = approved.filter(requested_at__lt=until)
     return checks, approved
 
 
@@ -635,7 +641,7 @@ def history_is_short(*, agents: list[Agent], spec: RuleSpec, rows: int, now: dat
     them runs inline, in the change's own transaction)."""
     assert spec.limit is not None
     since = now - timedelta(seconds=spec.limit.per_seconds + bucket_seconds(spec.limit.per_seconds))
-    checks, approved = _history_querysets([a.pk for a in agents], since, [spec.action])
+    checks, approved = history_querysets([a.pk for a in agents], since, [spec.action])
     found = checks[: rows + 1].count()
     return found <= rows and found + approved[: rows + 1].count() <= rows
 
@@ -644,7 +650,7 @@ def _history(
     agent: Agent, since: datetime, patterns: list[str], *, metadata: bool
 ) -> Iterator[tuple[str, Any, str, str, Any, datetime]]:
     """(action, arguments, environment, session, metadata, time) of the calls to recount."""
-    checks, approved = _history_querysets([agent.pk], since, patterns)
+    checks, approved = history_querysets([agent.pk], since, patterns)
     if metadata:
         for action, arguments, environment, session_id, data, at in checks.values_list(
             "action", "arguments", "environment", "session_id", "data", "created_at"

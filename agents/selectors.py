@@ -167,6 +167,7 @@ def agent_detail(agent: Agent) -> dict[str, Any]:
         "description": agent.description,
         "is_active": agent.is_active,
         "default": agent.default_decision,
+        "enforcement": agent.enforcement,
         "policy_revision": agent.policy_revision,
         "created_at": agent.created_at.isoformat(),
     }

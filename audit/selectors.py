@@ -110,4 +110,6 @@ def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
             if outcome_entry
             else None
         ),
+        "shadow": (entry.data or {}).get("shadow") or [],
+        "log_only": (entry.data or {}).get("log_only"),
     }
