@@ -466,6 +466,47 @@ def budgets_read(
     return totals
 
 
+def budgets_count(
+    *,
+    organization_id: int,
+    agent_id: int,
+    environment: str,
+    rule_pk: int,
+    budget: Budget,
+    buckets: dict[int, tuple[int, Decimal]],
+    now: datetime,
+) -> None:
+    """Add recorded calls to a budget nobody reserves (a shadow rule's: the aggregation of
+    shadow outcomes keeps it current, agents/shadow.py), in the caller's transaction:
+    ``buckets`` maps bucket starts to the calls' count and total. Buckets the window has
+    left are dropped, and calls it has left are not counted."""
+    since = _window_start(now, budget.per_seconds)
+    counter, _ = LimitCounter.objects.get_or_create(
+        key=budget_key(agent_id=agent_id, environment=environment, budget=budget),
+        defaults={
+            "organization_id": organization_id,
+            "agent_id": agent_id,
+            "rule_id": rule_pk,
+            "environment": environment,
+            "by_value": budget.by_value[:200],
+            "bucket_seconds": bucket_seconds(budget.per_seconds),
+            "updated_at": now,
+        },
+    )
+    for start, (count, total) in buckets.items():
+        if start < since:
+            continue
+        bucket, created = LimitBucket.objects.get_or_create(
+            counter=counter, start=start, defaults={"count": count, "total": total}
+        )
+        if not created:
+            LimitBucket.objects.filter(pk=bucket.pk).update(
+                count=F("count") + count, total=F("total") + total
+            )
+    LimitBucket.objects.filter(counter=counter, start__lt=since).delete()
+    LimitCounter.objects.filter(pk=counter.pk).update(version=F("version") + 1, updated_at=now)
+
+
 def budgets_spend_approved(*, budgets: list[dict[str, str]], requested_at: datetime) -> None:
     """Count an approved call in the budgets it was held against (in the caller's
     transaction), in the bucket of the time it was requested."""

@@ -7,6 +7,12 @@ answer it would have had) behind a watermark on the audit entry id: each run rea
 the entries written since the last one, at most ``BATCH_ROWS`` at a time, so neither a run
 nor the rule page ever scans history. Beat runs it every ``TALLY_EVERY_SECONDS``.
 
+The same run keeps shadow rules' running totals current: the check path reads them
+(``agents.limits.budgets_read``) and never reserves or spends them, and here every allowed
+call a shadow rule with a limit applied to is added to the budgets that rule would have
+spent. A shadow limit therefore sees the calls of the last minute or two late (the run's
+interval and ``LAG_SECONDS``); promoting the rule recounts its budgets from the audit log.
+
 Entries younger than ``LAG_SECONDS`` wait for the next run: ids are handed out when a row
 is inserted, so a row still being committed may hold a smaller id than one already
 committed; a check whose write took longer than that could be left out of the tallies (its
@@ -16,14 +22,28 @@ own entry still names its shadow outcomes).
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from agents import limits
 from agents.models import Rule, ShadowTally, ShadowTallyMark
+from agents.policy import (
+    ALLOW,
+    ENFORCE,
+    SHADOW,
+    Budget,
+    Call,
+    CompiledPolicy,
+    bucket_seconds,
+    compile_policy,
+)
+from agents.selectors import organization_tz, rule_spec
 from audit.models import AuditEntry
 
 TALLY_EVERY_SECONDS = 60.0
@@ -79,16 +99,28 @@ def _batch(cutoff: datetime) -> tuple[bool, int]:
         if upper == mark.last_entry_id:
             return True, 0
         counts: Counter[tuple[str, int, int, date, str, str]] = Counter()
-        for agent_id, organization_id, decision, data, created_at in (
+        budgets = _ShadowBudgets()
+        for row in (
             AuditEntry.objects.filter(
                 id__gt=mark.last_entry_id,
                 id__lte=upper,
                 kind=AuditEntry.Kind.CHECK,
                 data__has_key="shadow",
             )
-            .values_list("agent_id", "organization_id", "decision", "data", "created_at")
+            .values_list(
+                "agent_id",
+                "organization_id",
+                "decision",
+                "data",
+                "created_at",
+                "action",
+                "arguments",
+                "environment",
+                "session_id",
+            )
             .iterator(chunk_size=2000)
         ):
+            agent_id, organization_id, decision, data, created_at = row[:5]
             if agent_id is None:
                 continue
             was = answer_of(decision, data)
@@ -98,11 +130,76 @@ def _batch(cutoff: datetime) -> tuple[bool, int]:
                 would_be = outcome.get("decision") if isinstance(outcome, dict) else None
                 if isinstance(rule_id, str) and isinstance(would_be, str):
                     counts[(rule_id, agent_id, organization_id, day, was, would_be)] += 1
+                    if decision == ALLOW:
+                        budgets.count(rule_id, row)
         _tallies_add(counts)
+        budgets.write(now=timezone.now())
         mark.last_entry_id = upper
         mark.updated_at = timezone.now()
         mark.save(update_fields=["last_entry_id", "updated_at"])
     return scanned < BATCH_ROWS, scanned
+
+
+class _ShadowBudgets:
+    """The running totals of shadow rules with a limit, kept current here rather than on the
+    check path (which reads them and never spends): every allowed call a shadow rule applied
+    to is added to the budgets it would have spent, in the bucket of its time."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, tuple[Rule, CompiledPolicy, Any] | None] = {}
+        self.buckets: dict[tuple[Any, ...], tuple[Budget, int, dict[int, list[Any]]]] = {}
+
+    def _rule(self, rule_id: str) -> tuple[Rule, CompiledPolicy, Any] | None:
+        if rule_id not in self.rules:
+            rule = (
+                Rule.objects.select_related("organization", "agent")
+                .filter(public_id=rule_id)
+                .first()
+            )
+            found = None
+            if rule is not None and rule.document.get("mode") == SHADOW:
+                lists = rule.agent.policy_lists if rule.agent_id else None
+                spec = replace(rule_spec(rule, lists=lists), mode=ENFORCE)
+                if spec.limit is not None:
+                    found = (rule, compile_policy([spec]), organization_tz(rule.organization))
+            self.rules[rule_id] = found
+        return self.rules[rule_id]
+
+    def count(self, rule_id: str, row: tuple[Any, ...]) -> None:
+        found = self._rule(rule_id)
+        if found is None:
+            return
+        rule, policy, tz = found
+        agent_id, organization_id, _, data, at, action, arguments, environment, session = row
+        call = Call(
+            action,
+            arguments,
+            environment,
+            session_id=session,
+            metadata=(data or {}).get("metadata"),
+            at=at,
+            timezone=tz,
+        )
+        for budget in policy.budgets(call):
+            key = (agent_id, organization_id, environment, *budget.series())
+            _, _, buckets = self.buckets.setdefault(key, (budget, rule.pk, {}))
+            size = bucket_seconds(budget.per_seconds)
+            bucket = buckets.setdefault(int(at.timestamp() // size) * size, [0, Decimal(0)])
+            bucket[0] += 1
+            bucket[1] += budget.amount
+
+    def write(self, *, now: datetime) -> None:
+        for key, (budget, rule_pk, buckets) in self.buckets.items():
+            agent_id, organization_id, environment = key[:3]
+            limits.budgets_count(
+                organization_id=organization_id,
+                agent_id=agent_id,
+                environment=environment,
+                rule_pk=rule_pk,
+                budget=budget,
+                buckets={start: (count, total) for start, (count, total) in buckets.items()},
+                now=now,
+            )
 
 
 def _tallies_add(counts: Counter[tuple[str, int, int, date, str, str]]) -> None:
