@@ -55,11 +55,18 @@ class AgentSettingsForm(AgentCreateForm):
     enforcement = forms.ChoiceField(
         choices=Agent.Enforcement.choices,
         initial=Agent.Enforcement.ENFORCE,
+        required=False,
         label="Enforcement",
         help_text="Log only: every call is allowed; each answer's reason and the audit log "
         "say what would have happened.",
     )
     is_active = forms.BooleanField(required=False, label="Active (checks are answered)")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not cleaned.get("enforcement"):
+            cleaned.pop("enforcement", None)  # not sent: left as it is
+        return cleaned
 
 
 class KeyCreateForm(forms.Form):
@@ -273,6 +280,7 @@ class RuleForm(forms.Form):
     mode = forms.ChoiceField(
         choices=RULE_MODES,
         initial=ENFORCE,
+        required=False,
         label="Mode",
         help_text="Shadow: evaluated on every call and recorded, never part of the answer.",
     )
