@@ -17,7 +17,7 @@ from django.http import Http404
 
 from accounts.models import Organization
 from agents.models import Agent, ApiKey, Rule, TokenUsage
-from agents.policy import BLOCK, RuleSpec, action_pattern_is_valid
+from agents.policy import BLOCK, ENFORCE, SHADOW, RuleSpec, action_pattern_is_valid
 from agents.policy_document import PolicyDocumentError, rule_spec_from_mapping
 from wardenproject.jsonutil import iso
 
@@ -120,6 +120,8 @@ def rule_spec(rule: Rule, *, lists: Mapping[str, Any] | None) -> RuleSpec:
             action=pattern,
             effect=BLOCK,
             message="This rule is invalid and blocks its actions until it is fixed.",
+            # A shadow rule never decides: broken, it still only records (a block).
+            mode=SHADOW if (rule.document or {}).get("mode") == SHADOW else ENFORCE,
             position=rule.position,
             scope=scope,
         )

@@ -258,7 +258,7 @@ def shadow_stats(*, rule: Rule, now: datetime | None = None) -> dict[str, Any]:
     rows = (
         ShadowTally.objects.filter(rule=rule, day__gte=first)
         .values("day", "was", "would_be")
-        .annotate(count=Sum("count"))
+        .annotate(calls=Sum("count"))
     )
     windows: dict[str, dict[str, Any]] = {
         f"{days}d": {"matched": 0, "changed": 0, "transitions": {}} for days in WINDOWS_DAYS
@@ -269,12 +269,12 @@ def shadow_stats(*, rule: Rule, now: datetime | None = None) -> dict[str, Any]:
             if age >= days:
                 continue
             window = windows[f"{days}d"]
-            window["matched"] += row["count"]
+            window["matched"] += row["calls"]
             if row["was"] != row["would_be"]:
-                window["changed"] += row["count"]
+                window["changed"] += row["calls"]
                 transition = f"{row['was']}->{row['would_be']}"
                 window["transitions"][transition] = (
-                    window["transitions"].get(transition, 0) + row["count"]
+                    window["transitions"].get(transition, 0) + row["calls"]
                 )
     for window in windows.values():
         window["transitions"] = dict(sorted(window["transitions"].items()))
