@@ -11,6 +11,7 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
+import yaml
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
 from django.test import Client
@@ -191,8 +192,6 @@ def test_calls_the_candidate_allows_count_towards_its_budget(client, alice, supp
 
 
 def test_a_json_object_candidate_is_read_like_put(client, alice, support_bot, period):
-    import yaml
-
     client.force_login(alice)
     response = backtest(
         client,
@@ -462,3 +461,9 @@ def test_the_policy_editor_shows_a_bad_documents_errors_and_tests_nothing(
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.context["backtest"] is None
     assert response.context["policy_errors"][0].path == "rules[0].limit.over"
+
+
+def test_the_schema_describes_the_backtest_endpoint(client):
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    operation = schema["paths"]["/api/v1/agents/{agent_id}/policy/backtest"]["post"]
+    assert operation["operationId"] == "agents_policy_backtest"
