@@ -53,6 +53,9 @@ from wardenproject.errors import ValidationFailed
 
 MAX_CALLS = 100_000  # the most calls one backtest replays (its `limit`, and the default)
 MAX_SAMPLES = 50
+# The most rows of history before ``since`` read to start the candidate's running totals
+# (its longest window's worth); past it the totals start lower and the answer says so.
+MAX_SEED_ROWS = 1_000_000
 MAX_PERIOD_DAYS = 366
 _ZERO = Decimal(0)
 
@@ -200,12 +203,13 @@ def _candidate(agent: Agent, document: PolicyDocument) -> _Candidate:
 # --- Replaying ----------------------------------------------------------------------------------
 
 
-def _seed(agent: Agent, candidate: _Candidate, budgets: _Budgets, since: datetime, tz: Any) -> None:
+def _seed(agent: Agent, candidate: _Candidate, budgets: _Budgets, since: datetime, tz: Any) -> bool:
     """Count the history before ``since`` that the candidate's windows reach, as a rebuild
-    of the candidate's counters would: allowed checks and approved requests, in time order."""
+    of the candidate's counters would: allowed checks and approved requests, in time order,
+    at most ``MAX_SEED_ROWS`` of them. Returns whether it stopped there."""
     windows = [(spec, spec.limit.per_seconds) for spec in candidate.rules if spec.limit]
     if not windows:
-        return
+        return False
     longest = max(per + bucket_seconds(per) for _, per in windows)
     limited = [spec for spec, _ in windows]
     checks, approved = limits.history_querysets(
@@ -221,7 +225,9 @@ def _seed(agent: Agent, candidate: _Candidate, budgets: _Budgets, since: datetim
         ((*row, None) for row in approved_rows.iterator(chunk_size=2000)),
         key=lambda row: row[0],
     )
-    for at, action, arguments, environment, session_id, data in merged:
+    for read, (at, action, arguments, environment, session_id, data) in enumerate(merged):
+        if read == MAX_SEED_ROWS:
+            return True
         call = Call(
             action,
             arguments,
@@ -234,6 +240,7 @@ def _seed(agent: Agent, candidate: _Candidate, budgets: _Budgets, since: datetim
         found = candidate.policy.budgets(call)
         if found:
             budgets.spend(environment, found, at)
+    return False
 
 
 def _recorded(
@@ -280,7 +287,7 @@ def policy_backtest(
     plan = runtime.plan_features(organization)
     candidate = _candidate(agent, document)
     budgets = _Budgets()
-    _seed(agent, candidate, budgets, since, tz)
+    history_truncated = _seed(agent, candidate, budgets, since, tz)
     approved_ids = set(
         ApprovalRequest.objects.filter(
             agent_id=agent.pk,
@@ -355,6 +362,7 @@ def policy_backtest(
         "until": until.isoformat(),
         "limit": limit,
         "truncated": truncated,
+        "history_truncated": history_truncated,
         "calls": calls,
         "changed": changed,
         "transitions": dict(sorted(transitions.items())),

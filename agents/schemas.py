@@ -221,6 +221,10 @@ class BacktestResponseSerializer(serializers.Serializer):
     until = serializers.DateTimeField()
     limit = serializers.IntegerField()
     truncated = serializers.BooleanField(help_text="The period held more calls than limit.")
+    history_truncated = serializers.BooleanField(
+        help_text="The window before since held more than 1,000,000 calls to count: the "
+        "running totals started from the first million."
+    )
     calls = serializers.IntegerField()
     changed = serializers.IntegerField()
     transitions = serializers.DictField(child=serializers.IntegerField())
