@@ -470,3 +470,25 @@ def test_an_outsider_gets_404_for_another_orgs_shadow_rule_action_and_promotion(
     assert client.get(page).status_code == HTTPStatus.NOT_FOUND
     rule.refresh_from_db()
     assert rule.document["mode"] == "shadow"
+
+
+def test_beat_runs_the_tally_task_which_drops_tallies_older_than_31_days(client, support_bot, keys):
+    from django.conf import settings
+
+    from agents.tasks import agents_shadow_tally
+
+    assert settings.CELERY_BEAT_SCHEDULE["agents-shadow-tally"]["task"] == "agents.shadow_tally"
+    rule = shadow_block(support_bot)
+    check(client, keys.live, amount=500)
+    ShadowTally.objects.create(
+        organization=support_bot.organization,
+        rule=rule,
+        agent=support_bot,
+        day=timezone.now().date() - timedelta(days=40),
+        was="allow",
+        would_be="block",
+        count=7,
+    )
+    with freeze_time(timezone.now() + timedelta(minutes=5)):  # past the lag
+        assert agents_shadow_tally() > 0
+    assert list(ShadowTally.objects.values_list("count", flat=True)) == [1]
