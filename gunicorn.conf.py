@@ -4,7 +4,8 @@ gthread workers: threads wait on PostgreSQL and hold long-polls (up to 60 s) wit
 blocking a process. Size with WEB_CONCURRENCY (processes, default 4) and WEB_THREADS
 (threads per process, default 8); every thread may hold a database connection. A worker
 accepts new connections only while it has a free thread (wardenproject/gunicorn_worker.py),
-so the agents' keep-alive connections spread over the processes.
+so a worker whose threads are all held (long-polls wait up to 60 s) leaves new connections
+to one that can serve them, and the agents' keep-alive connections spread over the processes.
 """
 
 from __future__ import annotations

@@ -184,6 +184,28 @@ def organization_get_by_ref(*, ref: str) -> Organization:
     return organizations[0]
 
 
+def membership_get_by_email(*, organization: Organization, email: str) -> Membership | None:
+    """The membership in ``organization`` of the user with this email address (any case),
+    for operators' commands that act on a member's behalf (``--actor``)."""
+    return (
+        Membership.objects.select_related("user", "organization")
+        .filter(organization=organization, user__email__iexact=email.strip())
+        .first()
+    )
+
+
+def membership_is_last_owner(membership: Membership) -> bool:
+    """True if ``membership`` is its organisation's only owner (who must stay one)."""
+    return (
+        membership.role == Membership.Role.OWNER
+        and not Membership.objects.filter(
+            organization_id=membership.organization_id, role=Membership.Role.OWNER
+        )
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
 def membership_role_get(*, user: User, organization_id: int) -> str | None:
     """The user's role in the organisation, or None for outsiders."""
     return (

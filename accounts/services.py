@@ -56,6 +56,19 @@ class PlanChangeByOperator(Forbidden, PermissionDenied):
     code = "plan_change_by_operator"
 
 
+class OperatorOnly(Forbidden, PermissionDenied):
+    """403: an operator's change (``as_operator``) made by someone who is not staff."""
+
+    code = "operator_only"
+
+
+def _operator_require(actor: User | None) -> None:
+    """Operators' changes come from staff in the admin, or from a command (``actor`` None:
+    the audit entry names the system)."""
+    if actor is not None and not actor.is_staff:
+        raise OperatorOnly("Only staff make this change from the admin.")
+
+
 class InvitationInvalid(DomainError):
     """The invitation link cannot be used. ``code`` says why; ``detail`` says it to a human."""
 
@@ -71,10 +84,19 @@ def _plan_default() -> Plan:
 
 
 @transaction.atomic
-def organization_create(*, owner: User, name: str, plan: Plan | None = None) -> Organization:
+def organization_create(
+    *,
+    owner: User,
+    name: str,
+    plan: Plan | None = None,
+    as_operator: bool = False,
+    source: str = "web",
+) -> Organization:
     """Create an organisation (Free plan unless given) with ``owner`` as its owner.
 
-    The new organisation becomes the owner's current one if they had none.
+    The new organisation becomes the owner's current one if they had none. The audit entry
+    names the owner, who signed up, or the system when the operator made it for them
+    (``as_operator``: ``warden_bootstrap``).
     """
     name = name.strip()
     if not name:
@@ -86,12 +108,12 @@ def organization_create(*, owner: User, name: str, plan: Plan | None = None) -> 
         owner.save(update_fields=["current_organization"])
     audit_record_change(
         organization=organization,
-        actor_user=owner,
+        actor_user=None if as_operator else owner,
         target=organization,
         verb="create",
         before=None,
         after=model_snapshot(organization, ["name", "plan"]),
-        source="web",
+        source=source,
     )
     return organization
 
@@ -99,6 +121,28 @@ def organization_create(*, owner: User, name: str, plan: Plan | None = None) -> 
 @functools.cache
 def available_time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def organization_settings_clean(
+    *, name: str, default_approval_timeout: int, time_zone: str | None
+) -> str:
+    """The organisation's settings checked (``ValidationFailed`` naming the field); returns
+    the name stripped. The admin's form asks it too, so a bad value is a form error there."""
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("The organisation needs a name.", field="name")
+    timeout_range = range(MIN_APPROVAL_TIMEOUT_SECONDS, MAX_APPROVAL_TIMEOUT_SECONDS + 1)
+    if default_approval_timeout not in timeout_range:
+        raise ValidationFailed(
+            "The default approval timeout must be between 1 minute and 7 days.",
+            field="default_approval_timeout",
+        )
+    if time_zone is not None and time_zone not in available_time_zones():
+        raise ValidationFailed(
+            f"Unknown time zone {time_zone!r}: use an IANA name such as Europe/Paris.",
+            field="time_zone",
+        )
+    return name
 
 
 @transaction.atomic
@@ -109,27 +153,23 @@ def organization_update(
     name: str,
     default_approval_timeout: int,
     time_zone: str | None = None,
+    as_operator: bool = False,
+    source: str = "web",
 ) -> Organization:
     """Rename the organisation, set its default approval timeout (seconds) and the time zone
-    in which rules read ``$time.hour`` and ``$time.weekday``."""
-    membership_require(
-        user=actor, organization=organization, capability=Capability.MANAGE_ORGANIZATION
+    in which rules read ``$time.hour`` and ``$time.weekday``.
+
+    ``as_operator``: staff in the Django admin, who need no membership."""
+    if as_operator:
+        _operator_require(actor)
+    else:
+        membership_require(
+            user=actor, organization=organization, capability=Capability.MANAGE_ORGANIZATION
+        )
+    name = organization_settings_clean(
+        name=name, default_approval_timeout=default_approval_timeout, time_zone=time_zone
     )
-    name = name.strip()
-    if not name:
-        raise ValidationFailed("The organisation needs a name.", field="name")
-    timeout_range = range(MIN_APPROVAL_TIMEOUT_SECONDS, MAX_APPROVAL_TIMEOUT_SECONDS + 1)
-    if default_approval_timeout not in timeout_range:
-        raise ValidationFailed(
-            "The default approval timeout must be between 1 minute and 7 days.",
-            field="default_approval_timeout",
-        )
     fields = ["name", "default_approval_timeout", "time_zone"]
-    if time_zone is not None and time_zone not in available_time_zones():
-        raise ValidationFailed(
-            f"Unknown time zone {time_zone!r}: use an IANA name such as Europe/Paris.",
-            field="time_zone",
-        )
     before = model_snapshot(organization, fields)
     organization.name = name
     organization.default_approval_timeout = default_approval_timeout
@@ -148,7 +188,7 @@ def organization_update(
         verb="update",
         before=before,
         after=model_snapshot(organization, fields),
-        source="web",
+        source=source,
     )
     return organization
 
@@ -252,14 +292,25 @@ def _lock_owners(organization_id: int) -> None:
 
 
 @transaction.atomic
-def membership_change_role(*, actor: User, membership: Membership, role: str) -> Membership:
+def membership_change_role(
+    *,
+    actor: User | None,
+    membership: Membership,
+    role: str,
+    as_operator: bool = False,
+    source: str = "web",
+) -> Membership:
+    """``as_operator``: staff in the Django admin; the last owner stays an owner either way."""
     if role not in Role.values:
         raise ValidationFailed(f"Unknown role {role!r}.", field="role")
-    acting = membership_require(
-        user=actor, organization=membership.organization, capability=Capability.MANAGE_MEMBERS
-    )
-    if not membership_can_manage(acting, membership) or not role_can_assign(acting.role, role):
-        raise RoleForbidden("Only an owner can change an owner or make someone an owner.")
+    if as_operator:
+        _operator_require(actor)
+    else:
+        acting = membership_require(
+            user=actor, organization=membership.organization, capability=Capability.MANAGE_MEMBERS
+        )
+        if not membership_can_manage(acting, membership) or not role_can_assign(acting.role, role):
+            raise RoleForbidden("Only an owner can change an owner or make someone an owner.")
     _lock_owners(membership.organization_id)
     membership.refresh_from_db()
     if membership.role == role:
@@ -279,21 +330,26 @@ def membership_change_role(*, actor: User, membership: Membership, role: str) ->
         verb="change role",
         before=before,
         after=model_snapshot(membership, ["user", "role"]),
-        source="web",
+        source=source,
     )
     return membership
 
 
 @transaction.atomic
-def membership_remove(*, actor: User, membership: Membership) -> None:
-    """Remove a member. Anyone may leave; managing others needs ``manage_members``.
+def membership_remove(
+    *, actor: User | None, membership: Membership, as_operator: bool = False, source: str = "web"
+) -> None:
+    """Remove a member. Anyone may leave; managing others needs ``manage_members``
+    (``as_operator``: staff in the Django admin). The last owner is never removed.
 
     The approver keys the member created vote as them, so they are revoked with the
     membership (audited; refused at once in this process, within the key cache's lifetime
     elsewhere). Agent and organisation keys belong to the organisation and stay.
     """
-    leaving = membership.user_id == actor.pk
-    if leaving:
+    leaving = actor is not None and membership.user_id == actor.pk
+    if as_operator:
+        _operator_require(actor)
+    elif leaving:
         membership_require(user=actor, organization=membership.organization)
     else:
         acting = membership_require(
@@ -314,11 +370,11 @@ def membership_remove(*, actor: User, membership: Membership) -> None:
         verb="remove",
         before=model_snapshot(membership, ["user", "role"]),
         after=None,
-        source="web",
+        source=source,
     )
     user = membership.user
     api_key_revoke_approver_keys_of(
-        organization=membership.organization, user=user, actor=actor, source="web"
+        organization=membership.organization, user=user, actor=actor, source=source
     )
     membership.delete()
     if user.current_organization_id == membership.organization_id:
@@ -406,12 +462,18 @@ def invitation_create(
 
 
 @transaction.atomic
-def invitation_revoke(*, actor: User, invitation: Invitation) -> Invitation:
-    acting = membership_require(
-        user=actor, organization=invitation.organization, capability=Capability.MANAGE_MEMBERS
-    )
-    if not role_can_assign(acting.role, invitation.role):
-        raise RoleForbidden("Only an owner can revoke an invitation to become an owner.")
+def invitation_revoke(
+    *, actor: User | None, invitation: Invitation, as_operator: bool = False, source: str = "web"
+) -> Invitation:
+    """``as_operator``: staff in the Django admin."""
+    if as_operator:
+        _operator_require(actor)
+    else:
+        acting = membership_require(
+            user=actor, organization=invitation.organization, capability=Capability.MANAGE_MEMBERS
+        )
+        if not role_can_assign(acting.role, invitation.role):
+            raise RoleForbidden("Only an owner can revoke an invitation to become an owner.")
     updated = Invitation.objects.filter(
         pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True
     ).update(revoked_at=timezone.now())
@@ -425,7 +487,7 @@ def invitation_revoke(*, actor: User, invitation: Invitation) -> Invitation:
         verb="revoke",
         before={"email": invitation.email, "role": invitation.role},
         after=None,
-        source="web",
+        source=source,
     )
     return invitation
 
@@ -568,19 +630,39 @@ def organization_bootstrap(
         or Organization.objects.filter(name=org_name).order_by("created_at").first()
     )
     if organization is None:
-        organization = organization_create(owner=user, name=org_name, plan=plan)
+        organization = organization_create(
+            owner=user, name=org_name, plan=plan, as_operator=True, source="bootstrap"
+        )
         created["organization"] = created["membership"] = True
     else:
+        # The operator's changes, audited as the system's (source bootstrap): the owner
+        # being ensured is not the person running the command.
         membership, made = Membership.objects.get_or_create(
             user=user, organization=organization, defaults={"role": Role.OWNER}
         )
         created["membership"] = made
+        before = None if made else model_snapshot(membership, ["user", "role"])
         if membership.role != Role.OWNER:
             membership.role = Role.OWNER
             membership.save(update_fields=["role"])
-        if plan is not None and organization.plan_id != plan.pk:
-            organization.plan = plan
-            organization.save(update_fields=["plan"])
+        if made or membership.role != (before or {}).get("role"):
+            audit_record_change(
+                organization=organization,
+                actor_user=None,
+                target=membership,
+                verb="join" if made else "change role",
+                before=before,
+                after=model_snapshot(membership, ["user", "role"]),
+                source="bootstrap",
+            )
+        if plan is not None:
+            organization_change_plan(
+                actor=None,
+                organization=organization,
+                plan=plan,
+                as_operator=True,
+                source="bootstrap",
+            )
     if user.current_organization_id is None:
         user.current_organization = organization
         user.save(update_fields=["current_organization"])

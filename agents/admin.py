@@ -28,6 +28,11 @@ class AgentAdmin(admin.ModelAdmin):
     search_fields = ("name", "public_id", "organization__name")
     readonly_fields = ("public_id", "policy_revision", "created_at", "updated_at")
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Agents go only with their organisation (their audit rows keep pointing at them);
+        # deactivating one is the audited way to stop it.
+        return False
+
     def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
         if not change:
             created = services.agent_create(

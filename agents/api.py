@@ -9,7 +9,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_cache_control
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -27,7 +27,6 @@ from agents.http import (
     bool_field,
     idempotency_key_from,
     int_field,
-    json_answer,
     json_object,
     object_field,
     string_field,
@@ -127,7 +126,7 @@ class CheckView(KeyOnlyPostView):
             started=started,
             **fields,
         )
-        response = json_answer(result.native())
+        response = JsonResponse(result.native())
         if result.replayed:
             response["Idempotent-Replayed"] = "true"
         return response

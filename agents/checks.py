@@ -25,7 +25,6 @@ from agents.runtime import AgentRuntime, ApiPrincipal
 from agents.selectors import organization_tz
 from audit.models import AuditEntry
 from audit.services import audit_entry_commit, audit_entry_insert
-from wardenproject.db import instance_new
 from wardenproject.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from wardenproject.ids import public_id
 from wardenproject.jsonutil import iso
@@ -278,8 +277,7 @@ class _Record:
                 "decision": self.would_have_been.decision,
                 "reason": self.would_have_been.reason,
             }
-        entry = instance_new(
-            AuditEntry,
+        entry = AuditEntry(
             public_id=public_id("act"),
             organization=principal.organization,
             kind=AuditEntry.Kind.CHECK,

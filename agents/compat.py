@@ -8,7 +8,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,7 +20,6 @@ from agents.http import (
     KeyOnlyPostView,
     action_field,
     idempotency_key_from,
-    json_answer,
     json_object,
     object_field,
     string_field,
@@ -72,7 +71,7 @@ class ArdenCheckView(KeyOnlyPostView):
             idempotency_key=idempotency_key_from(request),
             started=started,
         )
-        return json_answer(
+        return JsonResponse(
             {
                 "decision": result.decision,
                 "action_id": result.action_id,
@@ -158,7 +157,7 @@ class AgentWardenCheckView(KeyOnlyPostView):
             source="agentwarden",
             started=started,
         )
-        return json_answer(
+        return JsonResponse(
             {
                 "allowed": result.decision == "allow",
                 "requires_approval": result.decision == "requires_approval",
@@ -197,4 +196,4 @@ class AgentWardenLogView(KeyOnlyPostView):
             "context": context,
             "created_at": entry.created_at.isoformat(),
         }
-        return json_answer(body, status=HTTPStatus.CREATED)
+        return JsonResponse(body, status=HTTPStatus.CREATED)

@@ -4,8 +4,6 @@ endpoints agents call once per tool call."""
 
 from __future__ import annotations
 
-import json
-from http import HTTPStatus
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -24,13 +22,6 @@ from wardenproject.errors import (
 )
 from wardenproject.strictjson import body_bytes as body_bytes  # the views import it from here
 from wardenproject.strictjson import json_parse
-
-
-def json_answer(body: dict[str, Any], status: int = HTTPStatus.OK) -> HttpResponse:
-    """``JsonResponse(body)`` for the hot path's answers, whose values are plain JSON types
-    (str, numbers, None, lists and dicts of them): the same bytes without Django's encoder
-    class, 10 → 6 µs per answer."""
-    return HttpResponse(json.dumps(body).encode(), content_type="application/json", status=status)
 
 
 def json_object(request: Request | HttpRequest, limit: int | None = None) -> dict[str, Any]:

@@ -19,18 +19,15 @@ A check with budgets (``CompiledPolicy.budgets``) decides inside a ``Reservation
    fit.
 
 On PostgreSQL outside a caller's transaction (the check endpoints) the read takes no lock:
-the spend is one statement that locks the counters still at the versions read (skipping
-any another transaction holds), and only if it locked all of them, updates them and inserts
-the audit row; otherwise it changes nothing, and the check decides again waiting for the
-counters' row locks, as
+the spend is one statement that locks the counters still at the versions read (in key
+order), and only if all of them are, updates them and inserts the audit row; otherwise it
+changes nothing, and the check decides again waiting for the counters' row locks, as
 everywhere else: a ``transaction.atomic()`` that creates and locks them (``INSERT ... ON
 CONFLICT DO UPDATE``, key order, so racing checks queue and cannot deadlock) and holds
 them until it commits. A budget that was overtaken is "contended" in this process for
 ``CONTENDED_SECONDS``: its checks take the locks at once rather than race and lose again.
-The spend statement joins concurrent checks' audit rows in the group commit (one
-transaction and one commit for many checks, audit/writer.py). So a check with budgets costs
-one more statement than one without (the read), and one that spends a contended budget
-three more and its own transaction (docs/PERFORMANCE.md).
+So a check with budgets costs two statements where one without costs one, and one that
+spends a contended budget four (docs/PERFORMANCE.md).
 
 A held call's budgets are kept on its audit row (``data["budgets"]``) and spent when it is
 approved (``budgets_spend_approved``), in the bucket of the time it was requested.
@@ -52,7 +49,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
@@ -72,7 +68,7 @@ from agents.selectors import organization_tz, rule_spec
 from approvals.models import ApprovalRequest
 from audit.models import AuditEntry
 from audit.services import audit_entry_insert
-from wardenproject.db import rows_insert_sql, rows_inserted, server_cursor
+from wardenproject.db import rows_insert_sql, rows_inserted
 
 _COUNTER_TABLE = LimitCounter._meta.db_table
 _BUCKET_TABLE = LimitBucket._meta.db_table
@@ -210,25 +206,17 @@ class Reservation:
         ]
         for counter_id, since in trims:
             params += [counter_id, since]
-        sql = _spend_sql(len(self.held), len(trims), insert_sql)
-        params += insert_params
-        if self.optimistic and settings.WARDEN_AUDIT_GROUP_COMMIT:
-            # With concurrent checks' rows and spends, in one transaction (audit/writer.py).
-            from audit.writer import audit_group_commit
-
-            if audit_group_commit().spend(entry, sql, params):
-                return
-        else:
-            with server_cursor(connections["default"]) as cursor:
-                cursor.execute(sql, params)
-                keys = cursor.fetchall()
-            if keys:
-                rows_inserted([entry], keys, using="default")
-                return
-        if not self.optimistic:  # pragma: no cover - the counters are locked
-            raise AssertionError("a locked budget changed")
-        _contended_mark([item.key for item in self.held])
-        raise _Conflict
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                _spend_sql(len(self.held), len(trims), insert_sql), [*params, *insert_params]
+            )
+            keys = cursor.fetchall()
+        if not keys:
+            if not self.optimistic:  # pragma: no cover - the counters are locked
+                raise AssertionError("a locked budget changed")
+            _contended_mark([item.key for item in self.held])
+            raise _Conflict
+        rows_inserted([entry], keys, using="default")
 
 
 def reservations(
@@ -327,7 +315,7 @@ def _counters_read(
     for key, budget in wanted:
         params += [key, _window_start(now, budget.per_seconds)]
     sql = _read_sql(len(wanted))
-    with server_cursor(connection) as cursor:
+    with connection.cursor() as cursor:
         if lock:
             cursor.execute(_lock_sql(len(wanted)), create_params)
         cursor.execute(sql, params)
@@ -417,9 +405,8 @@ def _lock_sql(count: int) -> str:
 @functools.lru_cache(maxsize=64)
 def _spend_sql(count: int, trims: int, insert_sql: str) -> str:
     """Spend ``count`` budgets and insert the audit row, all or nothing, in one statement:
-    the counters still at the versions read are locked (a racing writer's newer version no
-    longer matches; one a racing transaction holds is skipped: never a wait, so batches of
-    spends (audit/writer.py) cannot deadlock), and only if all of them are, their
+    the counters still at the versions read are locked (in key order; a racing writer's
+    newer version no longer matches once it commits), and only if all of them are, their
     current buckets grow, their versions move on, ``trims`` of them drop buckets the window
     has left, and the row is inserted. Returns the row's id, or nothing on a conflict."""
     trim = (
@@ -432,7 +419,7 @@ def _spend_sql(count: int, trims: int, insert_sql: str) -> str:
     return (
         f"WITH expected(key, version) AS (VALUES {_values(count, '(%s, %s::bigint)')}), "  # noqa: S608
         f"locked AS (SELECT c.id FROM {_COUNTER_TABLE} c JOIN expected e "
-        "ON c.key = e.key AND c.version = e.version ORDER BY c.key FOR UPDATE OF c SKIP LOCKED), "
+        "ON c.key = e.key AND c.version = e.version ORDER BY c.key FOR UPDATE OF c), "
         f"ok AS (SELECT count(*) = {count} AS ok FROM locked), "
         f"bumped AS (UPDATE {_COUNTER_TABLE} c SET version = c.version + 1, updated_at = %s "
         "FROM ok WHERE ok.ok AND c.id IN (SELECT id FROM locked)), "

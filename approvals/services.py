@@ -205,8 +205,12 @@ def _record(
     source: str,
     detail: str,
     label: str | None = None,
+    approvals: int | None = None,
 ) -> None:
-    """The audit entry of one vote, decision, expiry or cancellation."""
+    """The audit entry of one vote, decision, expiry or cancellation (``approvals``: the
+    approving votes so far, when the caller has just counted them)."""
+    if approvals is None:
+        approvals = request.votes.filter(vote=ApprovalVote.Vote.APPROVE).count()
     audit_record(
         organization=request.organization,
         kind=AuditEntry.Kind.DECISION,
@@ -226,7 +230,7 @@ def _record(
         source=source,
         data={
             "notes": notes or None,
-            "approvals": request.votes.filter(vote=ApprovalVote.Vote.APPROVE).count(),
+            "approvals": approvals,
             "approvals_required": request.approvals_required,
         },
     )
@@ -354,7 +358,11 @@ def _vote(
         notes=notes,
         created_at=now,
     )
-    approvals = request.votes.filter(vote=ApprovalVote.Vote.APPROVE).count()
+    if request.approvals_required == 1:
+        # One vote decides: no approving vote can precede this one on a pending request.
+        approvals = int(approve)
+    else:
+        approvals = request.votes.filter(vote=ApprovalVote.Vote.APPROVE).count()
     final = not approve or approvals >= request.approvals_required
     if not final:
         _record(
@@ -366,6 +374,7 @@ def _vote(
             source=source,
             detail=f"Approval {approvals} of {request.approvals_required} by {label}",
             label=label,
+            approvals=approvals,
         )
         return request
     status = ApprovalRequest.Status.APPROVED if approve else ApprovalRequest.Status.DENIED
@@ -382,7 +391,10 @@ def _vote(
     if changed != 1:  # cannot happen under the row lock; refuse rather than guess
         current = ApprovalRequest.objects.get(pk=request.pk).status
         raise _conflict(current)
-    request.refresh_from_db()
+    # What the UPDATE wrote, on the locked instance (a reload would also drop the
+    # organisation, plan and agent it holds, and read them again).
+    request.status, request.decided_at, request.notes = status, now, notes
+    request.decided_by, request.decided_by_key, request.decided_by_label = voter, actor_key, label
     if approve:
         _budgets_spend(request)
     verb = "approve" if approve else "deny"
@@ -395,6 +407,7 @@ def _vote(
         source=source,
         detail=f"{'Approved' if approve else 'Denied'} by {label}",
         label=label,
+        approvals=approvals,
     )
     _emit(request)
     _wake_on_commit(request)

@@ -59,6 +59,29 @@ def audit_entries_for_export(
     return entries.order_by("created_at", "id")
 
 
+# CSV injection (OWASP "CSV Injection"): a spreadsheet runs a cell that starts with one of
+# these as a formula. Full-width forms are included: some spreadsheets read them as the
+# ASCII ones.
+FORMULA_TRIGGERS = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell that no spreadsheet runs as a formula.
+
+    Text starting with ``= + - @``, a tab or a carriage return, or with whitespace and then
+    one of those (spreadsheets may trim the whitespace on import), gets a leading single
+    quote, as OWASP advises: ``=1+2`` is written ``'=1+2``. Numbers stay numbers (the
+    ``latency_us`` column); text that only looks like a number (``-5`` from an agent's
+    arguments) is text and is prefixed too. The csv module quotes any cell holding a comma,
+    quote or line break, so a value never spills into a cell of its own.
+    """
+    if not isinstance(value, str) or not value:
+        return value
+    if value[0] in FORMULA_TRIGGERS or value.lstrip()[:1] in FORMULA_TRIGGERS:
+        return "'" + value
+    return value
+
+
 def entry_row(entry: AuditEntry) -> dict[str, Any]:
     return {
         "id": entry.public_id,
@@ -103,5 +126,5 @@ def export_lines(entries: QuerySet[AuditEntry], fmt: str) -> Iterator[str]:
         for key in ("arguments", "data"):
             if row[key] is not None:
                 row[key] = json.dumps(row[key], default=str, ensure_ascii=False)
-        writer.writerow(row)
+        writer.writerow({key: csv_cell(value) for key, value in row.items()})
         yield buffer.getvalue()

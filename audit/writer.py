@@ -11,15 +11,6 @@ one statement, all rows or none, one commit. Every thread answers only after its
 committed, so durability is what it was; a lone request pays nothing extra, and under load
 one commit carries many rows.
 
-An allowed check with running totals queues its *spend* instead of a plain row: the one
-statement that adds the call to its budgets (if they are still at the versions it read) and
-inserts its row (agents/limits.py). A batch holding spends runs in one transaction: the plain
-rows' INSERT, then each spend, then one commit; a spend that finds a budget changed writes
-nothing and reports a conflict to its own request alone (which decides again). Spends lock
-their budgets with ``SKIP LOCKED`` (a budget another transaction is spending is a conflict,
-not a wait), so a batch never waits for a lock while holding others: no deadlock between
-processes' batches.
-
 Failures stay with the rows they belong to: if a batch fails on a row's data (an integrity
 or data error), its rows are written one by one, so only that row's request fails. Any other
 error (the database is down) fails every request of the batch, each answering 503 as a
@@ -30,22 +21,18 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import nullcontext
-from typing import Any
 
-from django.db import DataError, IntegrityError, connections, transaction
+from django.db import DataError, IntegrityError
 
 from audit.models import AuditEntry
-from wardenproject.db import rows_insert, rows_inserted, server_cursor
+from wardenproject.db import rows_insert
 
 
 class _Handoff:
-    __slots__ = ("done", "entry", "error", "keys", "lead", "spend")
+    __slots__ = ("done", "entry", "error", "lead")
 
-    def __init__(self, entry: AuditEntry, spend: tuple[str, list[Any]] | None = None) -> None:
+    def __init__(self, entry: AuditEntry) -> None:
         self.entry = entry
-        self.spend = spend  # the statement that spends budgets and inserts the row
-        self.keys: list[Any] = []  # what the spend returned (nothing: a conflict)
         self.error: BaseException | None = None
         self.lead = False
         # Held until the row is written or its thread is made leader. A bare lock is the
@@ -70,17 +57,7 @@ class GroupCommit:
 
     def write(self, entry: AuditEntry) -> AuditEntry:
         """Insert ``entry``; return once it is committed, or raise the write's error."""
-        self._hand(_Handoff(entry))
-        return entry
-
-    def spend(self, entry: AuditEntry, sql: str, params: list[Any]) -> bool:
-        """Run a spend (``sql`` inserts ``entry`` and returns its key, or returns nothing
-        when a budget changed); return whether it was written, once committed."""
-        handoff = _Handoff(entry, (sql, params))
-        self._hand(handoff)
-        return bool(handoff.keys)
-
-    def _hand(self, handoff: _Handoff) -> None:
+        handoff = _Handoff(entry)
         with self._lock:
             self._queue.append(handoff)
             follower = self._leading
@@ -93,6 +70,7 @@ class GroupCommit:
                 self._lead()
         if handoff.error is not None:
             raise handoff.error
+        return entry
 
     def _lead(self) -> None:
         """Write the queue's first batch (this thread's row comes first), release its
@@ -116,10 +94,7 @@ class GroupCommit:
 
     def _write(self, batch: list[_Handoff]) -> None:
         try:
-            if any(handoff.spend for handoff in batch):
-                self._write_spends(batch)
-            else:
-                rows_insert([handoff.entry for handoff in batch], using=self.alias)
+            rows_insert([handoff.entry for handoff in batch], using=self.alias)
             self.batches += 1
         except (IntegrityError, DataError) as exc:
             if len(batch) == 1:
@@ -134,29 +109,6 @@ class GroupCommit:
             batch[0].error = exc
             for handoff in batch[1:]:
                 handoff.error = _error_copy(exc)
-
-    def _write_spends(self, batch: list[_Handoff]) -> None:
-        """The plain rows and the spends of a batch in one transaction.
-
-        A lone spend is one statement (it inserts the audit row and spends the budgets
-        together), so it runs in autocommit: a transaction around it would only add two
-        round trips.
-        """
-        for handoff in batch:
-            handoff.keys = []
-        atomic = transaction.atomic(using=self.alias) if len(batch) > 1 else nullcontext()
-        with atomic:
-            plain = [handoff.entry for handoff in batch if handoff.spend is None]
-            if plain:
-                rows_insert(plain, using=self.alias)
-            with server_cursor(connections[self.alias]) as cursor:
-                for handoff in batch:
-                    if handoff.spend is not None:
-                        cursor.execute(*handoff.spend)
-                        handoff.keys = cursor.fetchall()
-        for handoff in batch:
-            if handoff.spend is not None and handoff.keys:
-                rows_inserted([handoff.entry], handoff.keys, using=self.alias)
 
 
 def _error_copy(exc: BaseException) -> BaseException:

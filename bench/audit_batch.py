@@ -41,15 +41,14 @@ def main() -> None:
 
     from agents.models import Agent, ApiKey
     from audit.models import AuditEntry
-    from wardenproject.db import instance_new, rows_insert
+    from wardenproject.db import rows_insert
     from wardenproject.ids import public_id
 
     agent = Agent.objects.select_related("organization").get(name="bench-bot")
     key = ApiKey.objects.filter(agent=agent).first()
 
     def entry() -> AuditEntry:
-        return instance_new(
-            AuditEntry,
+        return AuditEntry(
             public_id=public_id("act"),
             organization=agent.organization,
             kind=AuditEntry.Kind.CHECK,

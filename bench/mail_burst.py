@@ -124,7 +124,7 @@ def seed(orgs: int, receiver_url: str) -> list[Agent]:
             user = User.objects.create_user(email=f"reviewer{r}-org{n}@example.com")
             Membership.objects.create(user=user, organization=org, role="approver")
         services.endpoint_create(
-            organization=org, url=receiver_url, events=["log.pending_approval"]
+            actor=None, organization=org, url=receiver_url, events=["log.pending_approval"]
         )
         agents.append(Agent.objects.create(organization=org, name="bench-bot"))
     return agents

@@ -92,7 +92,10 @@ def run(port: int, log: Path, mode: str, events: int) -> str:
     orgs = [Organization.objects.create(name=f"retry {mode} {n}", plan=pro) for n in range(events)]
     for org in orgs:
         services.endpoint_create(
-            organization=org, url=f"http://127.0.0.1:{port}/{mode}", events=["approval.approved"]
+            actor=None,
+            organization=org,
+            url=f"http://127.0.0.1:{port}/{mode}",
+            events=["approval.approved"],
         )
     log.write_text("")
     ids = []

@@ -80,14 +80,8 @@ print("METERED=" + agent_with_key(paying, "metered-bot", plain))
 
 # trick -> (which key, body, extra environment, extra gunicorn options when taken out)
 TRICKS = {
-    "instance_new": ("PLAIN", BODY, {}, ()),
-    "json_answer": ("PLAIN", BODY, {}, ()),
-    "psycopg_cache": ("PLAIN", BODY, {}, ()),
-    "lean_params": ("PLAIN", BODY, {}, ()),
-    "server_binding": ("PLAIN", BODY, {}, ()),
     "balanced_worker": ("PLAIN", BODY, {}, ("--worker-class", "gthread")),
     "optimistic_spend": ("LIMITED", LIMITED, {}, ()),
-    "group_spend": ("LIMITED", LIMITED, {}, ()),
     "redis_client_reuse": ("METERED", BODY, {"REDIS_URL": REDIS_URL}, ()),
 }
 

@@ -228,7 +228,9 @@ def main() -> None:
     )
     Endpoint.objects.filter(organization=org).delete()
     receiver = Receiver(Path("/tmp") / f"webhook-bench-arrivals-{os.getpid()}.log")
-    services.endpoint_create(organization=org, url=receiver.url(), events=["approval.approved"])
+    services.endpoint_create(
+        actor=None, organization=org, url=receiver.url(), events=["approval.approved"]
+    )
     log = Path("/tmp") / f"webhook-bench-worker-{os.getpid()}.log"
     workers = [
         start_worker(args.concurrency, log.with_name(f"{log.stem}-{n}.log"), beat=n == 0)

@@ -4,7 +4,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.http import HttpRequest
 
+from accounts.plans import Feature, plan_allows
+from webhooks import services
 from webhooks.delivery import url_address_problem, url_problem
 from webhooks.formats import subscription_refusal
 from webhooks.models import Attempt, Delivery, Endpoint, Event
@@ -26,9 +29,27 @@ class EndpointAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        organization = data.get("organization") or getattr(self.instance, "organization", None)
+        if organization is not None and not plan_allows(organization, Feature.WEBHOOKS):
+            raise forms.ValidationError(
+                f"{organization.name}'s plan has no webhooks: endpoints cannot change."
+            )
+        agents = data.get("agents") or []
+        if organization is not None and any(
+            agent.organization_id != organization.pk for agent in agents
+        ):
+            self.add_error("agents", "Choose agents of the endpoint's organisation.")
         events = data.get("events")
-        if isinstance(events, list):
-            refusal = subscription_refusal(data.get("format", ""), events)
+        if "events" in data and (
+            not isinstance(events, list)
+            or not events
+            or any(event not in services.EVENT_TYPES for event in events)
+        ):
+            self.add_error(
+                "events", f"A list of one or more of: {', '.join(services.EVENT_TYPES)}."
+            )
+        elif isinstance(events, list):
+            refusal = subscription_refusal(data.get("format") or self.instance.format, events)
             if refusal:
                 self.add_error("events", refusal)
         return data
@@ -56,6 +77,35 @@ class EndpointAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # a new endpoint needs a secret shown once: use the page, API or command
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Endpoint | None = None) -> list[str]:
+        # The organisation and format are fixed at creation (the secret's shape depends on
+        # the format); the reason for disabling is written by the service.
+        return [*self.readonly_fields, "organization", "format", "disabled_reason"]
+
+    # Changes and deletions go through the services, so they are audited (source admin).
+    def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        services.endpoint_update(
+            endpoint=Endpoint.objects.select_related("organization").get(pk=obj.pk),
+            actor=request.user,
+            source="admin",
+            url=data["url"],
+            events=data["events"],
+            description=data["description"],
+            agents=[agent.public_id for agent in data["agents"]],
+            enabled=data["enabled"],
+        )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """The agents were set by ``endpoint_update`` in ``save_model``."""
+
+    def delete_model(self, request: HttpRequest, obj: Endpoint) -> None:
+        services.endpoint_delete(endpoint=obj, actor=request.user, source="admin")
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for endpoint in queryset.select_related("organization"):
+            services.endpoint_delete(endpoint=endpoint, actor=request.user, source="admin")
 
 
 class DeliveryInline(admin.TabularInline):

@@ -117,12 +117,14 @@ class EndpointListView(WebhookApiView):
             raise ValidationFailed("enabled must be true or false.", field="enabled")
         created = services.endpoint_create(
             organization=membership.organization,
+            actor=request.user,
             url=_str(data, "url", required=True) or "",
             events=data.get("events"),
             fmt=_str(data, "format") or Endpoint.Format.STANDARD,
             description=_str(data, "description") or "",
             agents=data.get("agents"),
             enabled=enabled,
+            source="api",
         )
         response = Response(
             {**endpoint_json(created.endpoint), "secret": created.secret},
@@ -155,6 +157,8 @@ class EndpointDetailView(WebhookApiView):
             raise ValidationFailed("enabled must be true or false.", field="enabled")
         endpoint = services.endpoint_update(
             endpoint=endpoint,
+            actor=request.user,
+            source="api",
             url=_str(data, "url"),
             events=data.get("events"),
             description=_str(data, "description"),
@@ -168,7 +172,7 @@ class EndpointDetailView(WebhookApiView):
         endpoint = selectors.endpoint_get(
             organization=membership.organization, public_id=endpoint_id
         )
-        services.endpoint_delete(endpoint=endpoint)
+        services.endpoint_delete(endpoint=endpoint, actor=request.user, source="api")
         return Response(status=HTTPStatus.NO_CONTENT)
 
 
@@ -178,7 +182,9 @@ class EndpointRotateView(WebhookApiView):
         endpoint = selectors.endpoint_get(
             organization=membership.organization, public_id=endpoint_id
         )
-        rotated = services.endpoint_rotate_secret(endpoint=endpoint)
+        rotated = services.endpoint_rotate_secret(
+            endpoint=endpoint, actor=request.user, source="api"
+        )
         response = Response({**endpoint_json(rotated.endpoint), "secret": rotated.secret})
         patch_cache_control(response, no_store=True)  # carries the secret: never cached
         return response

@@ -243,7 +243,9 @@ def _endpoint_record_outcome(endpoint: Endpoint, result: delivery.SendResult) ->
     if result.status_code == 410:
         endpoint_set_enabled(
             endpoint=endpoint,
+            actor=None,
             enabled=False,
+            source="delivery",
             reason=f"The receiver answered 410 Gone at {now:%Y-%m-%d %H:%M} UTC.",
         )
         return
@@ -253,7 +255,9 @@ def _endpoint_record_outcome(endpoint: Endpoint, result: delivery.SendResult) ->
     if endpoint.enabled and failing_for >= conf.disable_after_seconds():
         endpoint_set_enabled(
             endpoint=endpoint,
+            actor=None,
             enabled=False,
+            source="delivery",
             reason=f"Every delivery failed for {failing_for / 86400:.0f} days.",
         )
         _notify_disabled_on_commit(endpoint)

@@ -14,8 +14,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Organization
+from accounts.models import Organization, User
 from accounts.plans import Feature, plan_allows, plan_require
+from audit.services import audit_record_change, model_snapshot
 from wardenproject.db import row_insert
 from wardenproject.errors import ValidationFailed
 from webhooks import conf, wakeups
@@ -121,15 +122,55 @@ def _clean_agents(organization: Organization, agents: Any) -> list:
     return found
 
 
+# What the audit log keeps of an endpoint: never its secrets (a rotation says "rotated").
+_AUDITED_FIELDS = ["url", "description", "format", "events", "enabled", "disabled_reason"]
+
+
+def _endpoint_snapshot(endpoint: Endpoint) -> dict[str, Any]:
+    snapshot = model_snapshot(endpoint, _AUDITED_FIELDS)
+    snapshot["agents"] = sorted(endpoint.agents.values_list("public_id", flat=True))
+    return snapshot
+
+
+def _endpoint_audit(
+    *,
+    endpoint: Endpoint,
+    actor: User | None,
+    verb: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    source: str,
+) -> None:
+    audit_record_change(
+        organization=endpoint.organization,
+        actor_user=actor,
+        target=endpoint,
+        verb=verb,
+        before=before,
+        after=after,
+        source=source,
+    )
+
+
+def _endpoint_lock(endpoint: Endpoint) -> Endpoint:
+    """The endpoint's row, locked for the rest of the transaction (read fresh: the audit
+    entry's "before" is what was stored, not what the caller loaded earlier)."""
+    locked = Endpoint.objects.select_for_update(of=("self",)).get(pk=endpoint.pk)
+    locked.organization = endpoint.organization
+    return locked
+
+
 def endpoint_create(
     *,
     organization: Organization,
+    actor: User | None,
     url: str,
     events: Any = None,
     fmt: str = Endpoint.Format.STANDARD,
     description: str = "",
     agents: Any = None,
     enabled: bool = True,
+    source: str = "api",
 ) -> EndpointWithSecret:
     plan_require(organization, Feature.WEBHOOKS)
     url = _clean_url(url)
@@ -152,72 +193,149 @@ def endpoint_create(
             secret=secret_encrypt(secret),
         )
         endpoint.agents.set(agent_objs)
+        _endpoint_audit(
+            endpoint=endpoint,
+            actor=actor,
+            verb="created",
+            before=None,
+            after=_endpoint_snapshot(endpoint),
+            source=source,
+        )
     return EndpointWithSecret(endpoint=endpoint, secret=secret)
 
 
 def endpoint_update(
     *,
     endpoint: Endpoint,
+    actor: User | None,
     url: str | None = None,
     events: Any = None,
     description: str | None = None,
     agents: Any = None,
     enabled: bool | None = None,
+    source: str = "api",
 ) -> Endpoint:
-    """Change an endpoint. The format is fixed at creation (its secret's shape depends on it)."""
+    """Change an endpoint. The format is fixed at creation (its secret's shape depends on it).
+
+    Audited when something changed, with the endpoint before and after."""
     plan_require(endpoint.organization, Feature.WEBHOOKS)
-    if url is not None:
-        endpoint.url = _clean_url(url)
+    url = _clean_url(url) if url is not None else None
     if events is not None:
-        endpoint.events = _clean_events(events, endpoint.format)
-    if description is not None:
-        if len(description) > 200:
-            raise ValidationFailed(
-                "The description is longer than 200 characters.", field="description"
-            )
-        endpoint.description = description
-    if enabled is not None:
-        endpoint_set_enabled(endpoint=endpoint, enabled=enabled, save=False)
+        events = _clean_events(events, endpoint.format)
+    if description is not None and len(description) > 200:
+        raise ValidationFailed(
+            "The description is longer than 200 characters.", field="description"
+        )
+    agent_objs = _clean_agents(endpoint.organization, agents) if agents is not None else None
     with transaction.atomic():
+        endpoint = _endpoint_lock(endpoint)
+        before = _endpoint_snapshot(endpoint)
+        if url is not None:
+            endpoint.url = url
+        if events is not None:
+            endpoint.events = events
+        if description is not None:
+            endpoint.description = description
+        if enabled is not None:
+            _enabled_set(endpoint, enabled=enabled, reason="")
         endpoint.save()
-        if agents is not None:
-            endpoint.agents.set(_clean_agents(endpoint.organization, agents))
+        if agent_objs is not None:
+            endpoint.agents.set(agent_objs)
+        after = _endpoint_snapshot(endpoint)
+        if after != before:
+            _endpoint_audit(
+                endpoint=endpoint,
+                actor=actor,
+                verb="updated",
+                before=before,
+                after=after,
+                source=source,
+            )
     return endpoint
 
 
-def endpoint_set_enabled(
-    *, endpoint: Endpoint, enabled: bool, reason: str = "", save: bool = True
-) -> Endpoint:
+def _enabled_set(endpoint: Endpoint, *, enabled: bool, reason: str) -> None:
     endpoint.enabled = enabled
     if enabled:
         endpoint.disabled_reason = ""
         endpoint.failing_since = None
     else:
         endpoint.disabled_reason = reason or "Disabled by a member."
-    if save:
+
+
+def endpoint_set_enabled(
+    *, endpoint: Endpoint, actor: User | None, enabled: bool, reason: str = "", source: str = "api"
+) -> Endpoint:
+    """Turn deliveries to the endpoint on or off. ``actor`` None: Warden itself (a receiver
+    answering 410 Gone, or failing for too long), recorded as the system."""
+    with transaction.atomic():
+        endpoint = _endpoint_lock(endpoint)
+        before = model_snapshot(endpoint, ["enabled", "disabled_reason"])
+        _enabled_set(endpoint, enabled=enabled, reason=reason)
         endpoint.save(update_fields=["enabled", "disabled_reason", "failing_since", "updated_at"])
+        after = model_snapshot(endpoint, ["enabled", "disabled_reason"])
+        if after != before:
+            _endpoint_audit(
+                endpoint=endpoint,
+                actor=actor,
+                verb="enabled" if enabled else "disabled",
+                before=before,
+                after=after,
+                source=source,
+            )
     return endpoint
 
 
-def endpoint_delete(*, endpoint: Endpoint) -> None:
-    endpoint.delete()
+def endpoint_delete(*, endpoint: Endpoint, actor: User | None, source: str = "api") -> None:
+    with transaction.atomic():
+        endpoint = _endpoint_lock(endpoint)
+        _endpoint_audit(
+            endpoint=endpoint,
+            actor=actor,
+            verb="deleted",
+            before=_endpoint_snapshot(endpoint),
+            after=None,
+            source=source,
+        )
+        endpoint.delete()
 
 
 def endpoint_rotate_secret(
-    *, endpoint: Endpoint, grace_seconds: float | None = None
+    *,
+    endpoint: Endpoint,
+    actor: User | None,
+    grace_seconds: float | None = None,
+    source: str = "api",
 ) -> EndpointWithSecret:
-    """New secret now; the old one keeps signing (standard format) until the grace ends."""
+    """New secret now; the old one keeps signing (standard format) until the grace ends.
+
+    The audit entry says the secret was rotated and until when the old one signs; neither
+    secret's value (nor its ciphertext) is ever written to the log."""
     plan_require(endpoint.organization, Feature.WEBHOOKS)
     grace = conf.rotation_grace_seconds() if grace_seconds is None else grace_seconds
     secret = secret_generate(endpoint.format)
-    endpoint.previous_secret = endpoint.secret if grace > 0 else ""
-    endpoint.previous_secret_expires_at = (
-        timezone.now() + timedelta(seconds=grace) if grace > 0 else None
-    )
-    endpoint.secret = secret_encrypt(secret)
-    endpoint.save(
-        update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
-    )
+    with transaction.atomic():
+        endpoint = _endpoint_lock(endpoint)
+        before = model_snapshot(endpoint, ["previous_secret_expires_at"])
+        endpoint.previous_secret = endpoint.secret if grace > 0 else ""
+        endpoint.previous_secret_expires_at = (
+            timezone.now() + timedelta(seconds=grace) if grace > 0 else None
+        )
+        endpoint.secret = secret_encrypt(secret)
+        endpoint.save(
+            update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
+        )
+        _endpoint_audit(
+            endpoint=endpoint,
+            actor=actor,
+            verb="rotated the secret of",
+            before=before,
+            after={
+                "secret": "rotated",
+                **model_snapshot(endpoint, ["previous_secret_expires_at"]),
+            },
+            source=source,
+        )
     return EndpointWithSecret(endpoint=endpoint, secret=secret)
 
 

@@ -89,6 +89,8 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
         try:
             created = services.endpoint_create(
                 organization=membership.organization,
+                actor=request.user,
+                source="web",
                 url=values["url"],
                 events=values["events"],
                 fmt=values["format"],
@@ -136,10 +138,14 @@ def endpoint_action(request: HttpRequest, endpoint_id: str, action: str) -> Http
             services.endpoint_send_test(endpoint=endpoint)
             messages.success(request, "Test event queued.")
         elif action == "enable":
-            services.endpoint_set_enabled(endpoint=endpoint, enabled=True)
+            services.endpoint_set_enabled(
+                endpoint=endpoint, actor=request.user, enabled=True, source="web"
+            )
             messages.success(request, "Endpoint enabled.")
         elif action == "disable":
-            services.endpoint_set_enabled(endpoint=endpoint, enabled=False)
+            services.endpoint_set_enabled(
+                endpoint=endpoint, actor=request.user, enabled=False, source="web"
+            )
             messages.success(request, "Endpoint disabled.")
         elif action == "recover":
             since = parse_datetime(request.POST.get("since", ""))
@@ -152,10 +158,14 @@ def endpoint_action(request: HttpRequest, endpoint_id: str, action: str) -> Http
                 messages.success(request, f"{count} failed deliveries queued again.")
         elif action == "rotate":
             return _secret_page(
-                request, services.endpoint_rotate_secret(endpoint=endpoint), rotated=True
+                request,
+                services.endpoint_rotate_secret(
+                    endpoint=endpoint, actor=request.user, source="web"
+                ),
+                rotated=True,
             )
         elif action == "delete":
-            services.endpoint_delete(endpoint=endpoint)
+            services.endpoint_delete(endpoint=endpoint, actor=request.user, source="web")
             messages.success(request, "Endpoint deleted.")
             return redirect("webhooks:list")
         else:

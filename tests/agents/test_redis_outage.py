@@ -82,8 +82,13 @@ def test_a_decision_and_the_status_reads_work_while_redis_is_down(
     org_a,
     django_capture_on_commit_callbacks,
 ):
-    endpoint_create(  # the decision's event queues a delivery
-        organization=org_a, url="http://127.0.0.1:9/hook", fmt="standard", events=EVENT_TYPES
+    # The decision's event queues a delivery.
+    endpoint_create(
+        actor=None,
+        organization=org_a,
+        url="http://127.0.0.1:9/hook",
+        fmt="standard",
+        events=EVENT_TYPES,
     )
     action_id = check(client, keys.live, HELD).json()["action_id"]
     with django_capture_on_commit_callbacks(execute=True) as queued:  # wake-ups, delivery

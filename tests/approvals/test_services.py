@@ -417,3 +417,34 @@ def test_a_decision_racing_the_expiry_sweep_ends_with_one_outcome(org_a, agent_a
         Event.objects.filter(action_id=request.action_id, event_type="approval.expired").count()
         == 1
     )
+
+
+def test_a_one_approver_decision_reads_the_request_twice_and_counts_no_votes(bob, pending):
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        decided = approval_decide(
+            request_or_action_id=pending.action_id, actor_user=bob, approve=True
+        )
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    request_reads = [s for s in statements if s.startswith('SELECT "approvals_approvalrequest"')]
+    assert len(request_reads) == 2  # authorise, then lock: never reloaded after the UPDATE
+    assert not [s for s in statements if "COUNT(*)" in s]
+    assert len(statements) <= 12
+    # The instance returned carries what the UPDATE wrote, and its event says the same.
+    stored = ApprovalRequest.objects.get(pk=pending.pk)
+    assert (
+        decided.status,
+        decided.decided_at,
+        decided.decided_by_id,
+        decided.decided_by_label,
+    ) == (
+        stored.status,
+        stored.decided_at,
+        stored.decided_by_id,
+        stored.decided_by_label,
+    )
+    event = Event.objects.get(action_id=pending.action_id, event_type="approval.approved")
+    assert event.data["status"] == "approved"
+    entry = AuditEntry.objects.get(action_id=pending.action_id, kind=AuditEntry.Kind.DECISION)
+    assert entry.data["approvals"] == 1

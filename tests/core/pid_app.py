@@ -1,4 +1,4 @@
-"""A WSGI app for tests/core/test_gunicorn_worker.py: answers with its process id, after
+"""A WSGI app for tests/core/test_processes.py: answers with its process id, after
 sleeping the seconds given in the query string."""
 
 from __future__ import annotations

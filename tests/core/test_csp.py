@@ -136,7 +136,9 @@ def test_the_main_pages_load_in_a_browser_without_a_csp_violation(
 
     agent = Agent.objects.create(organization=org_a, name="refund-bot")
     pending = request_create(agent)
-    endpoint = webhook_services.endpoint_create(organization=org_a, url="https://e.com/h").endpoint
+    endpoint = webhook_services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/h"
+    ).endpoint
     shadow = agent_services.rule_create(
         organization=org_a,
         agent=agent,

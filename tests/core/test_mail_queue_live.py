@@ -41,7 +41,7 @@ def test_a_webhook_is_delivered_while_every_mail_task_is_stuck_on_the_mail_serve
     silent_smtp, celery_worker, celery_mail_worker, org_a, webhook_receiver
 ):
     services.endpoint_create(
-        organization=org_a, url=webhook_receiver.url(), events=["approval.approved"]
+        actor=None, organization=org_a, url=webhook_receiver.url(), events=["approval.approved"]
     )
     for n in range(6):
         org = OrganizationFactory(name=f"Held {n}", plan=plan("pro"))

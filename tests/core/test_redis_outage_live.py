@@ -136,7 +136,11 @@ def test_a_redis_outage_under_load_answers_json_and_loses_no_event(
         approver=agent_services.api_key_create(organization=org_a, kind="approver", actor=alice)[1],
     )
     endpoint_create(
-        organization=org_a, url=webhook_receiver.url(), fmt="standard", events=list(EVENT_TYPES)
+        actor=None,
+        organization=org_a,
+        url=webhook_receiver.url(),
+        fmt="standard",
+        events=list(EVENT_TYPES),
     )
     before, during, after = Answers(), Answers(), Answers()
 

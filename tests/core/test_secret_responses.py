@@ -53,7 +53,9 @@ def test_creating_a_webhook_endpoint_is_answered_no_store(alice_client):
 
 
 def test_rotating_a_webhook_secret_is_answered_no_store(alice_client, org_a):
-    endpoint = webhook_services.endpoint_create(organization=org_a, url="https://e.com/h").endpoint
+    endpoint = webhook_services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/h"
+    ).endpoint
     response = post(alice_client, f"/api/v1/webhooks/endpoints/{endpoint.public_id}/rotate")
     assert response.status_code == HTTPStatus.OK
     assert response.json()["secret"]
@@ -75,6 +77,8 @@ def test_the_webhook_pages_that_show_a_secret_are_no_store(alice_client, org_a):
 
 
 def test_reading_an_endpoint_is_cacheable_as_before(alice_client, org_a):
-    endpoint = webhook_services.endpoint_create(organization=org_a, url="https://e.com/h").endpoint
+    endpoint = webhook_services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/h"
+    ).endpoint
     response = alice_client.get(f"/api/v1/webhooks/endpoints/{endpoint.public_id}")
     assert not no_store(response)

@@ -88,18 +88,6 @@ def test_audit_async_commit_is_an_explicit_postgresql_only_opt_in():
     assert run({"WARDEN_AUDIT_ASYNC_COMMIT": "true"}) == "default None"  # SQLite: no such knob
 
 
-def test_prepared_statements_are_on_for_postgresql_unless_turned_off():
-    def run(extra: dict[str, str]) -> str:
-        return printed_by_settings(
-            "s.DATABASES['default'].get('OPTIONS', {}).get('prepare_threshold')", extra
-        )
-
-    postgres = "postgres://postgres@127.0.0.1:5432/x"
-    assert run({"DATABASE_URL": postgres}) == "5"
-    assert run({"DATABASE_URL": postgres, "DATABASE_PREPARED_STATEMENTS": "false"}) == "None"
-    assert run({}) == "None"  # SQLite has no such option
-
-
 def test_self_serve_plans_are_off_unless_turned_on():
     """A hosted service: plan changes are the operator's; `make run` turns them on."""
     assert printed_by_settings("s.WARDEN_SELF_SERVE_PLANS", {}) == "False"

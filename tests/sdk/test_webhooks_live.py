@@ -109,7 +109,9 @@ def agent_app(live_server, keys, tmp_path) -> Iterator[AgentApp]:
 
 
 def endpoint_for(app: AgentApp, org, fmt: str) -> None:
-    created = webhook_services.endpoint_create(organization=org, url=f"{app.url}/hook", fmt=fmt)
+    created = webhook_services.endpoint_create(
+        actor=None, organization=org, url=f"{app.url}/hook", fmt=fmt
+    )
     app.env["WEBHOOK_SECRET"] = created.secret
 
 
@@ -223,7 +225,9 @@ def test_webhook_mode_does_not_run_an_approval_another_process_claimed_first(
     celery_worker, agent_app, live_server, keys, org_a, bob, webhook_receiver
 ):
     # Deliveries go to a recorder, so the test decides when the agent app gets one.
-    created = webhook_services.endpoint_create(organization=org_a, url=webhook_receiver.url())
+    created = webhook_services.endpoint_create(
+        actor=None, organization=org_a, url=webhook_receiver.url()
+    )
     agent_app.env["WEBHOOK_SECRET"] = created.secret
     agent_app.start()
     action_id = agent_app.call_refund(150.0, "cus_abc")

@@ -15,6 +15,7 @@ def agent_a(org_a):
 def make_endpoint(org_a):
     def make(url: str, fmt: str = "standard", events=None, organization=None, **kwargs):
         return services.endpoint_create(
+            actor=None,
             organization=organization or org_a,
             url=url,
             fmt=fmt,

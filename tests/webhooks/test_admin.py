@@ -35,7 +35,9 @@ def change(staff_client, endpoint, url: str):
 def test_changing_the_url_to_a_private_address_in_the_admin_is_refused(
     staff_client, settings, org_a
 ):
-    endpoint = services.endpoint_create(organization=org_a, url="https://e.com/hook").endpoint
+    endpoint = services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/hook"
+    ).endpoint
     settings.WARDEN_WEBHOOKS_ALLOW_PRIVATE = False
     response = change(staff_client, endpoint, "https://10.20.30.40/hook")
     assert response.status_code == HTTPStatus.OK  # the form again, with the error
@@ -45,7 +47,9 @@ def test_changing_the_url_to_a_private_address_in_the_admin_is_refused(
 
 
 def test_changing_the_url_to_a_public_address_in_the_admin_works(staff_client, settings, org_a):
-    endpoint = services.endpoint_create(organization=org_a, url="https://e.com/hook").endpoint
+    endpoint = services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/hook"
+    ).endpoint
     settings.WARDEN_WEBHOOKS_ALLOW_PRIVATE = False
     response = change(staff_client, endpoint, "https://93.184.215.14/hook")
     assert response.status_code == HTTPStatus.FOUND

@@ -128,7 +128,9 @@ def test_approver_can_read_but_not_create(client, bob, org_a):
 
 
 def test_outsider_gets_404_for_another_orgs_endpoint_and_delivery(client, charlie, org_c, org_a):
-    endpoint = services.endpoint_create(organization=org_a, url="https://e.com/").endpoint
+    endpoint = services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/"
+    ).endpoint
     event = services.event_emit(
         organization=org_a, event_type="approval.approved", data=approval_data()
     )

@@ -40,7 +40,7 @@ def login(client, user):
 
 def arden_endpoint(org, url="https://example.com/hook", events=None) -> Endpoint:
     return services.endpoint_create(
-        organization=org, url=url, fmt="arden", events=events or DECISIONS
+        actor=None, organization=org, url=url, fmt="arden", events=events or DECISIONS
     ).endpoint
 
 
@@ -58,6 +58,7 @@ def stored_before_the_rule(endpoint: Endpoint, events: list[str]) -> Endpoint:
 def test_an_arden_endpoint_cannot_subscribe_to_a_non_decision_event(org_a, event_type):
     with pytest.raises(ValidationFailed) as refused:
         services.endpoint_create(
+            actor=None,
             organization=org_a,
             url="https://example.com/hook",
             fmt="arden",
@@ -72,7 +73,7 @@ def test_an_arden_endpoint_cannot_subscribe_to_a_non_decision_event(org_a, event
 def test_an_arden_endpoint_cannot_be_changed_to_take_pending_notices(org_a):
     endpoint = arden_endpoint(org_a)
     with pytest.raises(ValidationFailed) as refused:
-        services.endpoint_update(endpoint=endpoint, events=[*DECISIONS, PENDING])
+        services.endpoint_update(actor=None, endpoint=endpoint, events=[*DECISIONS, PENDING])
     assert refused.value.field == "events"
     endpoint.refresh_from_db()
     assert endpoint.events == DECISIONS
@@ -80,7 +81,7 @@ def test_an_arden_endpoint_cannot_be_changed_to_take_pending_notices(org_a):
 
 def test_an_arden_endpoint_without_events_given_takes_every_decision(org_a):
     endpoint = services.endpoint_create(
-        organization=org_a, url="https://example.com/hook", fmt="arden"
+        actor=None, organization=org_a, url="https://example.com/hook", fmt="arden"
     ).endpoint
     assert endpoint.events == DECISIONS
 
@@ -88,7 +89,7 @@ def test_an_arden_endpoint_without_events_given_takes_every_decision(org_a):
 @pytest.mark.parametrize("fmt", ["standard", "agentwarden"])
 def test_other_formats_still_take_pending_notices(org_a, fmt):
     endpoint = services.endpoint_create(
-        organization=org_a, url="https://example.com/hook", fmt=fmt, events=[PENDING]
+        actor=None, organization=org_a, url="https://example.com/hook", fmt=fmt, events=[PENDING]
     ).endpoint
     assert endpoint.events == [PENDING]
 
@@ -173,7 +174,7 @@ def test_the_admin_refuses_pending_notices_on_an_arden_endpoint(client, alice, o
 def test_an_arden_endpoint_stored_with_pending_notices_is_sent_decisions_only(org_a):
     arden = stored_before_the_rule(arden_endpoint(org_a), [PENDING, *DECISIONS])
     standard = services.endpoint_create(
-        organization=org_a, url="https://example.com/std", events=[PENDING, *DECISIONS]
+        actor=None, organization=org_a, url="https://example.com/std", events=[PENDING, *DECISIONS]
     ).endpoint
     pending = services.event_emit(organization=org_a, event_type=PENDING, data=approval_data())
     assert [d.endpoint for d in pending.deliveries.all()] == [standard]
@@ -223,7 +224,7 @@ def test_the_migration_keeps_only_decisions_on_arden_endpoints_and_audits_each_c
     )
     clean = arden_endpoint(org_a, "https://c.example.com/")
     standard = services.endpoint_create(
-        organization=org_a, url="https://d.example.com/", events=[PENDING]
+        actor=None, organization=org_a, url="https://d.example.com/", events=[PENDING]
     ).endpoint
 
     migration.arden_decision_events_only(apps, None)
@@ -235,7 +236,9 @@ def test_the_migration_keeps_only_decisions_on_arden_endpoints_and_audits_each_c
     assert "decision events only" in only_pending.disabled_reason
     assert clean.events == DECISIONS
     assert standard.events == [PENDING]
-    entries = AuditEntry.objects.filter(kind=AuditEntry.Kind.CONFIG, target_type="endpoint")
+    entries = AuditEntry.objects.filter(
+        kind=AuditEntry.Kind.CONFIG, target_type="endpoint", source="migration"
+    )
     by_target = {e.target_id: e for e in entries}
     assert set(by_target) == {mixed.public_id, only_pending.public_id}
     entry = by_target[mixed.public_id]
@@ -273,7 +276,7 @@ def test_with_ardenpy_a_pending_call_is_not_denied_and_its_approval_runs_on_appr
     arden_agent, org_a, bob, webhook_receiver
 ):
     created = services.endpoint_create(
-        organization=org_a, url=webhook_receiver.url(), fmt="arden", events=DECISIONS
+        actor=None, organization=org_a, url=webhook_receiver.url(), fmt="arden", events=DECISIONS
     )
     secret = created.secret
     stored_before_the_rule(created.endpoint, [PENDING, *DECISIONS])  # Warden allowed it once

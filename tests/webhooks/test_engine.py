@@ -431,7 +431,7 @@ def test_after_rotation_standard_deliveries_verify_with_old_and_new_secret(
     org_a, make_endpoint, webhook_receiver
 ):
     created = make_endpoint(webhook_receiver.url())
-    rotated = services.endpoint_rotate_secret(endpoint=created.endpoint)
+    rotated = services.endpoint_rotate_secret(actor=None, endpoint=created.endpoint)
     dispatch.delivery_attempt(delivery_public_id=only_delivery(emit(org_a)).public_id)
     (request,) = webhook_receiver.received()
     Webhook(created.secret).verify(request.body, request.headers)
@@ -442,7 +442,7 @@ def test_after_the_grace_period_only_the_new_secret_signs(org_a, make_endpoint, 
     from standardwebhooks.webhooks import WebhookVerificationError
 
     created = make_endpoint(webhook_receiver.url())
-    rotated = services.endpoint_rotate_secret(endpoint=created.endpoint)
+    rotated = services.endpoint_rotate_secret(actor=None, endpoint=created.endpoint)
     Endpoint.objects.filter(pk=created.endpoint.pk).update(
         previous_secret_expires_at=timezone.now() - timedelta(seconds=1)
     )

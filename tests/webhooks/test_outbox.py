@@ -64,13 +64,13 @@ def test_free_plan_is_refused_with_the_plan_that_unlocks_webhooks(org_a):
     org_a.plan = Plan.objects.get(slug="free")
     org_a.save()
     with pytest.raises(PlanRequired, match="Pro plan"):
-        services.endpoint_create(organization=org_a, url="https://example.com/hook")
+        services.endpoint_create(actor=None, organization=org_a, url="https://example.com/hook")
 
 
 def test_unknown_event_type_is_refused_naming_the_field(org_a):
     with pytest.raises(ValidationFailed) as exc:
         services.endpoint_create(
-            organization=org_a, url="https://example.com/", events=["approval.maybe"]
+            actor=None, organization=org_a, url="https://example.com/", events=["approval.maybe"]
         )
     assert exc.value.field == "events"
 
@@ -78,12 +78,12 @@ def test_unknown_event_type_is_refused_naming_the_field(org_a):
 def test_http_url_is_refused_when_plain_http_is_off(settings, org_a):
     settings.WARDEN_WEBHOOKS_ALLOW_HTTP = False
     with pytest.raises(ValidationFailed) as exc:
-        services.endpoint_create(organization=org_a, url="http://example.com/")
+        services.endpoint_create(actor=None, organization=org_a, url="http://example.com/")
     assert exc.value.field == "url"
 
 
 def test_secret_is_stored_encrypted(org_a):
-    created = services.endpoint_create(organization=org_a, url="https://example.com/")
+    created = services.endpoint_create(actor=None, organization=org_a, url="https://example.com/")
     created.endpoint.refresh_from_db()
     assert created.secret not in created.endpoint.secret
     assert services.endpoint_signing_secrets(created.endpoint) == [created.secret]
@@ -91,7 +91,9 @@ def test_secret_is_stored_encrypted(org_a):
 
 @pytest.mark.parametrize(("fmt", "prefix"), [("arden", "whsk_"), ("agentwarden", "whsk_")])
 def test_arden_and_agentwarden_secrets_are_plain_random_strings(org_a, fmt, prefix):
-    created = services.endpoint_create(organization=org_a, url="https://e.com/", fmt=fmt)
+    created = services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/", fmt=fmt
+    )
     assert created.secret.startswith(prefix)
     assert len(created.secret) > 40
 

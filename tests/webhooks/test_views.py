@@ -37,14 +37,18 @@ def test_invalid_form_shows_the_error(client, alice, org_a):
 
 
 def test_member_sees_the_list_and_detail(client, vera, org_a):
-    endpoint = services.endpoint_create(organization=org_a, url="https://e.com/x").endpoint
+    endpoint = services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/x"
+    ).endpoint
     login(client, vera)
     assert "https://e.com/x" in client.get("/webhooks/").content.decode()
     assert client.get(f"/webhooks/{endpoint.public_id}/").status_code == HTTPStatus.OK
 
 
 def test_viewer_cannot_rotate(client, vera, org_a):
-    endpoint = services.endpoint_create(organization=org_a, url="https://e.com/x").endpoint
+    endpoint = services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/x"
+    ).endpoint
     before = endpoint.secret
     login(client, vera)
     client.post(f"/webhooks/{endpoint.public_id}/rotate/")
@@ -53,7 +57,9 @@ def test_viewer_cannot_rotate(client, vera, org_a):
 
 
 def test_outsider_gets_404_on_detail_and_actions(client, charlie, org_c, org_a):
-    endpoint = services.endpoint_create(organization=org_a, url="https://e.com/x").endpoint
+    endpoint = services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/x"
+    ).endpoint
     login(client, charlie)
     assert client.get(f"/webhooks/{endpoint.public_id}/").status_code == HTTPStatus.NOT_FOUND
     for action in ("test", "rotate", "disable", "delete"):
@@ -63,7 +69,9 @@ def test_outsider_gets_404_on_detail_and_actions(client, charlie, org_c, org_a):
 
 
 def test_owner_sends_a_test_event_from_the_page(client, alice, org_a):
-    endpoint = services.endpoint_create(organization=org_a, url="https://e.com/x").endpoint
+    endpoint = services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/x"
+    ).endpoint
     login(client, alice)
     client.post(f"/webhooks/{endpoint.public_id}/test/")
     assert endpoint.deliveries.get().event.event_type == "webhook.test"

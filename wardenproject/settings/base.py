@@ -108,13 +108,6 @@ if _database_url:
     DATABASES = {"default": parse_database_url(_database_url, base_dir=BASE_DIR)}
     _postgresql = DATABASES["default"]["ENGINE"].endswith("postgresql")
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
-    if env_bool("DATABASE_PREPARED_STATEMENTS", True) and _postgresql:
-        # The hot path's inserts (wardenproject/db.py, server-side binding) become prepared
-        # statements after psycopg's 5 uses, so PostgreSQL stops parsing and planning each
-        # one. Django's own queries bind on the client and are never prepared. Turn off for
-        # a pooler that cannot carry prepared statements (pgbouncer before 1.21 in
-        # transaction mode).
-        DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
     if env_bool("WARDEN_AUDIT_ASYNC_COMMIT", False) and _postgresql:
         # Opt-in: allow/block audit rows of checks go through this alias, committed with
         # synchronous_commit=off (no wait for the WAL flush). A PostgreSQL crash can lose

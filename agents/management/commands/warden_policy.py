@@ -1,12 +1,14 @@
 """Policy as code from the command line.
 
-    manage.py warden_policy import FILE --org ORG      (creates the agent if missing)
+    manage.py warden_policy import FILE --org ORG [--actor EMAIL]   (creates the agent if missing)
     manage.py warden_policy export --org ORG --agent AGENT [--format yaml|json] [--output F]
     manage.py warden_policy rebuild-counters --org ORG [--agent AGENT]
     manage.py warden_policy backtest FILE --org ORG --agent AGENT --since 7d
         [--until TIME] [--limit N] [--json]
 
 ORG is an organisation's public id (org_...) or exact name; AGENT a public id or name.
+An import is audited: ``--actor EMAIL`` names the member who made it (one allowed to manage
+agents and rules); without it the entry names the system. Source ``command`` either way.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.http import Http404
 
-from accounts.models import Organization
+from accounts.models import Organization, User
+from accounts.permissions import Capability
 from agents import selectors, services
 from agents.backtest import MAX_CALLS, agent_policy_backtest
 from agents.policy_document import PolicyDocumentError
-from wardenproject.commands import organization_from
+from wardenproject.commands import actor_argument, actor_from, organization_from
 from wardenproject.errors import DomainError
 
 
@@ -35,6 +38,7 @@ class Command(BaseCommand):
         importer = sub.add_parser("import", help="Apply a document: all rules or none.")
         importer.add_argument("file", help="Path of the YAML/JSON document, or - for stdin.")
         importer.add_argument("--org", required=True)
+        actor_argument(importer)
         exporter = sub.add_parser("export", help="Print an agent's document.")
         exporter.add_argument("--org", required=True)
         exporter.add_argument("--agent", required=True)
@@ -65,7 +69,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         organization = organization_from(options["org"])
         if options["verb"] == "import":
-            self._import(organization, options["file"])
+            actor = actor_from(
+                options["actor"], organization=organization, capability=Capability.MANAGE_AGENTS
+            )
+            self._import(organization, options["file"], actor)
         elif options["verb"] == "rebuild-counters":
             self._rebuild(organization, options.get("agent"))
         elif options["verb"] == "backtest":
@@ -73,7 +80,7 @@ class Command(BaseCommand):
         else:
             self._export(organization, options)
 
-    def _import(self, organization: Organization, file: str) -> None:
+    def _import(self, organization: Organization, file: str, actor: User | None) -> None:
         raw = _read(file)
         fmt = (
             "json"
@@ -87,7 +94,7 @@ class Command(BaseCommand):
                 organization=organization, text=raw, format=fmt
             )
             agent = services.policy_import(
-                organization=organization, document=document, actor=None, source="command"
+                organization=organization, document=document, actor=actor, source="command"
             )
         except PolicyDocumentError as exc:
             raise CommandError(str(exc)) from None

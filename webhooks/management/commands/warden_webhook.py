@@ -1,4 +1,8 @@
-"""`manage.py warden_webhook create|list|rotate|reencrypt`: webhook endpoints from the shell."""
+"""`manage.py warden_webhook create|list|rotate|reencrypt`: webhook endpoints from the shell.
+
+``create`` and ``rotate`` are audited; ``--actor EMAIL`` names the member on whose behalf
+they run (without it the audit entry names the system), source ``command``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Organization
-from wardenproject.commands import organization_from
+from accounts.permissions import Capability
+from wardenproject.commands import actor_argument, actor_from, organization_from
 from wardenproject.errors import DomainError
 from webhooks import selectors, services
 from webhooks.api import endpoint_json
@@ -35,6 +40,7 @@ class Command(BaseCommand):
         create.add_argument("--description", default="")
         create.add_argument("--agents", default="", help="Comma-separated agent ids or names.")
         create.add_argument("--json", action="store_true")
+        actor_argument(create)
         listing = sub.add_parser("list", help="List an organisation's endpoints.")
         listing.add_argument("--org", required=True)
         listing.add_argument("--json", action="store_true")
@@ -42,6 +48,7 @@ class Command(BaseCommand):
         rotate.add_argument("--org", required=True)
         rotate.add_argument("endpoint", help="Endpoint id (we_...).")
         rotate.add_argument("--json", action="store_true")
+        actor_argument(rotate)
         sub.add_parser(
             "reencrypt",
             help="Re-encrypt every endpoint's stored secrets under the current SECRET_KEY "
@@ -76,8 +83,13 @@ class Command(BaseCommand):
 
     def _create(self, organization: Organization, options: dict[str, Any]) -> None:
         agents = [a.strip() for a in options["agents"].split(",") if a.strip()]
+        actor = actor_from(
+            options["actor"], organization=organization, capability=Capability.MANAGE_WEBHOOKS
+        )
         created = services.endpoint_create(
             organization=organization,
+            actor=actor,
+            source="command",
             url=options["url"],
             events=options["events"],
             fmt=options["format"],
@@ -105,7 +117,11 @@ class Command(BaseCommand):
         ).first()
         if endpoint is None:
             raise CommandError(f"No endpoint {options['endpoint']!r} in {organization.name}.")
-        rotated = services.endpoint_rotate_secret(endpoint=endpoint)
+        actor = actor_from(
+            options["actor"], organization=organization, capability=Capability.MANAGE_WEBHOOKS
+        )
+        rotated = services.endpoint_rotate_secret(endpoint=endpoint, actor=actor, source="command")
+        endpoint = rotated.endpoint
         self._emit(
             {
                 "id": endpoint.public_id,
