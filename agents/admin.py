@@ -16,7 +16,14 @@ from agents.policy_document import PolicyDocumentError, rule_spec_from_mapping
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ("name", "organization", "public_id", "is_active", "default_decision")
+    list_display = (
+        "name",
+        "organization",
+        "public_id",
+        "is_active",
+        "default_decision",
+        "enforcement",
+    )
     list_filter = ("is_active", "default_decision")
     search_fields = ("name", "public_id", "organization__name")
     readonly_fields = ("public_id", "policy_revision", "created_at", "updated_at")
@@ -34,6 +41,7 @@ class AgentAdmin(admin.ModelAdmin):
                 name=obj.name,
                 description=obj.description,
                 default_decision=obj.default_decision,
+                enforcement=obj.enforcement,
                 source="admin",
             )
             obj.pk = created.pk
@@ -81,7 +89,7 @@ class RuleAdminForm(forms.ModelForm):
         fields = ["organization", "agent", "document", "position"]
         help_texts = {
             "document": "The rule as in a policy document: name, action, effect, when, "
-            "unless, max_amount, limit, approval, environments, enabled (docs/POLICY.md)."
+            "unless, max_amount, limit, approval, environments, enabled, mode (docs/POLICY.md)."
         }
 
     def clean(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from accounts.models import Organization
 from agents import checks, runtime, selectors, services
+from agents.backtest import agent_policy_backtest
 from agents.http import (
     KeyOnlyPostView,
     action_field,
@@ -40,11 +41,14 @@ from agents.permissions import (
     api_principal,
     request_organization,
 )
+from agents.policy import SHADOW
 from agents.policy_document import MAX_DOCUMENT_BYTES, PolicyDocumentError
 from agents.schemas import (
     ActionSerializer,
     AgentSerializer,
     ApiKeySerializer,
+    BacktestRequestSerializer,
+    BacktestResponseSerializer,
     CheckRequestSerializer,
     CheckResponseSerializer,
     ErrorSerializer,
@@ -62,6 +66,7 @@ from agents.schemas import (
     TokenUsageResponseSerializer,
     TokenUsageSummarySerializer,
 )
+from agents.shadow import shadow_stats
 from audit.models import AuditEntry
 from audit.selectors import action_detail, check_entry_get
 from wardenproject.errors import ValidationFailed
@@ -248,6 +253,7 @@ class AgentListView(APIView):
             name=string_field(data, "name", required=True, max_length=120),
             description=string_field(data, "description", max_length=10_000),
             default_decision=string_field(data, "default") or Agent.DefaultDecision.ALLOW,
+            enforcement=string_field(data, "enforcement") or Agent.Enforcement.ENFORCE,
         )
         return Response(selectors.agent_detail(agent), status=HTTPStatus.CREATED)
 
@@ -275,6 +281,8 @@ class AgentDetailView(APIView):
             changes["description"] = string_field(data, "description", max_length=10_000)
         if "default" in data:
             changes["default_decision"] = string_field(data, "default", required=True)
+        if "enforcement" in data:
+            changes["enforcement"] = string_field(data, "enforcement", required=True)
         if "is_active" in data:
             changes["is_active"] = bool_field(data, "is_active")
         agent = services.agent_update(agent=agent, actor=_user(request), note=note, **changes)
@@ -335,7 +343,11 @@ class RuleDetailView(_RulesBase):
 
     @extend_schema(operation_id="rules_get", responses={200: RuleSerializer})
     def get(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
-        return Response(selectors.rule_detail(self._rule(request, agent_id, rule_id)))
+        rule = self._rule(request, agent_id, rule_id)
+        detail = selectors.rule_detail(rule)
+        if rule.document.get("mode") == SHADOW:
+            detail["shadow"] = shadow_stats(rule=rule)
+        return Response(detail)
 
     @extend_schema(
         operation_id="rules_update", request=RuleSerializer, responses={200: RuleSerializer}
@@ -698,6 +710,32 @@ class PolicyVersionRestoreView(APIView):
             agent=agent, number=version.number, actor=_user(request), note=note
         )
         return Response(selectors.policy_version_entry(restored), status=HTTPStatus.CREATED)
+
+
+class PolicyBacktestView(APIView):
+    """Replay the agent's recorded calls against a candidate policy; records nothing."""
+
+    permission_classes = [IsMember]
+
+    @extend_schema(
+        operation_id="agents_policy_backtest",
+        request=BacktestRequestSerializer,
+        responses={200: BacktestResponseSerializer, **ERRORS},
+    )
+    def post(self, request: Request, agent_id: str) -> Response:
+        agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
+        data = json_object(request, limit=2 * MAX_DOCUMENT_BYTES)
+        if data.get("policy") is None:
+            raise ValidationFailed("policy is required.", field="policy")
+        return Response(
+            agent_policy_backtest(
+                agent=agent,
+                policy=data["policy"],
+                since=data.get("since"),
+                until=data.get("until"),
+                limit=data.get("limit"),
+            )
+        )
 
 
 # --- Token usage ----------------------------------------------------------------------------

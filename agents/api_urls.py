@@ -42,6 +42,11 @@ urlpatterns = [
         api.PolicyVersionRestoreView.as_view(),
         name="api-policy-version-restore",
     ),
+    path(
+        "agents/<str:agent_id>/policy/backtest",
+        api.PolicyBacktestView.as_view(),
+        name="api-policy-backtest",
+    ),
     path("rules", api.RuleListView.as_view(), name="api-rules"),
     path("rules/<str:rule_id>", api.RuleDetailView.as_view(), name="api-rule"),
     path("keys", api.KeyListView.as_view(), name="api-keys"),

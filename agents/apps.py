@@ -10,10 +10,15 @@ class AgentsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        from agents.shadow import TALLY_EVERY_SECONDS
         from agents.tasks import RECOUNT_EVERY_SECONDS
 
         # In place: Celery may already hold a reference to this dict.
         settings.CELERY_BEAT_SCHEDULE.setdefault(
             "agents-recount-pending",
             {"task": "agents.recount_pending", "schedule": RECOUNT_EVERY_SECONDS},
+        )
+        settings.CELERY_BEAT_SCHEDULE.setdefault(
+            "agents-shadow-tally",
+            {"task": "agents.shadow_tally", "schedule": TALLY_EVERY_SECONDS},
         )

@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
@@ -18,7 +19,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents import limits, runtime
-from agents.policy import ALLOW, REQUIRES_APPROVAL, Call, Decision, plan_gate
+from agents.models import Agent
+from agents.policy import ALLOW, REQUIRES_APPROVAL, Call, Decision, ShadowOutcome, plan_gate
 from agents.runtime import AgentRuntime, ApiPrincipal
 from agents.selectors import organization_tz
 from audit.models import AuditEntry
@@ -112,6 +114,7 @@ def check_perform(
         principal.organization, action, arguments, principal.environment, session_id, metadata
     )
     record = _Record(principal, agent_rt, call, source, idempotency_key, request_hash, started)
+    shadow_totals = shadow_totals_read(agent_rt, call)
     try:
         # With running totals, a decision is taken on the budgets' totals and an allowed call
         # spends them with its audit row, atomically; if racing checks spent them meanwhile,
@@ -125,9 +128,9 @@ def check_perform(
             now=call.at,
         ):
             with reservation:
-                decision = plan_gate(
-                    agent_rt.policy.evaluate(call, reservation.totals), agent_rt.plan
-                )
+                evaluated = agent_rt.policy.evaluate(call, reservation.totals)
+                decision = plan_gate(evaluated, agent_rt.plan)
+                decision = record.decided(evaluated, decision, shadow_totals)
                 expires_at = record.write(decision, reservation)
     except IntegrityError:  # a concurrent request with the same Idempotency-Key won
         replay = _replay(agent_rt, idempotency_key, request_hash) if idempotency_key else None
@@ -160,6 +163,30 @@ def _call(
     )
 
 
+def shadow_totals_read(agent_rt: AgentRuntime, call: Call) -> dict[str, Decimal | int] | None:
+    """The window totals the agent's shadow rules read for ``call``: read, never locked or
+    spent (None when no shadow rule with a running total may apply)."""
+    shadow = agent_rt.policy.shadow
+    budgets = shadow.budgets(call) if shadow is not None else ()
+    if not budgets:
+        return None
+    return limits.budgets_read(
+        agent_id=agent_rt.agent.pk, environment=call.environment, budgets=budgets, now=call.at
+    )
+
+
+def log_only_answer(decision: Decision) -> Decision:
+    """What a ``log_only`` agent answers: the call is allowed, and the reason says what the
+    policy decided (no approval request, no hold)."""
+    if decision.decision == ALLOW:
+        return decision
+    return Decision(
+        decision=ALLOW,
+        rule=decision.rule,
+        reason=f"log only: would have been {decision.decision}: {decision.reason}",
+    )
+
+
 class _Record:
     """Writing one check: its audit row, and the approval request when it is held."""
 
@@ -181,6 +208,26 @@ class _Record:
         self.request_hash = request_hash
         self.started = started
         self.entry: AuditEntry
+        self.shadow: tuple[ShadowOutcome, ...] = ()
+        self.would_have_been: Decision | None = None  # a log-only agent's overridden decision
+
+    def decided(
+        self,
+        evaluated: Decision,
+        decision: Decision,
+        shadow_totals: dict[str, Decimal | int] | None,
+    ) -> Decision:
+        """The answer to write: ``decision`` (after the plan gate), turned into an allow for a
+        log-only agent. Shadow rules are evaluated against the policy's decision."""
+        agent_rt = self.agent_rt
+        shadow = agent_rt.policy.shadow
+        if shadow is not None:
+            self.shadow = shadow.evaluate(self.call, evaluated, shadow_totals, agent_rt.plan)
+        if agent_rt.agent.enforcement != Agent.Enforcement.LOG_ONLY:
+            return decision
+        answer = log_only_answer(decision)
+        self.would_have_been = decision if answer is not decision else None
+        return answer
 
     def write(self, decision: Decision, reservation: limits.Reservation) -> datetime | None:
         """Insert the audit row (and the approval request); an allowed call spends its
@@ -223,6 +270,13 @@ class _Record:
             data["message"] = decision.message
         if reservation.held and decision.decision == REQUIRES_APPROVAL:
             data["budgets"] = reservation.record()  # spent if the call is approved
+        if self.shadow:
+            data["shadow"] = [outcome.record() for outcome in self.shadow]
+        if self.would_have_been is not None:
+            data["log_only"] = {
+                "decision": self.would_have_been.decision,
+                "reason": self.would_have_been.reason,
+            }
         entry = AuditEntry(
             public_id=public_id("act"),
             organization=principal.organization,
@@ -375,7 +429,13 @@ def simulate(
         if budgets
         else None
     )
-    decision = plan_gate(policy.evaluate(call, totals), agent_rt.plan)
+    evaluated = policy.evaluate(call, totals)
+    decision = plan_gate(evaluated, agent_rt.plan)
+    shadow = (
+        policy.shadow.evaluate(call, evaluated, shadow_totals_read(agent_rt, call), agent_rt.plan)
+        if policy.shadow is not None
+        else ()
+    )
     result = CheckResult(
         action_id="",
         decision=decision.decision,
@@ -402,6 +462,8 @@ def simulate(
         "totals": {key: str(value) for key, value in (totals or {}).items()},
         "approvals_required": decision.approvals_required if decision.rule else None,
         "approval_timeout": decision.approval_timeout,
+        "shadow": [outcome.record() for outcome in shadow],
+        "enforcement": agent_rt.agent.enforcement,
     }
 
 

@@ -15,7 +15,7 @@ from django import forms
 from django.utils import timezone
 
 from agents.models import Agent, ApiKey, Rule
-from agents.policy import ENVIRONMENTS, OPS
+from agents.policy import ENFORCE, ENVIRONMENTS, OPS, SHADOW
 from agents.policy_document import Path, PolicyDocumentError, load_text, path_parts
 from audit.models import AuditEntry
 from audit.selectors import AuditFilters
@@ -38,6 +38,7 @@ AUDIT_DECISIONS = [
     ("cancel", "Cancelled"),
 ]
 LIMIT_KINDS = [("", "No running total"), ("count", "Count of calls"), ("sum", "Sum of a field")]
+RULE_MODES = [(ENFORCE, "Enforce"), (SHADOW, "Shadow (record only)")]
 
 
 class AgentCreateForm(forms.Form):
@@ -51,7 +52,21 @@ class AgentCreateForm(forms.Form):
 
 
 class AgentSettingsForm(AgentCreateForm):
+    enforcement = forms.ChoiceField(
+        choices=Agent.Enforcement.choices,
+        initial=Agent.Enforcement.ENFORCE,
+        required=False,
+        label="Enforcement",
+        help_text="Log only: every call is allowed; each answer's reason and the audit log "
+        "say what would have happened.",
+    )
     is_active = forms.BooleanField(required=False, label="Active (checks are answered)")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not cleaned.get("enforcement"):
+            cleaned.pop("enforcement", None)  # not sent: left as it is
+        return cleaned
 
 
 class KeyCreateForm(forms.Form):
@@ -91,6 +106,15 @@ class PolicyVersionRestoreForm(forms.Form):
         label="Note (optional)",
         widget=forms.TextInput(attrs={"size": 60}),
         help_text="Why: kept with the new version.",
+    )
+
+
+class BacktestForm(forms.Form):
+    """The policy editor's "Test against the last 7 days": the editor's text, unsaved."""
+
+    document = forms.CharField(widget=forms.Textarea, label="Policy (YAML)")
+    days = forms.TypedChoiceField(
+        choices=[(1, "1 day"), (7, "7 days"), (30, "30 days")], coerce=int, initial=7
     )
 
 
@@ -269,6 +293,13 @@ class RuleForm(forms.Form):
     )
     approvals_required = forms.IntegerField(min_value=1, initial=1, label="Approvals required")
     enabled = forms.BooleanField(required=False, initial=True)
+    mode = forms.ChoiceField(
+        choices=RULE_MODES,
+        initial=ENFORCE,
+        required=False,
+        label="Mode",
+        help_text="Shadow: evaluated on every call and recorded, never part of the answer.",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("prefix", "rule")
@@ -300,6 +331,7 @@ class RuleForm(forms.Form):
             "approval_timeout": approval.get("timeout", ""),
             "approvals_required": approval.get("approvals_required", 1),
             "enabled": mapping.get("enabled", True),
+            "mode": mapping.get("mode", ENFORCE),
         }
         return cls(initial=initial)
 
@@ -353,6 +385,7 @@ class RuleForm(forms.Form):
             "approval": approval or None,
             "environments": sorted(data["environments"]),
             "enabled": data["enabled"],
+            "mode": SHADOW if data["mode"] == SHADOW else None,
         }
 
     def rule_data(self) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -55,6 +55,7 @@ from django.utils import timezone
 
 from agents.models import Agent, LimitBucket, LimitCounter, Rule
 from agents.policy import (
+    ENFORCE,
     METADATA_PREFIX,
     Budget,
     Call,
@@ -452,6 +453,47 @@ def budgets_read(
     return totals
 
 
+def budgets_count(
+    *,
+    organization_id: int,
+    agent_id: int,
+    environment: str,
+    rule_pk: int,
+    budget: Budget,
+    buckets: dict[int, tuple[int, Decimal]],
+    now: datetime,
+) -> None:
+    """Add recorded calls to a budget nobody reserves (a shadow rule's: the aggregation of
+    shadow outcomes keeps it current, agents/shadow.py), in the caller's transaction:
+    ``buckets`` maps bucket starts to the calls' count and total. Buckets the window has
+    left are dropped, and calls it has left are not counted."""
+    since = _window_start(now, budget.per_seconds)
+    counter, _ = LimitCounter.objects.get_or_create(
+        key=budget_key(agent_id=agent_id, environment=environment, budget=budget),
+        defaults={
+            "organization_id": organization_id,
+            "agent_id": agent_id,
+            "rule_id": rule_pk,
+            "environment": environment,
+            "by_value": budget.by_value[:200],
+            "bucket_seconds": bucket_seconds(budget.per_seconds),
+            "updated_at": now,
+        },
+    )
+    for start, (count, total) in buckets.items():
+        if start < since:
+            continue
+        bucket, created = LimitBucket.objects.get_or_create(
+            counter=counter, start=start, defaults={"count": count, "total": total}
+        )
+        if not created:
+            LimitBucket.objects.filter(pk=bucket.pk).update(
+                count=F("count") + count, total=F("total") + total
+            )
+    LimitBucket.objects.filter(counter=counter, start__lt=since).delete()
+    LimitCounter.objects.filter(pk=counter.pk).update(version=F("version") + 1, updated_at=now)
+
+
 def budgets_spend_approved(*, budgets: list[dict[str, str]], requested_at: datetime) -> None:
     """Count an approved call in the budgets it was held against (in the caller's
     transaction), in the bucket of the time it was requested."""
@@ -498,7 +540,9 @@ def limit_counters_rebuild(
     now = now or timezone.now()
     organization = agent.organization
     rules = _rules_with_limits(organization.pk, agent, rule_ids)
-    specs = [rule_spec(rule, lists=agent.policy_lists) for rule in rules]
+    # Shadow rules too (compiled as enforcing here): their totals are read by the shadow
+    # evaluation, and this recount is what fills them.
+    specs = [replace(rule_spec(rule, lists=agent.policy_lists), mode=ENFORCE) for rule in rules]
     specs = [spec for spec in specs if spec.limit is not None]
     if not specs:
         return 0
@@ -589,12 +633,12 @@ def limit_counters_rebuild(
     return len(counters)
 
 
-def _history_querysets(
-    agent_ids: list[int], since: datetime, patterns: list[str]
+def history_querysets(
+    agent_ids: list[int], since: datetime, patterns: list[str], until: datetime | None = None
 ) -> tuple[Any, Any]:
-    """The allowed checks and approved requests of the agents since ``since`` whose action
-    any of the patterns could match (the database narrows by exact name or prefix; the
-    policy matches precisely)."""
+    """The allowed checks and approved requests of the agents since ``since`` (and before
+    ``until``) whose action any of the patterns could match (the database narrows by exact
+    name or prefix; the policy matches precisely)."""
     narrowing = Q()
     for pattern in {p.lower() for p in patterns}:
         prefix = pattern.split("*", 1)[0]
@@ -614,6 +658,9 @@ def _history_querysets(
     approved = ApprovalRequest.objects.filter(
         agent_id__in=agent_ids, status=ApprovalRequest.Status.APPROVED, requested_at__gte=since
     ).filter(narrowing)
+    if until is not None:
+        checks = checks.filter(created_at__lt=until)
+        approved = approved.filter(requested_at__lt=until)
     return checks, approved
 
 
@@ -622,7 +669,7 @@ def history_is_short(*, agents: list[Agent], spec: RuleSpec, rows: int, now: dat
     them runs inline, in the change's own transaction)."""
     assert spec.limit is not None
     since = now - timedelta(seconds=spec.limit.per_seconds + bucket_seconds(spec.limit.per_seconds))
-    checks, approved = _history_querysets([a.pk for a in agents], since, [spec.action])
+    checks, approved = history_querysets([a.pk for a in agents], since, [spec.action])
     found = checks[: rows + 1].count()
     return found <= rows and found + approved[: rows + 1].count() <= rows
 
@@ -631,7 +678,7 @@ def _history(
     agent: Agent, since: datetime, patterns: list[str], *, metadata: bool
 ) -> Iterator[tuple[str, Any, str, str, Any, datetime]]:
     """(action, arguments, environment, session, metadata, time) of the calls to recount."""
-    checks, approved = _history_querysets([agent.pk], since, patterns)
+    checks, approved = history_querysets([agent.pk], since, patterns)
     if metadata:
         for action, arguments, environment, session_id, data, at in checks.values_list(
             "action", "arguments", "environment", "session_id", "data", "created_at"

@@ -37,8 +37,18 @@ class Agent(models.Model):
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     is_active = models.BooleanField(default=True)
+
+    class Enforcement(models.TextChoices):
+        ENFORCE = "enforce", "Enforce decisions"
+        LOG_ONLY = "log_only", "Log only (allow every call, record what would have happened)"
+
     default_decision = models.CharField(
         max_length=8, choices=DefaultDecision.choices, default=DefaultDecision.ALLOW
+    )
+    # log_only: every decision is computed and recorded, every call is allowed (the answer's
+    # reason says what would have happened); see agents/checks.py.
+    enforcement = models.CharField(
+        max_length=16, choices=Enforcement.choices, default=Enforcement.ENFORCE
     )
     # Bumped on every change to the agent or to a rule that applies to it, so a compiled
     # policy cached in any process can tell it is stale.
@@ -201,6 +211,46 @@ class LimitBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.counter_id}@{self.start}"
+
+
+class ShadowTally(models.Model):
+    """How often a shadow rule applied to an agent's calls on one day (UTC), by the answer
+    the call had (``was``) and the one it would have had with the rule enforcing
+    (``would_be``): at most 9 rows per rule, agent and day. Written by the aggregation of
+    check audit entries (``agents.shadow.shadow_tallies_update``), never by the check path;
+    rows older than ``SHADOW_TALLY_DAYS`` are dropped by it."""
+
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="shadow_tallies")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    was = models.CharField(max_length=24)
+    would_be = models.CharField(max_length=24)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "agent", "day", "was", "would_be"],
+                name="shadow_tally_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}@{self.day} {self.was}->{self.would_be}: {self.count}"
+
+
+class ShadowTallyMark(models.Model):
+    """The aggregation's watermark (one row): the id of the last check audit entry counted
+    into ``ShadowTally``."""
+
+    last_entry_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"shadow tallies up to entry {self.last_entry_id}"
 
 
 class ModelPrice(models.Model):

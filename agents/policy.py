@@ -26,7 +26,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -39,6 +39,9 @@ BLOCK = "block"
 EFFECTS = (ALLOW, REQUIRES_APPROVAL, BLOCK)
 RESTRICTIVE = frozenset({REQUIRES_APPROVAL, BLOCK})
 DEFAULTS = (ALLOW, BLOCK)
+ENFORCE = "enforce"
+SHADOW = "shadow"
+MODES = (ENFORCE, SHADOW)
 ENVIRONMENTS = frozenset({"test", "live"})
 SCOPES = ("agent", "org")
 LIMIT_KINDS = ("count", "sum")
@@ -308,6 +311,7 @@ class RuleSpec:
     approval_timeout: int | None = None
     approvals_required: int = 1
     enabled: bool = True
+    mode: str = ENFORCE  # shadow: evaluated and recorded, never part of the answer
     # Where the rule sits in an agent's policy (set when loaded from the database).
     id: str = ""
     position: int = 0
@@ -1140,7 +1144,15 @@ class _Candidates:
 class CompiledPolicy:
     """An agent's rules prepared for fast, repeated evaluation. Safe to share across threads."""
 
-    __slots__ = ("_cache", "_cache_size", "_default_decision", "_exact", "_globs", "default")
+    __slots__ = (
+        "_cache",
+        "_cache_size",
+        "_default_decision",
+        "_exact",
+        "_globs",
+        "default",
+        "shadow",
+    )
 
     def __init__(
         self,
@@ -1153,8 +1165,12 @@ class CompiledPolicy:
         self.default = default
         exact: dict[str, list[_Rule]] = {}
         glob_groups: dict[str, list[_Rule]] = {}
+        shadow: list[RuleSpec] = []
         for index, spec in enumerate(rules):
             if not spec.enabled:
+                continue
+            if spec.mode == SHADOW:
+                shadow.append(spec)
                 continue
             rule = _Rule(spec, index, recounting=spec.id in recounting)
             pattern = spec.action.lower()
@@ -1166,6 +1182,9 @@ class CompiledPolicy:
         self._cache: dict[tuple[str, str], _Candidates] = {}
         self._cache_size = cache_size
         self._default_decision = Decision(decision=ALLOW, rule=None, reason=NO_POLICY_CONFIGURED)
+        # Shadow rules, compiled apart (``ShadowRules``): None when the policy has none, so
+        # a check of an agent without them pays one attribute read.
+        self.shadow = ShadowRules(tuple(shadow), recounting, cache_size) if shadow else None
 
     def _candidates(self, action_key: str, environment: str) -> _Candidates:
         key = (action_key, environment)
@@ -1239,6 +1258,91 @@ class CompiledPolicy:
             approvals_required=spec.approvals_required,
             message=spec.message,
         )
+
+
+# ---------------------------------------------------------------------------
+# Shadow rules: evaluated after the answer, never part of it
+# ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ShadowOutcome:
+    """A shadow rule that applied to a call: ``decision`` is the answer the call would have
+    had with this rule enforcing (the rest of the policy as it is), ``reason`` the rule's."""
+
+    rule: RuleSpec
+    decision: str
+    reason: str
+
+    def record(self) -> dict[str, str]:
+        """What the check's audit entry keeps (``data["shadow"]``)."""
+        return {
+            "rule": self.rule.name,
+            "rule_id": self.rule.id,
+            "decision": self.decision,
+            "reason": self.reason,
+        }
+
+
+class ShadowRules:
+    """A policy's ``mode: shadow`` rules, compiled apart from the enforcing ones: after the
+    enforcing decision, ``evaluate`` says what each shadow rule that applies would have made
+    of the answer. Running-total limits read their totals (``budgets``) but never spend."""
+
+    __slots__ = ("_policy",)
+
+    def __init__(
+        self, rules: tuple[RuleSpec, ...], recounting: frozenset[str], cache_size: int
+    ) -> None:
+        # Compiled as enforcing rules of a policy of their own (the candidate lookup and the
+        # rule logic are the same); ``rule.id`` still names the shadow rule.
+        self._policy = CompiledPolicy(
+            tuple(replace(spec, mode=ENFORCE) for spec in rules),
+            default=ALLOW,
+            recounting=recounting,
+            cache_size=cache_size,
+        )
+
+    def budgets(self, call: Call) -> tuple[Budget, ...]:
+        """The budgets whose totals the shadow rules that may apply read (never spent)."""
+        return self._policy.budgets(call)
+
+    def evaluate(
+        self,
+        call: Call,
+        decision: Decision,
+        totals: Mapping[str, Decimal | int] | None = None,
+        plan: PlanFeatures | None = None,
+    ) -> tuple[ShadowOutcome, ...]:
+        """The shadow rules that apply to ``call``, each with the answer it would have given.
+        ``decision`` is the enforcing policy's, before the plan gate; each would-be answer
+        goes through ``plan`` (when given) as a real one would."""
+        rules = self._policy._candidates(call.action_key, call.environment).rules
+        if not rules:
+            return ()
+        outcomes = []
+        for rule in rules:
+            applied = rule.apply(call, totals)
+            if applied is None:
+                continue
+            effect, reason = applied
+            # The rule wins when nothing else applied (the default decided) or when it is
+            # more restrictive than what did; otherwise the answer stays what it was.
+            wins = decision.rule is None or _EFFECT_RANK[effect] > _EFFECT_RANK[decision.decision]
+            would = (
+                Decision(
+                    decision=effect,
+                    rule=rule.spec,
+                    reason=reason,
+                    approvals_required=rule.spec.approvals_required,
+                )
+                if wins
+                else decision
+            )
+            if plan is not None:
+                would = plan_gate(would, plan)
+            outcomes.append(ShadowOutcome(rule.spec, would.decision, reason))
+        return tuple(outcomes)
 
 
 def compile_policy(

@@ -37,12 +37,14 @@ from agents.policy import (
     CONTEXT_FIELDS,
     DEFAULTS,
     EFFECTS,
+    ENFORCE,
     ENVIRONMENTS,
     LIST_OPS,
     MAX_DURATION_SECONDS,
     MAX_FIELD_LENGTH,
     MAX_REGEX_LENGTH,
     METADATA_PREFIX,
+    MODES,
     NUMERIC_OPS,
     OPS,
     AllOf,
@@ -84,6 +86,7 @@ RULE_KEYS = (
     "approval",
     "environments",
     "enabled",
+    "mode",
 )
 CONDITION_KEYS = ("field", "op", "value")
 GROUP_KEYS = ("any", "all", "not")
@@ -421,6 +424,9 @@ class _Validator:
         enabled = raw.get("enabled", True)
         if not isinstance(enabled, bool):
             self.error(("enabled",), "must be true or false")
+        mode = raw.get("mode", ENFORCE)
+        if mode not in MODES:
+            self.error(("mode",), f"must be one of {', '.join(MODES)}, not {mode!r}")
 
         if len(self.errors) > errors_before:
             return None
@@ -439,6 +445,7 @@ class _Validator:
             approval_timeout=approval_timeout,
             approvals_required=approvals_required,
             enabled=enabled,
+            mode=mode,
         )
 
     def _text(self, raw: Mapping[Any, Any], key: str, max_length: int) -> str:
@@ -945,6 +952,8 @@ def rule_to_mapping(rule: RuleSpec) -> dict[str, Any]:
         out["environments"] = sorted(rule.environments)
     if not rule.enabled:
         out["enabled"] = False
+    if rule.mode != ENFORCE:
+        out["mode"] = rule.mode
     return out
 
 

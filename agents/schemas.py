@@ -70,6 +70,15 @@ class ActionSerializer(serializers.Serializer):
     approvals_required = serializers.IntegerField(allow_null=True)
     claimed_at = serializers.DateTimeField(allow_null=True)
     outcome = OutcomeSerializer(allow_null=True)
+    shadow = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="The shadow rules that applied: {rule, rule_id, decision, reason}, decision "
+        "being the answer with that rule enforcing.",
+    )
+    log_only = serializers.DictField(
+        allow_null=True,
+        help_text="A log-only agent's call that the policy did not allow: {decision, reason}.",
+    )
 
 
 class OutcomeRequestSerializer(serializers.Serializer):
@@ -89,6 +98,11 @@ class AgentSerializer(serializers.Serializer):
     description = serializers.CharField(required=False)
     is_active = serializers.BooleanField(required=False)
     default = serializers.ChoiceField(["allow", "block"], required=False)
+    enforcement = serializers.ChoiceField(
+        ["enforce", "log_only"],
+        required=False,
+        help_text="log_only: every call is allowed; the reason says what would have happened.",
+    )
     policy_revision = serializers.IntegerField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
 
@@ -122,7 +136,18 @@ class RuleSerializer(serializers.Serializer):
     approval = serializers.DictField(required=False, help_text="{timeout, approvals_required}")
     environments = serializers.ListField(child=serializers.CharField(), required=False)
     enabled = serializers.BooleanField(required=False)
+    mode = serializers.ChoiceField(
+        ["enforce", "shadow"],
+        required=False,
+        help_text="shadow: evaluated and recorded on every call, never part of the answer.",
+    )
     position = serializers.IntegerField(read_only=True)
+    shadow = serializers.DictField(
+        read_only=True,
+        required=False,
+        help_text="Shadow rules, GET of one rule: as_of, and for 1d, 7d and 30d the calls it "
+        "matched, the answers it would have changed and their transitions.",
+    )
 
 
 class ApiKeySerializer(serializers.Serializer):
@@ -160,6 +185,54 @@ class SimulateResponseSerializer(serializers.Serializer):
     environment = serializers.CharField()
     matched = serializers.ListField(child=serializers.DictField())
     totals = serializers.DictField(child=serializers.CharField())
+    shadow = serializers.ListField(child=serializers.DictField())
+    enforcement = serializers.ChoiceField(["enforce", "log_only"])
+
+
+class BacktestRequestSerializer(serializers.Serializer):
+    policy = serializers.JSONField(
+        help_text="The candidate policy document: a YAML or JSON string, or a JSON object."
+    )
+    since = serializers.CharField(help_text="ISO-8601 time (or a duration before now: 7d).")
+    until = serializers.CharField(required=False, help_text="ISO-8601 time; default now.")
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=100_000, help_text="Calls replayed at most."
+    )
+
+
+class BacktestSampleSerializer(serializers.Serializer):
+    action_id = serializers.CharField()
+    action = serializers.CharField()
+    arguments = serializers.JSONField()
+    at = serializers.DateTimeField()
+    was = serializers.CharField()
+    would_be = serializers.CharField()
+    rule = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+
+
+class BacktestRuleSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    scope = serializers.ChoiceField(["agent", "org"])
+    matched = serializers.IntegerField()
+    changed = serializers.IntegerField()
+
+
+class BacktestResponseSerializer(serializers.Serializer):
+    agent_id = serializers.CharField()
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    limit = serializers.IntegerField()
+    truncated = serializers.BooleanField(help_text="The period held more calls than limit.")
+    history_truncated = serializers.BooleanField(
+        help_text="The window before since held more than 1,000,000 calls to count: the "
+        "running totals started from the first million."
+    )
+    calls = serializers.IntegerField()
+    changed = serializers.IntegerField()
+    transitions = serializers.DictField(child=serializers.IntegerField())
+    by_rule = BacktestRuleSerializer(many=True)
+    samples = BacktestSampleSerializer(many=True)
 
 
 class TokenUsageRequestSerializer(serializers.Serializer):

@@ -18,7 +18,7 @@ from django.http import Http404
 
 from accounts.models import Organization
 from agents.models import Agent, ApiKey, PolicyVersion, Rule, TokenUsage
-from agents.policy import BLOCK, RuleSpec, action_pattern_is_valid
+from agents.policy import BLOCK, ENFORCE, SHADOW, RuleSpec, action_pattern_is_valid
 from agents.policy_document import PolicyDocumentError, document_text, rule_spec_from_mapping
 from wardenproject.jsonutil import iso
 
@@ -121,6 +121,8 @@ def rule_spec(rule: Rule, *, lists: Mapping[str, Any] | None) -> RuleSpec:
             action=pattern,
             effect=BLOCK,
             message="This rule is invalid and blocks its actions until it is fixed.",
+            # A shadow rule never decides: broken, it still only records (a block).
+            mode=SHADOW if (rule.document or {}).get("mode") == SHADOW else ENFORCE,
             position=rule.position,
             scope=scope,
         )
@@ -168,6 +170,7 @@ def agent_detail(agent: Agent) -> dict[str, Any]:
         "description": agent.description,
         "is_active": agent.is_active,
         "default": agent.default_decision,
+        "enforcement": agent.enforcement,
         "policy_revision": agent.policy_revision,
         "created_at": agent.created_at.isoformat(),
     }

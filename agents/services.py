@@ -28,7 +28,7 @@ from accounts.plans import (
 )
 from agents import checks, limits, runtime, selectors
 from agents.models import Agent, ApiKey, ModelPrice, PolicyVersion, Rule, TokenUsage
-from agents.policy import REQUIRES_APPROVAL, RuleSpec, action_name_problem
+from agents.policy import ENFORCE, REQUIRES_APPROVAL, SHADOW, RuleSpec, action_name_problem
 from agents.policy_document import (
     PolicyDocument,
     PolicyDocumentError,
@@ -106,6 +106,11 @@ def _agent_name_clean(name: object) -> str:
     return name
 
 
+def _enforcement_check(enforcement: object) -> None:
+    if enforcement not in Agent.Enforcement.values:
+        raise ValidationFailed("enforcement must be enforce or log_only.", field="enforcement")
+
+
 def agent_create(
     *,
     organization: Organization,
@@ -113,11 +118,13 @@ def agent_create(
     name: str,
     description: str = "",
     default_decision: str = Agent.DefaultDecision.ALLOW,
+    enforcement: str = Agent.Enforcement.ENFORCE,
     source: str = "api",
 ) -> Agent:
     name = _agent_name_clean(name)
     if default_decision not in Agent.DefaultDecision.values:
         raise ValidationFailed("default must be allow or block.", field="default")
+    _enforcement_check(enforcement)
     with transaction.atomic():
         count = Agent.objects.select_for_update().filter(organization=organization).count()
         plan_require_within_limit(organization, Limit.AGENTS, current=count)
@@ -128,6 +135,7 @@ def agent_create(
             name=name,
             description=description or "",
             default_decision=default_decision,
+            enforcement=enforcement,
         )
         audit_record_change(
             organization=organization,
@@ -147,9 +155,9 @@ def agent_create(
 def agent_update(
     *, agent: Agent, actor: User | None, source: str = "api", note: str = "", **changes: Any
 ) -> Agent:
-    """Change name, description, default decision or active flag. A new default (or name)
-    is a new policy version, with ``note``."""
-    allowed = {"name", "description", "default_decision", "is_active"}
+    """Change name, description, default decision, enforcement or active flag. A new
+    default (or name) is a new policy version, with ``note``."""
+    allowed = {"name", "description", "default_decision", "enforcement", "is_active"}
     unknown = set(changes) - allowed
     if unknown:
         raise ValidationFailed(f"Unknown field {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
@@ -159,6 +167,8 @@ def agent_update(
         changes["default_decision"] not in Agent.DefaultDecision.values
     ):
         raise ValidationFailed("default must be allow or block.", field="default")
+    if "enforcement" in changes:
+        _enforcement_check(changes["enforcement"])
     if "is_active" in changes and not isinstance(changes["is_active"], bool):
         raise ValidationFailed("is_active must be true or false.", field="is_active")
     if "description" in changes and not isinstance(changes["description"], str):
@@ -434,6 +444,14 @@ def _rule_columns(spec: RuleSpec) -> dict[str, Any]:
     }
 
 
+def _counts_anew(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
+    """Whether a rule's change needs its running totals recounted from the audit log: its
+    limit counts differently, or it is promoted from shadow (a shadow rule's budgets are read,
+    never spent, so they hold only what was last recounted)."""
+    promoted = (before or {}).get("mode") == SHADOW and after.get("mode", ENFORCE) == ENFORCE
+    return promoted or _limit_series(before) != _limit_series(after)
+
+
 def _limit_series(document: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
     """What identifies a rule's budgets besides the rule: a change starts new counters."""
     limit = (document or {}).get("limit")
@@ -566,7 +584,7 @@ def rule_update(
         if _rule_name_taken(rule.organization, rule.agent, spec.name, exclude=rule):
             raise Conflict(f"A rule named {spec.name!r} already exists.", field="name")
         before = model_snapshot(rule)
-        new_series = _limit_series(rule.document) != _limit_series(rule_to_mapping(spec))
+        new_series = _counts_anew(rule.document, rule_to_mapping(spec))
         for field, value in _rule_columns(spec).items():
             setattr(rule, field, value)
         rule.save()
@@ -685,7 +703,7 @@ def policy_import(
                 )
                 new_series = spec.limit is not None
             else:
-                new_series = _limit_series(rule.document) != _limit_series(columns["document"])
+                new_series = _counts_anew(rule.document, columns["document"])
                 for field, value in columns.items():
                     setattr(rule, field, value)
                 rule.position = position

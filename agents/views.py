@@ -8,6 +8,7 @@ A secret key is rendered in the response that created it and never again.
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
@@ -23,10 +24,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import Membership
 from accounts.permissions import Capability, membership_has, membership_require
 from agents import selectors, services
+from agents.backtest import agent_policy_backtest
 from agents.forms import (
     AgentCreateForm,
     AgentSettingsForm,
     AuditFilterForm,
+    BacktestForm,
     KeyCreateForm,
     KeyRotateForm,
     OrgKeyCreateForm,
@@ -37,8 +40,10 @@ from agents.forms import (
     rule_conditions_text,
 )
 from agents.models import Agent, ApiKey, PolicyVersion
+from agents.policy import ENFORCE, SHADOW
 from agents.policy_document import PolicyDocumentError, PolicyError
-from audit.selectors import audit_entry_list
+from agents.shadow import shadow_stats
+from audit.selectors import action_detail, audit_entry_list, check_entry_get
 from wardenproject.errors import DomainError
 
 SOURCE = "web"
@@ -150,6 +155,7 @@ def _detail_page(
                 "name": agent.name,
                 "description": agent.description,
                 "default_decision": agent.default_decision,
+                "enforcement": agent.enforcement,
                 "is_active": agent.is_active,
             }
         ),
@@ -164,6 +170,7 @@ def _detail_page(
         "policy_form": PolicyForm(initial={"document": services.policy_export(agent=agent)}),
         "policy_errors": None,
         "versions": selectors.policy_version_page(agent=agent, limit=VERSIONS_ON_DETAIL)[0],
+        "backtest": None,
         "error": None,
     }
     context.update(overrides)
@@ -254,12 +261,58 @@ def rule_edit(request: HttpRequest, agent_id: str, rule_id: str) -> HttpResponse
                 return redirect(reverse("agents:detail", args=[agent.public_id]) + "#rules")
     else:
         form = RuleForm.from_document(selectors.rule_detail(rule))
+    shadow = rule.document.get("mode") == SHADOW
     return render(
         request,
         "agents/rule_edit.html",
-        {"agent": agent, "rule": rule, "form": form, "can_manage": _can_manage(membership)},
+        {
+            "agent": agent,
+            "rule": rule,
+            "form": form,
+            "can_manage": _can_manage(membership),
+            "shadow": shadow,
+            "shadow_stats": _stats_rows(shadow_stats(rule=rule)) if shadow else None,
+        },
         status=status,
     )
+
+
+def _stats_rows(stats: dict[str, Any]) -> dict[str, Any]:
+    """The shadow stats as the rule page's table shows them: one row per window, one column
+    per transition seen in any window."""
+    windows = [(name, stats[name]) for name in ("1d", "7d", "30d")]
+    transitions = sorted({t for _, window in windows for t in window["transitions"]})
+    return {
+        "as_of": stats["as_of"],
+        "transitions": transitions,
+        "rows": [
+            {
+                "window": name,
+                "matched": window["matched"],
+                "changed": window["changed"],
+                "counts": [window["transitions"].get(t, 0) for t in transitions],
+            }
+            for name, window in windows
+        ],
+    }
+
+
+@login_required
+@require_POST
+def rule_promote(request: HttpRequest, agent_id: str, rule_id: str) -> HttpResponse:
+    """One click: a shadow rule starts enforcing (``mode: enforce``)."""
+    membership = _manager(request)
+    agent = _agent(membership, agent_id)
+    rule = selectors.rule_get(organization=membership.organization, public_id=rule_id, agent=agent)
+    try:
+        rule = services.rule_update(
+            rule=rule, data={"mode": ENFORCE}, actor=request.user, source=SOURCE
+        )
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+        return redirect("agents:rule_edit", agent_id=agent.public_id, rule_id=rule.public_id)
+    messages.success(request, f"Rule {rule.name} now enforces.")
+    return redirect(reverse("agents:detail", args=[agent.public_id]) + "#rules")
 
 
 @login_required
@@ -335,6 +388,48 @@ def policy_apply(request: HttpRequest, agent_id: str) -> HttpResponse:
     count = len(document.rules)
     messages.success(request, f"Policy applied: {count} rule{'s' if count != 1 else ''}.")
     return redirect(reverse("agents:detail", args=[agent.public_id]) + "#policy")
+
+
+@login_required
+@require_POST
+def policy_backtest(request: HttpRequest, agent_id: str) -> HttpResponse:
+    """The policy editor's "Test against the last N days": the unsaved document replayed
+    against the agent's recorded calls. Reads only (members may use it)."""
+    membership = _member(request)
+    agent = _agent(membership, agent_id)
+    form = BacktestForm(request.POST)
+    policy_form = PolicyForm(request.POST)
+    if not form.is_valid():
+        return _detail_page(
+            request, membership, agent, policy_form=policy_form, status=HTTPStatus.BAD_REQUEST
+        )
+    days = form.cleaned_data["days"]
+    try:
+        result = agent_policy_backtest(
+            agent=agent, policy=form.cleaned_data["document"], since=f"{days}d"
+        )
+    except DomainError as exc:
+        problems = exc.extra.get("errors")
+        errors = (
+            [PolicyError(**problem) for problem in problems]
+            if problems
+            else [PolicyError(None, exc.field, exc.detail)]
+        )
+        return _detail_page(
+            request,
+            membership,
+            agent,
+            policy_form=policy_form,
+            policy_errors=errors,
+            status=exc.status,
+        )
+    return _detail_page(
+        request,
+        membership,
+        agent,
+        policy_form=policy_form,
+        backtest={**result, "days": days},
+    )
 
 
 @login_required
@@ -649,6 +744,25 @@ def simulate(request: HttpRequest, agent_id: str) -> HttpResponse:
         "agents/simulate.html",
         {"agent": agent, "form": form, "result": result},
         status=status,
+    )
+
+
+# --- One tool call ---------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def action(request: HttpRequest, action_id: str) -> HttpResponse:
+    """One check as the API's ``GET /api/v1/actions/{id}`` shows it, with the shadow rules
+    that applied to it."""
+    membership = _member(request)
+    entry = check_entry_get(organization=membership.organization, action_id=action_id)
+    detail = action_detail(entry=entry)
+    arguments_json = json.dumps(detail["arguments"], indent=2, ensure_ascii=False, default=str)
+    return render(
+        request,
+        "agents/action.html",
+        {"entry": entry, "action": detail, "arguments_json": arguments_json},
     )
 
 

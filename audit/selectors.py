@@ -116,6 +116,8 @@ def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
         ),
         # False for a few seconds after the check: not yet linked into the audit chain.
         "sealed": entry_sealed(entry=entry),
+        "shadow": (entry.data or {}).get("shadow") or [],
+        "log_only": (entry.data or {}).get("log_only"),
     }
 
 

@@ -130,6 +130,7 @@ def _object_urls(agent: Agent, rule: Rule, key: ApiKey) -> list[tuple[str, str]]
         ("post", reverse("agents:rule_edit", args=[agent_id, rule_id])),
         ("post", reverse("agents:rule_delete", args=[agent_id, rule_id])),
         ("post", reverse("agents:rule_toggle", args=[agent_id, rule_id])),
+        ("post", reverse("agents:rule_promote", args=[agent_id, rule_id])),
         ("post", reverse("agents:key_create", args=[agent_id])),
         ("post", reverse("agents:policy_apply", args=[agent_id])),
         ("post", reverse("agents:key_revoke", args=[key.public_id])),

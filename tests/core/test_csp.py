@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from allauth.account.models import EmailAddress
 
+from agents import services as agent_services
 from tests.approvals.conftest import request_create
 from tests.conftest import PASSWORD
 from webhooks import services as webhook_services
@@ -138,6 +139,12 @@ def test_the_main_pages_load_in_a_browser_without_a_csp_violation(
     endpoint = webhook_services.endpoint_create(
         actor=None, organization=org_a, url="https://e.com/h"
     ).endpoint
+    shadow = agent_services.rule_create(
+        organization=org_a,
+        agent=agent,
+        actor=None,
+        data={"name": "maybe", "action": "a.b", "effect": "block", "mode": "shadow"},
+    )
     base = live_server.url
 
     visit(page, console, f"{base}/accounts/login/")
@@ -155,6 +162,8 @@ def test_the_main_pages_load_in_a_browser_without_a_csp_violation(
         "/agents/",
         f"/agents/{agent.public_id}/",
         f"/agents/{agent.public_id}/simulate/",
+        f"/agents/{agent.public_id}/rules/{shadow.public_id}/",
+        f"/agents/actions/{pending.action_id}/",
         "/agents/org-keys/",
         "/agents/audit/",
         "/webhooks/",

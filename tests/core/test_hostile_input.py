@@ -67,6 +67,7 @@ ENDPOINTS = [
     ("post", "/api/v1/rules", "alice"),
     ("post", "/api/v1/keys", "alice"),
     ("put", "/api/v1/agents/{agent}/policy", "alice"),
+    ("post", "/api/v1/agents/{agent}/policy/backtest", "alice"),
     ("post", "/api/v1/webhooks/endpoints", "alice"),
 ]
 ENDPOINT_IDS = [f"{method.upper()} {path}" for method, path, _who in ENDPOINTS]

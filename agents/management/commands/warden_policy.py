@@ -4,6 +4,8 @@
         (creates the agent if missing)
     manage.py warden_policy export --org ORG --agent AGENT [--format yaml|json] [--output F]
     manage.py warden_policy rebuild-counters --org ORG [--agent AGENT]
+    manage.py warden_policy backtest FILE --org ORG --agent AGENT --since 7d
+        [--until TIME] [--limit N] [--json]
 
 ORG is an organisation's public id (org_...) or exact name; AGENT a public id or name.
 An import is audited: ``--actor EMAIL`` names the member who made it (one allowed to manage
@@ -12,6 +14,7 @@ agents and rules); without it the entry names the system. Source ``command`` eit
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from django.http import Http404
 from accounts.models import Organization, User
 from accounts.permissions import Capability
 from agents import selectors, services
+from agents.backtest import MAX_CALLS, agent_policy_backtest
 from agents.policy_document import PolicyDocumentError
 from wardenproject.commands import actor_argument, actor_from, organization_from
 from wardenproject.errors import DomainError
@@ -48,6 +52,21 @@ class Command(BaseCommand):
         )
         rebuild.add_argument("--org", required=True)
         rebuild.add_argument("--agent", help="Only this agent (public id or name).")
+        backtest = sub.add_parser(
+            "backtest",
+            help="Replay an agent's recorded calls against a policy document; changes nothing.",
+        )
+        backtest.add_argument("file", help="Path of the YAML/JSON document, or - for stdin.")
+        backtest.add_argument("--org", required=True)
+        backtest.add_argument("--agent", required=True)
+        backtest.add_argument(
+            "--since", required=True, help="ISO-8601 time, or a duration before now (7d, 12h)."
+        )
+        backtest.add_argument("--until", help="ISO-8601 time or duration before now; default now.")
+        backtest.add_argument(
+            "--limit", type=int, help=f"Calls replayed at most (default and maximum {MAX_CALLS})."
+        )
+        backtest.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         organization = organization_from(options["org"])
@@ -58,16 +77,15 @@ class Command(BaseCommand):
             self._import(organization, options["file"], actor, options.get("note") or "")
         elif options["verb"] == "rebuild-counters":
             self._rebuild(organization, options.get("agent"))
+        elif options["verb"] == "backtest":
+            self._backtest(organization, options)
         else:
             self._export(organization, options)
 
     def _import(
         self, organization: Organization, file: str, actor: User | None, note: str = ""
     ) -> None:
-        try:
-            raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-        except OSError as exc:
-            raise CommandError(f"Cannot read {file}: {exc}") from None
+        raw = _read(file)
         fmt = (
             "json"
             if file.endswith(".json")
@@ -116,3 +134,53 @@ class Command(BaseCommand):
         for agent in agents:
             counters = services.limit_counters_rebuild(agent=agent)
             self.stdout.write(f"{agent.name}: {counters} running total(s) rebuilt.")
+
+    def _backtest(self, organization: Organization, options: dict[str, Any]) -> None:
+        try:
+            agent = selectors.agent_get(organization=organization, ref=options["agent"])
+        except Http404:
+            raise CommandError(f"No agent {options['agent']!r} in {organization.name}.") from None
+        raw = _read(options["file"])
+        try:
+            result = agent_policy_backtest(
+                agent=agent,
+                policy=raw.decode("utf-8"),
+                since=options["since"],
+                until=options.get("until"),
+                limit=options.get("limit"),
+            )
+        except UnicodeDecodeError:
+            raise CommandError(f"{options['file']} is not UTF-8 text.") from None
+        except DomainError as exc:
+            problems = exc.extra.get("errors") or []
+            lines = [exc.detail] + [
+                f"- {p['path'] or p['field']}: {p['message']}" for p in problems
+            ]
+            raise CommandError("\n".join(lines)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(result, indent=2, default=str))
+            return
+        self.stdout.write(
+            f"{result['calls']} call(s) of {agent.name} from {result['since']} to "
+            f"{result['until']} replayed"
+            + (f" (stopped at the limit of {result['limit']})" if result["truncated"] else "")
+            + f": {result['changed']} answer(s) would change."
+        )
+        for transition, count in result["transitions"].items():
+            self.stdout.write(f"  {transition}: {count}")
+        for row in result["by_rule"]:
+            self.stdout.write(
+                f"  rule {row['rule']!r}: matched {row['matched']}, changed {row['changed']}"
+            )
+        for sample in result["samples"][:10]:
+            self.stdout.write(
+                f"  {sample['action_id']} {sample['action']}: {sample['was']} -> "
+                f"{sample['would_be']} ({sample['reason']})"
+            )
+
+
+def _read(file: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"Cannot read {file}: {exc}") from None
