@@ -254,11 +254,16 @@ def test_a_held_call_sends_progress_then_runs_once_approved(fake, proxy):
     action_id = fake.wait_for_pending()
     assert action_id in progress["params"]["message"]
     assert proxy.received() == []
+    time.sleep(2.5)  # two more progress notifications
     fake.decide(action_id, "approved")
+    values = [progress["params"]["progress"]]
     answer = proxy.recv()
     while "method" in answer:
         assert answer["method"] == "notifications/progress"
+        values.append(answer["params"]["progress"])
         answer = proxy.recv()
+    assert len(values) >= 3
+    assert values == sorted(set(values))  # progress only grows
     assert answer["id"] == 1
     assert answer["result"]["content"][0]["text"] == "ran pay"
     claim = fake.calls("POST", f"/api/v1/actions/{action_id}/claim")[0]
@@ -307,7 +312,7 @@ def test_max_wait_ends_a_hold_with_a_tool_error(fake, tmp_path):
         bridge.send(call(1, "pay", {"amount": 5}))
         answer = bridge.recv()
         assert "No decision on pay" in answer["result"]["content"][0]["text"]
-        assert answer["result"]["_meta"]["warden/status"] == "pending"
+        assert answer["result"]["_meta"]["warden"]["status"] == "pending"
         assert bridge.received() == []
     finally:
         bridge.close()

@@ -191,7 +191,11 @@ def test_a_blocked_call_never_reaches_the_server(bridge):
 def test_a_blocked_call_is_recorded_as_blocked(live_server, bridge, bridge_keys):
     result = bridge.call("delete_file", {"path": "/etc/passwd"})
     (action_id,) = checks_of("mcp.files.delete_file")
-    assert result.meta["warden/action_id"] == action_id
+    assert result.meta["warden"] == {
+        "decision": "block",
+        "action_id": action_id,
+        "status": "blocked",
+    }
     with wardenpy.Client(api_key=bridge_keys.test, api_url=live_server.url) as client:
         assert client.get_action(action_id).status == "blocked"
 
@@ -267,7 +271,7 @@ def test_a_denied_call_is_a_tool_error_with_the_reviewers_note(live_server, brid
     assert result.is_error
     assert "denied" in text_of(result)
     assert "unknown payee" in text_of(result)
-    assert result.meta["warden/status"] == "denied"
+    assert result.meta["warden"]["status"] == "denied"
 
 
 def test_a_denied_call_never_reaches_the_server(live_server, bridge, bridge_keys):

@@ -105,7 +105,11 @@ def tool_error(request_id: Any, text: str, action_id: str | None = None, status:
     """A JSON-RPC answer carrying an MCP tool error result (``isError: true``)."""
     result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
     if action_id:
-        result["_meta"] = {"warden/action_id": action_id, "warden/status": status}
+        # The same shape as the hosted gateway's, so a client can read either.
+        decision = "block" if status == "blocked" else "requires_approval"
+        result["_meta"] = {
+            "warden": {"decision": decision, "action_id": action_id, "status": status}
+        }
     return {"jsonrpc": "2.0", "id": request_id, "result": result}
 
 
@@ -461,25 +465,21 @@ class Bridge:
         action_id = result.action_id
         assert action_id is not None
         max_wait = self._max_wait(result)
-        deadline = time.monotonic() + max_wait
-        progress = 0
+        started = time.monotonic()
+        deadline = started + max_wait
 
         def notify(text: str) -> None:
-            nonlocal progress
             if progress_token is None:
                 return
+            # Progress is the seconds waited so far: it only grows, as MCP requires.
+            params = {
+                "progressToken": progress_token,
+                "progress": round(time.monotonic() - started, 3),
+                "message": text,
+            }
             self._to_client(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "notifications/progress",
-                    "params": {
-                        "progressToken": progress_token,
-                        "progress": progress,
-                        "message": text,
-                    },
-                }
+                {"jsonrpc": "2.0", "method": "notifications/progress", "params": params}
             )
-            progress += 1
 
         notify(f"Waiting for a reviewer to approve {tool} in Warden (action {action_id})")
         state: ActionState | None = None
