@@ -305,6 +305,32 @@ def test_a_cancelled_held_call_is_never_forwarded(fake, proxy):
     assert fake.calls("POST", f"/api/v1/actions/{action_id}/claim") == []
 
 
+def test_a_client_that_leaves_during_a_hold_ends_the_bridge_at_once(fake, tmp_path):
+    fake.set_policy("mcp.echo.pay", "requires_approval")
+    bridge = Proxy(fake.url, AGENT_KEY, tmp_path, "--progress-interval", "30")
+    bridge.send(call(1, "pay", {"amount": 5}))
+    action_id = fake.wait_for_pending()
+    time.sleep(0.5)  # the bridge is in a 30-second long-poll now
+    started = time.monotonic()
+    assert bridge.close() == 0
+    assert time.monotonic() - started < 8  # not held up by that long-poll
+    fake.decide(action_id, "approved")
+    assert bridge.received() == []
+
+
+def test_a_second_tool_call_with_a_running_calls_id_is_refused(fake, proxy):
+    fake.set_policy("mcp.echo.pay", "requires_approval")
+    proxy.send(call(4, "pay", {"amount": 5}))
+    action_id = fake.wait_for_pending()
+    proxy.send(call(4, "search", {}))
+    answer = proxy.recv()
+    assert answer["id"] == 4
+    assert answer["error"]["code"] == -32600
+    fake.decide(action_id, "denied")
+    assert "denied" in proxy.recv()["result"]["content"][0]["text"]
+    assert checked_actions(fake) == ["mcp.echo.pay"]
+
+
 def test_max_wait_ends_a_hold_with_a_tool_error(fake, tmp_path):
     fake.set_policy("mcp.echo.pay", "requires_approval")
     bridge = Proxy(fake.url, AGENT_KEY, tmp_path, "--max-wait", "1")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
+from .background import flush
 from .client import Client
 from .config import build_config
 from .exceptions import ConfigurationError
@@ -105,7 +107,13 @@ def mcp_proxy(argv: list[str]) -> int:
         max_wait=args.max_wait,
     )
     code = run_proxy(options, Client(config=config))
-    return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
+    code = 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
+    # Outcome reports still queued get a bounded moment, then the process ends at once: a
+    # long-poll of a call the client abandoned must not keep it alive (its thread cannot be
+    # interrupted, and interpreter exit would join it).
+    flush(2.0)
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ import logging
 import os
 import queue
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -220,8 +221,11 @@ class Bridge:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         try:
+            # Resolved like a shell would, so `npx` finds `npx.cmd` on Windows too.
+            program = shutil.which(self.options.command[0]) or self.options.command[0]
             self._process = await asyncio.create_subprocess_exec(
-                *self.options.command,
+                program,
+                *self.options.command[1:],
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 env=self._child_env(),
@@ -369,6 +373,12 @@ class Bridge:
                 logger.warning("dropped a tools/call sent as a notification (no id)")
                 return
             key = _id_key(message["id"])
+            if key in self._held or key in self._in_flight:
+                # Two live requests with one id could not be told apart in the answers.
+                self._to_client(
+                    rpc_error(message["id"], INVALID_REQUEST, "a request with this id is running")
+                )
+                return
             task = asyncio.create_task(self._tools_call(message))
             self._held[key] = task
             task.add_done_callback(lambda _t, key=key: self._held.pop(key, None))
