@@ -373,6 +373,12 @@ def test_the_bridge_exits_when_the_client_closes_its_input(proxy):
     assert time.monotonic() - started < 10
 
 
+def test_answers_the_server_gives_after_the_client_closes_its_input_still_arrive(proxy):
+    proxy.send({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert proxy.close() == 0  # closes the bridge's stdin at once, then waits for it
+    assert proxy.recv(timeout=1)["id"] == 1
+
+
 def test_an_org_key_sends_the_agent_named_by_agent(fake, tmp_path):
     bridge = Proxy(fake.url, ORG_KEY, tmp_path, "--agent", "desktop")
     try:

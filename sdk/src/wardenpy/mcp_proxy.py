@@ -249,7 +249,10 @@ class Bridge:
         await asyncio.wait(
             {server_reader, client_reader, stopped}, return_when=asyncio.FIRST_COMPLETED
         )
-        return await self._shutdown(server_reader, client_reader, stopped)
+        server_went_first = server_reader.done()
+        code = await self._shutdown(server_reader, client_reader, stopped)
+        # The server's exit code when it ended the session; 0 when the client (or a signal) did.
+        return code if server_went_first else 0
 
     def _read_stdin(self, loop: asyncio.AbstractEventLoop, lines: asyncio.Queue) -> None:
         # A thread, not connect_read_pipe: stdin may be a pipe, a file or a terminal.
@@ -263,7 +266,7 @@ class Bridge:
                 return
             loop.call_soon_threadsafe(lines.put_nowait, line)
 
-    async def _shutdown(self, *tasks: asyncio.Task) -> int:
+    async def _shutdown(self, server_reader: asyncio.Task, *tasks: asyncio.Task) -> int:
         process = self._process
         assert process is not None
         for task in self._held.values():
@@ -283,9 +286,12 @@ class Bridge:
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()
                     await process.wait()
-        for task in tasks:
+        # What the server wrote before it exited still reaches the client.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(server_reader), 2.0)
+        for task in (server_reader, *tasks):
             task.cancel()
-        await asyncio.gather(*tasks, *self._held.values(), return_exceptions=True)
+        await asyncio.gather(server_reader, *tasks, *self._held.values(), return_exceptions=True)
         self._fail_in_flight("the MCP server exited before answering")
         self._writer.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
