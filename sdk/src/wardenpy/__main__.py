@@ -1,0 +1,7 @@
+"""``python -m wardenpy`` is the ``wardenpy`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
