@@ -238,3 +238,6 @@ class TokenUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}: {self.total_tokens} tokens"
+
+
+from agents.mcp.models import McpServer  # noqa: E402, F401  (registered with this app)

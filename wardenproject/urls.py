@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("approvals.api_urls")),
     path("", include("webhooks.api_urls")),
     path("", include("audit.api_urls")),
+    path("", include("agents.mcp.api_urls")),
 ]
 
 urlpatterns = [
