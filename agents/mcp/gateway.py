@@ -16,11 +16,14 @@ with a progress notification each time), never in a thread that checks need.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import anyio
@@ -28,6 +31,7 @@ import httpx2
 import mcp_types as types
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import Server, ServerRequestContext
@@ -61,8 +65,34 @@ def hold_poll_seconds() -> float:
     return float(getattr(settings, "WARDEN_MCP_HOLD_POLL_SECONDS", 1))
 
 
-def _db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    return sync_to_async(fn, thread_sensitive=False)
+def db_threads() -> int:
+    return int(getattr(settings, "WARDEN_MCP_DB_THREADS", 16))
+
+
+class DbThreads:
+    """The gateway's own threads for database work: each keeps its connection (as a web
+    worker does, up to CONN_MAX_AGE), and all of them are closed when the gateway stops."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="mcp-db")
+
+    def __call__(self, fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+        return sync_to_async(fn, thread_sensitive=False, executor=self.executor)
+
+    def close(self) -> None:
+        """Close every worker thread's connections: one job per thread (a barrier keeps
+        each job on a thread of its own), then stop the pool."""
+        barrier = threading.Barrier(self.size, timeout=5)
+
+        def close_here() -> None:
+            connections.close_all()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+
+        for _ in range(self.size):
+            self.executor.submit(close_here)
+        self.executor.shutdown(wait=True)
 
 
 def _text_result(text: str, *, error: bool, meta: dict[str, Any] | None = None) -> Any:
@@ -171,6 +201,7 @@ def _describe(error: BaseException | None) -> str:
 class Gateway:
     def __init__(self) -> None:
         self.upstreams = Upstreams()
+        self.db = DbThreads(db_threads())
         self.server: Server[Any] = Server(
             "warden-mcp-gateway",
             version="1",
@@ -219,7 +250,7 @@ class Gateway:
         caller = _caller(ctx)
         cursor = params.cursor if params is not None else None
         result = await self._forward(caller, lambda c: c.list_tools(cursor=cursor))
-        hidden = await _db(decisions.tools_hidden)(
+        hidden = await self.db(decisions.tools_hidden)(
             caller=caller, names=[tool.name for tool in result.tools]
         )
         if hidden:
@@ -235,7 +266,7 @@ class Gateway:
         tool, arguments = params.name, dict(params.arguments or {})
         session_id = _session_id(ctx)
         if caller.upstream.hold == "return_pending":
-            earlier = await _db(decisions.earlier_hold)(
+            earlier = await self.db(decisions.earlier_hold)(
                 caller=caller, tool=tool, arguments=arguments
             )
             if earlier is not None and earlier.status == "approved":
@@ -243,7 +274,7 @@ class Gateway:
             if earlier is not None:
                 return _pending_result(earlier.action_id, earlier.expires_at)
         try:
-            check: CheckResult = await _db(decisions.tool_check)(
+            check: CheckResult = await self.db(decisions.tool_check)(
                 caller=caller, tool=tool, arguments=arguments, session_id=session_id
             )
         except DomainError as exc:
@@ -280,7 +311,7 @@ class Gateway:
         )
         poll = hold_poll_seconds()
         while True:
-            state = await _db(decisions.hold_state)(action_id=action_id)
+            state = await self.db(decisions.hold_state)(action_id=action_id)
             if state.status != ApprovalRequest.Status.PENDING:
                 break
             waited = time.monotonic() - started
@@ -293,7 +324,7 @@ class Gateway:
         meta = {"decision": "requires_approval", "action_id": action_id, "status": state.status}
         if state.status == ApprovalRequest.Status.APPROVED:
             try:
-                await _db(decisions.hold_claim)(
+                await self.db(decisions.hold_claim)(
                     caller=caller, action_id=action_id, arguments=arguments
                 )
             except Conflict as exc:
@@ -331,7 +362,7 @@ class Gateway:
 
         async def record() -> None:
             try:
-                await _db(decisions.outcome_record)(
+                await self.db(decisions.outcome_record)(
                     caller=caller, action_id=action_id, status=status, error=error
                 )
             except Exception:
@@ -440,7 +471,7 @@ class GatewayApp:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            caller = await _db(decisions.caller_resolve)(
+            caller = await self.gateway.db(decisions.caller_resolve)(
                 raw_key=_raw_key(headers), name=match.group(1)
             )
         except Exception as exc:
@@ -482,6 +513,7 @@ class GatewayApp:
             await receive()  # lifespan.shutdown
             self.gateway.upstreams.close_all()
             tg.cancel_scope.cancel()
+        await anyio.to_thread.run_sync(self.gateway.db.close)
         await send({"type": "lifespan.shutdown.complete"})
 
 

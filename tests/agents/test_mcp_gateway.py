@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 import uvicorn
+from django.db import connections
 from django.utils import timezone
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -134,6 +135,19 @@ def _run(url: str, key: str, body: Any, *, header: str = "authorization") -> Any
     return anyio.run(main)
 
 
+def _closing(fn: Any) -> Any:
+    """A thread's work, then its database connection closed (the test database must be
+    droppable at the end)."""
+
+    def run() -> None:
+        try:
+            fn()
+        finally:
+            connections.close_all()
+
+    return run
+
+
 def _decide_later(action: str, bob, *, approve: bool, notes: str = "") -> threading.Thread:
     def decide() -> None:
         request = wait_until(
@@ -147,7 +161,7 @@ def _decide_later(action: str, bob, *, approve: bool, notes: str = "") -> thread
         )
         assert response.status_code == 200, response.content
 
-    thread = threading.Thread(target=decide, daemon=True)
+    thread = threading.Thread(target=_closing(decide), daemon=True)
     thread.start()
     return thread
 
@@ -283,7 +297,7 @@ def test_a_held_call_that_expires_is_a_tool_error(org_a, upstream, gateway, key)
     async def body(client):
         return await client.call_tool("refund", {"amount": 5})
 
-    thread = threading.Thread(target=expire, daemon=True)
+    thread = threading.Thread(target=_closing(expire), daemon=True)
     thread.start()
     result = _run(f"{gateway}/mcp/files", key, body)
     thread.join(5)
