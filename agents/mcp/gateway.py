@@ -206,6 +206,9 @@ class Gateway:
             "warden-mcp-gateway",
             version="1",
             instructions="Warden checks every tool call against the agent's policy.",
+            # Mcp-Param-* headers are the upstream's to validate (our client to it sends its
+            # own); without this the SDK would run tools/list (upstream) before every call.
+            get_tool_input_schema=_no_schema,
             on_list_tools=self.list_tools,
             on_call_tool=self.call_tool,
             on_list_resources=self.list_resources,
@@ -410,6 +413,10 @@ class Gateway:
                 params.ref, params.argument.model_dump(), params.context_arguments
             ),
         )
+
+
+def _no_schema(name: str) -> None:
+    return None
 
 
 def _is_validation(exc: BaseException) -> bool:

@@ -423,3 +423,46 @@ def test_a_slow_upstream_times_out_with_an_mcp_error(org_a, upstream, gateway, k
     assert time.monotonic() - started < 3
     check = AuditEntry.objects.get(kind=AuditEntry.Kind.CHECK, action="mcp.files.slow")
     assert _outcome(check.public_id).status == "failed"
+
+
+@pytest.fixture
+def garbage_upstream() -> Iterator[str]:
+    """An HTTP server that answers every request with 200 and a body that is not MCP."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"this is": "not json-rpc"'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_DELETE = do_POST
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/mcp"
+    server.shutdown()
+
+
+def test_an_upstream_that_answers_garbage_is_an_mcp_error_and_a_failed_outcome(
+    org_a, garbage_upstream, gateway, key
+):
+    _register(org_a, garbage_upstream, timeout_seconds=3)
+
+    async def body(client):
+        return await client.call_tool("echo", {"text": "x"})
+
+    started = time.monotonic()
+    error = _mcp_error(f"{gateway}/mcp/files", key, body)
+    assert "files" in error.message and "unavailable" in error.message
+    assert time.monotonic() - started < 6
+    check = AuditEntry.objects.get(kind=AuditEntry.Kind.CHECK, action="mcp.files.echo")
+    assert _outcome(check.public_id).status == "failed"
