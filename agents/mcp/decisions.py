@@ -6,6 +6,7 @@ claims and outcomes. Everything here is synchronous Django code that calls the c
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,8 +26,11 @@ from approvals.services import (
     approval_expire_if_overdue,
     arguments_hash,
 )
+from audit.models import AuditEntry
 from audit.selectors import check_entry_get
+from audit.services import audit_entry_commit
 from wardenproject.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from wardenproject.ids import public_id
 
 SOURCE = "mcp"
 
@@ -58,6 +62,50 @@ class Caller:
         return self.principal.api_key.pk
 
 
+# (organisation id, name) -> (read at, the server and the ids of its allowed agents, or
+# None when there is no such server). Kept as long as API keys are (WARDEN_KEY_CACHE_SECONDS):
+# a change made elsewhere applies here within that many seconds.
+_servers: dict[tuple[int, str], tuple[float, tuple[Upstream, frozenset[int]] | None]] = {}
+_MAX_SERVERS = 10_000
+
+
+def _server_cache_seconds() -> float:
+    return float(getattr(settings, "WARDEN_KEY_CACHE_SECONDS", 5))
+
+
+def servers_forget() -> None:
+    _servers.clear()
+
+
+def _server_read(organization_id: int, name: str) -> tuple[Upstream, frozenset[int]] | None:
+    key = (organization_id, name)
+    now = time.monotonic()
+    cached = _servers.get(key)
+    if cached is not None and now - cached[0] < _server_cache_seconds():
+        return cached[1]
+    server = (
+        McpServer.objects.filter(organization_id=organization_id, name=name)
+        .prefetch_related("agents")
+        .first()
+    )
+    found = None
+    if server is not None:
+        upstream = Upstream(
+            pk=server.pk,
+            name=server.name,
+            url=server.url,
+            headers=mcp_server_upstream_headers(server),
+            hold=server.hold,
+            timeout=float(server.timeout_seconds or upstream_timeout_default()),
+            version=server.updated_at.isoformat(),
+        )
+        found = (upstream, frozenset(a.pk for a in server.agents.all()))
+    if len(_servers) >= _MAX_SERVERS:
+        _servers.clear()
+    _servers[key] = (now, found)
+    return found
+
+
 def caller_resolve(*, raw_key: str | None, name: str) -> Caller:
     """The agent key's principal and the server it may use, or the error to answer with:
     401 (no or bad key), 404 (no such server in the key's organisation), 403 (a key that is
@@ -69,28 +117,15 @@ def caller_resolve(*, raw_key: str | None, name: str) -> Caller:
     principal = principal_authenticate(raw_key)
     if principal is None:
         raise Unauthenticated("Unknown, revoked or expired API key.")
-    server = (
-        McpServer.objects.filter(organization=principal.organization, name=name)
-        .prefetch_related("agents")
-        .first()
-    )
-    if server is None:
+    found = _server_read(principal.organization.pk, name)
+    if found is None:
         raise NotFound(f"No MCP server {name!r} in this organisation.")
     if principal.kind != "agent":
         raise Forbidden("The MCP gateway takes an agent's API key.")
+    upstream, allowed = found
     agent_rt = check_agent_resolve(principal=principal, agent_ref=None)
-    allowed = [a.pk for a in server.agents.all()]
     if allowed and agent_rt.agent.pk not in allowed:
         raise Forbidden(f"Agent {agent_rt.agent.name!r} may not use MCP server {name!r}.")
-    upstream = Upstream(
-        pk=server.pk,
-        name=server.name,
-        url=server.url,
-        headers=mcp_server_upstream_headers(server),
-        hold=server.hold,
-        timeout=float(server.timeout_seconds or upstream_timeout_default()),
-        version=server.updated_at.isoformat(),
-    )
     return Caller(principal=principal, upstream=upstream)
 
 
@@ -215,12 +250,42 @@ def earlier_hold(*, caller: Caller, tool: str, arguments: dict[str, Any]) -> Ear
     return None
 
 
-def outcome_record(*, caller: Caller, action_id: str, status: str, error: str | None) -> None:
-    entry = check_entry_get(organization=caller.principal.organization, action_id=action_id)
-    action_outcome_record(
-        principal=caller.principal,
-        check=entry,
-        status=status,
-        error=(error or "")[:10_000] or None,
-        result=None,
-    )
+def outcome_record(
+    *,
+    caller: Caller,
+    action_id: str,
+    tool: str,
+    session_id: str,
+    fresh: CheckResult | None,
+    status: str,
+    error: str | None,
+) -> None:
+    """The outcome of a forwarded call. A call allowed at once (``check`` given) has an
+    action id nobody else has seen, so its outcome is the only one and is written with the
+    check rows (group commit); an approved call's id was shown to reviewers and clients, so
+    its outcome goes through ``action_outcome_record`` (locked: one outcome per action).
+    ``fresh``: the check that allowed the call just now, if it was not held."""
+    error = (error or "")[:10_000] or None
+    principal = caller.principal
+    if fresh is not None:
+        audit_entry_commit(
+            AuditEntry(
+                public_id=public_id("out"),
+                organization=principal.organization,
+                kind=AuditEntry.Kind.OUTCOME,
+                actor_key=principal.api_key,
+                actor_label=principal.label,
+                agent_id=principal.agent_id,
+                agent_public_id=fresh.agent_public_id,
+                action=action_for(caller.upstream, tool),
+                action_id=action_id,
+                environment=fresh.environment,
+                session_id=session_id[:200],
+                status=status,
+                source=SOURCE,
+                data={"error": error} if error is not None else {},
+            )
+        )
+        return
+    entry = check_entry_get(organization=principal.organization, action_id=action_id)
+    action_outcome_record(principal=principal, check=entry, status=status, error=error, result=None)

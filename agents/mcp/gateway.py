@@ -273,7 +273,7 @@ class Gateway:
                 caller=caller, tool=tool, arguments=arguments
             )
             if earlier is not None and earlier.status == "approved":
-                return await self._run(caller, earlier.action_id, tool, arguments)
+                return await self._run(caller, earlier.action_id, tool, arguments, session_id)
             if earlier is not None:
                 return _pending_result(earlier.action_id, earlier.expires_at)
         try:
@@ -283,7 +283,7 @@ class Gateway:
         except DomainError as exc:
             return _text_result(f"Warden refused the call: {exc.detail}", error=True)
         if check.decision == "allow":
-            return await self._run(caller, check.action_id, tool, arguments)
+            return await self._run(caller, check.action_id, tool, arguments, session_id, check)
         if check.decision == "block":
             reason = check.message or check.reason
             return _text_result(
@@ -293,7 +293,7 @@ class Gateway:
             )
         if caller.upstream.hold == "return_pending":
             return _pending_result(check.action_id, check.expires_at)
-        return await self._hold(ctx, caller, check, tool, arguments)
+        return await self._hold(ctx, caller, check, tool, arguments, session_id)
 
     async def _hold(
         self,
@@ -302,6 +302,7 @@ class Gateway:
         check: CheckResult,
         tool: str,
         arguments: dict[str, Any],
+        session_id: str,
     ) -> types.CallToolResult:
         """Keep the call open until the approval is decided (progress notifications while
         it waits), then run it or answer the denial / expiry."""
@@ -332,7 +333,7 @@ class Gateway:
                 )
             except Conflict as exc:
                 return _text_result(f"Warden: {exc.detail}", error=True, meta=meta)
-            return await self._run(caller, action_id, tool, arguments)
+            return await self._run(caller, action_id, tool, arguments, session_id)
         if state.status == ApprovalRequest.Status.DENIED:
             note = f": {state.notes}" if state.notes else "."
             return _text_result(f"Denied by a reviewer{note}", error=True, meta=meta)
@@ -343,31 +344,48 @@ class Gateway:
         return _text_result(f"The approval request was {state.status}.", error=True, meta=meta)
 
     async def _run(
-        self, caller: Caller, action_id: str, tool: str, arguments: dict[str, Any]
+        self,
+        caller: Caller,
+        action_id: str,
+        tool: str,
+        arguments: dict[str, Any],
+        session_id: str,
+        fresh: CheckResult | None = None,
     ) -> types.CallToolResult:
-        """Forward an allowed (or approved) call and record its outcome."""
+        """Forward an allowed (``fresh``: its check) or approved call; record its outcome."""
+
+        def outcome(status: str, error: str | None) -> None:
+            self._outcome(
+                caller=caller,
+                action_id=action_id,
+                tool=tool,
+                session_id=session_id,
+                fresh=fresh,
+                status=status,
+                error=error,
+            )
+
         try:
             result = await self._forward(caller, lambda c: c.call_tool(tool, arguments))
         except MCPError as exc:
-            self._outcome(caller, action_id, "failed", exc.message)
+            outcome("failed", exc.message)
             raise
         if result.is_error:
             text = " ".join(
                 block.text for block in result.content if isinstance(block, types.TextContent)
             )
-            self._outcome(caller, action_id, "failed", text or "The tool returned an error.")
+            outcome("failed", text or "The tool returned an error.")
         else:
-            self._outcome(caller, action_id, "success", None)
+            outcome("success", None)
         return result
 
-    def _outcome(self, caller: Caller, action_id: str, status: str, error: str | None) -> None:
+    def _outcome(self, **kwargs: Any) -> None:
         """Recorded after the answer, off the call's latency."""
+        action_id = kwargs["action_id"]
 
         async def record() -> None:
             try:
-                await self.db(decisions.outcome_record)(
-                    caller=caller, action_id=action_id, status=status, error=error
-                )
+                await self.db(decisions.outcome_record)(**kwargs)
             except Exception:
                 logger.exception("could not record the outcome of %s", action_id)
 

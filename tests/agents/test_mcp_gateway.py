@@ -23,6 +23,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from rest_framework.test import APIClient
 
+from agents.mcp import decisions
 from agents.mcp.gateway import gateway_app
 from agents.mcp.services import mcp_server_create
 from approvals.models import ApprovalRequest
@@ -100,6 +101,7 @@ def upstream() -> Iterator[str]:
 def gateway(settings) -> Iterator[str]:
     settings.WARDEN_MCP_HOLD_POLL_SECONDS = 0.1
     UPSTREAM_CALLS.clear()
+    decisions.servers_forget()
     with _Served(gateway_app()) as served:
         yield f"http://127.0.0.1:{served.port}"
 

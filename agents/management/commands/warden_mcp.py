@@ -77,9 +77,16 @@ class Command(BaseCommand):
             raise CommandError(exc.detail) from None
 
     def _serve(self, host: str, port: int) -> None:
+        import logging
+
         import uvicorn
 
         from agents.mcp.gateway import gateway_app
+
+        # One INFO line per upstream request (httpx2) and per session (mcp) would cost more
+        # than the gateway's own work; warnings and errors still show.
+        for name in ("httpx2", "httpx", "mcp"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         self.stdout.write(f"MCP gateway on http://{host}:{port}/mcp/{{name}}")
         uvicorn.run(gateway_app(), host=host, port=port, log_level="warning", lifespan="on")
