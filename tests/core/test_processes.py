@@ -236,6 +236,7 @@ UNITS = (
     "warden-worker.service",
     "warden-mail-worker.service",
     "warden-beat.service",
+    "warden-mcp.service",
 )
 
 
