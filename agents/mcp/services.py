@@ -14,7 +14,7 @@ from accounts.models import Organization
 from agents.mcp.models import McpServer
 from agents.models import Agent
 from wardenproject.errors import Conflict, ValidationFailed
-from webhooks.crypto import secret_decrypt, secret_encrypt
+from webhooks.crypto import SecretUnreadable, secret_decrypt, secret_encrypt, secret_reencrypt
 from webhooks.delivery import url_address_problem, url_problem
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
@@ -208,3 +208,29 @@ def mcp_server_upstream_headers(server: McpServer) -> dict[str, str]:
     if not server.headers:
         return {}
     return json.loads(secret_decrypt(server.headers))
+
+
+def mcp_server_headers_reencrypt() -> tuple[int, list[str]]:
+    """Rewrite every server's stored headers under the current SECRET_KEY (after a key
+    rotation, as ``warden_webhook reencrypt`` does for webhook secrets), each under a row
+    lock. Returns how many were rewritten and the ids of those no key can read."""
+    done, unreadable = 0, []
+    for pk in McpServer.objects.exclude(headers="").order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            server = (
+                McpServer.objects.select_for_update(of=("self",))
+                .only("pk", "public_id", "headers")
+                .filter(pk=pk)
+                .first()
+            )
+            if server is None or not server.headers:
+                continue
+            try:
+                server.headers = secret_reencrypt(server.headers)
+            except SecretUnreadable:
+                unreadable.append(server.public_id)
+                continue
+            # update(): the registration itself did not change (no new upstream connection).
+            McpServer.objects.filter(pk=pk).update(headers=server.headers)
+            done += 1
+    return done, unreadable

@@ -165,3 +165,21 @@ def test_the_command_refuses_a_malformed_header(org_a):
             "--header",
             "no colon",
         )
+
+
+def test_reencrypt_rewrites_headers_under_the_new_secret_key(org_a, settings, capsys):
+    from agents.mcp.services import mcp_server_create
+
+    settings.SECRET_KEY = "old-key-" + "x" * 40
+    server = mcp_server_create(
+        organization=org_a, name="gh", url="http://127.0.0.1:9/mcp", headers={"X-T": "v"}
+    )
+    before = McpServer.objects.get(pk=server.pk).headers
+    settings.SECRET_KEY = "new-key-" + "y" * 40
+    settings.SECRET_KEY_FALLBACKS = ["old-key-" + "x" * 40]
+    call_command("warden_mcp", "reencrypt")
+    assert "1 MCP servers" in capsys.readouterr().out
+    settings.SECRET_KEY_FALLBACKS = []
+    server.refresh_from_db()
+    assert server.headers != before
+    assert mcp_server_upstream_headers(server) == {"X-T": "v"}

@@ -5,6 +5,7 @@
     manage.py warden_mcp list --org ORG
     manage.py warden_mcp remove --org ORG --name NAME
     manage.py warden_mcp serve [--host H] [--port P]
+    manage.py warden_mcp reencrypt      (stored headers under the current SECRET_KEY)
 
 ORG is an organisation's public id (org_...) or exact name; AGENT a public id or name.
 Headers are stored encrypted and never printed.
@@ -40,6 +41,7 @@ class Command(BaseCommand):
         remove = sub.add_parser("remove", help="Remove a registered MCP server.")
         remove.add_argument("--org", required=True)
         remove.add_argument("--name", required=True)
+        sub.add_parser("reencrypt", help="Re-encrypt stored headers under SECRET_KEY.")
         serve = sub.add_parser("serve", help="Run the gateway (serves /mcp/{name}).")
         serve.add_argument("--host", default="127.0.0.1")
         serve.add_argument("--port", type=int, default=8001)
@@ -48,6 +50,15 @@ class Command(BaseCommand):
         command = options["subcommand"]
         if command == "serve":
             self._serve(options["host"], options["port"])
+            return
+        if command == "reencrypt":
+            done, unreadable = services.mcp_server_headers_reencrypt()
+            self.stdout.write(f"Re-encrypted the headers of {done} MCP servers.")
+            if unreadable:
+                raise CommandError(
+                    "These servers' headers cannot be read with SECRET_KEY or "
+                    f"SECRET_KEY_FALLBACKS (set them again): {', '.join(unreadable)}"
+                )
             return
         organization = organization_from(options["org"])
         try:
