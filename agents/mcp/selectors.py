@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.http import Http404
 
 from accounts.models import Organization
 from agents.mcp.models import McpServer
-from wardenproject.errors import NotFound
 
 
 def mcp_server_list(*, organization: Organization) -> QuerySet[McpServer]:
@@ -18,5 +18,5 @@ def mcp_server_get(*, organization: Organization, ref: str) -> McpServer:
     servers = McpServer.objects.filter(organization=organization).prefetch_related("agents")
     server = servers.filter(public_id=ref).first() or servers.filter(name=ref).first()
     if server is None:
-        raise NotFound("No such MCP server.")
+        raise Http404("No such MCP server.")
     return server

@@ -61,7 +61,7 @@ def header_parse(line: str) -> tuple[str, str]:
     """``'Name: value'`` (the command's ``--header``) as a pair."""
     name, sep, value = line.partition(":")
     if not sep:
-        raise ValidationFailed(f"A header is 'Name: value', not {line!r}.", field="headers")
+        raise ValidationFailed("A header is 'Name: value' (no colon found).", field="headers")
     return name.strip(), value.strip()
 
 
@@ -69,7 +69,9 @@ def _clean_headers(headers: Any) -> dict[str, str]:
     if headers is None:
         return {}
     if not isinstance(headers, dict):
-        raise ValidationFailed("headers must be an object of header names to values.", "headers")
+        raise ValidationFailed(
+            "headers must be an object of header names to values.", field="headers"
+        )
     if len(headers) > MAX_HEADERS:
         raise ValidationFailed(f"At most {MAX_HEADERS} headers.", field="headers")
     clean: dict[str, str] = {}

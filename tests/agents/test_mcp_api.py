@@ -60,6 +60,8 @@ def test_hold_defaults_to_wait(client, alice, org_a):
         ({"hold": "forever"}, "hold"),
         ({"headers": {"Bad Name": "x"}}, "headers"),
         ({"headers": {"X-Ok": "a\r\nb"}}, "headers"),
+        ({"headers": "Authorization: x"}, "headers"),
+        ({"headers": {"Host": "evil"}}, "headers"),
         ({"agents": ["nobody"]}, "agents"),
         ({"timeout_seconds": 0}, "timeout_seconds"),
     ],
@@ -183,3 +185,59 @@ def test_reencrypt_rewrites_headers_under_the_new_secret_key(org_a, settings, ca
     server.refresh_from_db()
     assert server.headers != before
     assert mcp_server_upstream_headers(server) == {"X-T": "v"}
+
+
+# --- The dashboard page ------------------------------------------------------------------
+
+
+def test_the_dashboard_registers_lists_and_removes_a_server(client, alice, support_bot):
+    client.force_login(alice)
+    response = client.post(
+        "/mcp-servers/",
+        {
+            "name": "files",
+            "url": "http://127.0.0.1:9/mcp",
+            "headers": "Authorization: Bearer dash-secret\nX-Team: a",
+            "agents": [support_bot.public_id],
+            "hold": "return_pending",
+        },
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    server = McpServer.objects.get(name="files")
+    assert mcp_server_upstream_headers(server) == {
+        "Authorization": "Bearer dash-secret",
+        "X-Team": "a",
+    }
+    page = client.get("/mcp-servers/").content.decode()
+    assert "files" in page and "set (hidden)" in page and "dash-secret" not in page
+    assert client.post(f"/mcp-servers/{server.public_id}/delete/").status_code == HTTPStatus.FOUND
+    assert not McpServer.objects.exists()
+
+
+def test_the_dashboard_shows_a_bad_url_and_never_echoes_headers(client, alice, org_a):
+    client.force_login(alice)
+    response = client.post(
+        "/mcp-servers/",
+        {"name": "files", "url": "ftp://x", "headers": "Authorization: Bearer s3cr3t"},
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "https://" in response.content.decode()
+    assert "s3cr3t" not in response.content.decode()
+
+
+def test_a_viewer_sees_the_page_but_cannot_register(client, vera, org_a):
+    client.force_login(vera)
+    page = client.get("/mcp-servers/")
+    assert page.status_code == HTTPStatus.OK and "Register a server" not in page.content.decode()
+    response = client.post("/mcp-servers/", {"name": "files", "url": "http://127.0.0.1:9/mcp"})
+    assert response.status_code == HTTPStatus.FOUND
+    assert not McpServer.objects.exists()
+
+
+def test_an_outsider_gets_404_removing_another_orgs_server(client, alice, charlie, org_a, org_c):
+    client.force_login(alice)
+    server_id = _create(client).json()["id"]
+    client.force_login(charlie)
+    response = client.post(f"/mcp-servers/{server_id}/delete/")
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert McpServer.objects.filter(public_id=server_id).exists()
