@@ -125,13 +125,17 @@ def _register(org, upstream: str, **kwargs: Any):
     return mcp_server_create(organization=org, name="files", url=upstream, **kwargs)
 
 
-def _run(url: str, key: str, body: Any, *, header: str = "authorization") -> Any:
-    """Connect the SDK's client to ``url`` with ``key`` and run ``body(client)``."""
+def _run(
+    url: str, key: str, body: Any, *, header: str = "authorization", mode: str = "auto"
+) -> Any:
+    """Connect the SDK's client to ``url`` with ``key`` and run ``body(client)``
+    (``mode="legacy"``: the initialize handshake and an ``Mcp-Session-Id`` session)."""
 
     async def main() -> Any:
         value = f"Bearer {key}" if header == "authorization" else key
         http = create_mcp_http_client(headers={header: value})
-        async with http, Client(streamable_http_client(url, http_client=http)) as client:
+        transport = streamable_http_client(url, http_client=http)
+        async with http, Client(transport, mode=mode) as client:
             return await body(client)
 
     return anyio.run(main)
@@ -148,6 +152,16 @@ def _closing(fn: Any) -> Any:
             connections.close_all()
 
     return run
+
+
+def _closing_read(fn: Any) -> Any:
+    def read() -> Any:
+        try:
+            return fn()
+        finally:
+            connections.close_all()
+
+    return read
 
 
 def _decide_later(action: str, bob, *, approve: bool, notes: str = "") -> threading.Thread:
@@ -468,3 +482,48 @@ def test_an_upstream_that_answers_garbage_is_an_mcp_error_and_a_failed_outcome(
     assert time.monotonic() - started < 6
     check = AuditEntry.objects.get(kind=AuditEntry.Kind.CHECK, action="mcp.files.echo")
     assert _outcome(check.public_id).status == "failed"
+
+
+def test_a_handshake_era_client_gets_a_session_that_only_its_key_may_use(
+    org_a, alice, upstream, gateway, key
+):
+    import httpx2
+
+    from agents import services
+
+    _register(org_a, upstream)
+    other_key = keys_for(services.agent_create(organization=org_a, actor=alice, name="b2"), alice)
+
+    def tools_list(raw_key: str, session_id: str) -> int:
+        return httpx2.post(
+            f"{gateway}/mcp/files",
+            json={"jsonrpc": "2.0", "id": 9, "method": "tools/list"},
+            headers={
+                "authorization": f"Bearer {raw_key}",
+                "accept": "application/json, text/event-stream",
+                "mcp-session-id": session_id,
+                "mcp-protocol-version": "2025-06-18",
+            },
+        ).status_code
+
+    async def body(client):
+        names = [tool.name for tool in (await client.list_tools()).tools]
+        result = await client.call_tool("echo", {"text": "legacy"})
+        session_id = await anyio.to_thread.run_sync(
+            _closing_read(
+                lambda: (
+                    AuditEntry.objects.get(
+                        kind=AuditEntry.Kind.CHECK, action="mcp.files.echo"
+                    ).session_id
+                )
+            )
+        )
+        # While the session is open: its own key may use it, another agent's key may not.
+        own = await anyio.to_thread.run_sync(tools_list, key, session_id)
+        other = await anyio.to_thread.run_sync(tools_list, other_key.test, session_id)
+        return names, result, session_id, own, other
+
+    names, result, session_id, own, other = _run(f"{gateway}/mcp/files", key, body, mode="legacy")
+    assert "delete_all" not in names and _text(result) == "echo: legacy"
+    assert session_id  # the client's Mcp-Session-Id is the check's session
+    assert (own, other) == (200, 404)
