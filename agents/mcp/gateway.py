@@ -225,8 +225,8 @@ class Gateway:
         """Run ``call`` on the upstream's client within its timeout; upstream failures
         become MCP errors that say what went wrong."""
         upstream = caller.upstream
-        client = await self.upstreams.client(upstream)
         try:
+            client = await self.upstreams.client(upstream)
             with anyio.fail_after(upstream.timeout):
                 return await call(client)
         except MCPError:

@@ -527,3 +527,22 @@ def test_a_handshake_era_client_gets_a_session_that_only_its_key_may_use(
     assert "delete_all" not in names and _text(result) == "echo: legacy"
     assert session_id  # the client's Mcp-Session-Id is the check's session
     assert (own, other) == (200, 404)
+
+
+def test_an_upstream_that_never_answers_the_connection_times_out(org_a, gateway, key):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        _register(org_a, f"http://127.0.0.1:{silent.getsockname()[1]}/mcp", timeout_seconds=1)
+
+        async def body(client):
+            return await client.call_tool("echo", {"text": "x"})
+
+        started = time.monotonic()
+        error = _mcp_error(f"{gateway}/mcp/files", key, body)
+    assert "did not answer within 1 s" in error.message
+    assert time.monotonic() - started < 4
+    check = AuditEntry.objects.get(kind=AuditEntry.Kind.CHECK, action="mcp.files.echo")
+    assert _outcome(check.public_id).status == "failed"
