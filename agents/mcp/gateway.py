@@ -273,7 +273,7 @@ class Gateway:
                 caller=caller, tool=tool, arguments=arguments
             )
             if earlier is not None and earlier.status == "approved":
-                return await self._run(caller, earlier.action_id, tool, arguments, session_id)
+                return await self._run(ctx, caller, earlier.action_id, tool, arguments, session_id)
             if earlier is not None:
                 return _pending_result(earlier.action_id, earlier.expires_at)
         try:
@@ -283,7 +283,7 @@ class Gateway:
         except DomainError as exc:
             return _text_result(f"Warden refused the call: {exc.detail}", error=True)
         if check.decision == "allow":
-            return await self._run(caller, check.action_id, tool, arguments, session_id, check)
+            return await self._run(ctx, caller, check.action_id, tool, arguments, session_id, check)
         if check.decision == "block":
             reason = check.message or check.reason
             return _text_result(
@@ -333,7 +333,7 @@ class Gateway:
                 )
             except Conflict as exc:
                 return _text_result(f"Warden: {exc.detail}", error=True, meta=meta)
-            return await self._run(caller, action_id, tool, arguments, session_id)
+            return await self._run(ctx, caller, action_id, tool, arguments, session_id)
         if state.status == ApprovalRequest.Status.DENIED:
             note = f": {state.notes}" if state.notes else "."
             return _text_result(f"Denied by a reviewer{note}", error=True, meta=meta)
@@ -345,6 +345,7 @@ class Gateway:
 
     async def _run(
         self,
+        ctx: ServerRequestContext[Any],
         caller: Caller,
         action_id: str,
         tool: str,
@@ -365,8 +366,13 @@ class Gateway:
                 error=error,
             )
 
+        async def progress(value: float, total: float | None, message: str | None) -> None:
+            await ctx.session.report_progress(value, total, message)  # the upstream's, relayed
+
         try:
-            result = await self._forward(caller, lambda c: c.call_tool(tool, arguments))
+            result = await self._forward(
+                caller, lambda c: c.call_tool(tool, arguments, progress_callback=progress)
+            )
         except MCPError as exc:
             outcome("failed", exc.message)
             raise

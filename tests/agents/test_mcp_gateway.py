@@ -18,6 +18,7 @@ from django.utils import timezone
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
@@ -61,6 +62,13 @@ def _upstream() -> MCPServer:
     def broken() -> str:
         """Always fails."""
         raise ToolError("disk on fire")
+
+    @server.tool()
+    async def count(ctx: Context) -> str:
+        """Reports its progress."""
+        for step in (1, 2, 3):
+            await ctx.report_progress(step, 3, f"step {step}")
+        return "counted"
 
     @server.tool()
     def slow() -> str:
@@ -546,3 +554,18 @@ def test_an_upstream_that_never_answers_the_connection_times_out(org_a, gateway,
     assert time.monotonic() - started < 4
     check = AuditEntry.objects.get(kind=AuditEntry.Kind.CHECK, action="mcp.files.echo")
     assert _outcome(check.public_id).status == "failed"
+
+
+def test_the_upstreams_progress_notifications_reach_the_client(org_a, upstream, gateway, key):
+    _register(org_a, upstream)
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, total, message))
+
+    async def body(client):
+        return await client.call_tool("count", {}, progress_callback=on_progress)
+
+    result = _run(f"{gateway}/mcp/files", key, body)
+    assert _text(result) == "counted"
+    assert progress == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
