@@ -17,6 +17,7 @@ with a progress notification each time), never in a thread that checks need.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -153,14 +154,18 @@ class Upstreams:
     def bind(self, tg: anyio.abc.TaskGroup | None) -> None:
         self._tg = tg
 
+    def spawn(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run ``task`` in the app's task group (it outlives the request)."""
+        assert self._tg is not None, "the gateway's lifespan has not started"
+        self._tg.start_soon(task)
+
     async def client(self, upstream: Upstream) -> Client:
         link = self._links.get(upstream.pk)
         if link is None or link.dead or link.upstream.version != upstream.version:
             if link is not None:
                 link.closed.set()
             link = self._links[upstream.pk] = _Link(upstream)
-            assert self._tg is not None, "the gateway's lifespan has not started"
-            self._tg.start_soon(link.run)
+            self.spawn(link.run)
         with anyio.fail_after(upstream.timeout):
             await link.ready.wait()
         if link.client is None or link.dead:
@@ -395,8 +400,7 @@ class Gateway:
             except Exception:
                 logger.exception("could not record the outcome of %s", action_id)
 
-        assert self.upstreams._tg is not None
-        self.upstreams._tg.start_soon(record)
+        self.upstreams.spawn(record)
 
     async def list_resources(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -561,8 +565,6 @@ def _raw_key(headers: dict[str, str]) -> str | None:
 async def _json(
     send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> None:
-    import json
-
     raw = json.dumps(body).encode()
     await send(
         {
