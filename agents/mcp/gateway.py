@@ -519,7 +519,8 @@ class GatewayApp:
             return
         owner = (caller.upstream.pk, caller.key_id)
         session_id = headers.get("mcp-session-id")
-        if session_id and self._sessions.get(session_id, owner) != owner:
+        # Fail closed: a session id this process did not hand to this (server, key) is 404.
+        if session_id and self._sessions.get(session_id) != owner:
             await _json(
                 send, 404, {"code": "not_found", "detail": "No such session.", "field": None}
             )
