@@ -338,3 +338,6 @@ class PolicyVersion(models.Model):
     @property
     def organization_rules(self) -> list:
         return json.loads(self.organization_rules_json)
+
+
+from agents.mcp.models import McpServer  # noqa: E402, F401  (registered with this app)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""`make run`: migrate, seed the demo organisation, and run web + worker + mail worker + beat.
+"""`make run`: migrate, seed the demo organisation, and run web + worker + mail worker + beat
++ the MCP gateway (on MCP_PORT, default PORT + 1).
 
 A child that exits on its own is started again (with backoff); Ctrl-C (or SIGTERM) stops
 them all. Works on the embedded default (SQLite, filesystem broker) and on PostgreSQL/Redis
@@ -139,6 +140,7 @@ def main() -> int:
         )
         marker.touch()
     threads = os.environ.get("WEB_THREADS", "64")
+    mcp_port = os.environ.get("MCP_PORT", str(int(port) + 1))
     commands = {
         "web": [
             str(BIN / "gunicorn"),
@@ -188,6 +190,19 @@ def main() -> int:
             "mail@%h",
         ],
         "beat": [str(BIN / "celery"), "-A", "wardenproject", "beat", "--loglevel", "INFO"],
+        # The MCP gateway (/mcp/{name}), an ASGI process of its own: a held tool call waits
+        # on its event loop, never in a web worker thread. Production routes /mcp/ to it
+        # under the dashboard's origin (README: "MCP gateway").
+        "mcp": [
+            sys.executable,
+            "manage.py",
+            "warden_mcp",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            mcp_port,
+        ],
     }
     stopping = False
 
@@ -208,7 +223,9 @@ def main() -> int:
         f"  Warden is running at http://127.0.0.1:{port}/\n"
         f"  Log in as {user.get('email')} with password {user.get('password') or DEMO_PASSWORD}\n"
         + (f"  Demo agent test key: {agent.get('test_key')}\n" if agent.get("test_key") else "")
-        + "  Web, worker, mail worker and beat are running (one that dies is restarted);"
+        + f"  MCP gateway: http://127.0.0.1:{mcp_port}/mcp/{{name}}\n"
+        + "  Web, worker, mail worker, beat and the MCP gateway are running (one that dies is"
+        " restarted);"
         " press Ctrl-C to stop them all.\n",
         flush=True,
     )

@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("approvals.api_urls")),
     path("", include("webhooks.api_urls")),
     path("", include("audit.api_urls")),
+    path("", include("agents.mcp.api_urls")),
 ]
 
 urlpatterns = [
@@ -34,6 +35,8 @@ urlpatterns = [
     # Server-rendered pages
     path("approvals/", include("approvals.urls")),
     path("webhooks/", include("webhooks.urls")),
+    # Not /mcp/: that path is the MCP gateway's (its own process, behind the same origin).
+    path("mcp-servers/", include("agents.mcp.urls")),
     path("agents/", include("agents.urls")),
     path("", include("accounts.urls")),
 ]

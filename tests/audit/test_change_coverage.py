@@ -24,6 +24,7 @@ from django.conf import settings
 from accounts import services as accounts_services
 from accounts.models import Invitation, Membership, User
 from agents import services as agents_services
+from agents.mcp import services as mcp_services
 from agents.models import Agent, ApiKey, Rule
 from audit.models import AuditEntry
 from tests.factories import UserFactory, plan
@@ -59,6 +60,11 @@ NOT_CONFIGURATION: dict[str, str] = {
         "recomputes running totals already announced by the audited rule change"
     ),
     "agents.services.token_usage_record": "usage data from agents, not configuration",
+    "agents.mcp.services.header_parse": "helper: parses a header line",
+    "agents.mcp.services.mcp_server_upstream_headers": "read-only: decrypts for the upstream",
+    "agents.mcp.services.mcp_server_headers_reencrypt": (
+        "same headers under the current SECRET_KEY: nothing a member sees changes"
+    ),
     # approvals: decisions on tool calls, each audited as a decision entry naming the
     # decider (tests/approvals); none changes configuration
     "approvals.services.arguments_hash": "helper",
@@ -103,15 +109,20 @@ def discovered_services() -> set[str]:
         path = Path(app_config.path).resolve()
         if not path.is_relative_to(ROOT) or "site-packages" in path.parts:
             continue
-        name = f"{app_config.name}.services"
-        if importlib.util.find_spec(name) is None or name in NOT_CONFIGURATION_MODULES:
-            continue
-        module = importlib.import_module(name)
-        for attribute, value in vars(module).items():
-            if attribute.startswith("_") or inspect.isclass(value) or not callable(value):
+        # The app's services module and those of its packages (agents/mcp/services.py).
+        for file in sorted(path.rglob("services.py")):
+            parts = file.relative_to(path).with_suffix("").parts
+            if "migrations" in parts or "tests" in parts:
                 continue
-            if getattr(value, "__module__", None) == name:
-                found.add(f"{name}.{attribute}")
+            name = ".".join((app_config.name, *parts))
+            if name in NOT_CONFIGURATION_MODULES:
+                continue
+            module = importlib.import_module(name)
+            for attribute, value in vars(module).items():
+                if attribute.startswith("_") or inspect.isclass(value) or not callable(value):
+                    continue
+                if getattr(value, "__module__", None) == name:
+                    found.add(f"{name}.{attribute}")
     return found
 
 
@@ -354,6 +365,35 @@ def _(w: World):
         lambda: agents_services.policy_version_restore(agent=w.agent, number=1, actor=w.alice),
         w.alice,
     )
+
+
+@case("agents.mcp.services.mcp_server_create")
+def _(w: World):
+    return (
+        lambda: mcp_services.mcp_server_create(
+            organization=w.org_a, actor=w.alice, name="files", url="https://mcp.example.com/mcp"
+        ),
+        w.alice,
+    )
+
+
+@case("agents.mcp.services.mcp_server_update")
+def _(w: World):
+    server = mcp_services.mcp_server_create(
+        organization=w.org_a, actor=None, name="files", url="https://mcp.example.com/mcp"
+    )
+    return (
+        lambda: mcp_services.mcp_server_update(server=server, actor=w.alice, hold="return_pending"),
+        w.alice,
+    )
+
+
+@case("agents.mcp.services.mcp_server_delete")
+def _(w: World):
+    server = mcp_services.mcp_server_create(
+        organization=w.org_a, actor=None, name="files", url="https://mcp.example.com/mcp"
+    )
+    return lambda: mcp_services.mcp_server_delete(server=server, actor=w.alice), w.alice
 
 
 @case("agents.services.limit_counters_rebuild")

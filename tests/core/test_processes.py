@@ -54,7 +54,8 @@ def alive(pid: int) -> bool:
 
 
 def children(parent: int) -> dict[str, int]:
-    """The supervisor's live children by role: web (gunicorn), worker and beat (celery)."""
+    """The supervisor's live children by role: web (gunicorn), worker and beat (celery), mcp
+    (the MCP gateway)."""
     found = {}
     out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout
     for pid in map(int, out.split()):
@@ -65,6 +66,8 @@ def children(parent: int) -> dict[str, int]:
         words = {Path(arg.decode()).name for arg in argv}
         if "gunicorn" in words:
             found["web"] = pid
+        elif "warden_mcp" in words:
+            found["mcp"] = pid
         elif "worker" in words or "beat" in words:
             found["worker" if "worker" in words else "beat"] = pid
     return found
@@ -80,6 +83,7 @@ def make_run(tmp_path) -> Iterator[tuple[subprocess.Popen, Output, set[int]]]:
             "DEBUG": "true",
             "DJANGO_SETTINGS_MODULE": "wardenproject.settings.base",
             "PORT": str(free_port()),
+            "MCP_PORT": str(free_port()),
             "WARDEN_VAR_DIR": str(tmp_path / "var"),
             "WEB_CONCURRENCY": "1",
             "WEB_THREADS": "4",
@@ -121,9 +125,9 @@ def test_make_run_restarts_a_child_that_dies_and_ctrl_c_stops_all(make_run):
             pytest.fail(f"make run exited with {process.returncode}:\n{output.text()[-4000:]}")
         found = children(process.pid)
         started.update(found.values())
-        return found if len(found) == 3 and "Warden is running" in output.text() else None
+        return found if len(found) == 4 and "Warden is running" in output.text() else None
 
-    first = wait_until(running, timeout=180, what="make run to start web, worker and beat")
+    first = wait_until(running, timeout=180, what="make run to start web, worker, beat and mcp")
     os.killpg(first["worker"], signal.SIGKILL)  # as the kernel's OOM killer would
 
     restarted = wait_until(
@@ -131,7 +135,11 @@ def test_make_run_restarts_a_child_that_dies_and_ctrl_c_stops_all(make_run):
         timeout=60,
         what="a new worker",
     )
-    assert (restarted["web"], restarted["beat"]) == (first["web"], first["beat"])
+    assert (restarted["web"], restarted["beat"], restarted["mcp"]) == (
+        first["web"],
+        first["beat"],
+        first["mcp"],
+    )
 
     process.send_signal(signal.SIGINT)  # Ctrl-C
     assert process.wait(60) == 0
@@ -228,6 +236,7 @@ UNITS = (
     "warden-worker.service",
     "warden-mail-worker.service",
     "warden-beat.service",
+    "warden-mcp.service",
 )
 
 

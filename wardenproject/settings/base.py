@@ -352,6 +352,15 @@ WARDEN_WEBHOOKS_ALLOW_PRIVATE = env_bool("WARDEN_WEBHOOKS_ALLOW_PRIVATE", False)
 # Allow plain http:// webhook URLs (otherwise HTTPS is required).
 WARDEN_WEBHOOKS_ALLOW_HTTP = env_bool("WARDEN_WEBHOOKS_ALLOW_HTTP", False)
 
+# --- MCP gateway (manage.py warden_mcp serve; upstream URLs obey the two settings above) -----
+# Seconds an upstream MCP server gets to connect and to answer each request, unless the
+# server's own timeout_seconds says otherwise.
+WARDEN_MCP_UPSTREAM_TIMEOUT = env_int("WARDEN_MCP_UPSTREAM_TIMEOUT", 30, minimum=1)
+# Seconds between two reads of a held tools/call's approval (each sends a progress note).
+WARDEN_MCP_HOLD_POLL_SECONDS = env_int("WARDEN_MCP_HOLD_POLL_SECONDS", 1, minimum=1)
+# Threads (each with its own database connection) for the gateway's checks and records.
+WARDEN_MCP_DB_THREADS = env_int("WARDEN_MCP_DB_THREADS", 16, minimum=1)
+
 # --- Static files and i18n -------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
