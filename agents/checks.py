@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from agents import limits, runtime
 from agents.policy import ALLOW, REQUIRES_APPROVAL, Call, Decision, plan_gate
+from agents.policy_trace import decision_trace
 from agents.runtime import AgentRuntime, ApiPrincipal
 from agents.selectors import organization_tz
 from audit.models import AuditEntry
@@ -223,6 +224,10 @@ class _Record:
             data["message"] = decision.message
         if reservation.held and decision.decision == REQUIRES_APPROVAL:
             data["budgets"] = reservation.record()  # spent if the call is approved
+        # Why: the rules the call's action matched, their conditions, amounts and totals.
+        data["trace"] = decision_trace(
+            self.agent_rt.policy, call, reservation.totals, decision, self.agent_rt.plan
+        )
         entry = AuditEntry(
             public_id=public_id("act"),
             organization=principal.organization,

@@ -895,12 +895,14 @@ class _Rule:
         "recounting",
         "restrictive",
         "spec",
+        "trace_plan",
         "unless",
         "when",
     )
 
     def __init__(self, spec: RuleSpec, index: int, recounting: bool = False) -> None:
         self.spec = spec
+        self.trace_plan: Any = None  # built by agents.policy_trace when first traced
         self.recounting = recounting
         self.order = (spec.position, 0 if spec.scope == "agent" else 1, index)
         self.restrictive = spec.effect in RESTRICTIVE
@@ -1185,6 +1187,11 @@ class CompiledPolicy:
         rules = [r for r in rules if environment in r.spec.environments]
         rules.sort(key=lambda r: r.order)
         return _Candidates(tuple(rules))
+
+    def rules_for(self, call: Call) -> tuple[_Rule, ...]:
+        """The rules ``evaluate`` looks at for this call: enabled, with an action pattern and
+        environments that match it, in evaluation order (for ``agents.policy_trace``)."""
+        return self._candidates(call.action_key, call.environment).rules
 
     def budgets(self, call: Call) -> tuple[Budget, ...]:
         """The running-total budgets this call would spend: the caller locks and reads them

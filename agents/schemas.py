@@ -45,6 +45,13 @@ class ApprovalVoteSerializer(serializers.Serializer):
     notes = serializers.CharField(allow_null=True)
 
 
+class ExplanationSerializer(serializers.Serializer):
+    recorded = serializers.BooleanField(help_text="False for checks recorded before traces.")
+    lines = serializers.ListField(child=serializers.CharField(), help_text="In plain words.")
+    text = serializers.CharField(help_text="The lines joined with '; '.")
+    trace = serializers.JSONField(allow_null=True, help_text="The evaluation trace (docs/API.md).")
+
+
 class ActionSerializer(serializers.Serializer):
     action_id = serializers.CharField()
     agent_id = serializers.CharField()
@@ -67,6 +74,7 @@ class ActionSerializer(serializers.Serializer):
     approvals_required = serializers.IntegerField(allow_null=True)
     claimed_at = serializers.DateTimeField(allow_null=True)
     outcome = OutcomeSerializer(allow_null=True)
+    explanation = ExplanationSerializer()
 
 
 class OutcomeRequestSerializer(serializers.Serializer):

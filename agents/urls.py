@@ -11,6 +11,7 @@ urlpatterns = [
     path("new/", views.agent_create, name="create"),
     path("org-keys/", views.org_keys, name="org_keys"),
     path("audit/", views.audit, name="audit"),
+    path("audit/<str:action_id>/", views.action, name="action"),
     path("keys/<str:key_id>/revoke/", views.key_revoke, name="key_revoke"),
     path("keys/<str:key_id>/rotate/", views.key_rotate, name="key_rotate"),
     path("<str:agent_id>/", views.agent_detail, name="detail"),

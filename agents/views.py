@@ -8,6 +8,7 @@ A secret key is rendered in the response that created it and never again.
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
@@ -37,7 +38,8 @@ from agents.forms import (
 )
 from agents.models import Agent, ApiKey
 from agents.policy_document import PolicyDocumentError, PolicyError
-from audit.selectors import audit_entry_list
+from approvals.selectors import arguments_rows
+from audit.selectors import action_detail, audit_entry_list, check_entry_get
 from wardenproject.errors import DomainError
 
 SOURCE = "web"
@@ -527,5 +529,25 @@ def audit(request: HttpRequest) -> HttpResponse:
             "query": query.urlencode(),
             "csv_url": f"{export_base}?{urlencode({'format': 'csv', **export_query})}",
             "jsonl_url": f"{export_base}?{urlencode({'format': 'jsonl', **export_query})}",
+        },
+    )
+
+
+@login_required
+@require_GET
+def action(request: HttpRequest, action_id: str) -> HttpResponse:
+    """One tool call: the check, why it was decided so, its approval and its outcome."""
+    membership = _member(request)
+    entry = check_entry_get(organization=membership.organization, action_id=action_id)
+    detail = action_detail(entry=entry)
+    return render(
+        request,
+        "agents/action.html",
+        {
+            "entry": entry,
+            "action": detail,
+            "arguments": arguments_rows(detail["arguments"]),
+            "explanation": detail["explanation"],
+            "trace_json": json.dumps(detail["explanation"]["trace"], indent=2, ensure_ascii=False),
         },
     )

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from accounts.models import Organization
+from agents.policy_trace import trace_explain
 from audit.models import AuditEntry
 from wardenproject.jsonutil import iso
 
@@ -55,6 +56,14 @@ def check_entry_get(*, organization: Organization, action_id: str) -> AuditEntry
         )
     except AuditEntry.DoesNotExist:
         raise Http404("No such action.") from None
+
+
+def action_explanation(*, entry: AuditEntry) -> dict[str, Any]:
+    """Why a check was decided as it was: its recorded evaluation trace and the same in plain
+    words (checks recorded before traces were kept say so)."""
+    trace = (entry.data or {}).get("trace") or None
+    lines = trace_explain(trace)
+    return {"recorded": trace is not None, "lines": lines, "text": "; ".join(lines), "trace": trace}
 
 
 def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
@@ -110,4 +119,5 @@ def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
             if outcome_entry
             else None
         ),
+        "explanation": action_explanation(entry=entry),
     }
