@@ -94,9 +94,10 @@ def show(value: Any, room: int = TRACE_MAX_TEXT) -> str:
     if kind is str:
         return _cut(json.dumps(value[:room], ensure_ascii=False), room)
     if kind is int:
-        if -(10**18) < value < 10**18:
-            return str(value)
-        return _cut(f"{value:.6e}", room)  # str() of a huge int is slow (or refused)
+        if -(10**60) < value < 10**60:
+            return _cut(str(value), room)
+        # str() of a huge int is slow, and refused past 4,300 digits.
+        return _cut(f"<an integer of {int(abs(value).bit_length() * 0.30103) + 1} digits>", room)
     out: list[str] = []
     _emit(value, out, room + 1)
     return _cut("".join(out), room)
@@ -204,6 +205,8 @@ def _plan_expr(expr: Expr) -> Any:
         return _CondPlan(expr)
     if isinstance(expr, Not):
         return _NotPlan(_plan_expr(expr.item), compile_expr(expr))
+    if len(expr.items) == 1:  # `when: [one condition]` is that condition (as compile_expr)
+        return _plan_expr(expr.items[0])
     kind = "all" if isinstance(expr, AllOf) else "any"
     return _GroupPlan(kind, tuple(_plan_expr(item) for item in expr.items), compile_expr(expr))
 

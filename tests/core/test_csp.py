@@ -157,6 +157,7 @@ def test_the_main_pages_load_in_a_browser_without_a_csp_violation(
         f"/agents/{agent.public_id}/simulate/",
         "/agents/org-keys/",
         "/agents/audit/",
+        f"/agents/audit/{pending.action_id}/",
         "/webhooks/",
         "/webhooks/new/",
         f"/webhooks/{endpoint.public_id}/",
