@@ -40,9 +40,7 @@ def micro(number: int = 20000, repeat: int = 7) -> None:
     for label, (call, totals) in CALLS.items():
         decision = policy.evaluate(call, totals)
         evaluate = timeit.Timer(lambda c=call, t=totals: policy.evaluate(c, t))
-        trace = timeit.Timer(
-            lambda c=call, t=totals, d=decision: decision_trace(policy, c, t, d)
-        )
+        trace = timeit.Timer(lambda c=call, t=totals, d=decision: decision_trace(policy, c, t, d))
         e = statistics.median(evaluate.repeat(repeat=repeat, number=number)) / number * 1e6
         t = statistics.median(trace.repeat(repeat=repeat, number=number)) / number * 1e6
         size = len(json.dumps(decision_trace(policy, call, totals, decision)))
