@@ -713,6 +713,34 @@ def compile_condition(cond: Cond) -> Test:
     return holds
 
 
+def condition_judge(cond: Cond) -> Callable[[Any], bool | None]:
+    """``cond``'s answer for what its field read from a call (a value, ``_MISSING``,
+    ``_AMBIGUOUS`` or a ``_Many``): the answer of ``compile_condition``'s test, for evaluation
+    traces, which read a field once to judge and show it. ``compile_condition`` keeps its own
+    copy of these lines, which saves the hot path a call per condition; a test holds the two
+    to the same answers."""
+    if cond.op == "exists":
+        wanted = bool(cond.value)
+
+        def exists(subject: Any) -> bool | None:
+            if isinstance(subject, _Many):
+                return _any3((item is not _MISSING) is wanted for item in subject)
+            return (subject is not _MISSING) is wanted
+
+        return exists
+
+    test = _subject_test(cond)
+
+    def judge(subject: Any) -> bool | None:
+        if subject is _MISSING or subject is _AMBIGUOUS:
+            return None
+        if isinstance(subject, _Many):
+            return _any3(None if item is _MISSING else test(item) for item in subject)
+        return test(subject)
+
+    return judge
+
+
 def compile_expr(expr: Expr) -> Test:
     if isinstance(expr, Cond):
         return compile_condition(expr)

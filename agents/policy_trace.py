@@ -22,9 +22,9 @@ it cannot read is explained as such. Pure: no Django, no ORM, no I/O.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from decimal import Decimal
+from json.encoder import encode_basestring  # C: one string as JSON, non-ASCII kept
 from typing import Any
 
 from agents.policy import (
@@ -48,8 +48,8 @@ from agents.policy import (
     _not3,
     _Rule,
     budget_key_value,
-    compile_condition,
     compile_expr,
+    condition_judge,
     field_getter,
     format_number,
     to_decimal,
@@ -92,7 +92,7 @@ def show(value: Any, room: int = TRACE_MAX_TEXT) -> str:
     too, however large the value."""
     kind = type(value)
     if kind is str:
-        return _cut(json.dumps(value[:room], ensure_ascii=False), room)
+        return _cut(encode_basestring(value if len(value) <= room else value[:room]), room)
     if kind is int:
         if -(10**60) < value < 10**60:
             return _cut(str(value), room)
@@ -117,7 +117,7 @@ def _emit(value: Any, out: list[str], room: int) -> int:
     elif value is _MISSING:
         text = "<missing>"
     elif isinstance(value, str):
-        text = json.dumps(value[:room], ensure_ascii=False)
+        text = encode_basestring(value[:room])
     elif isinstance(value, int):
         text = show(value, room)
     elif isinstance(value, float):
@@ -155,15 +155,18 @@ def _emit(value: Any, out: list[str], room: int) -> int:
 
 
 class _CondPlan:
-    __slots__ = ("base", "cond", "get", "test")
+    __slots__ = ("base", "cond", "get", "judge")
     count = 1
 
     def __init__(self, cond: Cond) -> None:
         self.cond = cond
         self.get = field_getter(cond.field)
-        self.test = compile_condition(cond)
+        self.judge = condition_judge(cond)
         value = f"$lists.{cond.list_name}" if cond.list_name else show(cond.value)
         self.base = {"field": _cut(cond.field), "op": cond.op, "value": _cut(value)}
+
+    def test(self, call: Call) -> bool | None:
+        return self.judge(self.get(call))
 
 
 class _GroupPlan:
@@ -302,7 +305,7 @@ def _expr_trace(plan: Any, call: Call, room: list[int]) -> tuple[dict[str, Any],
     if kind is _CondPlan:
         room[0] -= 1
         subject = plan.get(call)
-        result = plan.test(call)
+        result = plan.judge(subject)
         node = dict(plan.base)
         if subject is not _MISSING and subject is not _AMBIGUOUS:
             node["saw"] = show(subject)

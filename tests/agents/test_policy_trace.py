@@ -7,10 +7,21 @@ import itertools
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.policy import Call, PlanFeatures, RuleSpec, compile_policy, plan_gate
+from agents.policy import (
+    Call,
+    Cond,
+    PlanFeatures,
+    RuleSpec,
+    compile_condition,
+    compile_policy,
+    condition_judge,
+    field_getter,
+    plan_gate,
+)
 from agents.policy_document import rule_spec_from_mapping
 from agents.policy_trace import (
     NO_EXPLANATION,
@@ -23,6 +34,7 @@ from agents.policy_trace import (
     show,
     trace_explain,
 )
+from tests.agents.test_policy import OPERATOR_TABLE
 
 _ids = itertools.count(1)
 
@@ -475,3 +487,17 @@ def test_the_trace_names_exactly_the_rules_that_applied_and_their_effects(argume
     deciding = [n["rule"] for n in trace["rules"] if n.get("decides")]
     assert deciding == ([decision.rule.name] if decision.rule else [])
     assert trace_explain(trace) not in ([NO_EXPLANATION], [UNREADABLE])
+
+
+@pytest.mark.parametrize(("op", "value", "arguments", "answer"), OPERATOR_TABLE)
+@pytest.mark.parametrize("field", ["x", "items.*.x", "$metadata.x"])
+def test_a_trace_judges_a_condition_as_the_evaluator_does(op, value, arguments, answer, field):
+    cond = Cond(field, op, value)
+    if field == "items.*.x":
+        arguments = {"items": [arguments, {}]}
+    context = {"metadata": arguments} if field.startswith("$metadata") else {}
+    call = Call("t", {} if context else arguments, **context)
+    judged = condition_judge(cond)(field_getter(field)(call))
+    assert judged is compile_condition(cond)(call)
+    if field == "x":
+        assert judged is answer
