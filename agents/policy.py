@@ -76,6 +76,7 @@ REGEX_TIMEOUT_SECONDS = 0.01
 MAX_REGEX_SUBJECT_LENGTH = 4096
 MAX_DURATION_SECONDS = 366 * 86400
 CANDIDATE_CACHE_SIZE = 4096
+MAX_PLAIN_DIGITS = 1000  # format_number writes larger (or smaller) numbers with an exponent
 # Budgets keep BUCKETS_PER_WINDOW buckets per window: a window's total is exact to one bucket.
 BUCKETS_PER_WINDOW = 60
 
@@ -237,10 +238,14 @@ def to_decimal(value: object) -> Decimal | None:
 
 
 def format_number(value: Decimal | int | float) -> str:
-    """`Decimal('100.00')` -> `100`, `Decimal('12.50')` -> `12.5`; never an exponent."""
+    """`Decimal('100.00')` -> `100`, `Decimal('12.50')` -> `12.5`; an exponent only past a
+    thousand digits (`"1e5000"` is a valid amount: `1E+5000`, not a 5,001-digit string, which
+    Python refuses to make from an int)."""
     number = to_decimal(value)
     if number is None:
         return str(value)
+    if abs(number.adjusted()) > MAX_PLAIN_DIGITS:
+        return str(number.normalize())
     if number == number.to_integral_value():
         return str(int(number))
     return format(number.normalize(), "f")

@@ -81,10 +81,8 @@ def _cut(text: str, room: int = TRACE_MAX_TEXT) -> str:
 
 
 def number_text(number: Decimal) -> str:
-    """A number as ``format_number`` writes it; in exponent form when that would be long."""
-    if number.is_finite() and abs(number.adjusted()) < 30:
-        return format_number(number)
-    return _cut(str(number))
+    """A number as ``format_number`` writes it, cut to the bound."""
+    return _cut(format_number(number))
 
 
 def show(value: Any, room: int = TRACE_MAX_TEXT) -> str:

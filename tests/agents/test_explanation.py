@@ -159,6 +159,24 @@ def test_the_action_explains_the_plan_turning_a_hold_into_a_block(client, org_a,
     ]
 
 
+def test_an_amount_too_large_to_print_is_decided_and_explained_not_a_500(
+    client, keys, refund_rules
+):
+    response = client.post(
+        "/api/v1/check",
+        data=json.dumps({"action": "stripe.refund", "arguments": {"amount": "1e5000"}}),
+        content_type="application/json",
+        HTTP_X_API_KEY=keys.live,
+    )
+    assert response.status_code == HTTPStatus.OK
+    body = response.json()
+    assert body["decision"] == "requires_approval"
+    assert body["reason"] == "amount 1E+5000 exceeds max_amount 100 of rule 'refund limit'"
+    assert explanation(client, keys.live, body["action_id"])["lines"][0] == (
+        "refund limit: amount 1E+5000 > max_amount 100 -> requires_approval"
+    )
+
+
 def test_the_action_explains_the_default_when_no_rule_matches(client, keys, refund_rules):
     action_id = check(client, keys.live, "email.send")
     assert explanation(client, keys.live, action_id)["lines"] == [
