@@ -61,6 +61,7 @@ TRACE_MAX_CONDITIONS = 24
 TRACE_MAX_TEXT = 64
 
 HELD, FAILED, UNDECIDABLE = "held", "failed", "undecidable"
+_PLAIN_INT = 10**18
 _RESULT = {True: HELD, False: FAILED, None: UNDECIDABLE}
 _ELLIPSIS = "…"
 
@@ -363,7 +364,15 @@ def _amount_trace(rule: _Rule, call: Call) -> dict[str, Any]:
     spec = rule.spec
     assert rule.get_amount is not None and spec.max_amount is not None
     raw = rule.get_amount(call)
-    node: dict[str, Any] = {"field": _cut(spec.amount_field), "max": rule.max_amount_text}
+    field = _cut(spec.amount_field)
+    if type(raw) is int and 0 <= raw < _PLAIN_INT:  # the usual amount: no Decimal needed
+        return {
+            "field": field,
+            "max": rule.max_amount_text,
+            "saw": str(raw),
+            "within": raw <= spec.max_amount,
+        }
+    node: dict[str, Any] = {"field": field, "max": rule.max_amount_text}
     problem, amount = _amount_code(raw)
     if amount is not None:
         node["saw"] = number_text(amount)
