@@ -21,6 +21,7 @@ from django.utils import timezone
 from agents import limits, runtime
 from agents.models import Agent
 from agents.policy import ALLOW, REQUIRES_APPROVAL, Call, Decision, ShadowOutcome, plan_gate
+from agents.policy_trace import decision_trace
 from agents.runtime import AgentRuntime, ApiPrincipal
 from agents.selectors import organization_tz
 from audit.models import AuditEntry
@@ -277,6 +278,10 @@ class _Record:
                 "decision": self.would_have_been.decision,
                 "reason": self.would_have_been.reason,
             }
+        # Why: the rules the call's action matched, their conditions, amounts and totals.
+        data["trace"] = decision_trace(
+            self.agent_rt.policy, call, reservation.totals, decision, self.agent_rt.plan
+        )
         entry = AuditEntry(
             public_id=public_id("act"),
             organization=principal.organization,

@@ -79,6 +79,7 @@ REGEX_TIMEOUT_SECONDS = 0.01
 MAX_REGEX_SUBJECT_LENGTH = 4096
 MAX_DURATION_SECONDS = 366 * 86400
 CANDIDATE_CACHE_SIZE = 4096
+MAX_PLAIN_DIGITS = 1000  # format_number writes larger (or smaller) numbers with an exponent
 # Budgets keep BUCKETS_PER_WINDOW buckets per window: a window's total is exact to one bucket.
 BUCKETS_PER_WINDOW = 60
 
@@ -240,10 +241,14 @@ def to_decimal(value: object) -> Decimal | None:
 
 
 def format_number(value: Decimal | int | float) -> str:
-    """`Decimal('100.00')` -> `100`, `Decimal('12.50')` -> `12.5`; never an exponent."""
+    """`Decimal('100.00')` -> `100`, `Decimal('12.50')` -> `12.5`; an exponent only past a
+    thousand digits (`"1e5000"` is a valid amount: `1E+5000`, not a 5,001-digit string, which
+    Python refuses to make from an int)."""
     number = to_decimal(value)
     if number is None:
         return str(value)
+    if abs(number.adjusted()) > MAX_PLAIN_DIGITS:
+        return str(number.normalize())
     if number == number.to_integral_value():
         return str(int(number))
     return format(number.normalize(), "f")
@@ -717,6 +722,34 @@ def compile_condition(cond: Cond) -> Test:
     return holds
 
 
+def condition_judge(cond: Cond) -> Callable[[Any], bool | None]:
+    """``cond``'s answer for what its field read from a call (a value, ``_MISSING``,
+    ``_AMBIGUOUS`` or a ``_Many``): the answer of ``compile_condition``'s test, for evaluation
+    traces, which read a field once to judge and show it. ``compile_condition`` keeps its own
+    copy of these lines, which saves the hot path a call per condition; a test holds the two
+    to the same answers."""
+    if cond.op == "exists":
+        wanted = bool(cond.value)
+
+        def exists(subject: Any) -> bool | None:
+            if isinstance(subject, _Many):
+                return _any3((item is not _MISSING) is wanted for item in subject)
+            return (subject is not _MISSING) is wanted
+
+        return exists
+
+    test = _subject_test(cond)
+
+    def judge(subject: Any) -> bool | None:
+        if subject is _MISSING or subject is _AMBIGUOUS:
+            return None
+        if isinstance(subject, _Many):
+            return _any3(None if item is _MISSING else test(item) for item in subject)
+        return test(subject)
+
+    return judge
+
+
 def compile_expr(expr: Expr) -> Test:
     if isinstance(expr, Cond):
         return compile_condition(expr)
@@ -899,12 +932,14 @@ class _Rule:
         "recounting",
         "restrictive",
         "spec",
+        "trace_plan",
         "unless",
         "when",
     )
 
     def __init__(self, spec: RuleSpec, index: int, recounting: bool = False) -> None:
         self.spec = spec
+        self.trace_plan: Any = None  # built by agents.policy_trace when first traced
         self.recounting = recounting
         self.order = (spec.position, 0 if spec.scope == "agent" else 1, index)
         self.restrictive = spec.effect in RESTRICTIVE
@@ -1204,6 +1239,11 @@ class CompiledPolicy:
         rules = [r for r in rules if environment in r.spec.environments]
         rules.sort(key=lambda r: r.order)
         return _Candidates(tuple(rules))
+
+    def rules_for(self, call: Call) -> tuple[_Rule, ...]:
+        """The rules ``evaluate`` looks at for this call: enabled, with an action pattern and
+        environments that match it, in evaluation order (for ``agents.policy_trace``)."""
+        return self._candidates(call.action_key, call.environment).rules
 
     def budgets(self, call: Call) -> tuple[Budget, ...]:
         """The running-total budgets this call would spend: the caller locks and reads them

@@ -45,6 +45,13 @@ class ApprovalVoteSerializer(serializers.Serializer):
     notes = serializers.CharField(allow_null=True)
 
 
+class ExplanationSerializer(serializers.Serializer):
+    recorded = serializers.BooleanField(help_text="False for checks recorded before traces.")
+    lines = serializers.ListField(child=serializers.CharField(), help_text="In plain words.")
+    text = serializers.CharField(help_text="The lines joined with '; '.")
+    trace = serializers.JSONField(allow_null=True, help_text="The evaluation trace (docs/API.md).")
+
+
 class ActionSerializer(serializers.Serializer):
     action_id = serializers.CharField()
     agent_id = serializers.CharField()
@@ -79,6 +86,7 @@ class ActionSerializer(serializers.Serializer):
         allow_null=True,
         help_text="A log-only agent's call that the policy did not allow: {decision, reason}.",
     )
+    explanation = ExplanationSerializer()
 
 
 class OutcomeRequestSerializer(serializers.Serializer):

@@ -43,6 +43,7 @@ from agents.models import Agent, ApiKey, PolicyVersion
 from agents.policy import ENFORCE, SHADOW
 from agents.policy_document import PolicyDocumentError, PolicyError
 from agents.shadow import shadow_stats
+from approvals.selectors import arguments_rows
 from audit.selectors import action_detail, audit_entry_list, check_entry_get
 from wardenproject.errors import DomainError
 
@@ -750,22 +751,6 @@ def simulate(request: HttpRequest, agent_id: str) -> HttpResponse:
 # --- One tool call ---------------------------------------------------------------------------
 
 
-@login_required
-@require_GET
-def action(request: HttpRequest, action_id: str) -> HttpResponse:
-    """One check as the API's ``GET /api/v1/actions/{id}`` shows it, with the shadow rules
-    that applied to it."""
-    membership = _member(request)
-    entry = check_entry_get(organization=membership.organization, action_id=action_id)
-    detail = action_detail(entry=entry)
-    arguments_json = json.dumps(detail["arguments"], indent=2, ensure_ascii=False, default=str)
-    return render(
-        request,
-        "agents/action.html",
-        {"entry": entry, "action": detail, "arguments_json": arguments_json},
-    )
-
-
 # --- Audit log ------------------------------------------------------------------------------
 
 
@@ -791,5 +776,26 @@ def audit(request: HttpRequest) -> HttpResponse:
             "query": query.urlencode(),
             "csv_url": f"{export_base}?{urlencode({'format': 'csv', **export_query})}",
             "jsonl_url": f"{export_base}?{urlencode({'format': 'jsonl', **export_query})}",
+        },
+    )
+
+
+@login_required
+@require_GET
+def action(request: HttpRequest, action_id: str) -> HttpResponse:
+    """One tool call as ``GET /api/v1/actions/{id}`` shows it: the check, why it was decided
+    so, the shadow rules that applied, its approval and its outcome."""
+    membership = _member(request)
+    entry = check_entry_get(organization=membership.organization, action_id=action_id)
+    detail = action_detail(entry=entry)
+    return render(
+        request,
+        "agents/action.html",
+        {
+            "entry": entry,
+            "action": detail,
+            "arguments": arguments_rows(detail["arguments"]),
+            "explanation": detail["explanation"],
+            "trace_json": json.dumps(detail["explanation"]["trace"], indent=2, ensure_ascii=False),
         },
     )

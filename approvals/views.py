@@ -21,6 +21,7 @@ from approvals.selectors import (
     arguments_rows,
 )
 from approvals.services import approval_decide, approval_request_get, member_can_decide
+from audit.selectors import action_explanation
 from wardenproject.errors import DomainError, NotFound
 
 QUEUE_LIMIT = 100
@@ -88,7 +89,10 @@ def _detail_context(request: HttpRequest, action_id: str) -> dict:
 @login_required
 @require_GET
 def detail(request: HttpRequest, action_id: str) -> HttpResponse:
-    return render(request, "approvals/detail.html", _detail_context(request, action_id))
+    context = _detail_context(request, action_id)
+    entry = context["approval"].check_entry
+    context["explanation"] = action_explanation(entry=entry) if entry is not None else None
+    return render(request, "approvals/detail.html", context)
 
 
 @login_required

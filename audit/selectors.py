@@ -10,6 +10,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from accounts.models import Organization
+from agents.policy_trace import trace_explain
 from audit.chain import ChainVerifier, CheckpointRecord, Report, chain_time, entry_content
 from audit.keyring import signing_key, verification_keys
 from audit.models import AuditCheckpoint, AuditEntry, AuditLink, AuditSealState
@@ -58,6 +59,14 @@ def check_entry_get(*, organization: Organization, action_id: str) -> AuditEntry
         )
     except AuditEntry.DoesNotExist:
         raise Http404("No such action.") from None
+
+
+def action_explanation(*, entry: AuditEntry) -> dict[str, Any]:
+    """Why a check was decided as it was: its recorded evaluation trace and the same in plain
+    words (checks recorded before traces were kept say so)."""
+    trace = (entry.data or {}).get("trace") or None
+    lines = trace_explain(trace)
+    return {"recorded": trace is not None, "lines": lines, "text": "; ".join(lines), "trace": trace}
 
 
 def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
@@ -118,6 +127,7 @@ def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
         "sealed": entry_sealed(entry=entry),
         "shadow": (entry.data or {}).get("shadow") or [],
         "log_only": (entry.data or {}).get("log_only"),
+        "explanation": action_explanation(entry=entry),
     }
 
 
