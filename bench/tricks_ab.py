@@ -80,6 +80,7 @@ print("METERED=" + agent_with_key(paying, "metered-bot", plain))
 
 # trick -> (which key, body, extra environment, extra gunicorn options when taken out)
 TRICKS = {
+    "trace": ("PLAIN", BODY, {}, ()),
     "balanced_worker": ("PLAIN", BODY, {}, ("--worker-class", "gthread")),
     "optimistic_spend": ("LIMITED", LIMITED, {}, ()),
     "redis_client_reuse": ("METERED", BODY, {"REDIS_URL": REDIS_URL}, ()),
