@@ -48,7 +48,7 @@ HELD_BODY = '{"action": "stripe.refund", "arguments": {"amount": 150, "customer"
 
 SEED = """
 import json
-from accounts.models import Organization, Plan
+from accounts.models import Membership, Organization, Plan, User
 from agents import services
 plan = Plan.objects.get(slug="enterprise")
 keys = {}
@@ -64,7 +64,11 @@ for name in ("A", "B"):
             "when": [{"field": "customer.tier", "op": "ne", "value": "vip"}]})
     _, agent_key = services.api_key_create(organization=org, kind="agent", agent=agent,
                                            environment="live", actor=None)
-    _, approver_key = services.api_key_create(organization=org, kind="approver", actor=None)
+    # An approver key votes as the member who created it (one vote per person).
+    reviewer = User.objects.create_user(
+        email=f"reviewer-{name.lower()}@bench.example", password=None)
+    Membership.objects.create(user=reviewer, organization=org, role=Membership.Role.APPROVER)
+    _, approver_key = services.api_key_create(organization=org, kind="approver", actor=reviewer)
     keys[name] = {"agent": agent_key, "approver": approver_key}
 print("SEED=" + json.dumps(keys))
 """
