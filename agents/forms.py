@@ -16,7 +16,14 @@ from django.utils import timezone
 
 from agents.models import Agent, ApiKey, Rule
 from agents.policy import ENFORCE, ENVIRONMENTS, OPS, SHADOW
-from agents.policy_document import Path, PolicyDocumentError, load_text, path_parts
+from agents.policy_document import (
+    GRANT_KINDS,
+    Path,
+    PolicyDocumentError,
+    load_text,
+    path_parts,
+    path_text,
+)
 from audit.models import AuditEntry
 from audit.selectors import AuditFilters
 from wardenproject.errors import DomainError
@@ -233,6 +240,13 @@ _RULE_ERROR_FIELDS = {
     "approval": "approval_timeout",
     "approval.timeout": "approval_timeout",
     "approval.approvals_required": "approvals_required",
+    "approval.approvers": "approvers",
+    "approval.on_timeout": "on_timeout",
+    "approval.escalate_to": "escalate_to",
+    "approval.escalate_timeout": "escalate_timeout",
+    "approval.slack_channel": "slack_channel",
+    "approval.redact": "redact",
+    "approval.grants": "grants",
 }
 _PLAN_FEATURE_FIELDS = {"approval_workflows": "effect", "approval_quorum": "approvals_required"}
 _CONDITIONS_HELP = (
@@ -292,6 +306,39 @@ class RuleForm(forms.Form):
         required=False, label="Approval timeout", help_text="e.g. 30m; empty: the org default"
     )
     approvals_required = forms.IntegerField(min_value=1, initial=1, label="Approvals required")
+    approvers = forms.CharField(
+        required=False,
+        label="Approvers",
+        help_text="Who may decide, comma-separated: role:admin, group:finance, "
+        "user:alice@example.com; empty: every member who may decide",
+    )
+    on_timeout = forms.ChoiceField(
+        choices=[("deny", "Deny"), ("escalate", "Escalate")],
+        initial="deny",
+        required=False,
+        label="On timeout",
+    )
+    escalate_to = forms.CharField(
+        required=False, label="Escalate to", help_text="Approvers, as above"
+    )
+    escalate_timeout = forms.CharField(
+        required=False, label="Escalation timeout", help_text="e.g. 30m"
+    )
+    slack_channel = forms.CharField(
+        required=False, label="Slack channel", help_text="#finance-approvals; empty: the default"
+    )
+    redact = forms.CharField(
+        required=False,
+        label="Hide from Slack and email",
+        help_text="Argument paths, comma-separated: card_number, customer.email",
+    )
+    grants = forms.MultipleChoiceField(
+        choices=[(kind, kind) for kind in GRANT_KINDS],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Approvers may remember",
+        help_text="identical: the same call; session: the agent's session; amount: up to an amount",
+    )
     enabled = forms.BooleanField(required=False, initial=True)
     mode = forms.ChoiceField(
         choices=RULE_MODES,
@@ -330,6 +377,13 @@ class RuleForm(forms.Form):
             "environments": mapping.get("environments") or sorted(ENVIRONMENTS),
             "approval_timeout": approval.get("timeout", ""),
             "approvals_required": approval.get("approvals_required", 1),
+            "approvers": ", ".join(approval.get("approvers", ())),
+            "on_timeout": approval.get("on_timeout", "deny"),
+            "escalate_to": ", ".join(approval.get("escalate_to", ())),
+            "escalate_timeout": approval.get("escalate_timeout", ""),
+            "slack_channel": approval.get("slack_channel", ""),
+            "redact": ", ".join(approval.get("redact", ())),
+            "grants": list(approval.get("grants", ())),
             "enabled": mapping.get("enabled", True),
             "mode": mapping.get("mode", ENFORCE),
         }
@@ -371,6 +425,17 @@ class RuleForm(forms.Form):
             approval["timeout"] = data["approval_timeout"].strip()
         if data["approvals_required"] != 1:
             approval["approvals_required"] = data["approvals_required"]
+        for key in ("approvers", "escalate_to", "redact"):
+            items = [item.strip() for item in data[key].split(",") if item.strip()]
+            if items:
+                approval[key] = items
+        if data["on_timeout"] == "escalate":
+            approval["on_timeout"] = "escalate"
+        for key in ("escalate_timeout", "slack_channel"):
+            if data[key].strip():
+                approval[key] = data[key].strip()
+        if data["grants"]:
+            approval["grants"] = list(data["grants"])
         return {
             "name": data["name"].strip(),
             "description": data["description"] or None,
@@ -406,7 +471,8 @@ class RuleForm(forms.Form):
                 where = f"{path} (line {line})" if line is not None else path
                 self.add_error(head, f"{where}: {message}")
                 continue
-            field = _RULE_ERROR_FIELDS.get(path, str(head))
+            key = path_text(tuple(p for p in parts if isinstance(p, str)))
+            field = _RULE_ERROR_FIELDS.get(key, str(head))
             field = field or _PLAN_FEATURE_FIELDS.get(error.extra.get("feature", ""), "")
             if field == "default":
                 field = ""

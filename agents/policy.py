@@ -315,6 +315,15 @@ class RuleSpec:
     environments: frozenset[str] = field(default_factory=lambda: ENVIRONMENTS)
     approval_timeout: int | None = None
     approvals_required: int = 1
+    # Who may decide and who is notified (``role:admin``, ``group:finance``,
+    # ``user:alice@example.com``); empty: every member whose role may decide.
+    approvers: tuple[str, ...] = ()
+    on_timeout: str = "deny"  # or "escalate" (to escalate_to, for escalate_timeout more)
+    escalate_to: tuple[str, ...] = ()
+    escalate_timeout: int | None = None
+    slack_channel: str = ""  # empty: the organisation's default channel
+    redact: tuple[str, ...] = ()  # argument paths hidden from Slack and email
+    grants: tuple[str, ...] = ()  # what an approver may remember: identical, session, amount
     enabled: bool = True
     mode: str = ENFORCE  # shadow: evaluated and recorded, never part of the answer
     # Where the rule sits in an agent's policy (set when loaded from the database).

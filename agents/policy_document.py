@@ -91,7 +91,24 @@ RULE_KEYS = (
 CONDITION_KEYS = ("field", "op", "value")
 GROUP_KEYS = ("any", "all", "not")
 LIMIT_KEYS = ("count", "sum", "over", "per", "by")
-APPROVAL_KEYS = ("timeout", "approvals_required")
+APPROVAL_KEYS = (
+    "timeout",
+    "approvals_required",
+    "approvers",
+    "on_timeout",
+    "escalate_to",
+    "escalate_timeout",
+    "slack_channel",
+    "redact",
+    "grants",
+)
+ON_TIMEOUT = ("deny", "escalate")  # timing out to allow is deliberately not offered
+GRANT_KINDS = ("identical", "session", "amount")
+APPROVER_KINDS = ("role", "group", "user")
+APPROVER_ROLES = ("owner", "admin", "approver")
+MAX_APPROVERS = 20
+MAX_REDACT = 50
+_SLACK_CHANNEL_RE = re.compile(r"#?[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{6,20}")
 _LIST_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 Path = tuple[str | int, ...]
@@ -334,6 +351,24 @@ def field_path_problem(path: object, *, wildcard: bool = True) -> str | None:
     return None
 
 
+def approver_problem(item: object) -> str | None:
+    """Why ``item`` is not an approver reference (``role:admin``, ``group:finance``,
+    ``user:alice@example.com``)."""
+    if not isinstance(item, str) or ":" not in item:
+        return "must be role:ROLE, group:NAME or user:EMAIL"
+    kind, _, value = item.partition(":")
+    value = value.strip()
+    if kind not in APPROVER_KINDS:
+        return f"unknown approver kind {kind!r}; use role:, group: or user:"
+    if not value or len(value) > 254 or _has_control(value) or not _text_ok(value):
+        return f"{kind}: needs a name (at most 254 characters, no control characters)"
+    if kind == "role" and value not in APPROVER_ROLES:
+        return f"role must be one of {', '.join(APPROVER_ROLES)}, not {value!r}"
+    if kind == "user" and ("@" not in value or any(ch.isspace() for ch in value)):
+        return f"user: needs an email address, not {value!r}"
+    return None
+
+
 class _Validator:
     """Validates rules, appending every problem to ``errors``."""
 
@@ -419,7 +454,7 @@ class _Validator:
         if problem is not None:
             self.error(("amount_field",), problem)
         limit = self._limit(raw.get("limit"))
-        approval_timeout, approvals_required = self._approval(raw.get("approval"))
+        approval = self._approval(raw.get("approval"))
         environments = self._environments(raw.get("environments"))
         enabled = raw.get("enabled", True)
         if not isinstance(enabled, bool):
@@ -442,8 +477,7 @@ class _Validator:
             amount_field=amount_field,
             limit=limit,
             environments=environments,
-            approval_timeout=approval_timeout,
-            approvals_required=approvals_required,
+            **approval,
             enabled=enabled,
             mode=mode,
         )
@@ -642,28 +676,108 @@ class _Validator:
             return None
         return Limit(kind="sum", per_seconds=per, field=sum_field, over=over, by=by)
 
-    def _approval(self, raw: Any) -> tuple[int | None, int]:
+    def _approval(self, raw: Any) -> dict[str, Any]:
+        """The rule's ``approval`` block as RuleSpec keyword arguments."""
+        out: dict[str, Any] = {}
         if raw is None:
-            return None, 1
+            return out
         if not isinstance(raw, Mapping):
-            self.error(("approval",), "must be {timeout: 30m, approvals_required: 2}")
-            return None, 1
+            self.error(
+                ("approval",), "must be a mapping such as {timeout: 30m, approvals_required: 2}"
+            )
+            return out
         for key in raw:
             if key not in APPROVAL_KEYS:
                 self.error(
-                    ("approval", str(key)), "unknown key; allowed keys: timeout, approvals_required"
+                    ("approval", str(key)),
+                    f"unknown key; allowed keys: {', '.join(APPROVAL_KEYS)}",
                 )
-        timeout = None
         if raw.get("timeout") is not None:
-            timeout = self._duration(("approval", "timeout"), raw["timeout"])
+            out["approval_timeout"] = self._duration(("approval", "timeout"), raw["timeout"])
         required = raw.get("approvals_required", 1)
         if not isinstance(required, int) or isinstance(required, bool) or not 1 <= required <= 20:
             self.error(
                 ("approval", "approvals_required"),
                 f"must be a whole number from 1 to 20, not {required!r}",
             )
-            return timeout, 1
-        return timeout, required
+        else:
+            out["approvals_required"] = required
+        if raw.get("approvers") is not None:
+            out["approvers"] = self._approvers(raw["approvers"], ("approval", "approvers"))
+        on_timeout = raw.get("on_timeout", "deny")
+        if on_timeout not in ON_TIMEOUT:
+            self.error(
+                ("approval", "on_timeout"),
+                f"must be one of {', '.join(ON_TIMEOUT)}, not {on_timeout!r}",
+            )
+        else:
+            out["on_timeout"] = on_timeout
+        escalate_to = raw.get("escalate_to")
+        if escalate_to is not None:
+            out["escalate_to"] = self._approvers(escalate_to, ("approval", "escalate_to"))
+        if raw.get("escalate_timeout") is not None:
+            out["escalate_timeout"] = self._duration(
+                ("approval", "escalate_timeout"), raw["escalate_timeout"]
+            )
+        if on_timeout == "escalate" and not escalate_to:
+            self.error(("approval", "escalate_to"), "is required when on_timeout is escalate")
+        if on_timeout != "escalate":
+            for key in ("escalate_to", "escalate_timeout"):
+                if raw.get(key) is not None:
+                    self.error(("approval", key), "applies only when on_timeout is escalate")
+        channel = raw.get("slack_channel")
+        if channel is not None:
+            if not isinstance(channel, str) or not _SLACK_CHANNEL_RE.fullmatch(channel):
+                self.error(
+                    ("approval", "slack_channel"),
+                    "must be a Slack channel name such as #finance-approvals or a channel id",
+                )
+            else:
+                out["slack_channel"] = channel
+        redact = raw.get("redact")
+        if redact is not None:
+            if not isinstance(redact, list) or len(redact) > MAX_REDACT:
+                self.error(
+                    ("approval", "redact"),
+                    f"must be a list of at most {MAX_REDACT} argument paths",
+                )
+            else:
+                for index, path in enumerate(redact):
+                    problem = field_path_problem(path)
+                    if problem is None and path.startswith("$"):
+                        problem = "must name an argument, not a context field"
+                    if problem is not None:
+                        self.error(("approval", "redact", index), problem)
+                out["redact"] = tuple(dict.fromkeys(p for p in redact if isinstance(p, str)))
+        grants = raw.get("grants")
+        if grants is not None:
+            if not isinstance(grants, list) or any(g not in GRANT_KINDS for g in grants):
+                self.error(
+                    ("approval", "grants"),
+                    f"must be a list of grant kinds: {', '.join(GRANT_KINDS)}",
+                )
+            else:
+                out["grants"] = tuple(kind for kind in GRANT_KINDS if kind in grants)
+        return out
+
+    def _approvers(self, raw: Any, path: Path) -> tuple[str, ...]:
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_APPROVERS:
+            self.error(
+                path,
+                f"must be a list of 1 to {MAX_APPROVERS} approvers such as role:admin, "
+                "group:finance or user:alice@example.com",
+            )
+            return ()
+        out: list[str] = []
+        for index, item in enumerate(raw):
+            problem = approver_problem(item)
+            if problem is not None:
+                self.error((*path, index), problem)
+            else:
+                kind, _, value = item.partition(":")
+                value = value.strip()
+                out.append(f"{kind}:{value.lower() if kind != 'group' else value}")
+        return tuple(dict.fromkeys(out))
 
     def _environments(self, raw: Any) -> frozenset[str]:
         if raw is None:
@@ -946,6 +1060,20 @@ def rule_to_mapping(rule: RuleSpec) -> dict[str, Any]:
         approval["timeout"] = format_duration(rule.approval_timeout)
     if rule.approvals_required != 1:
         approval["approvals_required"] = rule.approvals_required
+    if rule.approvers:
+        approval["approvers"] = list(rule.approvers)
+    if rule.on_timeout != "deny":
+        approval["on_timeout"] = rule.on_timeout
+    if rule.escalate_to:
+        approval["escalate_to"] = list(rule.escalate_to)
+    if rule.escalate_timeout is not None:
+        approval["escalate_timeout"] = format_duration(rule.escalate_timeout)
+    if rule.slack_channel:
+        approval["slack_channel"] = rule.slack_channel
+    if rule.redact:
+        approval["redact"] = list(rule.redact)
+    if rule.grants:
+        approval["grants"] = list(rule.grants)
     if approval:
         out["approval"] = approval
     if rule.environments != ENVIRONMENTS:

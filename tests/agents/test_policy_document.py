@@ -706,3 +706,80 @@ def test_values_no_database_or_json_reader_takes_are_refused(
 )
 def test_yaml_infinities_and_escaped_nul_are_refused(text: str) -> None:
     assert errors_of(text)[0].path == "rules[0].when[0].value"
+
+
+ROUTED = {
+    "name": "big refunds",
+    "action": "stripe.refund",
+    "effect": "requires_approval",
+    "approval": {
+        "timeout": "30m",
+        "approvers": ["role:admin", "group:Finance", "user:Alice@Example.com"],
+        "on_timeout": "escalate",
+        "escalate_to": ["role:owner"],
+        "escalate_timeout": "1h",
+        "slack_channel": "#finance-approvals",
+        "redact": ["card_number", "customer.email"],
+        "grants": ["amount", "identical"],
+    },
+}
+
+
+def test_approval_routing_slack_redaction_and_grants_are_read_into_the_rule() -> None:
+    spec = rule_spec_from_mapping(ROUTED)
+    assert spec.approvers == ("role:admin", "group:Finance", "user:alice@example.com")
+    assert (spec.on_timeout, spec.escalate_to, spec.escalate_timeout) == (
+        "escalate",
+        ("role:owner",),
+        3600,
+    )
+    assert spec.slack_channel == "#finance-approvals"
+    assert spec.redact == ("card_number", "customer.email")
+    assert spec.grants == ("identical", "amount")  # in their canonical order
+
+
+def test_approval_block_round_trips_through_the_document_form() -> None:
+    spec = rule_spec_from_mapping(ROUTED)
+    assert rule_spec_from_mapping(rule_to_mapping(spec)) == spec
+    assert rule_to_mapping(spec)["approval"]["approvers"] == list(spec.approvers)
+
+
+def test_a_rule_without_an_approval_block_has_no_routing_and_no_grants() -> None:
+    spec = rule_spec_from_mapping({"name": "r", "action": "a.b", "effect": "requires_approval"})
+    assert (spec.approvers, spec.on_timeout, spec.grants, spec.redact) == ((), "deny", (), ())
+    assert "approval" not in rule_to_mapping(spec)
+
+
+@pytest.mark.parametrize(
+    ("approval", "field"),
+    [
+        ({"approvers": ["boss"]}, "approval.approvers[0]"),
+        ({"approvers": ["role:viewer"]}, "approval.approvers[0]"),
+        ({"approvers": ["user:not-an-email"]}, "approval.approvers[0]"),
+        ({"approvers": ["team:x"]}, "approval.approvers[0]"),
+        ({"approvers": []}, "approval.approvers"),
+        ({"approvers": "role:admin"}, "approval.approvers"),
+        ({"on_timeout": "allow"}, "approval.on_timeout"),
+        ({"on_timeout": "escalate"}, "approval.escalate_to"),
+        ({"escalate_to": ["role:owner"]}, "approval.escalate_to"),
+        ({"escalate_timeout": "1h"}, "approval.escalate_timeout"),
+        (
+            {"on_timeout": "escalate", "escalate_to": ["role:owner"], "escalate_timeout": "x"},
+            "approval.escalate_timeout",
+        ),
+        ({"slack_channel": "Finance Approvals"}, "approval.slack_channel"),
+        ({"redact": ["$agent"]}, "approval.redact[0]"),
+        ({"redact": ["a..b"]}, "approval.redact[0]"),
+        ({"redact": "card"}, "approval.redact"),
+        ({"grants": ["forever"]}, "approval.grants"),
+        ({"grants": "identical"}, "approval.grants"),
+        ({"remember": True}, "approval.remember"),
+    ],
+)
+def test_a_bad_approval_block_is_an_error_naming_the_key(
+    approval: dict[str, Any], field: str
+) -> None:
+    rule = {"name": "r", "action": "a.b", "effect": "requires_approval", "approval": approval}
+    with pytest.raises(PolicyDocumentError) as caught:
+        rule_spec_from_mapping(rule)
+    assert field in [e.field for e in caught.value.errors]

@@ -758,3 +758,64 @@ def test_the_edit_form_shows_nested_conditions_as_yaml_that_saves_unchanged(
     assert response.status_code == HTTPStatus.FOUND
     rule.refresh_from_db()
     assert rule.document == before
+
+
+def test_editing_a_rule_on_the_page_keeps_its_routing_redaction_and_grants(
+    client, alice, support_bot
+):
+    approval = {
+        "timeout": "30m",
+        "approvers": ["group:finance", "user:bob@example.com"],
+        "on_timeout": "escalate",
+        "escalate_to": ["role:owner"],
+        "escalate_timeout": "1h",
+        "slack_channel": "#finance-approvals",
+        "redact": ["card_number"],
+        "grants": ["identical", "amount"],
+    }
+    stored = add_rule(
+        support_bot,
+        name="big",
+        action="stripe.refund",
+        effect="requires_approval",
+        approval=approval,
+    )
+    url = reverse("agents:rule_edit", args=[support_bot.public_id, stored.public_id])
+    initial = _as(client, alice).get(url).context["form"].initial
+    assert initial["approvers"] == "group:finance, user:bob@example.com"
+    assert initial["grants"] == ["identical", "amount"]
+    post = _rule_post(
+        name="big",
+        action="stripe.refund",
+        effect="requires_approval",
+        approval_timeout="45m",
+        **{
+            key: initial[key]
+            for key in (
+                "approvers",
+                "on_timeout",
+                "escalate_to",
+                "escalate_timeout",
+                "slack_channel",
+                "redact",
+                "grants",
+            )
+        },
+    )
+    assert client.post(url, post).status_code == HTTPStatus.FOUND
+    stored.refresh_from_db()
+    assert stored.document["approval"] == {**approval, "timeout": "45m"}
+
+
+def test_a_bad_approver_on_the_rule_page_is_a_form_error_on_that_field(client, alice, rule):
+    response = _as(client, alice).post(
+        reverse("agents:rule_edit", args=[rule.agent.public_id, rule.public_id]),
+        _rule_post(
+            name="refund limit",
+            action="stripe.refund",
+            effect="requires_approval",
+            approvers="role:viewer",
+        ),
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "role must be one of" in str(response.context["form"].errors["approvers"])
