@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEntry
-from tests.factories import OrganizationFactory, plan
+from tests.factories import OrganizationFactory, UserFactory, plan
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +58,20 @@ def test_set_plan_refuses_an_unknown_or_ambiguous_organisation(org_a):
     OrganizationFactory(name="Acme", plan=plan("pro"))
     with pytest.raises(CommandError, match="public id"):
         run("set-plan", "Acme", "free")
+
+
+def test_set_plan_with_actor_names_the_staff_operator_in_the_audit_log(org_a):
+    operator = UserFactory(email="ops@warden.example", is_staff=True)
+    run("set-plan", org_a.public_id, "business", "--actor", "OPS@warden.example")
+    entry = AuditEntry.objects.get(organization=org_a, kind="config", data__verb="change plan")
+    assert (entry.actor_user, entry.source) == (operator, "command")
+
+
+@pytest.mark.parametrize("staff", [False, None])
+def test_set_plan_refuses_an_actor_who_is_not_an_active_staff_user(org_a, staff):
+    if staff is not None:
+        UserFactory(email="member@warden.example", is_staff=staff)
+    with pytest.raises(CommandError, match="no active staff user"):
+        run("set-plan", org_a.public_id, "business", "--actor", "member@warden.example")
+    org_a.refresh_from_db()
+    assert org_a.plan.slug == "pro"

@@ -2,8 +2,9 @@
 
 ORG is the organisation's public id or exact name (a name several organisations share is
 refused: give the id). The change goes through ``organization_change_plan`` as the
-operator, so it is audited (source ``command``, no user) and works whether or not owners
-may change their plan themselves (``WARDEN_SELF_SERVE_PLANS``).
+operator, so it is audited (source ``command``) and works whether or not owners may change
+their plan themselves (``WARDEN_SELF_SERVE_PLANS``). ``--actor EMAIL`` names the operator who
+ran it (an active staff user); without it the entry names the system.
 
 Extending it: add a sub-parser in ``add_arguments`` and a ``_<name>`` method (dashes become
 underscores) that takes the organisation and the options.
@@ -16,7 +17,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.models import Organization, Plan
+from accounts.models import Organization, Plan, User
 from accounts.services import organization_change_plan
 from wardenproject.commands import organization_from
 from wardenproject.errors import DomainError
@@ -31,6 +32,12 @@ class Command(BaseCommand):
         set_plan.add_argument("org", help="Organisation public id or name.")
         set_plan.add_argument("plan", help=f"Plan slug: {', '.join(Plan.Slug.values)}.")
         set_plan.add_argument("--json", action="store_true", help="Print one JSON object.")
+        set_plan.add_argument(
+            "--actor",
+            metavar="EMAIL",
+            help="Email of the staff user (the operator) on whose behalf this runs: the audit "
+            "log names them. Without it the entry names the system.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         organization = organization_from(options["org"])
@@ -44,9 +51,16 @@ class Command(BaseCommand):
         if plan is None:
             slugs = ", ".join(Plan.objects.values_list("slug", flat=True))
             raise CommandError(f"No plan {options['plan']!r} (one of: {slugs}).")
+        actor = None
+        if options.get("actor") is not None:
+            actor = User.objects.filter(
+                email__iexact=options["actor"].strip(), is_active=True, is_staff=True
+            ).first()
+            if actor is None:
+                raise CommandError(f"--actor {options['actor']}: no active staff user has it.")
         before = organization.plan
         organization = organization_change_plan(
-            actor=None, organization=organization, plan=plan, as_operator=True, source="command"
+            actor=actor, organization=organization, plan=plan, as_operator=True, source="command"
         )
         changed = before.pk != plan.pk
         if options["json"]:
