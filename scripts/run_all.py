@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""`make run`: migrate, seed the demo organisation, and run web + worker + mail worker + beat
-+ the MCP gateway (on MCP_PORT, default PORT + 1).
+"""`make run`: migrate, seed the demo organisation, and run web + worker + mail worker + beat.
+The web process serves the dashboard, the API and the MCP gateway (/mcp/{name}) on one
+origin, PORT (``warden_mcp serve --dashboard``: uvicorn, the gateway on its event loop and
+Django in a pool of WEB_THREADS threads).
 
 A child that exits on its own is started again (with backoff); Ctrl-C (or SIGTERM) stops
 them all. Works on the embedded default (SQLite, filesystem broker) and on PostgreSQL/Redis
@@ -139,22 +141,23 @@ def main() -> int:
             seeded["org"]["id"],
         )
         marker.touch()
-    threads = os.environ.get("WEB_THREADS", "64")
-    mcp_port = os.environ.get("MCP_PORT", str(int(port) + 1))
     commands = {
+        # One origin: the dashboard and the API (Django, in a pool of WEB_THREADS threads) and
+        # the MCP gateway (/mcp/{name}: a held tool call waits on the event loop, never in
+        # one of those threads). Production runs gunicorn, and the gateway behind a proxy
+        # route under the same origin (README: "MCP gateway").
         "web": [
-            str(BIN / "gunicorn"),
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "wardenproject.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            os.environ.get("WEB_CONCURRENCY", "2"),
+            sys.executable,
+            "manage.py",
+            "warden_mcp",
+            "serve",
+            "--dashboard",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
             "--threads",
-            threads,
-            "--access-logfile",
-            "-",
+            os.environ.get("WEB_THREADS", "64"),
         ],
         "worker": [
             str(BIN / "celery"),
@@ -190,19 +193,6 @@ def main() -> int:
             "mail@%h",
         ],
         "beat": [str(BIN / "celery"), "-A", "wardenproject", "beat", "--loglevel", "INFO"],
-        # The MCP gateway (/mcp/{name}), an ASGI process of its own: a held tool call waits
-        # on its event loop, never in a web worker thread. Production routes /mcp/ to it
-        # under the dashboard's origin (README: "MCP gateway").
-        "mcp": [
-            sys.executable,
-            "manage.py",
-            "warden_mcp",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            mcp_port,
-        ],
     }
     stopping = False
 
@@ -223,9 +213,9 @@ def main() -> int:
         f"  Warden is running at http://127.0.0.1:{port}/\n"
         f"  Log in as {user.get('email')} with password {user.get('password') or DEMO_PASSWORD}\n"
         + (f"  Demo agent test key: {agent.get('test_key')}\n" if agent.get("test_key") else "")
-        + f"  MCP gateway: http://127.0.0.1:{mcp_port}/mcp/{{name}}\n"
-        + "  Web, worker, mail worker, beat and the MCP gateway are running (one that dies is"
-        " restarted);"
+        + f"  MCP gateway: http://127.0.0.1:{port}/mcp/{{name}}\n"
+        + "  Web (dashboard, API and MCP gateway), worker, mail worker and beat are running"
+        " (one that dies is restarted);"
         " press Ctrl-C to stop them all.\n",
         flush=True,
     )

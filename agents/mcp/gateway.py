@@ -583,3 +583,25 @@ async def _json(
 
 def gateway_app() -> GatewayApp:
     return GatewayApp()
+
+
+class OneOriginApp:
+    """The gateway and the dashboard on one port (``warden_mcp serve --dashboard``, what
+    ``make run`` serves): ``/mcp/...`` goes to the gateway, on this event loop; every other
+    path to Django's WSGI application in a2wsgi's pool of ``threads`` threads. A held tool
+    call therefore waits on the event loop, never in a thread that pages and checks need.
+    Production keeps them apart (gunicorn, and the gateway behind a proxy route)."""
+
+    def __init__(self, *, threads: int) -> None:
+        from a2wsgi import WSGIMiddleware
+        from django.core.wsgi import get_wsgi_application
+
+        self.gateway = gateway_app()
+        self.dashboard = WSGIMiddleware(get_wsgi_application(), workers=threads)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        to_gateway = scope["type"] == "lifespan" or scope.get("path", "").startswith("/mcp/")
+        if to_gateway:
+            await self.gateway(scope, receive, send)
+        elif scope["type"] == "http":
+            await self.dashboard(scope, receive, send)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import uvicorn
 from django.db import connections
@@ -25,7 +26,7 @@ from mcp.shared.exceptions import MCPError
 from rest_framework.test import APIClient
 
 from agents.mcp import decisions
-from agents.mcp.gateway import gateway_app
+from agents.mcp.gateway import OneOriginApp, gateway_app
 from agents.mcp.services import mcp_server_create
 from approvals.models import ApprovalRequest
 from audit.models import AuditEntry
@@ -569,3 +570,55 @@ def test_the_upstreams_progress_notifications_reach_the_client(org_a, upstream, 
     result = _run(f"{gateway}/mcp/files", key, body)
     assert _text(result) == "counted"
     assert progress == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+
+
+@pytest.fixture
+def one_origin(settings) -> Iterator[str]:
+    """What `make run` serves: the dashboard, the API and the gateway on one port."""
+    settings.WARDEN_MCP_HOLD_POLL_SECONDS = 0.1
+    UPSTREAM_CALLS.clear()
+    decisions.servers_forget()
+    with _Served(OneOriginApp(threads=4)) as served:
+        yield f"http://127.0.0.1:{served.port}"
+
+
+def test_one_origin_serves_the_gateway_and_the_api_while_a_call_is_held(
+    org_a, upstream, one_origin, key, bob
+):
+    """A held tool call waits on the event loop: the API on the same port still answers,
+    and the reviewer's approval (through that API) releases the call."""
+    _register(org_a, upstream)
+
+    async def body(client):
+        return await client.call_tool("refund", {"amount": 7})
+
+    outcome: dict[str, Any] = {}
+    held = threading.Thread(
+        target=_closing(lambda: outcome.update(result=_run(f"{one_origin}/mcp/files", key, body))),
+        daemon=True,
+    )
+    held.start()
+    request = wait_until(
+        _closing_read(lambda: ApprovalRequest.objects.filter(action="mcp.files.refund").first()),
+        what="the hold",
+    )
+    with httpx.Client(base_url=one_origin, timeout=10) as http:
+        check = http.post(
+            "/api/v1/check",
+            json={"action": "mcp.files.echo", "arguments": {"text": "x"}},
+            headers={"X-API-Key": key},
+        )
+        assert (check.status_code, check.json()["decision"]) == (200, "allow")
+        assert http.get("/healthz").json()["status"] == "ok"
+        assert http.get("/accounts/login/").status_code == 200
+        assert http.post("/mcp/nope", json={}).status_code == 401  # the gateway's own answer
+        http.cookies.clear()
+    api = APIClient()
+    api.force_login(bob)
+    assert (
+        api.post(f"/api/v1/actions/{request.action_id}/approve", {}, format="json").status_code
+        == 200
+    )
+    held.join(timeout=30)
+    assert not held.is_alive()
+    assert _text(outcome["result"]) == "refunded 7"

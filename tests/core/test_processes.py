@@ -54,8 +54,8 @@ def alive(pid: int) -> bool:
 
 
 def children(parent: int) -> dict[str, int]:
-    """The supervisor's live children by role: web (gunicorn), worker and beat (celery), mcp
-    (the MCP gateway)."""
+    """The supervisor's live children by role: web (the dashboard, the API and the MCP gateway:
+    ``warden_mcp serve --dashboard``), worker and beat (celery)."""
     found = {}
     out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout
     for pid in map(int, out.split()):
@@ -64,10 +64,8 @@ def children(parent: int) -> dict[str, int]:
         except FileNotFoundError:
             continue
         words = {Path(arg.decode()).name for arg in argv}
-        if "gunicorn" in words:
+        if "warden_mcp" in words and "--dashboard" in words:
             found["web"] = pid
-        elif "warden_mcp" in words:
-            found["mcp"] = pid
         elif "worker" in words or "beat" in words:
             found["worker" if "worker" in words else "beat"] = pid
     return found
@@ -83,7 +81,6 @@ def make_run(tmp_path) -> Iterator[tuple[subprocess.Popen, Output, set[int]]]:
             "DEBUG": "true",
             "DJANGO_SETTINGS_MODULE": "wardenproject.settings.base",
             "PORT": str(free_port()),
-            "MCP_PORT": str(free_port()),
             "WARDEN_VAR_DIR": str(tmp_path / "var"),
             "WEB_CONCURRENCY": "1",
             "WEB_THREADS": "4",
@@ -125,9 +122,9 @@ def test_make_run_restarts_a_child_that_dies_and_ctrl_c_stops_all(make_run):
             pytest.fail(f"make run exited with {process.returncode}:\n{output.text()[-4000:]}")
         found = children(process.pid)
         started.update(found.values())
-        return found if len(found) == 4 and "Warden is running" in output.text() else None
+        return found if len(found) == 3 and "Warden is running" in output.text() else None
 
-    first = wait_until(running, timeout=180, what="make run to start web, worker, beat and mcp")
+    first = wait_until(running, timeout=180, what="make run to start web, worker and beat")
     os.killpg(first["worker"], signal.SIGKILL)  # as the kernel's OOM killer would
 
     restarted = wait_until(
@@ -135,11 +132,7 @@ def test_make_run_restarts_a_child_that_dies_and_ctrl_c_stops_all(make_run):
         timeout=60,
         what="a new worker",
     )
-    assert (restarted["web"], restarted["beat"], restarted["mcp"]) == (
-        first["web"],
-        first["beat"],
-        first["mcp"],
-    )
+    assert (restarted["web"], restarted["beat"]) == (first["web"], first["beat"])
 
     process.send_signal(signal.SIGINT)  # Ctrl-C
     assert process.wait(60) == 0

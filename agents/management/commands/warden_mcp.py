@@ -4,7 +4,7 @@
                              [--agent AGENT ...] [--hold wait|return_pending] [--timeout S]
     manage.py warden_mcp list --org ORG
     manage.py warden_mcp remove --org ORG --name NAME
-    manage.py warden_mcp serve [--host H] [--port P]
+    manage.py warden_mcp serve [--host H] [--port P] [--dashboard [--threads N]]
     manage.py warden_mcp reencrypt      (stored headers under the current SECRET_KEY)
 
 ORG is an organisation's public id (org_...) or exact name; AGENT a public id or name.
@@ -45,11 +45,27 @@ class Command(BaseCommand):
         serve = sub.add_parser("serve", help="Run the gateway (serves /mcp/{name}).")
         serve.add_argument("--host", default="127.0.0.1")
         serve.add_argument("--port", type=int, default=8001)
+        serve.add_argument(
+            "--dashboard",
+            action="store_true",
+            help="Also serve the dashboard and the API (every path but /mcp/) on this port: "
+            "one origin, as make run does. Production runs gunicorn instead.",
+        )
+        serve.add_argument(
+            "--threads",
+            type=int,
+            default=64,
+            help="With --dashboard: threads serving the dashboard and the API.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         command = options["subcommand"]
         if command == "serve":
-            self._serve(options["host"], options["port"])
+            self._serve(
+                options["host"],
+                options["port"],
+                threads=options["threads"] if options["dashboard"] else None,
+            )
             return
         if command == "reencrypt":
             done, unreadable = services.mcp_server_headers_reencrypt()
@@ -89,17 +105,27 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(exc.detail) from None
 
-    def _serve(self, host: str, port: int) -> None:
+    def _serve(self, host: str, port: int, *, threads: int | None) -> None:
         import logging
 
         import uvicorn
 
-        from agents.mcp.gateway import gateway_app
+        from agents.mcp.gateway import OneOriginApp, gateway_app
 
         # One INFO line per upstream request (httpx2) and per session (mcp) would cost more
         # than the gateway's own work; warnings and errors still show.
         for name in ("httpx2", "httpx", "mcp"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
-        self.stdout.write(f"MCP gateway on http://{host}:{port}/mcp/{{name}}")
-        uvicorn.run(gateway_app(), host=host, port=port, log_level="warning", lifespan="on")
+        if threads is None:
+            app: Any = gateway_app()
+            self.stdout.write(f"MCP gateway on http://{host}:{port}/mcp/{{name}}")
+        else:
+            if threads < 1:
+                raise CommandError("--threads must be at least 1.")
+            app = OneOriginApp(threads=threads)
+            self.stdout.write(
+                f"Dashboard and API on http://{host}:{port}/, "
+                f"MCP gateway on http://{host}:{port}/mcp/{{name}}"
+            )
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
