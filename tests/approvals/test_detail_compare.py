@@ -8,6 +8,8 @@ from http import HTTPStatus
 
 import pytest
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -160,3 +162,19 @@ def test_posting_on_a_request_decided_meanwhile_is_refused_with_the_standing_out
     ]
     pending.refresh_from_db()
     assert pending.status == "approved" and pending.votes.count() == 1
+
+
+def test_the_detail_page_reads_the_same_number_of_queries_however_much_history(
+    client, alice, bob, make_request
+):
+    def queries_for_detail() -> int:
+        current = make_request()
+        client.force_login(bob)
+        with CaptureQueriesContext(connection) as captured:
+            assert _detail(client, bob, current).status_code == HTTPStatus.OK
+        return len(captured)
+
+    few = queries_for_detail()
+    for _ in range(6):
+        approval_decide(request_or_action_id=make_request(), actor_user=alice, approve=True)
+    assert queries_for_detail() == few
