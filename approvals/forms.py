@@ -3,8 +3,8 @@ from __future__ import annotations
 from django import forms
 
 from approvals.models import ApprovalRequest
-from approvals.selectors import ApprovalFilters
-from approvals.services import MAX_NOTES
+from approvals.selectors import ApprovalFilters, QueueFilters
+from approvals.services import MAX_BULK, MAX_NOTES
 
 
 class DecisionForm(forms.Form):
@@ -44,3 +44,71 @@ class HistoryFilterForm(forms.Form):
             since=data.get("since"),
             until=data.get("until"),
         )
+
+
+class QueueFilterForm(forms.Form):
+    """The queue's filters, read from the query string (so a filtered queue is a bookmark).
+
+    ``agents`` are (public id, name) pairs of the organisation: an agent of another
+    organisation is not a choice, so it can never narrow the queue to someone else's.
+    """
+
+    agent = forms.ChoiceField(required=False)
+    action = forms.CharField(required=False, max_length=200)
+    environment = forms.ChoiceField(
+        required=False, choices=[("", "Any environment"), ("test", "Test"), ("live", "Live")]
+    )
+    amount_min = forms.DecimalField(
+        required=False, label="Amount from", max_digits=30, decimal_places=10
+    )
+    amount_max = forms.DecimalField(required=False, label="to", max_digits=30, decimal_places=10)
+    order = forms.ChoiceField(
+        required=False,
+        choices=[("oldest", "Oldest first"), ("newest", "Newest first")],
+    )
+
+    def __init__(self, *args: object, agents: list[tuple[str, str]], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["agent"].choices = [("", "Any agent"), *agents]
+        self.fields["action"].widget.attrs.update({"list": "queue-actions"})
+        for name in ("amount_min", "amount_max"):
+            self.fields[name].widget.attrs.update({"inputmode": "decimal", "step": "any"})
+
+    def clean(self) -> dict:
+        data = super().clean()
+        low, high = data.get("amount_min"), data.get("amount_max")
+        if low is not None and high is not None and low > high:
+            self.add_error("amount_max", "The upper amount is below the lower one.")
+        return data
+
+    def filters(self) -> QueueFilters:
+        data = self.cleaned_data
+        return QueueFilters(
+            agent=data.get("agent") or "",
+            action=(data.get("action") or "").strip(),
+            environment=data.get("environment") or "",
+            amount_min=data.get("amount_min"),
+            amount_max=data.get("amount_max"),
+            newest_first=data.get("order") == "newest",
+        )
+
+
+class ActionIdsField(forms.MultipleChoiceField):
+    """Any action id (the service decides only the organisation's own), bounded in length."""
+
+    def valid_value(self, value: str) -> bool:
+        return 0 < len(value) <= 32
+
+
+class BulkDecisionForm(forms.Form):
+    action_ids = ActionIdsField(
+        required=True, error_messages={"required": "Select at least one request."}
+    )
+    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
+    notes = forms.CharField(required=False, max_length=MAX_NOTES)
+
+    def clean_action_ids(self) -> list[str]:
+        ids = self.cleaned_data["action_ids"]
+        if len(ids) > MAX_BULK:
+            raise forms.ValidationError(f"Decide at most {MAX_BULK} requests at once.")
+        return ids

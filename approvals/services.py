@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Organization, User
 from accounts.permissions import Capability, roles_with
 from accounts.plans import Feature, plan_require
 from accounts.selectors import membership_role_get
@@ -25,7 +26,7 @@ from approvals import wakeup
 from approvals.models import ApprovalRequest, ApprovalVote
 from audit.models import AuditEntry
 from audit.services import actor_label, audit_record
-from wardenproject.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from wardenproject.errors import Conflict, Forbidden, NotFound, PlanRequired, ValidationFailed
 from wardenproject.jsonutil import iso
 from webhooks.services import event_emit
 
@@ -323,6 +324,87 @@ def approval_decide(
     if standing is not None:
         raise _conflict(standing)
     return locked
+
+
+MAX_BULK = 100
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What became of one request of a bulk decision.
+
+    ``result``: ``decided`` (the vote was recorded: ``status`` says whether it decided the
+    request or, with a quorum, more approvals are needed), ``already_decided`` (someone or
+    the clock was first: ``status`` is the standing outcome), ``already_voted``,
+    ``not_allowed`` (role or plan; ``detail`` says which) or ``not_found``.
+    """
+
+    action_id: str
+    result: str
+    status: str
+    detail: str
+    action: str = ""
+
+
+def approval_decide_bulk(
+    *,
+    organization: Organization,
+    action_ids: list[str],
+    actor_user: User,
+    approve: bool,
+    notes: str = "",
+    source: str = "web",
+) -> list[BulkOutcome]:
+    """Approve or reject several requests of ``organization`` with one note.
+
+    Each request goes through ``approval_decide`` in its own transaction, so roles,
+    quorum, plan and the audit entry apply exactly as for a single decision, and one
+    request decided meanwhile does not undo the others. Ids of other organisations (or no
+    request at all) are ``not_found`` and untouched. Outcomes come back in the order asked.
+    """
+    wanted = list(dict.fromkeys(a for a in action_ids if a))
+    if not wanted:
+        raise ValidationFailed("Select at least one request.", field="action_ids")
+    if len(wanted) > MAX_BULK:
+        raise ValidationFailed(f"Decide at most {MAX_BULK} requests at once.", field="action_ids")
+    found = {
+        r.action_id: r
+        for r in ApprovalRequest.objects.filter(
+            organization=organization, action_id__in=wanted
+        ).select_related("organization__plan", "agent")
+    }
+    outcomes: list[BulkOutcome] = []
+    for action_id in wanted:
+        request = found.get(action_id)
+        if request is None:
+            outcomes.append(BulkOutcome(action_id, "not_found", "", "No such approval request."))
+            continue
+        try:
+            decided = approval_decide(
+                request_or_action_id=request,
+                actor_user=actor_user,
+                approve=approve,
+                notes=notes,
+                source=source,
+            )
+        except Conflict as error:
+            result = "already_voted" if error.code == "already_voted" else "already_decided"
+            outcomes.append(
+                BulkOutcome(
+                    action_id,
+                    result,
+                    str(error.extra.get("status", "")),
+                    error.detail,
+                    request.action,
+                )
+            )
+        except (Forbidden, PlanRequired, NotFound) as error:
+            outcomes.append(
+                BulkOutcome(action_id, "not_allowed", request.status, error.detail, request.action)
+            )
+        else:
+            outcomes.append(BulkOutcome(action_id, "decided", decided.status, "", decided.action))
+    return outcomes
 
 
 def _vote(

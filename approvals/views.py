@@ -6,25 +6,37 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Organization
-from approvals.forms import DecisionForm, HistoryFilterForm
+from agents.selectors import agent_list
+from approvals.forms import BulkDecisionForm, DecisionForm, HistoryFilterForm, QueueFilterForm
 from approvals.models import ApprovalRequest
 from approvals.selectors import (
+    QUEUE_LIMIT,
     ApprovalFilters,
+    agent_recent_calls,
     approval_get_for_org,
     approval_list,
     approval_pending_count,
+    approval_pending_neighbours,
+    approval_queue,
+    approval_queue_actions,
+    approval_similar_decisions,
+    argument_amount,
+    arguments_brief,
     arguments_rows,
 )
-from approvals.services import approval_decide, approval_request_get, member_can_decide
+from approvals.services import (
+    approval_decide,
+    approval_decide_bulk,
+    approval_request_get,
+    member_can_decide,
+)
 from audit.selectors import action_explanation
 from wardenproject.errors import DomainError, NotFound
-
-QUEUE_LIMIT = 100
 
 
 def _organization(request: HttpRequest) -> Organization:
@@ -34,29 +46,115 @@ def _organization(request: HttpRequest) -> Organization:
     return organization
 
 
-def _queue_context(request: HttpRequest) -> dict:
-    organization = _organization(request)
-    pending = approval_list(
-        organization=organization, filters=ApprovalFilters(status=ApprovalRequest.Status.PENDING)
-    )[:QUEUE_LIMIT]
+def _queue_item(item: ApprovalRequest) -> dict:
     return {
-        "organization": organization,
-        "pending": pending,
-        "pending_count": approval_pending_count(organization=organization),
+        "request": item,
+        "amount": argument_amount(item.arguments),
+        "brief": arguments_brief(item.arguments),
     }
+
+
+def _queue_context(request: HttpRequest) -> tuple[dict, int]:
+    """The queue narrowed by the query string's filters, and the HTTP status: a filter
+    that does not parse (a bad amount, an agent of no one) is a form error, 400."""
+    organization = _organization(request)
+    agents = [(a.public_id, a.name) for a in agent_list(organization=organization)]
+    form = QueueFilterForm(request.GET, agents=agents)
+    context = {
+        "organization": organization,
+        "form": form,
+        "actions": approval_queue_actions(organization=organization),
+        "pending_count": approval_pending_count(organization=organization),
+        "can_decide": member_can_decide(user=request.user, organization_id=organization.pk),
+        "query": request.GET.urlencode(),
+        "filtered": any(v for k, v in request.GET.items() if k != "order"),
+    }
+    if not form.is_valid():
+        context.update(items=[], shown_count=0, invalid=True)
+        return context, 400
+    queue = approval_queue(organization=organization, filters=form.filters())
+    items = [_queue_item(item) for item in queue[:QUEUE_LIMIT]]
+    shown_count = len(items) if len(items) < QUEUE_LIMIT else queue.count()
+    context.update(items=items, shown_count=shown_count, limit=QUEUE_LIMIT, invalid=False)
+    return context, 200
 
 
 @login_required
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
-    return render(request, "approvals/queue.html", _queue_context(request))
+    context, status = _queue_context(request)
+    return render(request, "approvals/queue.html", context, status=status)
 
 
 @login_required
 @require_GET
 def queue_fragment(request: HttpRequest) -> HttpResponse:
-    """The part of the queue htmx re-fetches every few seconds."""
-    return render(request, "approvals/_queue_list.html", _queue_context(request))
+    """The part of the queue htmx re-fetches every few seconds (with the same filters)."""
+    context, status = _queue_context(request)
+    return render(request, "approvals/_queue_list.html", context, status=status)
+
+
+@login_required
+@require_GET
+def pending_count(request: HttpRequest) -> JsonResponse:
+    """The navigation's live count: one indexed COUNT of the organisation's pending
+    requests."""
+    organization = _organization(request)
+    return JsonResponse({"pending_count": approval_pending_count(organization=organization)})
+
+
+BULK_RESULT_TEXT = {
+    "decided": "{action}: {status}.",
+    "already_decided": "{action}: already {status}; the decision stands.",
+    "already_voted": "{action}: you have already voted on it.",
+    "not_allowed": "{action}: not allowed: {detail}",
+    "not_found": "{action_id}: no such request in this organisation.",
+}
+
+
+@login_required
+@require_POST
+def queue_decide(request: HttpRequest) -> HttpResponse:
+    """Approve or reject the selected requests with one note; a message per request says
+    what became of it."""
+    organization = _organization(request)
+    form = BulkDecisionForm(request.POST)
+    back = request.POST.get("next_query", "")
+    target = redirect("approvals:queue")
+    if back and len(back) < 1000:
+        target["Location"] += f"?{back}"
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return target
+    try:
+        outcomes = approval_decide_bulk(
+            organization=organization,
+            action_ids=form.cleaned_data["action_ids"],
+            actor_user=request.user,
+            approve=form.cleaned_data["decision"] == "approve",
+            notes=form.cleaned_data["notes"],
+            source="web",
+        )
+    except DomainError as error:
+        messages.error(request, error.detail)
+        return target
+    for outcome in outcomes:
+        status = outcome.status
+        if outcome.result == "decided" and status == ApprovalRequest.Status.PENDING:
+            status = "your approval is recorded; more approvals are needed"
+        text = BULK_RESULT_TEXT[outcome.result].format(
+            action=f"{outcome.action} ({outcome.action_id})",
+            action_id=outcome.action_id,
+            status=status,
+            detail=outcome.detail,
+        )
+        if outcome.result == "decided":
+            messages.success(request, text)
+        else:
+            messages.warning(request, text)
+    return target
 
 
 def _request_for_member(request: HttpRequest, action_id: str) -> tuple[ApprovalRequest, bool]:
@@ -79,6 +177,7 @@ def _detail_context(request: HttpRequest, action_id: str) -> dict:
         "approval": approval,
         "can_decide": can_decide and approval.status == ApprovalRequest.Status.PENDING,
         "is_reviewer": can_decide,
+        "is_pending": approval.status == ApprovalRequest.Status.PENDING,
         "arguments": arguments_rows(approval.arguments),
         "approvals": [v for v in votes if v.vote == v.Vote.APPROVE],
         "votes": votes,
@@ -90,16 +189,38 @@ def _detail_context(request: HttpRequest, action_id: str) -> dict:
 @require_GET
 def detail(request: HttpRequest, action_id: str) -> HttpResponse:
     context = _detail_context(request, action_id)
-    entry = context["approval"].check_entry
+    approval = context["approval"]
+    entry = approval.check_entry
     context["explanation"] = action_explanation(entry=entry) if entry is not None else None
+    context["previous_id"], context["next_id"] = approval_pending_neighbours(
+        organization=approval.organization, approval=approval
+    )
+    context["recent_calls"] = [
+        {
+            "entry": call,
+            "amount": argument_amount(call.arguments),
+            "brief": arguments_brief(call.arguments),
+        }
+        for call in agent_recent_calls(approval=approval)
+    ]
+    context["similar_decisions"] = [
+        {"request": other, "amount": argument_amount(other.arguments)}
+        for other in approval_similar_decisions(approval=approval)
+    ]
+    context["amount"] = argument_amount(approval.arguments)
     return render(request, "approvals/detail.html", context)
 
 
 @login_required
 @require_GET
 def detail_status(request: HttpRequest, action_id: str) -> HttpResponse:
-    """The status block of the detail page, re-fetched so others' votes show up live."""
-    return render(request, "approvals/_detail_status.html", _detail_context(request, action_id))
+    """The status block of the detail page, re-fetched so others' votes show up live.
+
+    Once the request is decided (by someone else, or the clock) it also replaces the
+    decision form out of band with who decided and when, so no stale button remains."""
+    context = _detail_context(request, action_id)
+    context["refresh"] = True
+    return render(request, "approvals/_detail_status.html", context)
 
 
 @login_required

@@ -73,6 +73,7 @@ NOT_CONFIGURATION: dict[str, str] = {
     "approvals.services.approval_request_get": "read-only",
     "approvals.services.member_can_decide": "read-only",
     "approvals.services.approval_decide": "a decision (decision entry)",
+    "approvals.services.approval_decide_bulk": "decisions, each through approval_decide",
     "approvals.services.approval_expire": "a decision by the clock (decision entry)",
     "approvals.services.approval_expire_overdue": "a decision by the clock (decision entry)",
     "approvals.services.approval_expire_if_overdue": "a decision by the clock (decision entry)",
