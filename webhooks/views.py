@@ -20,6 +20,7 @@ from accounts.permissions import (
 )
 from accounts.plans import Feature, plan_allows, plan_required_message
 from wardenproject.errors import DomainError
+from wardenproject.text import counted
 from webhooks import catalogue, selectors, services
 from webhooks.models import Delivery, Endpoint
 
@@ -179,7 +180,10 @@ def endpoint_action(request: HttpRequest, endpoint_id: str, action: str) -> Http
                 if since.tzinfo is None:
                     since = timezone.make_aware(since)
                 count = services.deliveries_recover(endpoint=endpoint, since=since)
-                messages.success(request, f"{count} failed deliveries queued again.")
+                messages.success(
+                    request,
+                    f"{counted(count, 'failed delivery', 'failed deliveries')} queued again.",
+                )
         elif action == "rotate":
             return _secret_page(
                 request,
