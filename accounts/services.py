@@ -688,13 +688,7 @@ def email_verification_resend(*, request: HttpRequest, email: str) -> bool:
     )
     if address is None or not address.user.is_active:
         return False
-    if not ratelimit.consume(
-        request,
-        app="allauth.account",
-        action="confirm_email",
-        key=address.email.lower(),
-        limit_get=True,
-    ):
+    if not ratelimit.consume(request, action="confirm_email", key=address.email.lower()):
         return False
     address.send_confirmation(request)
     return True
