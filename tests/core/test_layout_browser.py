@@ -34,6 +34,7 @@ def _async_unsafe_ok(monkeypatch):
 
 @dataclass
 class World:
+    org: str  # the organisation's public id
     agent: Agent
     rule: Rule
     pending: ApprovalRequest
@@ -93,7 +94,7 @@ def world(org_a, alice) -> World:
         response_body="z" * 5000,
         duration_ms=12,
     )
-    return World(agent, rule, pending, decided, endpoint, delivery)
+    return World(org_a.public_id, agent, rule, pending, decided, endpoint, delivery)
 
 
 # --- The delivery log with a long body ------------------------------------------------------
@@ -142,6 +143,9 @@ def layout_pages(world: World) -> list[str]:
         "/webhooks/",
         "/webhooks/new/",
         f"/webhooks/{world.endpoint.public_id}/",
+        "/mcp-servers/",
+        f"/orgs/{world.org}/members/",
+        f"/orgs/{world.org}/plan/",
     ]
 
 
@@ -240,6 +244,9 @@ AXE_PAGES: list[Callable[[World], str]] = [
     lambda w: "/webhooks/new/",
     lambda w: f"/webhooks/{w.endpoint.public_id}/",
     lambda w: "/webhooks/events/",
+    lambda w: "/mcp-servers/",
+    lambda w: f"/orgs/{w.org}/members/",
+    lambda w: f"/orgs/{w.org}/plan/",
 ]
 AXE_PUBLIC_PAGES = ["/accounts/login/", "/accounts/signup/", "/verify-email/resend/"]
 
