@@ -224,6 +224,23 @@ def test_destructive_buttons_are_red(live_server, alice, world):
         assert plain.evaluate(colour) != delete.evaluate(colour)
 
 
+# --- The new key's copy button -------------------------------------------------------------
+
+
+def test_the_copy_button_puts_the_new_key_on_the_clipboard(live_server, alice, world):
+    with browser.chromium(browser.DESKTOP) as page:
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        browser.log_in(page, live_server.url, alice)
+        browser.visit(page, f"{live_server.url}/agents/{world.agent.public_id}/")
+        page.locator("#keys form.filters button[type=submit]").click()
+        page.wait_for_load_state()
+        key = page.locator("#new-key").inner_text().strip()
+        assert key.startswith("wdn_")
+        page.get_by_role("button", name="Copy key").click()
+        page.get_by_role("button", name="Copied").wait_for()
+        assert page.evaluate("navigator.clipboard.readText()") == key
+
+
 # --- Accessibility (axe-core) ---------------------------------------------------------------
 
 # The main pages, as paths built from the test's data: add a page by adding a line.
