@@ -181,7 +181,7 @@ def test_the_phone_navigation_is_collapsed_behind_a_menu_button(live_server, ali
     with browser.chromium(browser.PHONE) as page:
         browser.log_in(page, live_server.url, alice)
         browser.visit(page, f"{live_server.url}/agents/")
-        menu = page.get_by_role("button", name="Menu")
+        menu = page.get_by_role("button", name="Menu", exact=True)
         webhooks_link = page.locator("#site-nav").get_by_role("link", name="Webhooks")
         header = page.locator("header.topbar")
         assert menu.is_visible()
