@@ -21,6 +21,7 @@ from accounts.services import (
     organization_update,
 )
 from wardenproject.errors import DomainError, ValidationFailed
+from wardenproject.text import counted
 
 # Staff change organisations, memberships and invitations through the services (as the
 # operator, ``as_operator``), so each change is audited in the organisation's log with the
@@ -321,4 +322,4 @@ class InvitationAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{invitation.email}: {exc.detail}", messages.WARNING)
                 continue
             count += 1
-        self.message_user(request, f"Revoked {count} invitation(s).")
+        self.message_user(request, f"Revoked {counted(count, 'invitation')}.")

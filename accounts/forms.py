@@ -110,3 +110,7 @@ class InvitationForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class VerificationResendForm(forms.Form):
+    email = forms.EmailField(label="Email address", max_length=254)

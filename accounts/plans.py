@@ -14,6 +14,7 @@ from django.db.models import Q
 
 from accounts.models import Organization, Plan
 from wardenproject.errors import PlanRequired
+from wardenproject.text import counted
 
 
 class Feature(StrEnum):
@@ -40,11 +41,12 @@ FEATURE_VERBS = {
     Feature.WEBHOOKS: "need",
     Feature.APPROVAL_QUORUM: "needs",
 }
+# (singular, plural): "allows 1 agent", "allows 5 agents".
 LIMIT_LABELS = {
-    Limit.AGENTS: "agents",
-    Limit.RULES_PER_AGENT: "rules per agent",
-    Limit.AUDIT_RETENTION_DAYS: "days of audit-log retention",
-    Limit.API_REQUESTS_PER_MINUTE: "API requests per minute",
+    Limit.AGENTS: ("agent", "agents"),
+    Limit.RULES_PER_AGENT: ("rule per agent", "rules per agent"),
+    Limit.AUDIT_RETENTION_DAYS: ("day of audit-log retention", "days of audit-log retention"),
+    Limit.API_REQUESTS_PER_MINUTE: ("API request per minute", "API requests per minute"),
 }
 
 
@@ -110,7 +112,8 @@ def plan_require_within_limit(
     )
     plan_name = unlocking.name if unlocking else "a higher"
     raise PlanRequired(
-        f"The {organization.plan.name} plan allows {plan_limit(organization, limit)} "
-        f"{LIMIT_LABELS[limit]}; the {plan_name} plan or higher allows more.",
+        f"The {organization.plan.name} plan allows "
+        f"{counted(plan_limit(organization, limit), *LIMIT_LABELS[limit])}; "
+        f"the {plan_name} plan or higher allows more.",
         extra={"limit": field},
     )

@@ -7,6 +7,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import Invitation, Membership, Organization, Plan, User
+from wardenproject.text import counted
 
 
 def organization_current_for_user(*, user: User) -> Organization | None:
@@ -89,8 +90,8 @@ def plan_list() -> list[Plan]:
     return list(Plan.objects.order_by("rank"))
 
 
-def _limit_text(value: int | None, unit: str) -> str:
-    return f"unlimited {unit}" if value is None else f"{value} {unit}"
+def _limit_text(value: int | None, singular: str, plural: str) -> str:
+    return f"unlimited {plural}" if value is None else counted(value, singular, plural)
 
 
 def plan_change_effects(*, organization: Organization, plan: Plan) -> list[str]:
@@ -119,7 +120,11 @@ def plan_change_effects(*, organization: Organization, plan: Plan) -> list[str]:
         )
     if current.webhooks and not plan.webhooks:
         count = organization.webhook_endpoints.count()
-        kept = f"; your {count} endpoint(s) are kept for later" if count else ""
+        kept = (
+            f"; your {counted(count, 'endpoint is', 'endpoints are')} kept for later"
+            if count
+            else ""
+        )
         effects.append(f"Webhooks stop being delivered{kept}.")
     if current.approval_quorum and not plan.approval_quorum:
         effects.append("Rules that need several approvers act as block.")
@@ -127,7 +132,7 @@ def plan_change_effects(*, organization: Organization, plan: Plan) -> list[str]:
         agents = organization.agents.count()
         if agents > plan.max_agents:
             effects.append(
-                f"You have {agents} agents; all keep working, but no new agent can be "
+                f"You have {counted(agents, 'agent')}; all keep working, but no new agent can be "
                 f"created beyond {plan.max_agents}."
             )
     if plan.max_rules_per_agent is not None and (
@@ -135,21 +140,24 @@ def plan_change_effects(*, organization: Organization, plan: Plan) -> list[str]:
         or plan.max_rules_per_agent < current.max_rules_per_agent
     ):
         effects.append(
-            f"New rules are refused on agents that already have {plan.max_rules_per_agent}."
+            "New rules are refused on agents that already have "
+            f"{counted(plan.max_rules_per_agent, 'rule')}."
         )
     if plan.audit_retention_days is not None and (
         current.audit_retention_days is None
         or plan.audit_retention_days < current.audit_retention_days
     ):
         effects.append(
-            f"The audit log keeps {_limit_text(plan.audit_retention_days, 'days')} of history."
+            f"The audit log keeps {_limit_text(plan.audit_retention_days, 'day', 'days')} "
+            "of history."
         )
     if plan.api_requests_per_minute is not None and (
         current.api_requests_per_minute is None
         or plan.api_requests_per_minute < current.api_requests_per_minute
     ):
         effects.append(
-            f"The API allows {plan.api_requests_per_minute} requests per minute (429 above)."
+            f"The API allows {counted(plan.api_requests_per_minute, 'request')} per minute "
+            "(429 above)."
         )
     return effects
 

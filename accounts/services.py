@@ -13,11 +13,14 @@ import zoneinfo
 from datetime import timedelta
 from typing import Any
 
+from allauth.account.models import EmailAddress
+from allauth.core import ratelimit
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -667,3 +670,25 @@ def organization_bootstrap(
         user.current_organization = organization
         user.save(update_fields=["current_organization"])
     return {"user": user, "organization": organization, "password": password, "created": created}
+
+
+def email_verification_resend(*, request: HttpRequest, email: str) -> bool:
+    """Send a new verification link to ``email`` if an account has it and it is unverified.
+
+    The page that calls this answers the same whatever happened (no account enumeration).
+    At most one email per address per window (allauth's ``confirm_email`` rate limit, shared
+    with the email allauth sends at log-in). Writes nothing: the link is signed (allauth's
+    HMAC confirmations), so an older link keeps working. Returns whether an email went out.
+    """
+    address = (
+        EmailAddress.objects.filter(email__iexact=email.strip(), verified=False)
+        .exclude(user__isnull=True)
+        .select_related("user")
+        .first()
+    )
+    if address is None or not address.user.is_active:
+        return False
+    if not ratelimit.consume(request, action="confirm_email", key=address.email.lower()):
+        return False
+    address.send_confirmation(request)
+    return True

@@ -25,4 +25,5 @@ urlpatterns = [
     path("orgs/<str:org_id>/plan/", views.organization_plan, name="organization_plan"),
     path("orgs/<str:org_id>/settings/", views.organization_settings, name="organization_settings"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    path("verify-email/resend/", views.verification_resend, name="verification_resend"),
 ]

@@ -24,6 +24,7 @@ from accounts.forms import (
     OrganizationSettingsForm,
     ProfileForm,
     RoleForm,
+    VerificationResendForm,
 )
 from accounts.models import Membership, Plan
 from accounts.permissions import (
@@ -395,3 +396,19 @@ def profile(request: HttpRequest) -> HttpResponse:
         "accounts/profile.html",
         {"form": form, "memberships": selectors.organizations_for_user(user=user)},
     )
+
+
+@require_http_methods(["GET", "POST"])
+def verification_resend(request: HttpRequest) -> HttpResponse:
+    """Send the verification email again, for someone who cannot log in until they verify."""
+    form = VerificationResendForm(request.POST or None, initial={"email": request.GET.get("email")})
+    if request.method == "POST" and form.is_valid():
+        services.email_verification_resend(request=request, email=form.cleaned_data["email"])
+        # The same answer whether or not an email went out: no account enumeration.
+        return render(
+            request,
+            "account/verification_resend.html",
+            {"form": None, "sent_to": form.cleaned_data["email"]},
+        )
+    status = HTTPStatus.BAD_REQUEST if form.is_bound else HTTPStatus.OK
+    return render(request, "account/verification_resend.html", {"form": form}, status=status)

@@ -35,6 +35,7 @@ from agents.models import Agent, ApiKey, PolicyVersion, Rule
 from agents.policy import CompiledPolicy, PlanFeatures, compile_policy
 from agents.selectors import rule_spec
 from wardenproject.errors import RateLimited
+from wardenproject.text import counted
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def rate_limit_hit(organization: Organization) -> None:
     if count > limit:
         retry_after = max(1, int((window + 1) * 60 - now + 0.999))
         raise RateLimited(
-            f"The {organization.plan.name} plan allows {limit} API requests per minute.",
+            f"The {organization.plan.name} plan allows {counted(limit, 'API request')} per minute.",
             headers={"Retry-After": str(retry_after)},
         )
 

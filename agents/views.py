@@ -39,6 +39,7 @@ from agents.forms import (
     SimulateForm,
     rule_conditions_text,
 )
+from agents.key_examples import key_examples
 from agents.models import Agent, ApiKey, PolicyVersion
 from agents.policy import ENFORCE, SHADOW
 from agents.policy_document import PolicyDocumentError, PolicyError
@@ -602,10 +603,26 @@ def _key_shown_once(
         if api_key.agent_id
         else reverse("agents:org_keys")
     )
+    agent_name = api_key.agent.name if api_key.agent_id else ""
+    if api_key.kind == ApiKey.Kind.ORG:
+        first = selectors.agent_list(organization=api_key.organization).first()
+        agent_name = first.name if first else ""
+    examples = key_examples(
+        kind=api_key.kind,
+        key=raw_key,
+        base_url=request.build_absolute_uri("/"),
+        agent_name=agent_name,
+    )
     response = render(
         request,
         "agents/key_created.html",
-        {"api_key": api_key, "raw_key": raw_key, "previous": previous, "back": back},
+        {
+            "api_key": api_key,
+            "raw_key": raw_key,
+            "previous": previous,
+            "back": back,
+            "examples": examples,
+        },
     )
     return _no_store(response)
 

@@ -112,6 +112,11 @@ class ApprovalVote(models.Model):
     def __str__(self) -> str:
         return f"{self.voter_label} {self.vote}"
 
+    @property
+    def verb_past(self) -> str:
+        """What the voter did, as in "Approved by alice" (the choice labels are imperatives)."""
+        return "Approved" if self.vote == self.Vote.APPROVE else "Denied"
+
 
 class NotificationWindow(models.Model):
     """Approval email of one organisation: when its reviewers were last emailed, and the

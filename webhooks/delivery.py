@@ -33,6 +33,12 @@ ADDRESS_NOT_ALLOWED = (
     "(private, loopback, link-local or otherwise not public)."
 )
 
+# Said when an endpoint is saved (not in the attempt log): the switch exists, for operators.
+ALLOW_PRIVATE_HINT = (
+    "The operator can allow such addresses with the WARDEN_WEBHOOKS_ALLOW_PRIVATE setting "
+    "(labs and tests only)."
+)
+
 logger = logging.getLogger(__name__)
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
@@ -88,7 +94,11 @@ def url_problem(url: str, *, allow_http: bool | None = None) -> str | None:
     if parts.scheme not in {"https", "http"}:
         return "The URL must start with https://."
     if parts.scheme == "http" and not allow_http:
-        return "The URL must use https:// (plain http is not allowed on this server)."
+        return (
+            "The URL must use https:// (plain http is not allowed on this server; the "
+            "operator can allow it with the WARDEN_WEBHOOKS_ALLOW_HTTP setting, for labs "
+            "and tests only)."
+        )
     if not parts.hostname:
         return "The URL has no host."
     if parts.username or parts.password:
@@ -131,7 +141,7 @@ def url_address_problem(url: str) -> str | None:
     try:
         resolve_checked(parts.hostname or "", port, allow_private=False)
     except AddressRefused as exc:
-        return str(exc)
+        return f"{exc} {ALLOW_PRIVATE_HINT}"
     except (OSError, UnicodeError):
         return "The URL's host does not resolve."
     return None

@@ -26,7 +26,11 @@ def endpoint_get(*, organization: Organization, public_id: str) -> Endpoint:
 
 
 def delivery_list(
-    *, endpoint: Endpoint, status: str | None = None, limit: int = 50
+    *,
+    endpoint: Endpoint,
+    status: str | None = None,
+    event_type: str | None = None,
+    limit: int = 50,
 ) -> QuerySet[Delivery]:
     qs = (
         Delivery.objects.filter(endpoint=endpoint)
@@ -36,6 +40,8 @@ def delivery_list(
     )
     if status:
         qs = qs.filter(status=status)
+    if event_type:
+        qs = qs.filter(event__event_type=event_type)
     return qs[:limit]
 
 

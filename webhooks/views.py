@@ -20,8 +20,9 @@ from accounts.permissions import (
 )
 from accounts.plans import Feature, plan_allows, plan_required_message
 from wardenproject.errors import DomainError
-from webhooks import selectors, services
-from webhooks.models import Endpoint
+from wardenproject.text import counted
+from webhooks import catalogue, selectors, services
+from webhooks.models import Delivery, Endpoint
 
 
 def _membership(request: HttpRequest, *, manage: bool = False) -> Membership:
@@ -105,19 +106,43 @@ def endpoint_create(request: HttpRequest) -> HttpResponse:
     return render(request, "webhooks/endpoint_form.html", context)
 
 
+def _choice(value: str | None, allowed) -> str:
+    """A filter value from the query string, or "" (no filter) when it is not one we know."""
+    return value if value in allowed else ""
+
+
 @login_required
 def endpoint_detail(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     membership = _membership(request)
     endpoint = selectors.endpoint_get(organization=membership.organization, public_id=endpoint_id)
+    status = _choice(request.GET.get("status"), Delivery.Status.values)
+    event_type = _choice(request.GET.get("event"), services.EVENT_TYPES)
     return render(
         request,
         "webhooks/endpoint_detail.html",
         {
             "endpoint": endpoint,
             "deliveries": selectors.delivery_list(
-                endpoint=endpoint, status=request.GET.get("status") or None
+                endpoint=endpoint, status=status or None, event_type=event_type or None
             ),
+            "filters": {"status": status, "event": event_type},
+            "statuses": Delivery.Status.choices,
+            "event_types": services.EVENT_TYPES,
             "can_manage": _can_manage(membership),
+        },
+    )
+
+
+@login_required
+def event_catalogue(request: HttpRequest) -> HttpResponse:
+    _membership(request)
+    return render(
+        request,
+        "webhooks/events.html",
+        {
+            "entries": catalogue.catalogue(services.EVENT_TYPES),
+            "guides": catalogue.format_guides(),
+            "timestamp": catalogue.SAMPLE_TIMESTAMP,
         },
     )
 
@@ -155,7 +180,10 @@ def endpoint_action(request: HttpRequest, endpoint_id: str, action: str) -> Http
                 if since.tzinfo is None:
                     since = timezone.make_aware(since)
                 count = services.deliveries_recover(endpoint=endpoint, since=since)
-                messages.success(request, f"{count} failed deliveries queued again.")
+                messages.success(
+                    request,
+                    f"{counted(count, 'failed delivery', 'failed deliveries')} queued again.",
+                )
         elif action == "rotate":
             return _secret_page(
                 request,

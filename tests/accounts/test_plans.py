@@ -84,7 +84,8 @@ def test_the_agent_limit_allows_up_to_the_plan_limit_and_refuses_one_more(
     assert not plan_within_limit(org, Limit.AGENTS, current=limit)
     with pytest.raises(PlanRequired) as caught:
         plan_require_within_limit(org, Limit.AGENTS, current=limit)
-    assert f"allows {limit} agents" in caught.value.detail
+    noun = "agent" if limit == 1 else "agents"
+    assert f"allows {limit} {noun};" in caught.value.detail
     assert f"the {unlocking_plan} plan" in caught.value.detail
 
 

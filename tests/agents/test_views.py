@@ -237,7 +237,7 @@ def test_the_free_plan_agent_limit_is_refused_with_a_message_naming_the_plan(
     page = _page(response)
     assert response.status_code == HTTPStatus.PAYMENT_REQUIRED
     assert 'role="alert"' in page
-    assert "The Free plan allows 1 agents; the Pro plan or higher allows more." in page
+    assert "The Free plan allows 1 agent; the Pro plan or higher allows more." in page
     assert not Agent.objects.filter(name="second-bot").exists()
 
 

@@ -45,6 +45,9 @@ NOT_CONFIGURATION: dict[str, str] = {
     "accounts.services.invitation_url": "read-only: builds a link",
     "accounts.services.invitation_check": "read-only: validates an invitation",
     "accounts.services.invitation_from_token": "read-only: looks an invitation up",
+    "accounts.services.email_verification_resend": (
+        "sends a signed verification link again; stores nothing"
+    ),
     "accounts.services.organization_delete": (
         "the organisation leaves with its whole audit log (staff only, in the admin)"
     ),

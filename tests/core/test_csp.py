@@ -149,6 +149,7 @@ def test_the_main_pages_load_in_a_browser_without_a_csp_violation(
 
     visit(page, console, f"{base}/accounts/login/")
     visit(page, console, f"{base}/accounts/signup/")
+    visit(page, console, f"{base}/verify-email/resend/")
     page.goto(f"{base}/accounts/login/")
     page.fill("input[name=login]", staff_alice.email)
     page.fill("input[name=password]", PASSWORD)
@@ -168,6 +169,7 @@ def test_the_main_pages_load_in_a_browser_without_a_csp_violation(
         f"/agents/audit/{pending.action_id}/",
         "/webhooks/",
         "/webhooks/new/",
+        "/webhooks/events/",
         f"/webhooks/{endpoint.public_id}/",
         f"/orgs/{org}/members/",
         f"/orgs/{org}/plan/",
