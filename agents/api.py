@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_cache_control
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -33,6 +33,7 @@ from agents.http import (
     string_field,
 )
 from agents.models import Agent, ApiKey, TokenUsage
+from agents.openapi import KEY_ONLY_AUTH
 from agents.permissions import (
     IsAgentOrOrgKey,
     IsCallerOfActions,
@@ -44,8 +45,11 @@ from agents.permissions import (
 from agents.policy import SHADOW
 from agents.policy_document import MAX_DOCUMENT_BYTES, PolicyDocumentError
 from agents.schemas import (
+    ERRORS,
     ActionSerializer,
+    AgentListSerializer,
     AgentSerializer,
+    ApiKeyListSerializer,
     ApiKeySerializer,
     BacktestRequestSerializer,
     BacktestResponseSerializer,
@@ -59,6 +63,7 @@ from agents.schemas import (
     PolicyVersionListSerializer,
     PolicyVersionSerializer,
     RotateRequestSerializer,
+    RuleListSerializer,
     RuleSerializer,
     SimulateRequestSerializer,
     SimulateResponseSerializer,
@@ -74,7 +79,6 @@ from wardenproject.strictjson import json_parse
 
 MAX_WAIT_SECONDS = 60
 OUTCOME_STATUSES = ("success", "failed", "blocked")
-ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 413, 429, 503)}
 
 
 def _organization(request: Request) -> Organization:
@@ -124,6 +128,8 @@ class CheckView(KeyOnlyPostView):
 
     @extend_schema(
         operation_id="check",
+        tags=["check"],
+        auth=KEY_ONLY_AUTH,
         request=CheckRequestSerializer,
         responses={200: CheckResponseSerializer, **ERRORS},
         parameters=[
@@ -198,6 +204,7 @@ class ActionOutcomeView(APIView):
 
     @extend_schema(
         operation_id="action_outcome",
+        auth=KEY_ONLY_AUTH,
         request=OutcomeRequestSerializer,
         responses={201: OutcomeResponseSerializer, **ERRORS},
     )
@@ -237,7 +244,7 @@ class AgentListView(APIView):
     def get_permissions(self) -> list[Any]:
         return [IsMember()] if self.request.method == "GET" else [IsManager()]
 
-    @extend_schema(operation_id="agents_list", responses={200: AgentSerializer(many=True)})
+    @extend_schema(operation_id="agents_list", responses={200: AgentListSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
         agents = selectors.agent_list(organization=_organization(request))
         return Response({"results": [selectors.agent_detail(a) for a in agents]})
@@ -311,7 +318,7 @@ class _RulesBase(APIView):
 
 
 class RuleListView(_RulesBase):
-    @extend_schema(operation_id="rules_list", responses={200: RuleSerializer(many=True)})
+    @extend_schema(operation_id="rules_list", responses={200: RuleListSerializer, **ERRORS})
     def get(self, request: Request, agent_id: str | None = None) -> Response:
         agent = self._agent(request, agent_id)
         rules = selectors.rule_list(organization=_organization(request), agent=agent)
@@ -369,6 +376,24 @@ class RuleDetailView(_RulesBase):
         return Response(status=HTTPStatus.NO_CONTENT)
 
 
+# The same views serve the organisation-wide rules (/rules): their own operation ids.
+@extend_schema_view(
+    get=extend_schema(operation_id="org_rules_list"),
+    post=extend_schema(operation_id="org_rules_create"),
+)
+class OrgRuleListView(RuleListView):
+    pass
+
+
+@extend_schema_view(
+    get=extend_schema(operation_id="org_rules_get"),
+    patch=extend_schema(operation_id="org_rules_update"),
+    delete=extend_schema(operation_id="org_rules_delete"),
+)
+class OrgRuleDetailView(RuleDetailView):
+    pass
+
+
 # --- Keys -----------------------------------------------------------------------------------
 
 
@@ -379,7 +404,7 @@ class KeyListView(APIView):
     @extend_schema(
         operation_id="keys_list",
         parameters=[OpenApiParameter("agent", str, description="Only this agent's keys.")],
-        responses={200: ApiKeySerializer(many=True)},
+        responses={200: ApiKeyListSerializer, **ERRORS},
     )
     def get(self, request: Request) -> Response:
         organization = _organization(request)
@@ -772,6 +797,7 @@ class TokenUsageView(APIView):
 
     @extend_schema(
         operation_id="token_usage_create",
+        auth=KEY_ONLY_AUTH,
         request=TokenUsageRequestSerializer,
         responses={201: TokenUsageResponseSerializer, **ERRORS},
     )

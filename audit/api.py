@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from agents.api import IgnoreFormatNegotiation, _organization
 from agents.permissions import IsMember, IsMemberOrOrgKey
+from agents.schemas import ERRORS, AuditCheckpointListSerializer
 from audit.export import FORMATS, audit_entries_for_export, entry_row, export_lines
 from audit.models import AuditEntry
 from audit.selectors import (
@@ -111,7 +112,7 @@ class AuditCheckpointsView(APIView):
             OpenApiParameter("after", str, description="The `next` of the previous page."),
             OpenApiParameter("limit", int, description="1 to 1000 (default 100)."),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: AuditCheckpointListSerializer, **ERRORS},
     )
     def get(self, request: Request) -> Response:
         raw = request.query_params.get("after") or ""
