@@ -55,13 +55,14 @@ from agents.schemas import (
     BacktestResponseSerializer,
     CheckRequestSerializer,
     CheckResponseSerializer,
-    ErrorSerializer,
+    CreatedApiKeySerializer,
     NoteRequestSerializer,
     OutcomeRequestSerializer,
     OutcomeResponseSerializer,
     PolicyVersionDiffSerializer,
     PolicyVersionListSerializer,
     PolicyVersionSerializer,
+    RotatedApiKeySerializer,
     RotateRequestSerializer,
     RuleListSerializer,
     RuleSerializer,
@@ -250,7 +251,9 @@ class AgentListView(APIView):
         return Response({"results": [selectors.agent_detail(a) for a in agents]})
 
     @extend_schema(
-        operation_id="agents_create", request=AgentSerializer, responses={201: AgentSerializer}
+        operation_id="agents_create",
+        request=AgentSerializer,
+        responses={201: AgentSerializer, **ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = json_object(request)
@@ -269,13 +272,15 @@ class AgentDetailView(APIView):
     def get_permissions(self) -> list[Any]:
         return [IsMember()] if self.request.method == "GET" else [IsManager()]
 
-    @extend_schema(operation_id="agents_get", responses={200: AgentSerializer})
+    @extend_schema(operation_id="agents_get", responses={200: AgentSerializer, **ERRORS})
     def get(self, request: Request, agent_id: str) -> Response:
         agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
         return Response(selectors.agent_detail(agent))
 
     @extend_schema(
-        operation_id="agents_update", request=AgentSerializer, responses={200: AgentSerializer}
+        operation_id="agents_update",
+        request=AgentSerializer,
+        responses={200: AgentSerializer, **ERRORS},
     )
     def patch(self, request: Request, agent_id: str) -> Response:
         agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
@@ -295,7 +300,7 @@ class AgentDetailView(APIView):
         agent = services.agent_update(agent=agent, actor=_user(request), note=note, **changes)
         return Response(selectors.agent_detail(agent))
 
-    @extend_schema(operation_id="agents_deactivate", responses={200: AgentSerializer})
+    @extend_schema(operation_id="agents_deactivate", responses={200: AgentSerializer, **ERRORS})
     def delete(self, request: Request, agent_id: str) -> Response:
         agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
         agent = services.agent_deactivate(agent=agent, actor=_user(request))
@@ -325,7 +330,9 @@ class RuleListView(_RulesBase):
         return Response({"results": [selectors.rule_detail(rule) for rule in rules]})
 
     @extend_schema(
-        operation_id="rules_create", request=RuleSerializer, responses={201: RuleSerializer}
+        operation_id="rules_create",
+        request=RuleSerializer,
+        responses={201: RuleSerializer, **ERRORS},
     )
     def post(self, request: Request, agent_id: str | None = None) -> Response:
         agent = self._agent(request, agent_id)
@@ -348,7 +355,7 @@ class RuleDetailView(_RulesBase):
             organization=_organization(request), public_id=rule_id, agent=agent
         )
 
-    @extend_schema(operation_id="rules_get", responses={200: RuleSerializer})
+    @extend_schema(operation_id="rules_get", responses={200: RuleSerializer, **ERRORS})
     def get(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
         rule = self._rule(request, agent_id, rule_id)
         detail = selectors.rule_detail(rule)
@@ -357,7 +364,9 @@ class RuleDetailView(_RulesBase):
         return Response(detail)
 
     @extend_schema(
-        operation_id="rules_update", request=RuleSerializer, responses={200: RuleSerializer}
+        operation_id="rules_update",
+        request=RuleSerializer,
+        responses={200: RuleSerializer, **ERRORS},
     )
     def patch(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
         rule = self._rule(request, agent_id, rule_id)
@@ -366,7 +375,7 @@ class RuleDetailView(_RulesBase):
         rule = services.rule_update(rule=rule, data=data, actor=_user(request), note=note)
         return Response(selectors.rule_detail(rule))
 
-    @extend_schema(operation_id="rules_delete", responses={204: None})
+    @extend_schema(operation_id="rules_delete", responses={204: None, **ERRORS})
     def delete(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
         rule = self._rule(request, agent_id, rule_id)
         note = _query_note(request)
@@ -417,7 +426,9 @@ class KeyListView(APIView):
         return Response({"results": [selectors.api_key_detail(key) for key in keys]})
 
     @extend_schema(
-        operation_id="keys_create", request=ApiKeySerializer, responses={201: ApiKeySerializer}
+        operation_id="keys_create",
+        request=ApiKeySerializer,
+        responses={201: CreatedApiKeySerializer, **ERRORS},
     )
     def post(self, request: Request) -> Response:
         organization = _organization(request)
@@ -442,7 +453,7 @@ class KeyListView(APIView):
 class KeyDetailView(APIView):
     permission_classes = [IsMember]
 
-    @extend_schema(operation_id="keys_get", responses={200: ApiKeySerializer})
+    @extend_schema(operation_id="keys_get", responses={200: ApiKeySerializer, **ERRORS})
     def get(self, request: Request, key_id: str) -> Response:
         api_key = selectors.api_key_get(organization=_organization(request), public_id=key_id)
         return Response(selectors.api_key_detail(api_key))
@@ -451,7 +462,9 @@ class KeyDetailView(APIView):
 class KeyRevokeView(APIView):
     permission_classes = [IsManager]
 
-    @extend_schema(operation_id="keys_revoke", request=None, responses={200: ApiKeySerializer})
+    @extend_schema(
+        operation_id="keys_revoke", request=None, responses={200: ApiKeySerializer, **ERRORS}
+    )
     def post(self, request: Request, key_id: str) -> Response:
         api_key = selectors.api_key_get(organization=_organization(request), public_id=key_id)
         api_key = services.api_key_revoke(api_key=api_key, actor=_user(request))
@@ -464,7 +477,7 @@ class KeyRotateView(APIView):
     @extend_schema(
         operation_id="keys_rotate",
         request=RotateRequestSerializer,
-        responses={201: ApiKeySerializer},
+        responses={201: RotatedApiKeySerializer, **ERRORS},
     )
     def post(self, request: Request, key_id: str) -> Response:
         organization = _organization(request)
@@ -521,6 +534,11 @@ class SimulateView(APIView):
         )
 
 
+# The policy document (docs/POLICY.md): YAML by default, JSON with ?format=json.
+POLICY_DOCUMENT_ANSWERS = {
+    (200, "application/yaml"): OpenApiTypes.OBJECT,
+    (200, "application/json"): OpenApiTypes.OBJECT,
+}
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
@@ -551,7 +569,7 @@ class PolicyView(APIView):
     @extend_schema(
         operation_id="agents_policy_get",
         parameters=[OpenApiParameter("format", str, enum=["yaml", "json"])],
-        responses={(200, "application/yaml"): OpenApiTypes.STR},
+        responses={**POLICY_DOCUMENT_ANSWERS, **ERRORS},
     )
     def get(self, request: Request, agent_id: str) -> HttpResponse:
         agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
@@ -564,7 +582,7 @@ class PolicyView(APIView):
     @extend_schema(
         operation_id="agents_policy_put",
         request={"application/yaml": OpenApiTypes.STR, "application/json": OpenApiTypes.OBJECT},
-        responses={200: AgentSerializer, 400: ErrorSerializer},
+        responses={200: AgentSerializer, **ERRORS},
     )
     def put(self, request: Request, agent_id: str) -> Response:
         organization = _organization(request)
@@ -661,7 +679,7 @@ class PolicyVersionView(APIView):
     @extend_schema(
         operation_id="agents_policy_versions_get",
         parameters=[OpenApiParameter("format", str, enum=["yaml", "json"])],
-        responses={(200, "application/yaml"): OpenApiTypes.STR, **ERRORS},
+        responses={**POLICY_DOCUMENT_ANSWERS, **ERRORS},
     )
     def get(self, request: Request, agent_id: str, number: str) -> HttpResponse:
         _agent, version = _version_of(request, agent_id, number)
@@ -688,7 +706,11 @@ class PolicyVersionDiffView(APIView):
             OpenApiParameter("against", int, description="The older side (default: n - 1)."),
             OpenApiParameter("format", str, enum=["json", "diff"]),
         ],
-        responses={200: PolicyVersionDiffSerializer, **ERRORS},
+        responses={
+            (200, "application/json"): PolicyVersionDiffSerializer,
+            (200, "text/x-diff"): OpenApiTypes.STR,
+            **ERRORS,
+        },
     )
     def get(self, request: Request, agent_id: str, number: str) -> HttpResponse:
         agent, version = _version_of(request, agent_id, number)
@@ -824,7 +846,7 @@ class TokenUsageSummaryView(APIView):
             OpenApiParameter("group_by", str, enum=["model", "day", "session"]),
             OpenApiParameter("agent", str),
         ],
-        responses={200: TokenUsageSummarySerializer},
+        responses={200: TokenUsageSummarySerializer, **ERRORS},
     )
     def get(self, request: Request) -> Response:
         organization = _organization(request)

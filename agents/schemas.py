@@ -181,11 +181,22 @@ class ApiKeySerializer(serializers.Serializer):
     environment = serializers.ChoiceField(["test", "live"], required=False)
     agent_id = serializers.CharField(required=False, allow_null=True)
     prefix = serializers.CharField(read_only=True)
-    key = serializers.CharField(read_only=True, help_text="Shown once, at creation.")
     created_at = serializers.DateTimeField(read_only=True)
     last_used_at = serializers.DateTimeField(read_only=True, allow_null=True)
     revoked_at = serializers.DateTimeField(read_only=True, allow_null=True)
     expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    replaced_by = serializers.CharField(
+        read_only=True, allow_null=True, help_text="The key that replaced this one, if rotated."
+    )
+    usable = serializers.BooleanField(read_only=True)
+
+
+class CreatedApiKeySerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The key itself: shown only once.")
+
+
+class RotatedApiKeySerializer(CreatedApiKeySerializer):
+    previous = ApiKeySerializer(help_text="The key replaced (valid for the grace period).")
 
 
 class ApiKeyListSerializer(serializers.Serializer):

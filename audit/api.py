@@ -79,7 +79,11 @@ class AuditExportView(APIView):
             OpenApiParameter("kind", str, enum=list(AuditEntry.Kind.values)),
             OpenApiParameter("agent", str, description="Agent public id."),
         ],
-        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            (200, "text/csv"): OpenApiTypes.STR,
+            **ERRORS,
+        },
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         fmt = request.query_params.get("format", "jsonl")
@@ -154,7 +158,7 @@ class AuditStreamView(APIView):
             ),
             OpenApiParameter("limit", int, description="1 to 5000 lines (default 1000)."),
         ],
-        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, **ERRORS},
     )
     def get(self, request: Request) -> HttpResponse:
         after = _seq_cursor(request)
