@@ -64,6 +64,7 @@ from agents.schemas import (
     PolicyVersionSerializer,
     RotatedApiKeySerializer,
     RotateRequestSerializer,
+    RuleDetailSerializer,
     RuleListSerializer,
     RuleSerializer,
     SimulateRequestSerializer,
@@ -355,7 +356,7 @@ class RuleDetailView(_RulesBase):
             organization=_organization(request), public_id=rule_id, agent=agent
         )
 
-    @extend_schema(operation_id="rules_get", responses={200: RuleSerializer, **ERRORS})
+    @extend_schema(operation_id="rules_get", responses={200: RuleDetailSerializer, **ERRORS})
     def get(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
         rule = self._rule(request, agent_id, rule_id)
         detail = selectors.rule_detail(rule)

@@ -17,7 +17,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 # Every error status an endpoint may answer, each with the one error body.
-ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 413, 429, 503)}
+ERRORS = {code: ErrorSerializer for code in (400, 401, 402, 403, 404, 409, 413, 429, 503)}
 
 
 class CheckRequestSerializer(serializers.Serializer):
@@ -162,10 +162,16 @@ class RuleSerializer(serializers.Serializer):
         help_text="shadow: evaluated and recorded on every call, never part of the answer.",
     )
     position = serializers.IntegerField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+class RuleDetailSerializer(RuleSerializer):
+    # Not read-only: drf-spectacular makes every read-only field required, and only a shadow
+    # rule's answer has this one (the serializer is used for answers only).
     shadow = serializers.DictField(
-        read_only=True,
         required=False,
-        help_text="Shadow rules, GET of one rule: as_of, and for 1d, 7d and 30d the calls it "
+        help_text="Shadow rules only: as_of, and for 1d, 7d and 30d the calls the rule "
         "matched, the answers it would have changed and their transitions.",
     )
 

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Organization, User
-from agents.schemas import ARDEN_TAG, ERRORS, ActionSerializer, ErrorSerializer
+from agents.schemas import ARDEN_TAG, ERRORS, ActionSerializer
 from approvals.models import ApprovalRequest
 from approvals.schemas import (
     ApprovalListSerializer,
@@ -170,7 +170,7 @@ def _decide_schema(operation_id: str, summary: str) -> Any:
         summary=summary,
         tags=["approvals"],
         request=DecisionRequestSerializer,
-        responses={200: ActionSerializer, **ERRORS, 409: ErrorSerializer},
+        responses={200: ActionSerializer, **ERRORS},
     )
 
 
@@ -207,7 +207,7 @@ class ClaimApi(APIView):
         operation_id="action_claim",
         tags=["approvals"],
         request=ClaimRequestSerializer,
-        responses={200: ClaimResponseSerializer, **ERRORS, 409: ErrorSerializer},
+        responses={200: ClaimResponseSerializer, **ERRORS},
     )
     def post(self, request: Request, action_id: str) -> Response:
         body = ClaimSerializer(data=request_body(request))
@@ -251,7 +251,7 @@ class CancelApi(APIView):
         operation_id="action_cancel",
         tags=["approvals"],
         request=CancelRequestSerializer,
-        responses={200: ActionSerializer, **ERRORS, 409: ErrorSerializer},
+        responses={200: ActionSerializer, **ERRORS},
     )
     def post(self, request: Request, action_id: str) -> Response:
         body = CancelSerializer(data=request_body(request))
@@ -315,7 +315,7 @@ def _arden_decide_schema(operation_id: str, summary: str) -> Any:
         summary=summary,
         tags=[ARDEN_TAG],
         request=ArdenDecisionRequestSerializer,
-        responses={200: ArdenDecisionResponseSerializer, **ERRORS, 409: ErrorSerializer},
+        responses={200: ArdenDecisionResponseSerializer, **ERRORS},
     )
 
 

@@ -55,7 +55,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "csp",
     "allauth",
-    "allauth.account",
+    "accounts.admin_apps.SignInConfig",  # allauth.account, "Sign-in" in the admin
     "accounts",
     "agents",
     "audit",
