@@ -29,7 +29,7 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
                 "type": "apiKey",
                 "in": "header",
                 "name": "X-API-Key",
-                "description": "An agent, organisation or approver key (wk_...).",
+                "description": "An agent, organisation or approver key (wdn_...).",
             },
             {
                 "type": "http",
