@@ -129,3 +129,110 @@ def test_the_api_answers_as_its_schema_says_with_a_session(api_schema, data, cli
     )
     assert not failures, "\n\n".join(failures)
     assert statuses[HTTPStatus.OK] > 0 and statuses[HTTPStatus.CREATED] > 0, statuses
+
+
+# --- Real objects: the answers about them match the schema ------------------------------
+
+
+def _call(schema: Any, operation_id: str, transport: dict[str, Any], **case: Any) -> Any:
+    operation = schema.find_operation_by_id(operation_id)
+    response = operation.Case(**case).call(**transport)
+    operation.Case(**case).validate_response(response, checks=CHECKS, **_validation(transport))
+    assert 200 <= response.status_code < 300, (operation_id, response.status_code, response.text)
+    return response.json() if response.text else None
+
+
+def test_the_answers_about_real_objects_match_the_schema(
+    api_schema, data, support_bot, client, alice, org_a
+):
+    from webhooks import services as webhook_services
+
+    agent_key = {"headers": {"X-API-Key": data.live}}
+    org_key = {"headers": {"X-API-Key": data.org}}
+    client.force_login(alice)
+    csrf = _get_new_csrf_string()
+    session = {
+        "headers": {"X-CSRFToken": csrf},
+        "cookies": {"sessionid": client.cookies["sessionid"].value, "csrftoken": csrf},
+    }
+    bot = support_bot.public_id
+    refund = {"action": "stripe.refund", "arguments": {"amount": 420}}
+
+    held = _call(api_schema, "check", agent_key, body=refund)["action_id"]
+    second = _call(api_schema, "check", agent_key, body=refund)["action_id"]
+    third = _call(api_schema, "check", agent_key, body=refund)["action_id"]
+    allowed = _call(api_schema, "check", agent_key, body={"action": "crm.read"})["action_id"]
+    _call(api_schema, "action_get", agent_key, path_parameters={"action_id": held})
+    _call(
+        api_schema,
+        "action_outcome",
+        agent_key,
+        path_parameters={"action_id": allowed},
+        body={"status": "success"},
+    )
+    _call(api_schema, "arden_status", agent_key, path_parameters={"action_id": held})
+    _call(
+        api_schema,
+        "arden_policy_check",
+        agent_key,
+        body={"tool_name": "stripe.refund", "kwargs": {"amount": 5}, "metadata": None},
+    )
+    _call(api_schema, "agentwarden_check", org_key, body={"agent_id": bot, "action": "crm.read"})
+    _call(
+        api_schema,
+        "agentwarden_log",
+        org_key,
+        body={"agent_id": bot, "action": "crm.read", "status": "success", "context": {}},
+    )
+    usage = {"model": "gpt-4o", "prompt_tokens": 10, "completion_tokens": 5}
+    _call(api_schema, "token_usage_create", agent_key, body=usage)
+    _call(api_schema, "arden_token_usage", agent_key, body=usage)
+    for group_by in ("model", "day", "session"):
+        _call(api_schema, "token_usage_summary", agent_key, query={"group_by": group_by})
+
+    _call(api_schema, "approvals_list", session, query={"status": "pending"})
+    _call(api_schema, "approvals_list", org_key)
+    _call(api_schema, "action_approve", session, path_parameters={"action_id": held}, body={})
+    _call(api_schema, "action_claim", agent_key, path_parameters={"action_id": held}, body={})
+    _call(api_schema, "action_cancel", agent_key, path_parameters={"action_id": second}, body={})
+    _call(api_schema, "arden_deny", session, path_parameters={"action_id": third}, body={})
+
+    _call(api_schema, "agents_list", session)
+    _call(api_schema, "agents_get", session, path_parameters={"agent_id": bot})
+    rules = _call(api_schema, "rules_list", session, path_parameters={"agent_id": bot})
+    rule = rules["results"][0]["id"]
+    _call(api_schema, "rules_get", session, path_parameters={"agent_id": bot, "rule_id": rule})
+    _call(api_schema, "org_rules_list", session)
+    keys = _call(api_schema, "keys_list", session)
+    _call(api_schema, "keys_get", session, path_parameters={"key_id": keys["results"][0]["id"]})
+    _call(api_schema, "keys_create", session, body={"kind": "org", "name": "ci"})
+    _call(api_schema, "agents_policy_get", session, path_parameters={"agent_id": bot})
+    _call(api_schema, "agents_policy_versions_list", session, path_parameters={"agent_id": bot})
+    _call(
+        api_schema,
+        "agents_simulate",
+        session,
+        path_parameters={"agent_id": bot},
+        body={"action": "stripe.refund", "arguments": {"amount": 1}},
+    )
+    _call(api_schema, "audit_checkpoints", session)
+
+    endpoint = webhook_services.endpoint_create(
+        organization=org_a, actor=alice, url="https://e.com/h"
+    ).endpoint.public_id
+    _call(api_schema, "webhooks_endpoints_list", session)
+    _call(api_schema, "webhooks_endpoints_get", session, path_parameters={"endpoint_id": endpoint})
+    delivery = _call(
+        api_schema,
+        "webhooks_endpoints_send_test",
+        session,
+        path_parameters={"endpoint_id": endpoint},
+    )["id"]
+    _call(
+        api_schema,
+        "webhooks_endpoints_deliveries",
+        session,
+        path_parameters={"endpoint_id": endpoint},
+    )
+    _call(api_schema, "webhooks_deliveries_get", session, path_parameters={"delivery_id": delivery})
+    _call(api_schema, "mcp_servers_list", session)
