@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -27,6 +26,7 @@ from audit.selectors import (
     checkpoint_json,
 )
 from wardenproject.errors import ValidationFailed
+from wardenproject.timeparse import datetime_parse_utc
 
 STREAM_LIMIT_DEFAULT = 1000
 STREAM_LIMIT_MAX = 5000
@@ -60,7 +60,7 @@ def _when(request: Request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
     if not raw:
         return None
-    value = parse_datetime(raw.replace(" ", "+"))
+    value = datetime_parse_utc(raw.replace(" ", "+"))
     if value is None:
         raise ValidationFailed(f"{name} must be an ISO-8601 date and time.", field=name)
     return value

@@ -6,7 +6,6 @@ from http import HTTPStatus
 from typing import Any
 
 from django.utils.cache import patch_cache_control
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +17,7 @@ from agents.permissions import IsMember, IsWebhookManager
 from agents.schemas import ERRORS
 from wardenproject.errors import ValidationFailed
 from wardenproject.jsonutil import iso
+from wardenproject.timeparse import datetime_parse_utc
 from webhooks import selectors, services
 from webhooks.models import Attempt, Delivery, Endpoint
 from webhooks.schemas import (
@@ -267,8 +267,8 @@ class EndpointRecoverView(WebhookApiView):
             organization=membership.organization, public_id=endpoint_id
         )
         raw = _str(_body(request), "since", required=True) or ""
-        since = parse_datetime(raw)
-        if since is None or since.tzinfo is None:
+        since = datetime_parse_utc(raw, zone_required=True)
+        if since is None:
             raise ValidationFailed(
                 "since must be an ISO-8601 date-time with a time zone.", field="since"
             )
