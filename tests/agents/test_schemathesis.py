@@ -27,7 +27,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from agents import runtime
 from tests.agents.conftest import add_rule
+from tests.factories import plan
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +66,13 @@ def api_schema(wsgi_app: Any) -> Any:
 
 @pytest.fixture
 def data(support_bot, keys) -> Any:
-    """Something to find: a rule that holds refunds (checks of stripe.refund are held)."""
+    """Something to find: a rule that holds refunds (checks of stripe.refund are held). On
+    the Enterprise plan (no request rate limit): a longer hunt would otherwise get mostly
+    429 answers."""
+    organization = support_bot.organization
+    organization.plan = plan("enterprise")
+    organization.save(update_fields=["plan"])
+    runtime.caches_clear()
     add_rule(
         support_bot,
         name="refunds need approval",
