@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -28,6 +29,10 @@ from wardenproject.text import counted
 # staff member as its actor and source "admin". What has no service here is read-only:
 # members join by invitation (or warden_bootstrap), organisations are created with their
 # owner (warden_bootstrap, or sign-up).
+
+
+# Roles are memberships (accounts.permissions); Django's groups are not used.
+admin.site.unregister(Group)
 
 
 class MembershipInline(admin.TabularInline):

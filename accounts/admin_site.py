@@ -47,15 +47,44 @@ class RateLimitedAdminLoginForm(AdminAuthenticationForm):
         return self.cleaned_data
 
 
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """Records the product writes (deliveries, attempts, events, token usage): browse and
+    search them, never add, change or delete them here."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class WardenAdminSite(admin.AdminSite):
+    """The operator's admin (staff accounts). Organisations review their approvals on the
+    dashboard (/approvals/), not here: a signed-in person who is not staff gets a page that
+    says so, not Django's login form again."""
+
     login_form = RateLimitedAdminLoginForm
+    site_header = "Warden administration"
+    site_title = "Warden admin"
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        signed_in = request.method == "GET" and request.user.is_authenticated
+        if signed_in and not self.has_permission(request):
+            return self._not_operator(request)
         response = super().login(request, extra_context)
         form = (getattr(response, "context_data", None) or {}).get("form")
         if getattr(form, "rate_limited", False):
             return self._locked_out(request)
         return response
+
+    def _not_operator(self, request: HttpRequest) -> HttpResponse:
+        context = {**self.each_context(request), "title": "The admin is the operator's"}
+        return TemplateResponse(
+            request, "admin/not_operator.html", context, status=HTTPStatus.FORBIDDEN
+        )
 
     def _locked_out(self, request: HttpRequest) -> HttpResponse:
         context = {**self.each_context(request), "title": "Too many failed login attempts"}

@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
+from accounts.admin_site import ReadOnlyModelAdmin
 from agents import services
 from agents.models import Agent, ApiKey, ModelPrice, Rule, TokenUsage
 from agents.policy_document import PolicyDocumentError, rule_spec_from_mapping
@@ -143,11 +144,8 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 
 @admin.register(TokenUsage)
-class TokenUsageAdmin(admin.ModelAdmin):
+class TokenUsageAdmin(ReadOnlyModelAdmin):
     list_display = ("created_at", "organization", "agent", "model", "total_tokens", "cost_usd")
     list_filter = ("model",)
     search_fields = ("model", "session_id", "public_id")
     readonly_fields = [f.name for f in TokenUsage._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_cache_control
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -33,6 +33,7 @@ from agents.http import (
     string_field,
 )
 from agents.models import Agent, ApiKey, TokenUsage
+from agents.openapi import KEY_ONLY_AUTH
 from agents.permissions import (
     IsAgentOrOrgKey,
     IsCallerOfActions,
@@ -44,21 +45,27 @@ from agents.permissions import (
 from agents.policy import SHADOW
 from agents.policy_document import MAX_DOCUMENT_BYTES, PolicyDocumentError
 from agents.schemas import (
+    ERRORS,
     ActionSerializer,
+    AgentListSerializer,
     AgentSerializer,
+    ApiKeyListSerializer,
     ApiKeySerializer,
     BacktestRequestSerializer,
     BacktestResponseSerializer,
     CheckRequestSerializer,
     CheckResponseSerializer,
-    ErrorSerializer,
+    CreatedApiKeySerializer,
     NoteRequestSerializer,
     OutcomeRequestSerializer,
     OutcomeResponseSerializer,
     PolicyVersionDiffSerializer,
     PolicyVersionListSerializer,
     PolicyVersionSerializer,
+    RotatedApiKeySerializer,
     RotateRequestSerializer,
+    RuleDetailSerializer,
+    RuleListSerializer,
     RuleSerializer,
     SimulateRequestSerializer,
     SimulateResponseSerializer,
@@ -74,7 +81,6 @@ from wardenproject.strictjson import json_parse
 
 MAX_WAIT_SECONDS = 60
 OUTCOME_STATUSES = ("success", "failed", "blocked")
-ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 413, 429, 503)}
 
 
 def _organization(request: Request) -> Organization:
@@ -124,6 +130,8 @@ class CheckView(KeyOnlyPostView):
 
     @extend_schema(
         operation_id="check",
+        tags=["check"],
+        auth=KEY_ONLY_AUTH,
         request=CheckRequestSerializer,
         responses={200: CheckResponseSerializer, **ERRORS},
         parameters=[
@@ -198,6 +206,7 @@ class ActionOutcomeView(APIView):
 
     @extend_schema(
         operation_id="action_outcome",
+        auth=KEY_ONLY_AUTH,
         request=OutcomeRequestSerializer,
         responses={201: OutcomeResponseSerializer, **ERRORS},
     )
@@ -237,13 +246,15 @@ class AgentListView(APIView):
     def get_permissions(self) -> list[Any]:
         return [IsMember()] if self.request.method == "GET" else [IsManager()]
 
-    @extend_schema(operation_id="agents_list", responses={200: AgentSerializer(many=True)})
+    @extend_schema(operation_id="agents_list", responses={200: AgentListSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
         agents = selectors.agent_list(organization=_organization(request))
         return Response({"results": [selectors.agent_detail(a) for a in agents]})
 
     @extend_schema(
-        operation_id="agents_create", request=AgentSerializer, responses={201: AgentSerializer}
+        operation_id="agents_create",
+        request=AgentSerializer,
+        responses={201: AgentSerializer, **ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = json_object(request)
@@ -262,13 +273,15 @@ class AgentDetailView(APIView):
     def get_permissions(self) -> list[Any]:
         return [IsMember()] if self.request.method == "GET" else [IsManager()]
 
-    @extend_schema(operation_id="agents_get", responses={200: AgentSerializer})
+    @extend_schema(operation_id="agents_get", responses={200: AgentSerializer, **ERRORS})
     def get(self, request: Request, agent_id: str) -> Response:
         agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
         return Response(selectors.agent_detail(agent))
 
     @extend_schema(
-        operation_id="agents_update", request=AgentSerializer, responses={200: AgentSerializer}
+        operation_id="agents_update",
+        request=AgentSerializer,
+        responses={200: AgentSerializer, **ERRORS},
     )
     def patch(self, request: Request, agent_id: str) -> Response:
         agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
@@ -288,7 +301,7 @@ class AgentDetailView(APIView):
         agent = services.agent_update(agent=agent, actor=_user(request), note=note, **changes)
         return Response(selectors.agent_detail(agent))
 
-    @extend_schema(operation_id="agents_deactivate", responses={200: AgentSerializer})
+    @extend_schema(operation_id="agents_deactivate", responses={200: AgentSerializer, **ERRORS})
     def delete(self, request: Request, agent_id: str) -> Response:
         agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
         agent = services.agent_deactivate(agent=agent, actor=_user(request))
@@ -311,14 +324,16 @@ class _RulesBase(APIView):
 
 
 class RuleListView(_RulesBase):
-    @extend_schema(operation_id="rules_list", responses={200: RuleSerializer(many=True)})
+    @extend_schema(operation_id="rules_list", responses={200: RuleListSerializer, **ERRORS})
     def get(self, request: Request, agent_id: str | None = None) -> Response:
         agent = self._agent(request, agent_id)
         rules = selectors.rule_list(organization=_organization(request), agent=agent)
         return Response({"results": [selectors.rule_detail(rule) for rule in rules]})
 
     @extend_schema(
-        operation_id="rules_create", request=RuleSerializer, responses={201: RuleSerializer}
+        operation_id="rules_create",
+        request=RuleSerializer,
+        responses={201: RuleSerializer, **ERRORS},
     )
     def post(self, request: Request, agent_id: str | None = None) -> Response:
         agent = self._agent(request, agent_id)
@@ -341,7 +356,7 @@ class RuleDetailView(_RulesBase):
             organization=_organization(request), public_id=rule_id, agent=agent
         )
 
-    @extend_schema(operation_id="rules_get", responses={200: RuleSerializer})
+    @extend_schema(operation_id="rules_get", responses={200: RuleDetailSerializer, **ERRORS})
     def get(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
         rule = self._rule(request, agent_id, rule_id)
         detail = selectors.rule_detail(rule)
@@ -350,7 +365,9 @@ class RuleDetailView(_RulesBase):
         return Response(detail)
 
     @extend_schema(
-        operation_id="rules_update", request=RuleSerializer, responses={200: RuleSerializer}
+        operation_id="rules_update",
+        request=RuleSerializer,
+        responses={200: RuleSerializer, **ERRORS},
     )
     def patch(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
         rule = self._rule(request, agent_id, rule_id)
@@ -359,7 +376,7 @@ class RuleDetailView(_RulesBase):
         rule = services.rule_update(rule=rule, data=data, actor=_user(request), note=note)
         return Response(selectors.rule_detail(rule))
 
-    @extend_schema(operation_id="rules_delete", responses={204: None})
+    @extend_schema(operation_id="rules_delete", responses={204: None, **ERRORS})
     def delete(self, request: Request, rule_id: str, agent_id: str | None = None) -> Response:
         rule = self._rule(request, agent_id, rule_id)
         note = _query_note(request)
@@ -367,6 +384,24 @@ class RuleDetailView(_RulesBase):
             note = _note(json_object(request)) or note
         services.rule_delete(rule=rule, actor=_user(request), note=note)
         return Response(status=HTTPStatus.NO_CONTENT)
+
+
+# The same views serve the organisation-wide rules (/rules): their own operation ids.
+@extend_schema_view(
+    get=extend_schema(operation_id="org_rules_list"),
+    post=extend_schema(operation_id="org_rules_create"),
+)
+class OrgRuleListView(RuleListView):
+    pass
+
+
+@extend_schema_view(
+    get=extend_schema(operation_id="org_rules_get"),
+    patch=extend_schema(operation_id="org_rules_update"),
+    delete=extend_schema(operation_id="org_rules_delete"),
+)
+class OrgRuleDetailView(RuleDetailView):
+    pass
 
 
 # --- Keys -----------------------------------------------------------------------------------
@@ -379,7 +414,7 @@ class KeyListView(APIView):
     @extend_schema(
         operation_id="keys_list",
         parameters=[OpenApiParameter("agent", str, description="Only this agent's keys.")],
-        responses={200: ApiKeySerializer(many=True)},
+        responses={200: ApiKeyListSerializer, **ERRORS},
     )
     def get(self, request: Request) -> Response:
         organization = _organization(request)
@@ -392,7 +427,9 @@ class KeyListView(APIView):
         return Response({"results": [selectors.api_key_detail(key) for key in keys]})
 
     @extend_schema(
-        operation_id="keys_create", request=ApiKeySerializer, responses={201: ApiKeySerializer}
+        operation_id="keys_create",
+        request=ApiKeySerializer,
+        responses={201: CreatedApiKeySerializer, **ERRORS},
     )
     def post(self, request: Request) -> Response:
         organization = _organization(request)
@@ -417,7 +454,7 @@ class KeyListView(APIView):
 class KeyDetailView(APIView):
     permission_classes = [IsMember]
 
-    @extend_schema(operation_id="keys_get", responses={200: ApiKeySerializer})
+    @extend_schema(operation_id="keys_get", responses={200: ApiKeySerializer, **ERRORS})
     def get(self, request: Request, key_id: str) -> Response:
         api_key = selectors.api_key_get(organization=_organization(request), public_id=key_id)
         return Response(selectors.api_key_detail(api_key))
@@ -426,7 +463,9 @@ class KeyDetailView(APIView):
 class KeyRevokeView(APIView):
     permission_classes = [IsManager]
 
-    @extend_schema(operation_id="keys_revoke", request=None, responses={200: ApiKeySerializer})
+    @extend_schema(
+        operation_id="keys_revoke", request=None, responses={200: ApiKeySerializer, **ERRORS}
+    )
     def post(self, request: Request, key_id: str) -> Response:
         api_key = selectors.api_key_get(organization=_organization(request), public_id=key_id)
         api_key = services.api_key_revoke(api_key=api_key, actor=_user(request))
@@ -439,7 +478,7 @@ class KeyRotateView(APIView):
     @extend_schema(
         operation_id="keys_rotate",
         request=RotateRequestSerializer,
-        responses={201: ApiKeySerializer},
+        responses={201: RotatedApiKeySerializer, **ERRORS},
     )
     def post(self, request: Request, key_id: str) -> Response:
         organization = _organization(request)
@@ -496,6 +535,11 @@ class SimulateView(APIView):
         )
 
 
+# The policy document (docs/POLICY.md): YAML by default, JSON with ?format=json.
+POLICY_DOCUMENT_ANSWERS = {
+    (200, "application/yaml"): OpenApiTypes.OBJECT,
+    (200, "application/json"): OpenApiTypes.OBJECT,
+}
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
@@ -526,7 +570,7 @@ class PolicyView(APIView):
     @extend_schema(
         operation_id="agents_policy_get",
         parameters=[OpenApiParameter("format", str, enum=["yaml", "json"])],
-        responses={(200, "application/yaml"): OpenApiTypes.STR},
+        responses={**POLICY_DOCUMENT_ANSWERS, **ERRORS},
     )
     def get(self, request: Request, agent_id: str) -> HttpResponse:
         agent = selectors.agent_get(organization=_organization(request), ref=agent_id)
@@ -539,7 +583,7 @@ class PolicyView(APIView):
     @extend_schema(
         operation_id="agents_policy_put",
         request={"application/yaml": OpenApiTypes.STR, "application/json": OpenApiTypes.OBJECT},
-        responses={200: AgentSerializer, 400: ErrorSerializer},
+        responses={200: AgentSerializer, **ERRORS},
     )
     def put(self, request: Request, agent_id: str) -> Response:
         organization = _organization(request)
@@ -636,7 +680,7 @@ class PolicyVersionView(APIView):
     @extend_schema(
         operation_id="agents_policy_versions_get",
         parameters=[OpenApiParameter("format", str, enum=["yaml", "json"])],
-        responses={(200, "application/yaml"): OpenApiTypes.STR, **ERRORS},
+        responses={**POLICY_DOCUMENT_ANSWERS, **ERRORS},
     )
     def get(self, request: Request, agent_id: str, number: str) -> HttpResponse:
         _agent, version = _version_of(request, agent_id, number)
@@ -663,7 +707,11 @@ class PolicyVersionDiffView(APIView):
             OpenApiParameter("against", int, description="The older side (default: n - 1)."),
             OpenApiParameter("format", str, enum=["json", "diff"]),
         ],
-        responses={200: PolicyVersionDiffSerializer, **ERRORS},
+        responses={
+            (200, "application/json"): PolicyVersionDiffSerializer,
+            (200, "text/x-diff"): OpenApiTypes.STR,
+            **ERRORS,
+        },
     )
     def get(self, request: Request, agent_id: str, number: str) -> HttpResponse:
         agent, version = _version_of(request, agent_id, number)
@@ -772,6 +820,7 @@ class TokenUsageView(APIView):
 
     @extend_schema(
         operation_id="token_usage_create",
+        auth=KEY_ONLY_AUTH,
         request=TokenUsageRequestSerializer,
         responses={201: TokenUsageResponseSerializer, **ERRORS},
     )
@@ -798,7 +847,7 @@ class TokenUsageSummaryView(APIView):
             OpenApiParameter("group_by", str, enum=["model", "day", "session"]),
             OpenApiParameter("agent", str),
         ],
-        responses={200: TokenUsageSummarySerializer},
+        responses={200: TokenUsageSummarySerializer, **ERRORS},
     )
     def get(self, request: Request) -> Response:
         organization = _organization(request)

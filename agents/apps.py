@@ -10,6 +10,7 @@ class AgentsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        import agents.openapi  # noqa: F401  (registers the API-key scheme with drf-spectacular)
         from agents.shadow import TALLY_EVERY_SECONDS
         from agents.tasks import RECOUNT_EVERY_SECONDS
 

@@ -23,12 +23,12 @@ import heapq
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.dateparse import parse_date
 
 from agents import limits, runtime
 from agents.models import Agent, Rule
@@ -50,6 +50,7 @@ from agents.shadow import answer_of
 from approvals.models import ApprovalRequest
 from audit.models import AuditEntry
 from wardenproject.errors import ValidationFailed
+from wardenproject.timeparse import datetime_parse_utc
 
 MAX_CALLS = 100_000  # the most calls one backtest replays (its `limit`, and the default)
 MAX_SAMPLES = 50
@@ -65,12 +66,10 @@ def backtest_time(text: object, *, field: str, now: datetime) -> datetime:
     ``now`` (``7d``, ``12h``), else 400 naming ``field``."""
     if isinstance(text, str) and text.strip():
         value = text.strip()
-        parsed = parse_datetime(value)
+        parsed = datetime_parse_utc(value)
         if parsed is None and (day := _date(value)) is not None:
-            parsed = datetime(day.year, day.month, day.day)
+            parsed = datetime(day.year, day.month, day.day, tzinfo=UTC)
         if parsed is not None:
-            if timezone.is_naive(parsed):
-                parsed = timezone.make_aware(parsed, timezone.get_fixed_timezone(0))
             return parsed
         try:
             return now - timedelta(seconds=parse_duration(value))

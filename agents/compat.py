@@ -24,17 +24,38 @@ from agents.http import (
     object_field,
     string_field,
 )
+from agents.openapi import KEY_ONLY_AUTH
 from agents.permissions import IsAgentOrOrgKey, api_principal
+from agents.schemas import (
+    AGENTWARDEN_TAG,
+    ARDEN_TAG,
+    ERRORS,
+    SDK_LOG_STATUSES,
+    AgentWardenCheckRequestSerializer,
+    AgentWardenCheckResponseSerializer,
+    AgentWardenLogRequestSerializer,
+    AgentWardenLogResponseSerializer,
+    ArdenCheckRequestSerializer,
+    ArdenCheckResponseSerializer,
+    ArdenStatusSerializer,
+    TokenUsageRequestSerializer,
+    TokenUsageResponseSerializer,
+)
 from wardenproject.errors import ValidationFailed
 from wardenproject.jsonutil import iso
 
-SDK_LOG_STATUSES = ("success", "blocked", "failed", "pending_approval")
 
-
-@extend_schema(exclude=True)
 class ArdenCheckView(KeyOnlyPostView):
     """``POST /policy/check`` {tool_name, args, kwargs, metadata: {session_id}}."""
 
+    @extend_schema(
+        operation_id="arden_policy_check",
+        summary="Check a tool call (Arden SDK)",
+        tags=[ARDEN_TAG],
+        auth=KEY_ONLY_AUTH,
+        request=ArdenCheckRequestSerializer,
+        responses={200: ArdenCheckResponseSerializer, **ERRORS},
+    )
     def post(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         data = json_object(request)
@@ -86,13 +107,19 @@ class ArdenCheckView(KeyOnlyPostView):
         )
 
 
-@extend_schema(exclude=True)
 class ArdenStatusView(APIView):
     """``GET /status/{action_id}``: pending, approved or denied (expired/cancelled read as
     denied, the reason in ``message``)."""
 
     permission_classes = [IsAgentOrOrgKey]
 
+    @extend_schema(
+        operation_id="arden_status",
+        summary="A held call's status (Arden SDK)",
+        tags=[ARDEN_TAG],
+        auth=KEY_ONLY_AUTH,
+        responses={200: ArdenStatusSerializer, **ERRORS},
+    )
     def get(self, request: Request, action_id: str) -> Response:
         from approvals.selectors import arden_status
         from audit.selectors import action_detail
@@ -118,12 +145,19 @@ class ArdenStatusView(APIView):
         )
 
 
-@extend_schema(exclude=True)
 class ArdenTokenUsageView(APIView):
     """``POST /token-usage`` {model, prompt_tokens, completion_tokens, session_id?}."""
 
     permission_classes = [IsAgentOrOrgKey]
 
+    @extend_schema(
+        operation_id="arden_token_usage",
+        summary="Record token usage (Arden SDK)",
+        tags=[ARDEN_TAG],
+        auth=KEY_ONLY_AUTH,
+        request=TokenUsageRequestSerializer,
+        responses={201: TokenUsageResponseSerializer, **ERRORS},
+    )
     def post(self, request: Request) -> Response:
         from agents.api import token_usage_agent
 
@@ -139,10 +173,17 @@ class ArdenTokenUsageView(APIView):
         return Response(token_usage_answer(usage), status=HTTPStatus.CREATED)
 
 
-@extend_schema(exclude=True)
 class AgentWardenCheckView(KeyOnlyPostView):
     """``POST /sdk/check`` {agent_id, action, context} -> {allowed, requires_approval, reason}."""
 
+    @extend_schema(
+        operation_id="agentwarden_check",
+        summary="Check a tool call (AgentWarden SDK)",
+        tags=[AGENTWARDEN_TAG],
+        auth=KEY_ONLY_AUTH,
+        request=AgentWardenCheckRequestSerializer,
+        responses={200: AgentWardenCheckResponseSerializer, **ERRORS},
+    )
     def post(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         data = json_object(request)
@@ -169,10 +210,17 @@ class AgentWardenCheckView(KeyOnlyPostView):
         )
 
 
-@extend_schema(exclude=True)
 class AgentWardenLogView(KeyOnlyPostView):
     """``POST /sdk/log`` {agent_id, action, status, context}: one LOG audit entry."""
 
+    @extend_schema(
+        operation_id="agentwarden_log",
+        summary="Log an action (AgentWarden SDK)",
+        tags=[AGENTWARDEN_TAG],
+        auth=KEY_ONLY_AUTH,
+        request=AgentWardenLogRequestSerializer,
+        responses={201: AgentWardenLogResponseSerializer, **ERRORS},
+    )
     def post(self, request: HttpRequest) -> HttpResponse:
         data = json_object(request)
         agent_ref = string_field(data, "agent_id", required=True)

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+# The tags of the wire-compatible endpoints (docs/API.md, "Wire contract") in the schema.
+ARDEN_TAG = "Arden SDK (compatible)"
+AGENTWARDEN_TAG = "AgentWarden SDK (compatible)"
+
 
 class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    field = serializers.CharField(allow_null=True)
+    code = serializers.CharField(help_text="Machine-readable: invalid, not_found, forbidden...")
+    detail = serializers.CharField(help_text="In plain words.")
+    field = serializers.CharField(allow_null=True, help_text="The field at fault, if one is.")
+
+
+# Every error status an endpoint may answer, each with the one error body.
+ERRORS = {code: ErrorSerializer for code in (400, 401, 402, 403, 404, 409, 413, 429, 503)}
 
 
 class CheckRequestSerializer(serializers.Serializer):
@@ -115,6 +123,10 @@ class AgentSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(read_only=True)
 
 
+class AgentListSerializer(serializers.Serializer):
+    results = AgentSerializer(many=True)
+
+
 class RuleSerializer(serializers.Serializer):
     id = serializers.CharField(read_only=True)
     scope = serializers.ChoiceField(["agent", "org"], read_only=True)
@@ -150,12 +162,22 @@ class RuleSerializer(serializers.Serializer):
         help_text="shadow: evaluated and recorded on every call, never part of the answer.",
     )
     position = serializers.IntegerField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+class RuleDetailSerializer(RuleSerializer):
+    # Not read-only: drf-spectacular makes every read-only field required, and only a shadow
+    # rule's answer has this one (the serializer is used for answers only).
     shadow = serializers.DictField(
-        read_only=True,
         required=False,
-        help_text="Shadow rules, GET of one rule: as_of, and for 1d, 7d and 30d the calls it "
+        help_text="Shadow rules only: as_of, and for 1d, 7d and 30d the calls the rule "
         "matched, the answers it would have changed and their transitions.",
     )
+
+
+class RuleListSerializer(serializers.Serializer):
+    results = RuleSerializer(many=True)
 
 
 class ApiKeySerializer(serializers.Serializer):
@@ -165,11 +187,26 @@ class ApiKeySerializer(serializers.Serializer):
     environment = serializers.ChoiceField(["test", "live"], required=False)
     agent_id = serializers.CharField(required=False, allow_null=True)
     prefix = serializers.CharField(read_only=True)
-    key = serializers.CharField(read_only=True, help_text="Shown once, at creation.")
     created_at = serializers.DateTimeField(read_only=True)
     last_used_at = serializers.DateTimeField(read_only=True, allow_null=True)
     revoked_at = serializers.DateTimeField(read_only=True, allow_null=True)
     expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    replaced_by = serializers.CharField(
+        read_only=True, allow_null=True, help_text="The key that replaced this one, if rotated."
+    )
+    usable = serializers.BooleanField(read_only=True)
+
+
+class CreatedApiKeySerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The key itself: shown only once.")
+
+
+class RotatedApiKeySerializer(CreatedApiKeySerializer):
+    previous = ApiKeySerializer(help_text="The key replaced (valid for the grace period).")
+
+
+class ApiKeyListSerializer(serializers.Serializer):
+    results = ApiKeySerializer(many=True)
 
 
 class RotateRequestSerializer(serializers.Serializer):
@@ -257,9 +294,27 @@ class TokenUsageResponseSerializer(serializers.Serializer):
     total_cost_usd = serializers.FloatField()
 
 
+class TokenUsageRowSerializer(serializers.Serializer):
+    model = serializers.CharField(required=False, help_text="group_by=model")
+    day = serializers.DateField(required=False, allow_null=True, help_text="group_by=day")
+    session = serializers.CharField(required=False, help_text="group_by=session")
+    calls = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    total_cost_usd = serializers.FloatField()
+
+
+class TokenUsageTotalsSerializer(serializers.Serializer):
+    calls = serializers.IntegerField(required=False)
+    total_tokens = serializers.IntegerField(required=False)
+    total_cost_usd = serializers.FloatField(required=False)
+
+
 class TokenUsageSummarySerializer(serializers.Serializer):
-    group_by = serializers.CharField()
-    results = serializers.ListField(child=serializers.DictField())
+    group_by = serializers.ChoiceField(["model", "day", "session"])
+    results = TokenUsageRowSerializer(many=True)
+    totals = TokenUsageTotalsSerializer(help_text="Empty when there is no usage.")
 
 
 class PolicyVersionSerializer(serializers.Serializer):
@@ -285,3 +340,109 @@ class PolicyVersionDiffSerializer(serializers.Serializer):
 
 class NoteRequestSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, max_length=1000)
+
+
+# --- The wire-compatible endpoints (ARDEN_TAG, AGENTWARDEN_TAG) -----------------------------
+
+
+class ArdenCheckMetadataSerializer(serializers.Serializer):
+    session_id = serializers.CharField(required=False, allow_null=True, max_length=200)
+
+
+class ArdenCheckRequestSerializer(serializers.Serializer):
+    tool_name = serializers.CharField(max_length=200, help_text="The action, e.g. stripe.refund")
+    args = serializers.ListField(required=False, allow_null=True, child=serializers.JSONField())
+    kwargs = serializers.DictField(
+        required=False, allow_null=True, help_text="The tool's arguments by parameter name."
+    )
+    metadata = ArdenCheckMetadataSerializer(required=False, allow_null=True)
+    agent = serializers.CharField(
+        required=False, help_text="Org keys only: the agent's agt_ id or name."
+    )
+
+
+class ArdenCheckResponseSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(["allow", "requires_approval", "block"])
+    action_id = serializers.CharField()
+    message = serializers.CharField(allow_null=True)
+    reason = serializers.CharField(
+        help_text="no_policy_configured when no rule matched and the call was allowed."
+    )
+    status = serializers.ChoiceField(["allowed", "blocked", "pending"])
+    environment = serializers.ChoiceField(["test", "live"])
+    user_id = serializers.CharField(help_text="The organisation's id.")
+    rule = serializers.CharField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class ArdenStatusSerializer(serializers.Serializer):
+    action_id = serializers.CharField()
+    status = serializers.ChoiceField(
+        ["pending", "approved", "denied"],
+        help_text="Expired and cancelled requests read as denied (the reason in message).",
+    )
+    message = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    native_status = serializers.ChoiceField(
+        ["allowed", "blocked", "pending", "approved", "denied", "expired", "cancelled"]
+    )
+
+
+class AgentWardenCheckRequestSerializer(serializers.Serializer):
+    agent_id = serializers.CharField(max_length=200, help_text="The agent's agt_ id or name.")
+    action = serializers.CharField(max_length=200)
+    context = serializers.DictField(required=False, allow_null=True)
+
+
+class AgentWardenCheckResponseSerializer(serializers.Serializer):
+    allowed = serializers.BooleanField()
+    requires_approval = serializers.BooleanField()
+    reason = serializers.CharField(allow_null=True)
+    action_id = serializers.CharField()
+    decision = serializers.ChoiceField(["allow", "requires_approval", "block"])
+    rule = serializers.CharField(allow_null=True)
+
+
+SDK_LOG_STATUSES = ["success", "blocked", "failed", "pending_approval"]
+
+
+class AgentWardenLogRequestSerializer(serializers.Serializer):
+    agent_id = serializers.CharField(max_length=200)
+    action = serializers.CharField(max_length=200)
+    status = serializers.ChoiceField(SDK_LOG_STATUSES)
+    context = serializers.DictField(required=False, allow_null=True)
+
+
+class AgentWardenLogResponseSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    agent_id = serializers.CharField()
+    organization_id = serializers.CharField()
+    action = serializers.CharField()
+    status = serializers.CharField()
+    context = serializers.DictField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+# --- Audit ---------------------------------------------------------------------------------
+
+
+class AuditPublicKeySerializer(serializers.Serializer):
+    key_id = serializers.CharField()
+    public_key = serializers.CharField()
+    algorithm = serializers.ChoiceField(["ed25519"])
+    signing = serializers.BooleanField(help_text="The key new checkpoints are signed with.")
+
+
+class AuditCheckpointSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    seq = serializers.IntegerField()
+    hash = serializers.CharField()
+    created_at = serializers.CharField(help_text="The time as the chain hashes it.")
+    key_id = serializers.CharField(allow_null=True)
+    signature = serializers.CharField(allow_null=True)
+
+
+class AuditCheckpointListSerializer(serializers.Serializer):
+    public_keys = AuditPublicKeySerializer(many=True)
+    results = AuditCheckpointSerializer(many=True)
+    next = serializers.CharField(allow_null=True, help_text="The after of the next page.")

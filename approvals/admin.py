@@ -12,7 +12,12 @@ from django.utils.html import format_html, format_html_join
 
 from approvals.forms import NotesForm
 from approvals.models import ApprovalRequest, ApprovalVote
-from approvals.selectors import AGE_BUCKETS, age_bucket_filter, arguments_rows
+from approvals.selectors import (
+    AGE_BUCKETS,
+    age_bucket_filter,
+    approval_decide_refusal,
+    arguments_rows,
+)
 from approvals.services import approval_decide
 from wardenproject.errors import DomainError
 
@@ -123,6 +128,7 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet, *, approve: bool
     ) -> HttpResponse | None:
         verb = "approve" if approve else "deny"
+        done_verb = "approved" if approve else "denied"
         if "confirm" not in request.POST:
             return TemplateResponse(
                 request,
@@ -141,7 +147,14 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
         form = NotesForm(request.POST)
         notes = form.cleaned_data["notes"] if form.is_valid() else ""
         done = 0
-        for item in queryset:
+        # The admin capitalises a message's first letter: the request's id never comes first.
+        for item in queryset.select_related("organization"):
+            refusal = approval_decide_refusal(user=request.user, request=item)
+            if refusal is not None:
+                self.message_user(
+                    request, f"Request {item.action_id} not {done_verb}: {refusal}", messages.ERROR
+                )
+                continue
             try:
                 approval_decide(
                     request_or_action_id=item,
@@ -152,9 +165,13 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
                 )
                 done += 1
             except DomainError as error:
-                self.message_user(request, f"{item.action_id}: {error.detail}", messages.ERROR)
+                self.message_user(
+                    request,
+                    f"Request {item.action_id} not {done_verb}: {error.detail}",
+                    messages.ERROR,
+                )
         if done:
-            self.message_user(request, f"{done} request(s) {verb}d.", messages.SUCCESS)
+            self.message_user(request, f"{done} request(s) {done_verb}.", messages.SUCCESS)
         return None
 
     @admin.action(description="Approve selected requests (with notes)")

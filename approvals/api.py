@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import BasePermission
@@ -14,7 +15,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Organization, User
+from agents.schemas import ARDEN_TAG, ERRORS, ActionSerializer
 from approvals.models import ApprovalRequest
+from approvals.schemas import (
+    ApprovalListSerializer,
+    ArdenDecisionRequestSerializer,
+    ArdenDecisionResponseSerializer,
+    CancelRequestSerializer,
+    ClaimRequestSerializer,
+    ClaimResponseSerializer,
+    DecisionRequestSerializer,
+)
 from approvals.selectors import (
     ApprovalFilters,
     approval_compat_status,
@@ -99,6 +110,12 @@ class ApprovalListApi(APIView):
 
     permission_classes = [IsMemberOrKey]
 
+    @extend_schema(
+        operation_id="approvals_list",
+        tags=["approvals"],
+        parameters=[ListQuerySerializer],
+        responses={200: ApprovalListSerializer, **ERRORS},
+    )
     def get(self, request: Request) -> Response:
         query = ListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -147,16 +164,34 @@ class _DecideApi(APIView):
         return Response(approval_json(decided))
 
 
+def _decide_schema(operation_id: str, summary: str) -> Any:
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        tags=["approvals"],
+        request=DecisionRequestSerializer,
+        responses={200: ActionSerializer, **ERRORS},
+    )
+
+
 class ApproveApi(_DecideApi):
     """`POST /api/v1/actions/{id}/approve` `{notes}`."""
 
     approve = True
+
+    @_decide_schema("action_approve", "Approve a pending request")
+    def post(self, request: Request, action_id: str) -> Response:
+        return super().post(request, action_id)
 
 
 class DenyApi(_DecideApi):
     """`POST /api/v1/actions/{id}/deny` `{notes}`."""
 
     approve = False
+
+    @_decide_schema("action_deny", "Deny a pending request")
+    def post(self, request: Request, action_id: str) -> Response:
+        return super().post(request, action_id)
 
 
 class ClaimSerializer(serializers.Serializer):
@@ -168,6 +203,12 @@ class ClaimApi(APIView):
 
     permission_classes = [IsMemberOrKey]
 
+    @extend_schema(
+        operation_id="action_claim",
+        tags=["approvals"],
+        request=ClaimRequestSerializer,
+        responses={200: ClaimResponseSerializer, **ERRORS},
+    )
     def post(self, request: Request, action_id: str) -> Response:
         body = ClaimSerializer(data=request_body(request))
         body.is_valid(raise_exception=True)
@@ -206,6 +247,12 @@ class CancelApi(APIView):
 
     permission_classes = [IsMemberOrKey]
 
+    @extend_schema(
+        operation_id="action_cancel",
+        tags=["approvals"],
+        request=CancelRequestSerializer,
+        responses={200: ActionSerializer, **ERRORS},
+    )
     def post(self, request: Request, action_id: str) -> Response:
         body = CancelSerializer(data=request_body(request))
         body.is_valid(raise_exception=True)
@@ -262,9 +309,27 @@ class _ArdenDecideApi(APIView):
         )
 
 
+def _arden_decide_schema(operation_id: str, summary: str) -> Any:
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        tags=[ARDEN_TAG],
+        request=ArdenDecisionRequestSerializer,
+        responses={200: ArdenDecisionResponseSerializer, **ERRORS},
+    )
+
+
 class ArdenApproveApi(_ArdenDecideApi):
     approve = True
+
+    @_arden_decide_schema("arden_approve", "Approve (Arden SDK)")
+    def post(self, request: Request, action_id: str) -> Response:
+        return super().post(request, action_id)
 
 
 class ArdenDenyApi(_ArdenDecideApi):
     approve = False
+
+    @_arden_decide_schema("arden_deny", "Deny (Arden SDK)")
+    def post(self, request: Request, action_id: str) -> Response:
+        return super().post(request, action_id)

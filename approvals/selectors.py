@@ -13,10 +13,11 @@ from django.db.models import Count, DecimalField, F, Q, QuerySet
 from django.db.models.expressions import Func
 from django.utils import timezone
 
-from accounts.models import Organization
+from accounts.models import Organization, User
+from accounts.selectors import membership_role_get
 from approvals import wakeup
 from approvals.models import ApprovalRequest, ApprovalVote
-from approvals.services import approval_expire, approval_expire_if_overdue
+from approvals.services import DECIDING_ROLES, approval_expire, approval_expire_if_overdue
 from audit.models import AuditEntry
 from wardenproject.errors import NotFound
 
@@ -441,3 +442,20 @@ def approval_similar_decisions(
         )
     found.sort(key=lambda r: (r.decided_at, r.pk), reverse=True)
     return found[:limit]
+
+
+def approval_decide_refusal(*, user: User, request: ApprovalRequest) -> str | None:
+    """Why ``user`` cannot decide ``request`` (None: they can), in words for the Django admin,
+    which lists every organisation's requests to a superuser: deciding is for the
+    organisation's owners, admins and approvers, whoever runs the server."""
+    role = membership_role_get(user=user, organization_id=request.organization_id)
+    organization = request.organization.name
+    if role is None:
+        return (
+            f"you are not a member of {organization}; only its owners, admins and approvers "
+            "can decide its requests (a superuser sees every organisation's requests here "
+            "but decides none of them)."
+        )
+    if role not in DECIDING_ROLES:
+        return f"your role in {organization} ({role}) cannot decide approval requests."
+    return None

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -17,6 +16,7 @@ from rest_framework.views import APIView
 
 from agents.api import IgnoreFormatNegotiation, _organization
 from agents.permissions import IsMember, IsMemberOrOrgKey
+from agents.schemas import ERRORS, AuditCheckpointListSerializer
 from audit.export import FORMATS, audit_entries_for_export, entry_row, export_lines
 from audit.models import AuditEntry
 from audit.selectors import (
@@ -26,6 +26,7 @@ from audit.selectors import (
     checkpoint_json,
 )
 from wardenproject.errors import ValidationFailed
+from wardenproject.timeparse import datetime_parse_utc
 
 STREAM_LIMIT_DEFAULT = 1000
 STREAM_LIMIT_MAX = 5000
@@ -59,7 +60,7 @@ def _when(request: Request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
     if not raw:
         return None
-    value = parse_datetime(raw.replace(" ", "+"))
+    value = datetime_parse_utc(raw.replace(" ", "+"))
     if value is None:
         raise ValidationFailed(f"{name} must be an ISO-8601 date and time.", field=name)
     return value
@@ -78,7 +79,11 @@ class AuditExportView(APIView):
             OpenApiParameter("kind", str, enum=list(AuditEntry.Kind.values)),
             OpenApiParameter("agent", str, description="Agent public id."),
         ],
-        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            (200, "text/csv"): OpenApiTypes.STR,
+            **ERRORS,
+        },
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         fmt = request.query_params.get("format", "jsonl")
@@ -111,7 +116,7 @@ class AuditCheckpointsView(APIView):
             OpenApiParameter("after", str, description="The `next` of the previous page."),
             OpenApiParameter("limit", int, description="1 to 1000 (default 100)."),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: AuditCheckpointListSerializer, **ERRORS},
     )
     def get(self, request: Request) -> Response:
         raw = request.query_params.get("after") or ""
@@ -153,7 +158,7 @@ class AuditStreamView(APIView):
             ),
             OpenApiParameter("limit", int, description="1 to 5000 lines (default 1000)."),
         ],
-        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, **ERRORS},
     )
     def get(self, request: Request) -> HttpResponse:
         after = _seq_cursor(request)

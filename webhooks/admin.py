@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from accounts.admin_site import ReadOnlyModelAdmin
 from accounts.plans import Feature, plan_allows
 from webhooks import services
 from webhooks.delivery import url_address_problem, url_problem
@@ -116,9 +117,12 @@ class DeliveryInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ReadOnlyModelAdmin):
     list_display = ["public_id", "event_type", "organization", "action_id", "created_at"]
     list_filter = ["event_type"]
     search_fields = ["public_id", "action_id", "organization__name"]
@@ -135,9 +139,12 @@ class AttemptInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyModelAdmin):
     list_display = [
         "public_id",
         "endpoint",
@@ -157,7 +164,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Attempt)
-class AttemptAdmin(admin.ModelAdmin):
+class AttemptAdmin(ReadOnlyModelAdmin):
     list_display = ["delivery", "number", "response_status", "duration_ms", "error", "created_at"]
     list_filter = ["response_status"]
     search_fields = ["delivery__public_id", "request_url", "error"]

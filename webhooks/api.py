@@ -6,7 +6,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.utils.cache import patch_cache_control
-from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,10 +14,25 @@ from rest_framework.views import APIView
 from accounts.models import Membership
 from accounts.permissions import Capability, membership_require, membership_require_capability
 from agents.permissions import IsMember, IsWebhookManager
+from agents.schemas import ERRORS
 from wardenproject.errors import ValidationFailed
 from wardenproject.jsonutil import iso
+from wardenproject.timeparse import datetime_parse_utc
 from webhooks import selectors, services
 from webhooks.models import Attempt, Delivery, Endpoint
+from webhooks.schemas import (
+    DeliveryListSerializer,
+    DeliverySerializer,
+    EndpointCreateSerializer,
+    EndpointListSerializer,
+    EndpointSerializer,
+    EndpointUpdateSerializer,
+    EndpointWithSecretSerializer,
+    RecoverRequestSerializer,
+    RecoverResponseSerializer,
+)
+
+TAGS = ["webhooks"]
 
 
 def endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
@@ -104,11 +119,22 @@ class WebhookApiView(APIView):
 
 
 class EndpointListView(WebhookApiView):
+    @extend_schema(
+        operation_id="webhooks_endpoints_list",
+        tags=TAGS,
+        responses={200: EndpointListSerializer, **ERRORS},
+    )
     def get(self, request: Request) -> Response:
         membership = _membership(request, manage=False)
         endpoints = selectors.endpoint_list(organization=membership.organization)
         return Response({"results": [endpoint_json(e) for e in endpoints]})
 
+    @extend_schema(
+        operation_id="webhooks_endpoints_create",
+        tags=TAGS,
+        request=EndpointCreateSerializer,
+        responses={201: EndpointWithSecretSerializer, **ERRORS},
+    )
     def post(self, request: Request) -> Response:
         membership = _membership(request, manage=True)
         data = _body(request)
@@ -135,6 +161,11 @@ class EndpointListView(WebhookApiView):
 
 
 class EndpointDetailView(WebhookApiView):
+    @extend_schema(
+        operation_id="webhooks_endpoints_get",
+        tags=TAGS,
+        responses={200: EndpointSerializer, **ERRORS},
+    )
     def get(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=False)
         endpoint = selectors.endpoint_get(
@@ -142,6 +173,12 @@ class EndpointDetailView(WebhookApiView):
         )
         return Response(endpoint_json(endpoint))
 
+    @extend_schema(
+        operation_id="webhooks_endpoints_update",
+        tags=TAGS,
+        request=EndpointUpdateSerializer,
+        responses={200: EndpointSerializer, **ERRORS},
+    )
     def patch(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
@@ -167,6 +204,11 @@ class EndpointDetailView(WebhookApiView):
         )
         return Response(endpoint_json(endpoint))
 
+    @extend_schema(
+        operation_id="webhooks_endpoints_delete",
+        tags=TAGS,
+        responses={204: None, **ERRORS},
+    )
     def delete(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
@@ -177,6 +219,12 @@ class EndpointDetailView(WebhookApiView):
 
 
 class EndpointRotateView(WebhookApiView):
+    @extend_schema(
+        operation_id="webhooks_endpoints_rotate_secret",
+        tags=TAGS,
+        request=None,
+        responses={200: EndpointWithSecretSerializer, **ERRORS},
+    )
     def post(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
@@ -191,6 +239,12 @@ class EndpointRotateView(WebhookApiView):
 
 
 class EndpointTestView(WebhookApiView):
+    @extend_schema(
+        operation_id="webhooks_endpoints_send_test",
+        tags=TAGS,
+        request=None,
+        responses={202: DeliverySerializer, **ERRORS},
+    )
     def post(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
@@ -201,14 +255,20 @@ class EndpointTestView(WebhookApiView):
 
 
 class EndpointRecoverView(WebhookApiView):
+    @extend_schema(
+        operation_id="webhooks_endpoints_recover",
+        tags=TAGS,
+        request=RecoverRequestSerializer,
+        responses={202: RecoverResponseSerializer, **ERRORS},
+    )
     def post(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=True)
         endpoint = selectors.endpoint_get(
             organization=membership.organization, public_id=endpoint_id
         )
         raw = _str(_body(request), "since", required=True) or ""
-        since = parse_datetime(raw)
-        if since is None or since.tzinfo is None:
+        since = datetime_parse_utc(raw, zone_required=True)
+        if since is None:
             raise ValidationFailed(
                 "since must be an ISO-8601 date-time with a time zone.", field="since"
             )
@@ -217,6 +277,15 @@ class EndpointRecoverView(WebhookApiView):
 
 
 class EndpointDeliveriesView(WebhookApiView):
+    @extend_schema(
+        operation_id="webhooks_endpoints_deliveries",
+        tags=TAGS,
+        parameters=[
+            OpenApiParameter("status", str, enum=Delivery.Status.values),
+            OpenApiParameter("limit", int, description="1 to 500 (default 50)."),
+        ],
+        responses={200: DeliveryListSerializer, **ERRORS},
+    )
     def get(self, request: Request, endpoint_id: str) -> Response:
         membership = _membership(request, manage=False)
         endpoint = selectors.endpoint_get(
@@ -238,6 +307,11 @@ class EndpointDeliveriesView(WebhookApiView):
 
 
 class DeliveryDetailView(WebhookApiView):
+    @extend_schema(
+        operation_id="webhooks_deliveries_get",
+        tags=TAGS,
+        responses={200: DeliverySerializer, **ERRORS},
+    )
     def get(self, request: Request, delivery_id: str) -> Response:
         membership = _membership(request, manage=False)
         delivery = selectors.delivery_get(
@@ -247,6 +321,12 @@ class DeliveryDetailView(WebhookApiView):
 
 
 class DeliveryResendView(WebhookApiView):
+    @extend_schema(
+        operation_id="webhooks_deliveries_resend",
+        tags=TAGS,
+        request=None,
+        responses={202: DeliverySerializer, **ERRORS},
+    )
     def post(self, request: Request, delivery_id: str) -> Response:
         membership = _membership(request, manage=True)
         delivery = selectors.delivery_get(

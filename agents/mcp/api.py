@@ -7,6 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.http import Http404
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,8 +16,16 @@ from accounts.models import Organization
 from agents.http import json_object
 from agents.mcp import selectors, services
 from agents.mcp.models import McpServer
+from agents.mcp.schemas import (
+    McpServerListSerializer,
+    McpServerSerializer,
+    McpServerWriteSerializer,
+)
 from agents.permissions import IsManager, IsMember, request_organization
+from agents.schemas import ERRORS
 from wardenproject.jsonutil import iso
+
+TAGS = ["mcp"]
 
 
 def mcp_server_json(server: McpServer) -> dict[str, Any]:
@@ -47,10 +56,21 @@ class McpApiView(APIView):
 
 
 class McpServerListView(McpApiView):
+    @extend_schema(
+        operation_id="mcp_servers_list",
+        tags=TAGS,
+        responses={200: McpServerListSerializer, **ERRORS},
+    )
     def get(self, request: Request) -> Response:
         servers = selectors.mcp_server_list(organization=_organization(request))
         return Response({"results": [mcp_server_json(s) for s in servers]})
 
+    @extend_schema(
+        operation_id="mcp_servers_create",
+        tags=TAGS,
+        request=McpServerWriteSerializer,
+        responses={201: McpServerSerializer, **ERRORS},
+    )
     def post(self, request: Request) -> Response:
         data = json_object(request)
         server = services.mcp_server_create(
@@ -67,10 +87,21 @@ class McpServerListView(McpApiView):
 
 
 class McpServerDetailView(McpApiView):
+    @extend_schema(
+        operation_id="mcp_servers_get",
+        tags=TAGS,
+        responses={200: McpServerSerializer, **ERRORS},
+    )
     def get(self, request: Request, server_id: str) -> Response:
         server = selectors.mcp_server_get(organization=_organization(request), ref=server_id)
         return Response(mcp_server_json(server))
 
+    @extend_schema(
+        operation_id="mcp_servers_update",
+        tags=TAGS,
+        request=McpServerWriteSerializer(partial=True),
+        responses={200: McpServerSerializer, **ERRORS},
+    )
     def patch(self, request: Request, server_id: str) -> Response:
         server = selectors.mcp_server_get(organization=_organization(request), ref=server_id)
         data = json_object(request)
@@ -86,6 +117,11 @@ class McpServerDetailView(McpApiView):
         )
         return Response(mcp_server_json(server))
 
+    @extend_schema(
+        operation_id="mcp_servers_delete",
+        tags=TAGS,
+        responses={204: None, **ERRORS},
+    )
     def delete(self, request: Request, server_id: str) -> Response:
         server = selectors.mcp_server_get(organization=_organization(request), ref=server_id)
         services.mcp_server_delete(server=server, actor=request.user)

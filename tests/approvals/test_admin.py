@@ -103,16 +103,68 @@ def test_the_admin_actions_decide_through_the_service_with_notes(
     ).exists()
 
 
-def test_a_staff_user_outside_the_organisation_cannot_decide_in_the_admin(client, charlie, pending):
+@pytest.fixture
+def superuser_charlie(charlie):
+    """A superuser who is not a member of Acme (he owns Charlie Co)."""
     charlie.is_staff = True
     charlie.is_superuser = True
     charlie.save()
-    client.force_login(charlie)
+    return charlie
+
+
+def test_a_superuser_outside_the_organisation_sees_its_requests_in_the_admin(
+    client, superuser_charlie, pending
+):
+    client.force_login(superuser_charlie)
+    assert client.get(CHANGELIST).context["cl"].result_count == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "verb"), [("approve_selected", "approved"), ("deny_selected", "denied")]
+)
+def test_a_superuser_outside_the_organisation_is_told_why_he_cannot_decide(
+    client, superuser_charlie, pending, action, verb
+):
+    client.force_login(superuser_charlie)
     response = client.post(
         CHANGELIST,
-        {"action": "approve_selected", ACTION_CHECKBOX_NAME: [pending.pk], "confirm": "yes"},
+        {"action": action, ACTION_CHECKBOX_NAME: [pending.pk], "confirm": "yes"},
         follow=True,
     )
-    assert "No such approval request" in response.content.decode()
+    page = response.content.decode()
+    assert (
+        f"Request {pending.action_id} not {verb}: you are not a member of Acme; only its "
+        "owners, admins and approvers can decide its requests"
+    ) in page
+    assert "No such approval request" not in page
+    assert pending.action_id.capitalize() not in page
     pending.refresh_from_db()
     assert pending.status == "pending"
+    assert not pending.check_entry.organization.audit_entries.filter(kind="decision").exists()
+
+
+def test_a_staff_viewer_is_told_that_his_role_cannot_decide(client, vera, pending):
+    vera.is_staff = True
+    vera.is_superuser = True
+    vera.save()
+    client.force_login(vera)
+    response = client.post(
+        CHANGELIST,
+        {"action": "deny_selected", ACTION_CHECKBOX_NAME: [pending.pk], "confirm": "yes"},
+        follow=True,
+    )
+    assert "your role in Acme (viewer) cannot decide approval requests" in (
+        response.content.decode()
+    )
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+
+def test_the_admin_says_denied_requests_were_denied(client, staff_bob, pending):
+    client.force_login(staff_bob)
+    response = client.post(
+        CHANGELIST,
+        {"action": "deny_selected", ACTION_CHECKBOX_NAME: [pending.pk], "confirm": "yes"},
+        follow=True,
+    )
+    assert "1 request(s) denied." in response.content.decode()

@@ -193,3 +193,28 @@ def test_sdk_log_and_outcomes_are_in_the_log(client, keys):
     )
     kinds = set(AuditEntry.objects.values_list("kind", flat=True))
     assert {"check", "outcome", "log", "config"} <= kinds
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        "0001-01-01T00:00:00+05:00",  # before year 1 once in UTC
+        "2026-13-01T00:00:00Z",  # well formed, impossible
+    ],
+)
+def test_an_export_since_a_time_the_database_cannot_take_is_a_400(client, alice, org_a, since):
+    client.force_login(alice)
+    response = client.get("/api/v1/audit", {"format": "jsonl", "since": since})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["field"] == "since"
+
+
+def test_an_export_since_a_time_with_a_zone_counts_from_that_moment_in_utc(client, keys, alice):
+    a_check(client, keys.live)
+    client.force_login(alice)
+    # 1 hour from now at +21:31: an offset Python takes and PostgreSQL refuses (the export
+    # once failed there with a server error); read in UTC it is 20.5 hours ago.
+    since = (timezone.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S+21:31")
+    response = client.get("/api/v1/audit", {"format": "jsonl", "kind": "check", "since": since})
+    assert response.status_code == HTTPStatus.OK
+    assert len(b"".join(response.streaming_content).splitlines()) == 1

@@ -207,15 +207,28 @@ def test_resend_and_recover(alice_client):
     assert response.json()["status"] == "pending"
 
 
-def test_recover_without_a_valid_since_is_a_400(alice_client):
+@pytest.mark.parametrize(
+    "since", ["yesterday", "2026-01-01T00:00:00", "2026-02-30T00:00Z", "0001-01-01T00:00+01:00"]
+)
+def test_recover_without_a_valid_since_is_a_400(alice_client, since):
     endpoint_id = create(alice_client).json()["id"]
     response = alice_client.post(
         f"{BASE}/endpoints/{endpoint_id}/recover",
-        {"since": "yesterday"},
+        {"since": since},
         content_type="application/json",
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["field"] == "since"
+
+
+def test_recover_since_a_zone_offset_postgresql_cannot_store_reads_it_in_utc(alice_client):
+    endpoint_id = create(alice_client).json()["id"]
+    response = alice_client.post(
+        f"{BASE}/endpoints/{endpoint_id}/recover",
+        {"since": "2026-01-01T00:00:00+21:31"},
+        content_type="application/json",
+    )
+    assert response.status_code == HTTPStatus.ACCEPTED
 
 
 def test_anonymous_is_refused(client):

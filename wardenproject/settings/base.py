@@ -55,7 +55,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "csp",
     "allauth",
-    "allauth.account",
+    "accounts.admin_apps.SignInConfig",  # allauth.account, "Sign-in" in the admin
     "accounts",
     "agents",
     "audit",
@@ -340,6 +340,42 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Request bodies get their own components (no read-only fields in them).
+    "COMPONENT_SPLIT_REQUEST": True,
+    # One name for each set of choices that several fields share.
+    "ENUM_NAME_OVERRIDES": {
+        "DecisionEnum": ["allow", "requires_approval", "block"],
+        "CheckStatusEnum": ["allowed", "blocked", "pending"],
+        "ActionStatusEnum": [
+            "allowed",
+            "blocked",
+            "pending",
+            "approved",
+            "denied",
+            "expired",
+            "cancelled",
+        ],
+        "ApprovalStatusEnum": "approvals.models.ApprovalRequest.Status",
+        "ArdenStatusEnum": ["pending", "approved", "denied"],
+        "OutcomeStatusEnum": ["success", "failed", "blocked"],
+        "SdkLogStatusEnum": ["success", "blocked", "failed", "pending_approval"],
+        "DeliveryStatusEnum": "webhooks.models.Delivery.Status",
+    },
+    # "Authorize" with an API key survives a reload of the docs page.
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    "TAGS": [
+        {"name": "check", "description": "Decide one tool call (the hot path)."},
+        {
+            "name": "Arden SDK (compatible)",
+            "description": "The endpoints of the Arden SDK (ardenpy), at the server root "
+            "(docs/API.md, Wire contract). The key identifies one agent.",
+        },
+        {
+            "name": "AgentWarden SDK (compatible)",
+            "description": "The endpoints of the AgentWarden SDK (agentwarden), at the server "
+            "root. The key belongs to the organisation; the agent is named in the body.",
+        },
+    ],
 }
 # Largest accepted JSON request body on every API endpoint, in bytes (413 above it; policy
 # documents have their own limit, 1 MiB).
