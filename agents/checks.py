@@ -303,6 +303,7 @@ class _Record:
                 rule=held.rule,
                 call=call,
                 now=call.at,
+                before_use=reservation.require_locks,
             )
             if use is None:
                 return False

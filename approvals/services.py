@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -565,7 +566,13 @@ def _grants_create(request: ApprovalRequest, *, source: str, now: datetime) -> l
 
 
 def grant_use_for_call(
-    *, agent_id: int, environment: str, rule: RuleSpec, call: Call, now: datetime
+    *,
+    agent_id: int,
+    environment: str,
+    rule: RuleSpec,
+    call: Call,
+    now: datetime,
+    before_use: Callable[[], None] | None = None,
 ) -> GrantUse | None:
     """Use a grant that covers ``call``, held by ``rule``, in the caller's transaction (which
     writes the call's audit row naming it): None if none does.
@@ -575,6 +582,8 @@ def grant_use_for_call(
     partial index ``grant_lookup``), then a conditional UPDATE takes a use (``uses_left >
     0`` for amount grants), so racing checks spend exactly the uses there are, and a grant
     revoked meanwhile is not used. The grant's kind must still be allowed by the rule.
+    ``before_use`` runs once when a grant may be used, before any row is locked (the check
+    path locks its running totals' counters there: counters first, then the grant).
     """
     kinds = rule.grants
     if not kinds or not rule.id:
@@ -604,6 +613,8 @@ def grant_use_for_call(
         .order_by(F("uses_left").asc(nulls_first=True), "expires_at")
         .values_list("pk", "public_id", "kind", "created_by_label", "expires_at", "uses")[:3]
     )
+    if candidates and before_use is not None:
+        before_use()
     for pk, grant_id, kind, granted_by, expires_at, uses in candidates:
         taken = (
             Grant.objects.filter(pk=pk, revoked_at__isnull=True, expires_at__gt=now)
