@@ -21,7 +21,15 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from agents.policy import format_duration, format_number, parse_duration, to_decimal
+from agents.policy import (
+    RuleSpec,
+    format_duration,
+    format_number,
+    parse_duration,
+    to_decimal,
+)
+from agents.selectors import rule_spec
+from approvals.models import ApprovalRequest
 from wardenproject.errors import ValidationFailed
 from wardenproject.jsonutil import iso
 
@@ -131,6 +139,24 @@ def _uses(raw: Mapping[str, Any]) -> int:
     if isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses <= MAX_USES:
         raise _invalid(f"uses must be a whole number from 1 to {MAX_USES}.", "uses")
     return uses
+
+
+def holding_rule(request: ApprovalRequest) -> RuleSpec | None:
+    """The rule that held ``request``, as it reads now (None if it was deleted)."""
+    rule = request.rule
+    if rule is None:
+        return None
+    return rule_spec(rule, lists=request.agent.policy_lists if rule.agent_id else None)
+
+
+def grant_kinds_allowed(request: ApprovalRequest) -> tuple[str, ...]:
+    """What a reviewer may remember when approving ``request`` (none once it is decided)."""
+    if request.status != ApprovalRequest.Status.PENDING:
+        return ()
+    rule = holding_rule(request)
+    if rule is None:
+        return ()
+    return tuple(kind for kind in rule.grants if kind != SESSION or request.session_id)
 
 
 def grant_spec_check(

@@ -246,6 +246,7 @@ def grant_list(
     *,
     organization: Organization,
     agent: str = "",
+    for_agent: Any | None = None,
     active: bool | None = None,
     request: ApprovalRequest | None = None,
     now: datetime | None = None,
@@ -256,6 +257,8 @@ def grant_list(
     qs = Grant.objects.filter(organization=organization).select_related("agent", "request")
     if agent:
         qs = qs.filter(Q(agent__public_id=agent) | Q(agent__name=agent))
+    if for_agent is not None:
+        qs = qs.filter(agent=for_agent)
     if request is not None:
         qs = qs.filter(request=request)
     if active is True:

@@ -24,7 +24,6 @@ from accounts.plans import Feature, plan_require
 from accounts.selectors import membership_role_get
 from agents.limits import budgets_spend_approved
 from agents.policy import Call, RuleSpec, amount_read
-from agents.selectors import rule_spec
 from approvals import wakeup
 from approvals.grants import (
     AMOUNT,
@@ -34,6 +33,7 @@ from approvals.grants import (
     GrantUse,
     grant_spec_check,
     grant_spec_parse,
+    holding_rule,
 )
 from approvals.models import ApprovalRequest, ApprovalVote, Grant
 from audit.models import AuditEntry
@@ -471,14 +471,6 @@ def _budgets_spend(request: ApprovalRequest) -> None:
 # --- remembered approvals (grants) -----------------------------------------------------------
 
 
-def _holding_rule(request: ApprovalRequest) -> RuleSpec | None:
-    """The rule that held the request, as it reads now (None if it was deleted)."""
-    rule = request.rule
-    if rule is None:
-        return None
-    return rule_spec(rule, lists=request.agent.policy_lists if rule.agent_id else None)
-
-
 def _grant_offer(
     request: ApprovalRequest, grant: GrantSpec | dict[str, Any] | None, *, approve: bool
 ) -> GrantSpec | None:
@@ -488,7 +480,7 @@ def _grant_offer(
         return None
     if not approve:
         raise ValidationFailed("A grant goes with an approval, not a denial.", field="grant")
-    rule = _holding_rule(request)
+    rule = holding_rule(request)
     grant_spec_check(
         offer,
         allowed=rule.grants if rule is not None else (),
@@ -523,7 +515,7 @@ def _grants_create(request: ApprovalRequest, *, source: str, now: datetime) -> l
     votes = request.votes.filter(
         vote=ApprovalVote.Vote.APPROVE, grant__isnull=False
     ).select_related("user", "api_key")
-    rule = _holding_rule(request) if votes else None
+    rule = holding_rule(request) if votes else None
     created = []
     for vote in votes:
         offer = grant_spec_parse(vote.grant)

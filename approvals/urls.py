@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.queue, name="queue"),
     path("queue.fragment", views.queue_fragment, name="queue-fragment"),
     path("history/", views.history, name="history"),
+    path("grants/<str:grant_id>/revoke", views.revoke_grant, name="grant-revoke"),
     path("<str:action_id>/", views.detail, name="detail"),
     path("<str:action_id>/status.fragment", views.detail_status, name="detail-status"),
     path("<str:action_id>/decide", views.decide, name="decide"),
