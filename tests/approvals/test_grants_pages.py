@@ -6,11 +6,13 @@ from __future__ import annotations
 from http import HTTPStatus
 
 import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
 from agents import services as agents_services
 from approvals.models import ApprovalRequest, Grant
 from approvals.services import approval_decide
+from audit.models import AuditEntry
 from tests.approvals.conftest import ALL_KINDS, held, hold_rule
 
 pytestmark = pytest.mark.django_db
@@ -157,3 +159,22 @@ def test_an_outsider_gets_404_revoking_another_organisations_grant(client, grant
     assert response.status_code == HTTPStatus.NOT_FOUND
     granted.refresh_from_db()
     assert granted.revoked_at is None
+
+
+def test_the_admin_lists_grants_and_revokes_them_through_the_service(client, granted, bob):
+    bob.is_staff = bob.is_superuser = True
+    bob.save()
+    client.force_login(bob)
+
+    listed = client.get("/admin/approvals/grant/")
+    revoked = client.post(
+        "/admin/approvals/grant/",
+        {"action": "revoke_selected", ACTION_CHECKBOX_NAME: [granted.pk]},
+    )
+
+    assert listed.status_code == HTTPStatus.OK
+    assert granted.public_id in listed.content.decode()
+    assert revoked.status_code == HTTPStatus.FOUND
+    granted.refresh_from_db()
+    assert granted.revoked_by_label == "bob@example.com"
+    assert AuditEntry.objects.filter(target_id=granted.public_id, data__verb="revoke").exists()
