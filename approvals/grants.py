@@ -190,7 +190,8 @@ class GrantUse:
         text = f"allowed by grant {self.public_id} from {self.granted_by}"
         if self.uses is not None and self.uses_left is not None:
             return f"{text}, {self.uses_left} of {self.uses} uses left"
-        return f"{text} ({_KIND_WORDS[self.kind]}, until {iso(self.expires_at)})"
+        until = self.expires_at.replace(microsecond=0).isoformat()
+        return f"{text} ({_KIND_WORDS[self.kind]}, until {until})"
 
     def record(self) -> dict[str, Any]:
         return {
