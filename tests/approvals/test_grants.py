@@ -9,6 +9,8 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from freezegun import freeze_time
 from rest_framework.test import APIClient
@@ -64,21 +66,47 @@ def test_an_identical_grant_does_not_cover_other_arguments(bot, bob, check):
     assert check({"amount": 150, "customer": "cus_2"})["decision"] == "requires_approval"
 
 
-def test_an_identical_grant_expires_after_its_ttl(bot, bob, check):
+@pytest.mark.parametrize(
+    "grant",
+    [
+        {"kind": "identical", "ttl": "1h"},
+        {"kind": "session", "ttl": "1h"},
+        {"kind": "amount", "max_amount": 500, "uses": 10, "ttl": "1h"},
+    ],
+    ids=lambda grant: grant["kind"],
+)
+def test_a_grant_of_each_kind_expires_after_its_ttl(bot, bob, check, grant):
     hold_rule(bot, ALL_KINDS)
     start = timezone.now()
     with freeze_time(start):
-        request = held(check({"amount": 150}))
-        approval_decide(
-            request_or_action_id=request,
-            actor_user=bob,
-            approve=True,
-            grant={"kind": "identical", "ttl": "1h"},
-        )
-    with freeze_time(start + timedelta(minutes=59)):
-        assert check({"amount": 150})["decision"] == "allow"
-    with freeze_time(start + timedelta(minutes=61)):
-        assert check({"amount": 150})["decision"] == "requires_approval"
+        request = held(check({"amount": 150}, session_id="run-1"))
+    with freeze_time(start + timedelta(minutes=10)):  # the ttl runs from the approval
+        approval_decide(request_or_action_id=request, actor_user=bob, approve=True, grant=grant)
+    with freeze_time(start + timedelta(minutes=69)):
+        assert check({"amount": 150}, session_id="run-1")["decision"] == "allow"
+    with freeze_time(start + timedelta(minutes=70, seconds=1)):
+        assert check({"amount": 150}, session_id="run-1")["decision"] == "requires_approval"
+
+
+def test_an_identical_grant_names_itself_and_its_expiry_in_the_reason(bot, bob, check):
+    hold_rule(bot, ALL_KINDS)
+    request = held(check({"amount": 150}))
+    approval_decide(
+        request_or_action_id=request,
+        actor_user=bob,
+        approve=True,
+        grant={"kind": "identical", "ttl": "1h"},
+    )
+    grant = Grant.objects.get()
+
+    answer = check({"amount": 150})
+
+    until = grant.expires_at.replace(microsecond=0).isoformat()
+    assert answer["reason"] == (
+        f"allowed by grant {grant.public_id} from bob@example.com (identical calls, until {until})"
+    )
+    assert answer["rule"] == "big refunds"
+    assert answer["message"] is None
 
 
 def test_a_session_grant_allows_the_action_for_the_rest_of_the_session_only(bot, bob, check):
@@ -235,6 +263,36 @@ def test_a_grant_does_not_cover_a_call_another_rule_also_holds(bot, bob, check):
     assert answer["decision"] == "requires_approval"
 
 
+def test_a_grant_applies_only_where_its_own_rule_holds_the_call(bot, bob, check):
+    hold_rule(bot, ALL_KINDS)
+    agents_services.rule_create(
+        organization=bot.organization,
+        agent=bot,
+        data={
+            "name": "refunds to new customers",
+            "action": "stripe.refund",
+            "effect": "requires_approval",
+            "when": {"field": "new_customer", "op": "eq", "value": True},
+            "approval": {"grants": ALL_KINDS},
+        },
+        actor=None,
+    )
+    request = held(check({"amount": 150, "new_customer": False}, session_id="run-1"))
+    approval_decide(
+        request_or_action_id=request,
+        actor_user=bob,
+        approve=True,
+        grant={"kind": "session", "ttl": "1h"},
+    )
+
+    # Held by the other rule only (the amount is within 100): the grant is big refunds'.
+    answer = check({"amount": 50, "new_customer": True}, session_id="run-1")
+
+    assert answer["decision"] == "requires_approval"
+    assert answer["rule"] == "refunds to new customers"
+    assert Grant.objects.get().use_count == 0
+
+
 def test_a_grant_never_applies_to_another_agent(org_a, alice, bot, bob, check):
     hold_rule(bot, ALL_KINDS)
     other = agents_services.agent_create(organization=org_a, actor=alice, name="other-bot")
@@ -294,6 +352,29 @@ def test_a_call_the_policy_allows_never_looks_for_a_grant(
         assert check({"amount": 10})["decision"] == "allow"
 
     assert not any("approvals_grant" in q["sql"] for q in queries.captured_queries)
+
+
+def test_a_held_call_looks_for_grants_with_one_query_only_when_its_rule_allows_them(
+    bot, org_a, alice, check
+):
+    hold_rule(bot, ["identical"])
+    other = agents_services.agent_create(organization=org_a, actor=alice, name="other-bot")
+    hold_rule(other)  # no grants allowed
+    other_key = agent_key(other)
+    check({"amount": 150})
+    check({"amount": 150}, key=other_key)  # warm the policies and keys
+
+    with CaptureQueriesContext(connection) as allowing:
+        check({"amount": 150})
+    with CaptureQueriesContext(connection) as not_allowing:
+        check({"amount": 150}, key=other_key)
+
+    def grant_queries(context: CaptureQueriesContext) -> list[str]:
+        return [q["sql"] for q in context.captured_queries if '"approvals_grant"' in q["sql"]]
+
+    assert len(grant_queries(allowing)) == 1
+    assert grant_queries(allowing)[0].startswith("SELECT")
+    assert grant_queries(not_allowing) == []
 
 
 # --- refused grants: 400, nothing decided -----------------------------------------------------
