@@ -442,7 +442,8 @@ def _vote(
     request.decided_by, request.decided_by_key, request.decided_by_label = voter, actor_key, label
     if approve:
         _budgets_spend(request)
-        _grants_create(request, source=source, now=now)
+        if offer is not None or request.approvals_required > 1:  # else none was offered
+            _grants_create(request, source=source, now=now)
     verb = "approve" if approve else "deny"
     _record(
         request,
