@@ -178,14 +178,20 @@ def _authorize_decider(
         actor_user=actor_user,
         actor_key=actor_key,
         missing="No such approval request.",
+        forbidden="Viewers can see approval requests but not decide them.",
     )
 
 
 def _deciding_person(
-    organization_id: int, *, actor_user: User | None, actor_key: Any | None, missing: str
+    organization_id: int,
+    *,
+    actor_user: User | None,
+    actor_key: Any | None,
+    missing: str,
+    forbidden: str,
 ) -> User:
     """The member who acts as a reviewer in ``organization_id`` (see ``_authorize_decider``);
-    ``missing`` is the 404's detail for outsiders."""
+    ``missing`` is the 404's detail for outsiders, ``forbidden`` the 403's for viewers."""
     if actor_key is not None:
         if actor_key.organization_id != organization_id:
             raise NotFound(missing)
@@ -213,7 +219,7 @@ def _deciding_person(
     if role is None:
         raise NotFound(missing)
     if role not in DECIDING_ROLES:
-        raise Forbidden("Viewers can see approval requests and grants but not decide them.")
+        raise Forbidden(forbidden)
     return actor_user
 
 
@@ -645,7 +651,11 @@ def grant_revoke(
     may revoke; anyone from another organisation gets 404. Revoking a revoked grant changes
     nothing."""
     voter = _deciding_person(
-        grant.organization_id, actor_user=actor_user, actor_key=actor_key, missing="No such grant."
+        grant.organization_id,
+        actor_user=actor_user,
+        actor_key=actor_key,
+        missing="No such grant.",
+        forbidden="Viewers can see grants but not revoke them.",
     )
     label = _decider_label(voter, actor_key)
     with transaction.atomic():
