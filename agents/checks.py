@@ -20,7 +20,15 @@ from django.utils import timezone
 
 from agents import limits, runtime
 from agents.models import Agent
-from agents.policy import ALLOW, REQUIRES_APPROVAL, Call, Decision, ShadowOutcome, plan_gate
+from agents.policy import (
+    ALLOW,
+    BLOCK,
+    REQUIRES_APPROVAL,
+    Call,
+    Decision,
+    ShadowOutcome,
+    plan_gate,
+)
 from agents.policy_trace import decision_trace
 from agents.runtime import AgentRuntime, ApiPrincipal
 from agents.selectors import organization_tz
@@ -133,6 +141,7 @@ def check_perform(
                 decision = plan_gate(evaluated, agent_rt.plan)
                 decision = record.decided(evaluated, decision, shadow_totals)
                 expires_at = record.write(decision, reservation)
+                decision = record.answer  # allowed instead, when a grant covers a held call
     except IntegrityError:  # a concurrent request with the same Idempotency-Key won
         replay = _replay(agent_rt, idempotency_key, request_hash) if idempotency_key else None
         if replay is None:
@@ -176,6 +185,20 @@ def shadow_totals_read(agent_rt: AgentRuntime, call: Call) -> dict[str, Decimal 
     )
 
 
+def grant_may_cover(decision: Decision) -> bool:
+    """Whether a remembered approval may allow this decision: a hold by a rule that allows
+    grants, where no rule blocks and no other rule holds (a grant answers for its own rule
+    only). Everything else (every allow and block) never looks for a grant."""
+    rule = decision.rule
+    if decision.decision != REQUIRES_APPROVAL or rule is None or not rule.grants:
+        return False
+    return all(
+        matched.effect != BLOCK
+        and (matched.effect != REQUIRES_APPROVAL or matched.rule.id == rule.id)
+        for matched in decision.matched
+    )
+
+
 def log_only_answer(decision: Decision) -> Decision:
     """What a ``log_only`` agent answers: the call is allowed, and the reason says what the
     policy decided (no approval request, no hold)."""
@@ -209,6 +232,8 @@ class _Record:
         self.request_hash = request_hash
         self.started = started
         self.entry: AuditEntry
+        self.answer: Decision  # what was written: the decision, or a grant's allow
+        self.grant: dict[str, Any] | None = None  # the grant that allowed a held call
         self.shadow: tuple[ShadowOutcome, ...] = ()
         self.would_have_been: Decision | None = None  # a log-only agent's overridden decision
 
@@ -232,7 +257,13 @@ class _Record:
 
     def write(self, decision: Decision, reservation: limits.Reservation) -> datetime | None:
         """Insert the audit row (and the approval request); an allowed call spends its
-        budgets with it. Returns the approval's deadline when the call is held."""
+        budgets with it. Returns the approval's deadline when the call is held.
+
+        A held call that a remembered approval covers is allowed instead (``self.answer``):
+        the grant's use, the audit row naming it and the budgets' spend commit together."""
+        self.answer, self.grant = decision, None
+        if grant_may_cover(decision) and self._write_granted(decision, reservation):
+            return None
         self.entry = entry = self._entry(decision, reservation)
         if reservation.held and decision.decision == ALLOW:
             reservation.spend_with(entry)  # the row and the counters, atomically
@@ -259,7 +290,44 @@ class _Record:
         audit_entry_commit(entry)
         return None
 
-    def _entry(self, decision: Decision, reservation: limits.Reservation) -> AuditEntry:
+    def _write_granted(self, held: Decision, reservation: limits.Reservation) -> bool:
+        """Allow the held call if a grant covers it (True), writing it; else write nothing."""
+        from approvals.services import grant_use_for_call
+
+        assert held.rule is not None
+        call = self.call
+        with transaction.atomic():
+            use = grant_use_for_call(
+                agent_id=self.agent_rt.agent.pk,
+                environment=call.environment,
+                rule=held.rule,
+                call=call,
+                now=call.at,
+                before_use=reservation.require_locks,
+            )
+            if use is None:
+                return False
+            allowed = Decision(
+                decision=ALLOW, rule=held.rule, reason=use.reason(), matched=held.matched
+            )
+            self.grant = {**use.record(), "held": held.reason}
+            self.entry = entry = self._entry(allowed, reservation, traced=held)
+            if reservation.held:
+                reservation.spend_with(entry)  # _Conflict rolls the grant's use back too
+            else:
+                audit_entry_insert(entry)
+        self.answer = allowed
+        return True
+
+    def _entry(
+        self,
+        decision: Decision,
+        reservation: limits.Reservation,
+        traced: Decision | None = None,
+    ) -> AuditEntry:
+        """The audit row of ``decision``; ``traced``: the policy's own decision, when a grant
+        allowed a call the policy held (the trace explains the hold, ``data.grant`` the
+        allow)."""
         call, principal, agent = self.call, self.principal, self.agent_rt.agent
         rule = decision.rule
         data: dict[str, Any] = {}
@@ -273,6 +341,8 @@ class _Record:
             data["budgets"] = reservation.record()  # spent if the call is approved
         if self.shadow:
             data["shadow"] = [outcome.record() for outcome in self.shadow]
+        if self.grant is not None:
+            data["grant"] = self.grant
         if self.would_have_been is not None:
             data["log_only"] = {
                 "decision": self.would_have_been.decision,
@@ -280,7 +350,7 @@ class _Record:
             }
         # Why: the rules the call's action matched, their conditions, amounts and totals.
         data["trace"] = decision_trace(
-            self.agent_rt.policy, call, reservation.totals, decision, self.agent_rt.plan
+            self.agent_rt.policy, call, reservation.totals, traced or decision, self.agent_rt.plan
         )
         entry = AuditEntry(
             public_id=public_id("act"),

@@ -169,6 +169,13 @@ class Reservation:
             return True  # decide again (``reservations``)
         return False
 
+    def require_locks(self) -> None:
+        """Decide again holding the counters' locks (``reservations``) unless they are held
+        already: for a write that locks another row before spending (a grant's use), so
+        that every transaction takes the counters' locks first and none can deadlock."""
+        if self.held and self.optimistic:
+            raise _Conflict
+
     def record(self) -> list[dict[str, str]]:
         """What the audit row keeps, to spend a held call's budgets when it is approved."""
         return [

@@ -9,11 +9,13 @@
 - ``IsApproverKeyOrReviewer``: approver keys, or a logged-in owner/admin/approver of the
   current organisation (deciding and listing approvals). Agent and org keys get 403.
 - ``IsCallerOfActions``: agent keys, org keys, or any logged-in member (reading actions).
+- ``IsMemberOrOrgOrApproverKey``: members of any role, org keys and approver keys (reading
+  grants; agent keys get 403).
 - ``IsMember``: logged-in member of the current organisation, any role (reading config).
 - ``IsManager``: logged-in owner or admin of the current organisation (changing config).
 - ``IsWebhookManager``: logged-in member whose role manages webhooks (owner, admin).
 
-Approver keys are refused (403) by every class except the two approver ones.
+Approver keys are refused (403) by every class except the three approver ones.
 """
 
 from __future__ import annotations
@@ -99,6 +101,13 @@ class IsMemberOrOrgKey(_KeyKinds):
     """Members (any role) and organisation keys: what a log collector reads with."""
 
     kinds = frozenset({"org"})
+    capability = Capability.READ
+
+
+class IsMemberOrOrgOrApproverKey(_KeyKinds):
+    """Reading remembered approvals (grants): agent keys may not see what they are allowed."""
+
+    kinds = frozenset({"org", "approver"})
     capability = Capability.READ
 
 

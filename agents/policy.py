@@ -1159,6 +1159,16 @@ def _amount_problem(field_name: str, raw: Any) -> str | None:
     return None
 
 
+def amount_read(call: Call, field_path: str) -> Decimal | None:
+    """The call's amount at ``field_path`` read as ``max_amount`` reads it: None when it is
+    missing, ambiguous, not a finite number or negative (such an amount never counts as within
+    any limit; remembered approvals up to an amount use this too)."""
+    raw = field_getter(field_path)(call)
+    if _amount_problem(field_path, raw) is not None:
+        return None
+    return _number(raw)
+
+
 def _plain_reason(spec: RuleSpec) -> str:
     if spec.effect == BLOCK:
         return f"blocked by rule '{spec.name}'"

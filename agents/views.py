@@ -44,13 +44,14 @@ from agents.models import Agent, ApiKey, PolicyVersion
 from agents.policy import ENFORCE, SHADOW
 from agents.policy_document import PolicyDocumentError, PolicyError
 from agents.shadow import shadow_stats
-from approvals.selectors import arguments_rows
+from approvals.selectors import arguments_rows, grant_list
 from audit.selectors import action_detail, audit_entry_list, check_entry_get
 from wardenproject.errors import DomainError
 
 SOURCE = "web"
 AUDIT_PAGE_SIZE = 50
 VERSIONS_ON_DETAIL = 5
+GRANTS_ON_DETAIL = 50
 
 
 def _member(request: HttpRequest, capability: Capability = Capability.READ) -> Membership:
@@ -172,6 +173,10 @@ def _detail_page(
         "policy_form": PolicyForm(initial={"document": services.policy_export(agent=agent)}),
         "policy_errors": None,
         "versions": selectors.policy_version_page(agent=agent, limit=VERSIONS_ON_DETAIL)[0],
+        "grants": grant_list(organization=organization, for_agent=agent, active=True)[
+            :GRANTS_ON_DETAIL
+        ],
+        "can_revoke_grants": membership_has(membership, Capability.DECIDE_APPROVALS),
         "backtest": None,
         "error": None,
     }

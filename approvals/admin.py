@@ -1,5 +1,6 @@
 """The approval queue in the Django admin. Read-only rows; approve/deny go through
-approval_decide (with an intermediate page for notes), like every other channel."""
+approval_decide (with an intermediate page for notes), like every other channel. Grants
+(remembered approvals) are listed read-only and revoked through grant_revoke."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from approvals.forms import NotesForm
-from approvals.models import ApprovalRequest, ApprovalVote
+from approvals.models import ApprovalRequest, ApprovalVote, Grant
 from approvals.selectors import (
     AGE_BUCKETS,
     age_bucket_filter,
     approval_decide_refusal,
     arguments_rows,
 )
-from approvals.services import approval_decide
+from approvals.services import approval_decide, grant_revoke
 from wardenproject.errors import DomainError
 
 
@@ -181,3 +182,74 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
     @admin.action(description="Deny selected requests (with notes)")
     def deny_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._decide(request, queryset, approve=False)
+
+
+@admin.register(Grant)
+class GrantAdmin(admin.ModelAdmin):
+    list_display = [
+        "public_id",
+        "kind",
+        "agent",
+        "organization",
+        "environment",
+        "action",
+        "rule_name",
+        "uses_left",
+        "use_count",
+        "expires_at",
+        "revoked_at",
+        "created_by_label",
+    ]
+    list_filter = ["kind", "environment", "organization"]
+    search_fields = ["public_id", "action", "agent__name", "rule_name", "created_by_label"]
+    list_select_related = ["agent", "organization"]
+    actions = ["revoke_selected"]
+    readonly_fields = [
+        "public_id",
+        "organization",
+        "agent",
+        "environment",
+        "action",
+        "rule_name",
+        "rule_public_id",
+        "kind",
+        "arguments_hash",
+        "session_id",
+        "max_amount",
+        "amount_field",
+        "uses",
+        "uses_left",
+        "use_count",
+        "last_used_at",
+        "expires_at",
+        "request",
+        "created_at",
+        "created_by_label",
+        "revoked_at",
+        "revoked_by_label",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        return qs.filter(organization__memberships__user=request.user)
+
+    @admin.action(description="Revoke selected grants")
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = 0
+        for grant in queryset.select_related("organization", "agent"):
+            try:
+                grant_revoke(grant=grant, actor_user=request.user, source="admin")
+                done += 1
+            except DomainError as error:
+                self.message_user(request, f"{grant.public_id}: {error.detail}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} grant(s) revoked.", messages.SUCCESS)

@@ -15,6 +15,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Organization, User
+from agents.permissions import (
+    IsApproverKeyOrReviewer,
+    IsMemberOrOrgOrApproverKey,
+    request_organization,
+)
 from agents.schemas import ARDEN_TAG, ERRORS, ActionSerializer
 from approvals.models import ApprovalRequest
 from approvals.schemas import (
@@ -30,12 +35,16 @@ from approvals.selectors import (
     ApprovalFilters,
     approval_compat_status,
     approval_list,
+    grant_get_for_org,
+    grant_json,
+    grant_list,
 )
 from approvals.services import (
     approval_cancel,
     approval_claim,
     approval_decide,
     approval_request_get,
+    grant_revoke,
 )
 from audit.selectors import action_detail
 from wardenproject.errors import Conflict, Forbidden, ValidationFailed
@@ -94,6 +103,11 @@ class NotesSerializer(serializers.Serializer):
     notes = TextField(required=False, allow_blank=True, allow_null=True, default="")
 
 
+class DecisionSerializer(NotesSerializer):
+    # Validated by the decision service (approvals/grants.py), which names the field.
+    grant = serializers.JSONField(required=False, allow_null=True, default=None)
+
+
 class ListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=ApprovalRequest.Status.choices, required=False, allow_blank=True
@@ -150,9 +164,10 @@ class _DecideApi(APIView):
     approve: bool = True
 
     def post(self, request: Request, action_id: str) -> Response:
-        body = NotesSerializer(data=request_body(request))
+        body = DecisionSerializer(data=request_body(request))
         body.is_valid(raise_exception=True)
         user, key = request_actor(request)
+        grant = body.validated_data.get("grant")
         decided = approval_decide(
             request_or_action_id=action_id,
             actor_user=user,
@@ -160,8 +175,16 @@ class _DecideApi(APIView):
             approve=self.approve,
             notes=body.validated_data.get("notes") or "",
             source="api",
+            grant=grant,
         )
-        return Response(approval_json(decided))
+        answer = approval_json(decided)
+        if grant is not None:
+            # The grants made so far from this request (with a quorum: once it is approved).
+            answer["grants"] = [
+                grant_json(made)
+                for made in grant_list(organization=decided.organization, request=decided)
+            ]
+        return Response(answer)
 
 
 def _decide_schema(operation_id: str, summary: str) -> Any:
@@ -175,7 +198,7 @@ def _decide_schema(operation_id: str, summary: str) -> Any:
 
 
 class ApproveApi(_DecideApi):
-    """`POST /api/v1/actions/{id}/approve` `{notes}`."""
+    """`POST /api/v1/actions/{id}/approve` `{notes, grant}`."""
 
     approve = True
 
@@ -265,6 +288,68 @@ class CancelApi(APIView):
             source="api",
         )
         return Response(approval_json(cancelled))
+
+
+# --- remembered approvals (grants) ----------------------------------------------------------
+
+
+class GrantListQuerySerializer(serializers.Serializer):
+    agent = serializers.CharField(required=False, allow_blank=True, max_length=120)
+    active = serializers.BooleanField(required=False, allow_null=True, default=None)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE, default=50)
+
+
+class GrantListApi(APIView):
+    """`GET /api/v1/grants?agent=&active=true|false&limit=`."""
+
+    permission_classes = [IsMemberOrOrgOrApproverKey]
+
+    def get(self, request: Request) -> Response:
+        query = GrantListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        organization = request_organization(request)
+        if organization is None:
+            return Response({"results": [], "count": 0})
+        data = query.validated_data
+        qs = grant_list(
+            organization=organization, agent=data.get("agent") or "", active=data.get("active")
+        )
+        return Response(
+            {"results": [grant_json(g) for g in qs[: data["limit"]]], "count": qs.count()}
+        )
+
+
+class GrantDetailApi(APIView):
+    """`GET /api/v1/grants/{id}`; `DELETE /api/v1/grants/{id}` revokes it."""
+
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "DELETE":
+            return [IsApproverKeyOrReviewer()]
+        return [IsMemberOrOrgOrApproverKey()]
+
+    def get(self, request: Request, grant_id: str) -> Response:
+        grant = grant_get_for_org(organization=request_organization(request), public_id=grant_id)
+        return Response(grant_json(grant))
+
+    def delete(self, request: Request, grant_id: str) -> Response:
+        return _revoke(request, grant_id)
+
+
+class GrantRevokeApi(APIView):
+    """`POST /api/v1/grants/{id}/revoke`: no check uses the grant from now on."""
+
+    permission_classes = [IsApproverKeyOrReviewer]
+
+    def post(self, request: Request, grant_id: str) -> Response:
+        return _revoke(request, grant_id)
+
+
+def _revoke(request: Request, grant_id: str) -> Response:
+    grant = grant_get_for_org(organization=request_organization(request), public_id=grant_id)
+    user, key = request_actor(request)
+    return Response(
+        grant_json(grant_revoke(grant=grant, actor_user=user, actor_key=key, source="api"))
+    )
 
 
 # --- Arden compatibility (COMPAT.md): POST /approve/{id}, /deny/{id} {"message": ...} ---------

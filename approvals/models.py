@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -92,6 +94,9 @@ class ApprovalVote(models.Model):
     voter_label = models.CharField(max_length=200)
     vote = models.CharField(max_length=8, choices=Vote.choices)
     notes = models.TextField(blank=True)
+    # With a quorum: the grant this approving reviewer offered (validated, as
+    # ``approvals.grants.GrantSpec.record()``), created if and when the request is approved.
+    grant = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -140,3 +145,81 @@ class NotificationWindow(models.Model):
 
     def __str__(self) -> str:
         return f"approval email of organisation {self.organization_id}"
+
+
+class Grant(models.Model):
+    """A remembered approval: calls like an approved one are allowed without asking again.
+
+    Made by a reviewer with an approval (``approval_decide(grant=...)``), within the kinds the
+    holding rule allows (``approval: {grants: [...]}``). It applies only to its agent and
+    environment, only where its rule is the one holding a call, never where a rule blocks,
+    and until it expires, runs out of uses or is revoked (``approvals/grants.py``).
+    """
+
+    class Kind(models.TextChoices):
+        IDENTICAL = "identical", "Identical calls"
+        SESSION = "session", "This session"
+        AMOUNT = "amount", "Up to an amount"
+
+    public_id = models.CharField(max_length=32, unique=True)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="grants"
+    )
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="grants")
+    environment = models.CharField(max_length=8)
+    action = models.CharField(max_length=200, help_text="The held call's action, lower case.")
+    rule = models.ForeignKey(
+        "agents.Rule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rule_public_id = models.CharField(max_length=32, help_text="The rule that held the call.")
+    rule_name = models.CharField(max_length=120, blank=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    arguments_hash = models.CharField(max_length=64, blank=True, help_text="identical only")
+    session_id = models.CharField(max_length=200, blank=True, help_text="session only")
+    max_amount = models.DecimalField(
+        max_digits=30, decimal_places=8, null=True, blank=True, help_text="amount only"
+    )
+    amount_field = models.CharField(max_length=200, blank=True)
+    uses = models.PositiveIntegerField(null=True, blank=True, help_text="amount only")
+    uses_left = models.IntegerField(null=True, blank=True)
+    use_count = models.PositiveIntegerField(default=0)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    request = models.ForeignKey(
+        ApprovalRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="grants"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_label = models.CharField(max_length=200)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_by_label = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The check path's one lookup: a range on expires_at past the agent, environment
+            # and action, over grants not revoked. Expired rows sit below the range, so the
+            # lookup costs the same however many of them there are.
+            models.Index(
+                fields=["agent", "environment", "action", "expires_at"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="grant_lookup",
+            ),
+            models.Index(fields=["organization", "created_at"], name="grant_org_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    def is_active(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return (
+            self.revoked_at is None
+            and self.expires_at > now
+            and (self.uses_left is None or self.uses_left > 0)
+        )

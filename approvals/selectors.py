@@ -15,11 +15,13 @@ from django.utils import timezone
 
 from accounts.models import Organization, User
 from accounts.selectors import membership_role_get
+from agents.policy import format_number
 from approvals import wakeup
-from approvals.models import ApprovalRequest, ApprovalVote
+from approvals.models import ApprovalRequest, ApprovalVote, Grant
 from approvals.services import DECIDING_ROLES, approval_expire, approval_expire_if_overdue
 from audit.models import AuditEntry
 from wardenproject.errors import NotFound
+from wardenproject.jsonutil import iso
 
 EXPIRED_MESSAGE = "The approval request expired without a decision."
 CANCELLED_MESSAGE = "The approval request was cancelled."
@@ -459,3 +461,84 @@ def approval_decide_refusal(*, user: User, request: ApprovalRequest) -> str | No
     if role not in DECIDING_ROLES:
         return f"your role in {organization} ({role}) cannot decide approval requests."
     return None
+
+
+# --- remembered approvals (grants) -----------------------------------------------------------
+
+
+def _active_q(now: datetime) -> Q:
+    return Q(revoked_at__isnull=True, expires_at__gt=now) & (
+        Q(uses_left__isnull=True) | Q(uses_left__gt=0)
+    )
+
+
+def grant_list(
+    *,
+    organization: Organization,
+    agent: str = "",
+    for_agent: Any | None = None,
+    active: bool | None = None,
+    request: ApprovalRequest | None = None,
+    now: datetime | None = None,
+) -> QuerySet[Grant]:
+    """The organisation's grants, newest first; ``agent``: a public id or name; ``active``:
+    only those still usable (True) or only those revoked, expired or used up (False)."""
+    now = now or timezone.now()
+    qs = Grant.objects.filter(organization=organization).select_related("agent", "request")
+    if agent:
+        qs = qs.filter(Q(agent__public_id=agent) | Q(agent__name=agent))
+    if for_agent is not None:
+        qs = qs.filter(agent=for_agent)
+    if request is not None:
+        qs = qs.filter(request=request)
+    if active is True:
+        qs = qs.filter(_active_q(now))
+    elif active is False:
+        qs = qs.exclude(_active_q(now))
+    return qs.order_by("-created_at", "-id")
+
+
+def grant_get_for_org(*, organization: Organization | None, public_id: str) -> Grant:
+    """The grant ``public_id`` of ``organization``, or 404 (another organisation's too)."""
+    if organization is None:
+        raise NotFound("No such grant.")
+    try:
+        return Grant.objects.select_related("agent", "request", "organization").get(
+            organization=organization, public_id=public_id
+        )
+    except Grant.DoesNotExist:
+        raise NotFound("No such grant.") from None
+
+
+def grant_json(grant: Grant, now: datetime | None = None) -> dict[str, Any]:
+    """A grant as the API shows it."""
+    now = now or timezone.now()
+    return {
+        "id": grant.public_id,
+        "kind": grant.kind,
+        "active": grant.is_active(now),
+        "agent_id": grant.agent.public_id,
+        "agent_name": grant.agent.name,
+        "environment": grant.environment,
+        "action": grant.action,
+        "rule": grant.rule_name or None,
+        "rule_id": grant.rule_public_id or None,
+        "arguments_hash": grant.arguments_hash or None,
+        "session_id": grant.session_id or None,
+        "max_amount": _amount_text(grant),
+        "amount_field": grant.amount_field or None,
+        "uses": grant.uses,
+        "uses_left": grant.uses_left,
+        "use_count": grant.use_count,
+        "last_used_at": iso(grant.last_used_at),
+        "expires_at": iso(grant.expires_at),
+        "created_at": iso(grant.created_at),
+        "created_by": grant.created_by_label,
+        "action_id": grant.request.action_id if grant.request_id else None,
+        "revoked_at": iso(grant.revoked_at),
+        "revoked_by": grant.revoked_by_label or None,
+    }
+
+
+def _amount_text(grant: Grant) -> str | None:
+    return format_number(grant.max_amount) if grant.max_amount is not None else None

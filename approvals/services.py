@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Organization, User
@@ -22,11 +24,23 @@ from accounts.permissions import Capability, roles_with
 from accounts.plans import Feature, plan_require
 from accounts.selectors import membership_role_get
 from agents.limits import budgets_spend_approved
+from agents.policy import Call, RuleSpec, amount_read
 from approvals import wakeup
-from approvals.models import ApprovalRequest, ApprovalVote
+from approvals.grants import (
+    AMOUNT,
+    IDENTICAL,
+    SESSION,
+    GrantSpec,
+    GrantUse,
+    grant_spec_check,
+    grant_spec_parse,
+    holding_rule,
+)
+from approvals.models import ApprovalRequest, ApprovalVote, Grant
 from audit.models import AuditEntry
-from audit.services import actor_label, audit_record
+from audit.services import actor_label, audit_record, audit_record_change
 from wardenproject.errors import Conflict, Forbidden, NotFound, PlanRequired, ValidationFailed
+from wardenproject.ids import public_id
 from wardenproject.jsonutil import iso
 from webhooks.services import event_emit
 
@@ -160,9 +174,28 @@ def _authorize_decider(
     Anyone from another organisation gets 404 (they learn nothing); agent and organisation
     keys, viewers, and approver keys whose creator may not decide, get 403.
     """
+    return _deciding_person(
+        request.organization_id,
+        actor_user=actor_user,
+        actor_key=actor_key,
+        missing="No such approval request.",
+        forbidden="Viewers can see approval requests but not decide them.",
+    )
+
+
+def _deciding_person(
+    organization_id: int,
+    *,
+    actor_user: User | None,
+    actor_key: Any | None,
+    missing: str,
+    forbidden: str,
+) -> User:
+    """The member who acts as a reviewer in ``organization_id`` (see ``_authorize_decider``);
+    ``missing`` is the 404's detail for outsiders, ``forbidden`` the 403's for viewers."""
     if actor_key is not None:
-        if actor_key.organization_id != request.organization_id:
-            raise NotFound("No such approval request.")
+        if actor_key.organization_id != organization_id:
+            raise NotFound(missing)
         if actor_key.kind != "approver":
             raise Forbidden("Only approver keys and reviewers can decide approval requests.")
         creator = (
@@ -171,7 +204,7 @@ def _authorize_decider(
             else None
         )
         role = (
-            membership_role_get(user=creator, organization_id=request.organization_id)
+            membership_role_get(user=creator, organization_id=organization_id)
             if creator is not None
             else None
         )
@@ -181,8 +214,13 @@ def _authorize_decider(
                 "not decide approval requests (any more)."
             )
         return creator
-    if not member_can_decide(user=actor_user, organization_id=request.organization_id):
-        raise Forbidden("Viewers can see approval requests but not decide them.")
+    if actor_user is None or not actor_user.is_authenticated:
+        raise NotFound(missing)
+    role = membership_role_get(user=actor_user, organization_id=organization_id)
+    if role is None:
+        raise NotFound(missing)
+    if role not in DECIDING_ROLES:
+        raise Forbidden(forbidden)
     return actor_user
 
 
@@ -272,8 +310,17 @@ def approval_decide(
     approve: bool,
     notes: str = "",
     source: str = "",
+    grant: GrantSpec | dict[str, Any] | None = None,
 ) -> ApprovalRequest:
     """Approve or deny a pending request: the one path for admin, pages and every API.
+
+    ``grant`` (an approval only): remember this approval (``approvals/grants.py``), within
+    the kinds the holding rule allows. It is validated before anything is written: a grant
+    the rule does not allow, or a malformed one, is a ``ValidationFailed`` naming the field
+    (``grant.kind``, ``grant.ttl`` ...) and nothing is decided. The grant is created in the
+    decision's transaction when the request is approved; with a quorum, each approving
+    reviewer's offer is kept with their vote and created only when the last approval
+    needed arrives (a denial or an expiry creates none).
 
     With a quorum (``approvals_required > 1``) an approval is a vote: the request is
     approved when that many distinct people have approved; one denial denies. An approver
@@ -292,6 +339,7 @@ def approval_decide(
     notes = (notes or "").strip()
     if len(notes) > MAX_NOTES:
         raise ValidationFailed(f"Notes are limited to {MAX_NOTES} characters.", field="notes")
+    offer = _grant_offer(request, grant, approve=approve)
     label = _decider_label(voter, actor_key)
     standing: str | None = None
     with transaction.atomic():
@@ -320,6 +368,7 @@ def approval_decide(
                 notes=notes,
                 source=source,
                 now=now,
+                offer=offer,
             )
     if standing is not None:
         raise _conflict(standing)
@@ -417,6 +466,7 @@ def _vote(
     notes: str,
     source: str,
     now: datetime,
+    offer: GrantSpec | None = None,
 ) -> ApprovalRequest:
     """Record one vote on a locked pending request; finalise it if the vote decides.
 
@@ -438,6 +488,7 @@ def _vote(
         voter_label=label,
         vote=ApprovalVote.Vote.APPROVE if approve else ApprovalVote.Vote.DENY,
         notes=notes,
+        grant=offer.record() if offer is not None else None,
         created_at=now,
     )
     if request.approvals_required == 1:
@@ -479,6 +530,8 @@ def _vote(
     request.decided_by, request.decided_by_key, request.decided_by_label = voter, actor_key, label
     if approve:
         _budgets_spend(request)
+        if offer is not None or request.approvals_required > 1:  # else none was offered
+            _grants_create(request, source=source, now=now)
     verb = "approve" if approve else "deny"
     _record(
         request,
@@ -502,6 +555,210 @@ def _budgets_spend(request: ApprovalRequest) -> None:
     budgets = (entry.data or {}).get("budgets") if entry is not None else None
     if budgets:
         budgets_spend_approved(budgets=budgets, requested_at=request.requested_at)
+
+
+# --- remembered approvals (grants) -----------------------------------------------------------
+
+
+def _grant_offer(
+    request: ApprovalRequest, grant: GrantSpec | dict[str, Any] | None, *, approve: bool
+) -> GrantSpec | None:
+    """The grant offered with a decision, validated against the holding rule (400 if not)."""
+    offer = grant_spec_parse(grant)
+    if offer is None:
+        return None
+    if not approve:
+        raise ValidationFailed("A grant goes with an approval, not a denial.", field="grant")
+    rule = holding_rule(request)
+    grant_spec_check(
+        offer,
+        allowed=rule.grants if rule is not None else (),
+        rule_name=rule.name if rule is not None else "",
+        session_id=request.session_id,
+    )
+    return offer
+
+
+def _grant_snapshot(grant: Grant) -> dict[str, Any]:
+    """What a grant's audit entries record of it."""
+    return {
+        "id": grant.public_id,
+        "kind": grant.kind,
+        "agent": grant.agent.public_id,
+        "environment": grant.environment,
+        "action": grant.action,
+        "rule": grant.rule_name,
+        "rule_id": grant.rule_public_id,
+        "session_id": grant.session_id or None,
+        "max_amount": str(grant.max_amount) if grant.max_amount is not None else None,
+        "uses": grant.uses,
+        "expires_at": iso(grant.expires_at),
+        "action_id": grant.request.action_id if grant.request_id else None,
+        "revoked_at": iso(grant.revoked_at),
+    }
+
+
+def _grants_create(request: ApprovalRequest, *, source: str, now: datetime) -> list[Grant]:
+    """The grants offered with the approving votes of a request just approved, created in the
+    decision's transaction, each audited as made by the reviewer who offered it."""
+    votes = request.votes.filter(
+        vote=ApprovalVote.Vote.APPROVE, grant__isnull=False
+    ).select_related("user", "api_key")
+    rule = holding_rule(request) if votes else None
+    created = []
+    for vote in votes:
+        offer = grant_spec_parse(vote.grant)
+        if offer is None or rule is None or offer.kind not in rule.grants:
+            continue  # the rule changed since the vote: it no longer allows this grant
+        grant = Grant.objects.create(
+            public_id=public_id("grt"),
+            organization=request.organization,
+            agent=request.agent,
+            environment=request.environment,
+            action=request.action.lower(),
+            rule=request.rule,
+            rule_public_id=rule.id,
+            rule_name=rule.name,
+            kind=offer.kind,
+            arguments_hash=request.arguments_hash if offer.kind == IDENTICAL else "",
+            session_id=request.session_id if offer.kind == SESSION else "",
+            max_amount=offer.max_amount,
+            amount_field=rule.amount_field if offer.kind == AMOUNT else "",
+            uses=offer.uses,
+            uses_left=offer.uses,
+            expires_at=now + timedelta(seconds=offer.ttl_seconds),
+            request=request,
+            created_at=now,
+            created_by=vote.user,
+            created_by_label=vote.voter_label,
+        )
+        audit_record_change(
+            organization=request.organization,
+            actor_user=vote.user,
+            actor_key=vote.api_key,
+            target=grant,
+            verb="create",
+            before=None,
+            after=_grant_snapshot(grant),
+            source=source,
+        )
+        created.append(grant)
+    return created
+
+
+def grant_use_for_call(
+    *,
+    agent_id: int,
+    environment: str,
+    rule: RuleSpec,
+    call: Call,
+    now: datetime,
+    before_use: Callable[[], None] | None = None,
+) -> GrantUse | None:
+    """Use a grant that covers ``call``, held by ``rule``, in the caller's transaction (which
+    writes the call's audit row naming it): None if none does.
+
+    The caller asks only for a call that ``rule`` holds and no rule blocks. One indexed
+    query finds the candidates (agent, environment, action, not revoked, not expired: the
+    partial index ``grant_lookup``), then a conditional UPDATE takes a use (``uses_left >
+    0`` for amount grants), so racing checks spend exactly the uses there are, and a grant
+    revoked meanwhile is not used. The grant's kind must still be allowed by the rule.
+    ``before_use`` runs once when a grant may be used, before any row is locked (the check
+    path locks its running totals' counters there: counters first, then the grant).
+    """
+    kinds = rule.grants
+    if not kinds or not rule.id:
+        return None
+    covers = Q()
+    if IDENTICAL in kinds:
+        covers |= Q(kind=IDENTICAL, arguments_hash=arguments_hash(call.arguments or {}))
+    if SESSION in kinds and call.session_id:
+        covers |= Q(kind=SESSION, session_id=call.session_id)
+    if AMOUNT in kinds:
+        amount = amount_read(call, rule.amount_field)
+        if amount is not None:  # a missing, non-numeric or negative amount uses no grant
+            covers |= Q(kind=AMOUNT, max_amount__gte=amount, uses_left__gt=0)
+    if not covers:
+        return None
+    candidates = list(
+        Grant.objects.filter(
+            covers,
+            agent_id=agent_id,
+            environment=environment,
+            action=call.action_key,
+            revoked_at__isnull=True,
+            expires_at__gt=now,
+            rule_public_id=rule.id,
+        )
+        # Grants without a use count first: they cost nothing to use.
+        .order_by(F("uses_left").asc(nulls_first=True), "expires_at")
+        .values_list("pk", "public_id", "kind", "created_by_label", "expires_at", "uses")[:3]
+    )
+    if candidates and before_use is not None:
+        before_use()
+    for pk, grant_id, kind, granted_by, expires_at, uses in candidates:
+        taken = (
+            Grant.objects.filter(pk=pk, revoked_at__isnull=True, expires_at__gt=now)
+            .filter(Q(uses_left__isnull=True) | Q(uses_left__gt=0))
+            .update(use_count=F("use_count") + 1, last_used_at=now, uses_left=F("uses_left") - 1)
+        )
+        if taken != 1:
+            continue  # used up or revoked by a racing transaction
+        # The row is locked by the UPDATE until the caller commits: this is exact.
+        uses_left = (
+            Grant.objects.filter(pk=pk).values_list("uses_left", flat=True).get()
+            if uses is not None
+            else None
+        )
+        return GrantUse(
+            public_id=grant_id,
+            kind=kind,
+            granted_by=granted_by,
+            expires_at=expires_at,
+            uses=uses,
+            uses_left=uses_left,
+        )
+    return None
+
+
+def grant_revoke(
+    *,
+    grant: Grant,
+    actor_user: User | None = None,
+    actor_key: Any | None = None,
+    source: str = "",
+) -> Grant:
+    """Revoke a grant at once: from the commit on, no check uses it (a check using it now
+    holds its row and commits first). Reviewers (approver, admin, owner) and approver keys
+    may revoke; anyone from another organisation gets 404. Revoking a revoked grant changes
+    nothing."""
+    voter = _deciding_person(
+        grant.organization_id,
+        actor_user=actor_user,
+        actor_key=actor_key,
+        missing="No such grant.",
+        forbidden="Viewers can see grants but not revoke them.",
+    )
+    label = _decider_label(voter, actor_key)
+    with transaction.atomic():
+        now = timezone.now()
+        changed = Grant.objects.filter(pk=grant.pk, revoked_at__isnull=True).update(
+            revoked_at=now, revoked_by=voter, revoked_by_label=label
+        )
+        grant.refresh_from_db()
+        if changed == 1:
+            before = {**_grant_snapshot(grant), "revoked_at": None}
+            audit_record_change(
+                organization=grant.organization,
+                actor_user=voter,
+                actor_key=actor_key,
+                target=grant,
+                verb="revoke",
+                before=before,
+                after=_grant_snapshot(grant),
+                source=source,
+            )
+    return grant
 
 
 # --- expiry -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ urlpatterns = [
     path("pending-count", views.pending_count, name="pending-count"),
     path("decide", views.queue_decide, name="queue-decide"),
     path("history/", views.history, name="history"),
+    path("grants/<str:grant_id>/revoke", views.revoke_grant, name="grant-revoke"),
     path("<str:action_id>/", views.detail, name="detail"),
     path("<str:action_id>/status.fragment", views.detail_status, name="detail-status"),
     path("<str:action_id>/decide", views.decide, name="decide"),

@@ -8,11 +8,19 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Organization
 from agents.selectors import agent_list
-from approvals.forms import BulkDecisionForm, DecisionForm, HistoryFilterForm, QueueFilterForm
+from approvals.forms import (
+    BulkDecisionForm,
+    DecisionForm,
+    GrantForm,
+    HistoryFilterForm,
+    QueueFilterForm,
+)
+from approvals.grants import grant_kinds_allowed
 from approvals.models import ApprovalRequest
 from approvals.selectors import (
     QUEUE_LIMIT,
@@ -28,11 +36,13 @@ from approvals.selectors import (
     argument_amount,
     arguments_brief,
     arguments_rows,
+    grant_get_for_org,
 )
 from approvals.services import (
     approval_decide,
     approval_decide_bulk,
     approval_request_get,
+    grant_revoke,
     member_can_decide,
 )
 from audit.selectors import action_explanation
@@ -182,6 +192,7 @@ def _detail_context(request: HttpRequest, action_id: str) -> dict:
         "approvals": [v for v in votes if v.vote == v.Vote.APPROVE],
         "votes": votes,
         "form": DecisionForm(),
+        "grant_form": GrantForm(kinds=grant_kinds_allowed(approval)) if can_decide else None,
     }
 
 
@@ -234,6 +245,11 @@ def decide(request: HttpRequest, action_id: str) -> HttpResponse:
         messages.error(request, "Choose Approve or Reject.")
         return redirect("approvals:detail", action_id=action_id)
     approve = form.cleaned_data["decision"] == "approve"
+    grant_form = GrantForm(request.POST, kinds=("identical", "session", "amount"))
+    if not grant_form.is_valid():  # nothing is decided with a grant that cannot be read
+        messages.error(request, "The approval to remember is not valid; nothing was decided.")
+        return redirect("approvals:detail", action_id=action_id)
+    grant = grant_form.grant() if approve else None
     try:
         decided = approval_decide(
             request_or_action_id=action_id,
@@ -241,6 +257,7 @@ def decide(request: HttpRequest, action_id: str) -> HttpResponse:
             approve=approve,
             notes=form.cleaned_data["notes"],
             source="web",
+            grant=grant,
         )
     except DomainError as error:
         messages.error(request, error.detail)
@@ -268,3 +285,21 @@ def history(request: HttpRequest) -> HttpResponse:
         "approvals/history.html",
         {"form": form, "page": page, "query": query.urlencode(), "organization": organization},
     )
+
+
+@login_required
+@require_POST
+def revoke_grant(request: HttpRequest, grant_id: str) -> HttpResponse:
+    """The agent page's Revoke button: the grant stops applying at once."""
+    try:
+        grant = grant_get_for_org(organization=_organization(request), public_id=grant_id)
+    except NotFound:
+        raise Http404("No such grant.") from None
+    try:
+        grant_revoke(grant=grant, actor_user=request.user, source="web")
+    except NotFound:
+        raise Http404("No such grant.") from None
+    except DomainError as error:
+        raise PermissionDenied(error.detail) from None
+    messages.success(request, f"Grant {grant.public_id} revoked: it allows nothing more.")
+    return redirect(reverse("agents:detail", args=[grant.agent.public_id]) + "#grants")

@@ -66,6 +66,9 @@ def action_explanation(*, entry: AuditEntry) -> dict[str, Any]:
     words (checks recorded before traces were kept say so)."""
     trace = (entry.data or {}).get("trace") or None
     lines = trace_explain(trace)
+    grant = (entry.data or {}).get("grant")
+    if grant:  # the trace explains the hold; the grant, why the call was allowed anyway
+        lines = [*lines, f"Allowed by grant {grant.get('id')} from {grant.get('granted_by')}."]
     return {"recorded": trace is not None, "lines": lines, "text": "; ".join(lines), "trace": trace}
 
 
@@ -127,6 +130,8 @@ def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
         "sealed": entry_sealed(entry=entry),
         "shadow": (entry.data or {}).get("shadow") or [],
         "log_only": (entry.data or {}).get("log_only"),
+        # The remembered approval that allowed a call its rule held (approvals/grants.py).
+        "grant": (entry.data or {}).get("grant"),
         "explanation": action_explanation(entry=entry),
     }
 

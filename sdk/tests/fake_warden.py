@@ -54,6 +54,7 @@ class FakeWarden:
         self.scripted: list[Scripted] = []
         self.token_usage: list[dict[str, Any]] = []
         self.logs: list[dict[str, Any]] = []
+        self.decision_bodies: list[dict[str, Any]] = []  # approve/deny bodies, as sent
         self.ignore_wait = False
         self._ids = itertools.count(1)
         self._idempotency: dict[str, dict[str, Any]] = {}
@@ -366,6 +367,7 @@ class FakeWarden:
             if verb in ("approve", "deny"):
                 if kind != "approver":
                     return 403, {"code": "forbidden", "detail": "cannot decide", "field": None}
+                self.decision_bodies.append(body)
                 if action["status"] != "pending":
                     return 409, {
                         "code": "conflict",

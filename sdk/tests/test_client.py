@@ -73,6 +73,21 @@ def test_an_approver_key_client_can_approve_a_pending_action(fake: FakeWarden) -
     assert (state.status, state.notes) == ("approved", "ok")
 
 
+def test_approve_sends_a_grant_only_when_one_is_given(fake: FakeWarden) -> None:
+    fake.set_policy("stripe.refund", "requires_approval")
+    agent = Client(AGENT_KEY, fake.url)
+    first, second = agent.check(None, "stripe.refund"), agent.check(None, "stripe.refund")
+    approver = Client(APPROVER_KEY, fake.url)
+
+    approver.approve(first.action_id, notes="ok")
+    approver.approve(second.action_id, grant={"kind": "identical", "ttl": "1h"})
+
+    assert fake.decision_bodies == [
+        {"notes": "ok"},
+        {"notes": None, "grant": {"kind": "identical", "ttl": "1h"}},
+    ]
+
+
 def test_log_token_usage_posts_in_the_background_with_the_session(
     configured: FakeWarden,
 ) -> None:

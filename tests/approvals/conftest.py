@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Membership, Organization
 from agents import runtime
+from agents import services as agents_services
 from agents.models import Agent, ApiKey
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_create
@@ -149,3 +151,76 @@ def member_client() -> Callable[..., APIClient]:
         return client
 
     return make
+
+
+# --- remembered approvals (grants): a bot whose big refunds are held, checked over HTTP -------
+
+ALL_KINDS = ["identical", "session", "amount"]
+
+
+def hold_rule(agent: Agent, grants: list[str] | None = None, **extra: Any) -> Any:
+    """Refunds over 100 wait for a human; approvers may remember ``grants``."""
+    document: dict[str, Any] = {
+        "name": "big refunds",
+        "action": "stripe.refund",
+        "effect": "requires_approval",
+        "max_amount": 100,
+        **extra,
+    }
+    if grants is not None:
+        document["approval"] = {**document.get("approval", {}), "grants": grants}
+    return agents_services.rule_create(
+        organization=agent.organization, agent=agent, data=document, actor=None
+    )
+
+
+@pytest.fixture
+def bot(org_a, alice) -> Agent:
+    return agents_services.agent_create(organization=org_a, actor=alice, name="refund-bot")
+
+
+def agent_key(agent: Agent, environment: str = "test") -> str:
+    _key, raw = agents_services.api_key_create(
+        organization=agent.organization,
+        kind="agent",
+        agent=agent,
+        environment=environment,
+        actor=None,
+    )
+    return raw
+
+
+@pytest.fixture
+def check(bot) -> Callable[..., dict[str, Any]]:
+    """POST /api/v1/check as the bot's test key (or ``key``); the JSON answer."""
+    keys: dict[str, str] = {}
+
+    def call(
+        arguments: dict[str, Any] | None = None,
+        *,
+        action: str = "stripe.refund",
+        session_id: str = "",
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        if key is None:
+            if "test" not in keys:
+                keys["test"] = agent_key(bot)
+            key = keys["test"]
+        client = APIClient()
+        client.credentials(HTTP_X_API_KEY=key)
+        body: dict[str, Any] = {
+            "action": action,
+            "arguments": {"amount": 150} if arguments is None else arguments,
+        }
+        if session_id:
+            body["session_id"] = session_id
+        response = client.post("/api/v1/check", body, format="json")
+        assert response.status_code == HTTPStatus.OK, response.content
+        return response.json()
+
+    return call
+
+
+def held(answer: dict[str, Any]) -> ApprovalRequest:
+    assert answer["decision"] == "requires_approval", answer
+    return ApprovalRequest.objects.get(action_id=answer["action_id"])

@@ -14,18 +14,22 @@ import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.utils import timezone
 
 from accounts import services as accounts_services
 from accounts.models import Invitation, Membership, User
 from agents import services as agents_services
 from agents.mcp import services as mcp_services
 from agents.models import Agent, ApiKey, Rule
+from approvals.models import Grant
+from approvals.services import grant_revoke
 from audit.models import AuditEntry
 from tests.factories import UserFactory, plan
 from webhooks import services as webhooks_services
@@ -82,6 +86,9 @@ NOT_CONFIGURATION: dict[str, str] = {
     "approvals.services.approval_expire_if_overdue": "a decision by the clock (decision entry)",
     "approvals.services.approval_cancel": "a decision by the agent (decision entry)",
     "approvals.services.approval_claim": "a reviewer's claim on a request, not configuration",
+    "approvals.services.grant_use_for_call": (
+        "part of a check: the check's own entry names the grant it used"
+    ),
     # webhooks
     "webhooks.services.secret_generate": "helper: a new random secret",
     "webhooks.services.endpoint_signing_secrets": "read-only: decrypts for signing",
@@ -404,6 +411,26 @@ def _(w: World):
 def _(w: World):
     # Only `warden_policy rebuild-counters` calls it: the operator's command, no member.
     return lambda: agents_services.limit_counters_rebuild(agent=w.agent), None
+
+
+# --- remembered approvals -------------------------------------------------------------------
+
+
+@case("approvals.services.grant_revoke")
+def _(w: World):
+    grant = Grant.objects.create(
+        public_id="grt_case",
+        organization=w.org_a,
+        agent=w.agent,
+        environment="live",
+        action="stripe.refund",
+        rule_public_id="rul_case",
+        kind="identical",
+        expires_at=timezone.now() + timedelta(hours=1),
+        created_by=w.alice,
+        created_by_label=w.alice.email,
+    )
+    return lambda: grant_revoke(grant=grant, actor_user=w.bob), w.bob
 
 
 # --- webhooks -------------------------------------------------------------------------------

@@ -206,11 +206,16 @@ class Client:
         """Queue :meth:`report_outcome` on the background worker (never blocks)."""
         background.worker.submit(self.report_outcome, action_id, status, error)
 
-    def approve(self, action_id: str, notes: str | None = None) -> ActionState:
-        """Approve a pending action (approver key or member session only)."""
-        data = self.transport.request(
-            "POST", f"/api/v1/actions/{action_id}/approve", json={"notes": notes}
-        )
+    def approve(
+        self, action_id: str, notes: str | None = None, grant: dict[str, Any] | None = None
+    ) -> ActionState:
+        """Approve a pending action (approver key or member session only). ``grant``
+        remembers the approval within what the rule allows, e.g. ``{"kind": "identical",
+        "ttl": "1h"}`` (the server's docs/API.md, "Remembered approvals")."""
+        body: dict[str, Any] = {"notes": notes}
+        if grant is not None:
+            body["grant"] = grant
+        data = self.transport.request("POST", f"/api/v1/actions/{action_id}/approve", json=body)
         return ActionState.from_json(data or {})
 
     def deny(self, action_id: str, notes: str | None = None) -> ActionState:
