@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.queue, name="queue"),
     path("queue.fragment", views.queue_fragment, name="queue-fragment"),
     path("history/", views.history, name="history"),
+    path("email/<str:choice>/<str:token>/", views.email_link, name="email-link"),
     path("<str:action_id>/", views.detail, name="detail"),
     path("<str:action_id>/status.fragment", views.detail_status, name="detail-status"),
     path("<str:action_id>/decide", views.decide, name="decide"),

@@ -8,19 +8,29 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import Organization
-from approvals.forms import DecisionForm, HistoryFilterForm
+from approvals.email_links import CHOICES
+from approvals.forms import DecisionForm, EmailLinkForm, HistoryFilterForm
 from approvals.models import ApprovalRequest
 from approvals.selectors import (
     ApprovalFilters,
     approval_get_for_org,
     approval_list,
     approval_pending_count,
+    arguments_redacted,
     arguments_rows,
+    email_link_review,
 )
-from approvals.services import approval_decide, approval_request_get, member_can_decide
+from approvals.services import (
+    NotAnApprover,
+    approval_decide,
+    approval_decide_by_email_link,
+    approval_request_get,
+    member_can_decide,
+)
 from audit.selectors import action_explanation
 from wardenproject.errors import DomainError, NotFound
 
@@ -121,6 +131,8 @@ def decide(request: HttpRequest, action_id: str) -> HttpResponse:
             notes=form.cleaned_data["notes"],
             source="web",
         )
+    except NotAnApprover:
+        raise  # 403, with the request's approvers named
     except DomainError as error:
         messages.error(request, error.detail)
     else:
@@ -146,4 +158,47 @@ def history(request: HttpRequest) -> HttpResponse:
         request,
         "approvals/history.html",
         {"form": form, "page": page, "query": query.urlencode(), "organization": organization},
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def email_link(request: HttpRequest, choice: str, token: str) -> HttpResponse:
+    """An email's Approve / Reject link, without a session: GET shows the request and asks
+    to confirm (it decides nothing, so a mail scanner that follows it changes nothing); the
+    form's POST (CSRF-protected by the cookie the page sets) decides as the reviewer."""
+    if choice not in CHOICES:
+        raise Http404("No such page.")
+    form = EmailLinkForm(request.POST or None)
+    decided = None
+    error = ""
+    status = 200
+    if request.method == "POST":
+        try:
+            decided = approval_decide_by_email_link(
+                token=token,
+                approve=choice == "approve",
+                notes=form.cleaned_data["notes"] if form.is_valid() else "",
+            )
+        except DomainError as exc:
+            error, status = exc.detail, exc.status
+    review = email_link_review(token=token)
+    approval = decided or review.request
+    return render(
+        request,
+        "approvals/email_link.html",
+        {
+            "choice": choice,
+            "other": "reject" if choice == "approve" else "approve",
+            "token": token,
+            "form": form,
+            "approval": approval,
+            "decided": decided,
+            "reviewer_email": review.reviewer_email,
+            "problem": error or ("" if decided else review.problem),
+            "arguments": arguments_rows(arguments_redacted(approval.arguments, approval.redact))
+            if approval is not None
+            else [],
+        },
+        status=status if error else (200 if decided else review.status),
     )
