@@ -198,7 +198,7 @@ def test_a_tampered_or_forged_link_is_not_valid(emailed, tamper):
 
 def test_a_link_pointed_at_another_request_is_not_valid(emailed, make_request):
     """A token is bound to its request: its nonce with another action id does not load."""
-    request, links = emailed
+    _request, links = emailed
     token = links["approve"].rstrip("/").rsplit("/", 1)[1]
     payload = signing.loads(token, salt=SALT)
     other = make_request(action="db.drop")

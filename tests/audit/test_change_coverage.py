@@ -78,6 +78,13 @@ NOT_CONFIGURATION: dict[str, str] = {
     "approvals.services.approval_expire_if_overdue": "a decision by the clock (decision entry)",
     "approvals.services.approval_cancel": "a decision by the agent (decision entry)",
     "approvals.services.approval_claim": "a reviewer's claim on a request, not configuration",
+    "approvals.services.approval_decide_by_email_link": (
+        "a decision through approval_decide (decision entry, source email)"
+    ),
+    "approvals.services.approval_decider_problem": "read-only: the decision's checks",
+    "approvals.services.approval_remind_due": (
+        "queues a reminder email; the escalation itself is a decision entry (tests/approvals)"
+    ),
     # webhooks
     "webhooks.services.secret_generate": "helper: a new random secret",
     "webhooks.services.endpoint_signing_secrets": "read-only: decrypts for signing",
@@ -256,6 +263,42 @@ def _(w: World):
 @case("accounts.services.invitation_create")
 def _(w: World):
     return lambda: _invite_dana(w), w.alice
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+
+def _finance(w: World):
+    return accounts_services.group_create(actor=w.alice, organization=w.org_a, name="finance")
+
+
+@case("accounts.services.group_create")
+def _(w: World):
+    return lambda: _finance(w), w.alice
+
+
+@case("accounts.services.group_member_add")
+def _(w: World):
+    group = _finance(w)
+    return lambda: accounts_services.group_member_add(actor=w.alice, group=group, user=w.bob), (
+        w.alice
+    )
+
+
+@case("accounts.services.group_member_remove")
+def _(w: World):
+    group = _finance(w)
+    group.members.add(w.bob)
+    return (
+        lambda: accounts_services.group_member_remove(actor=w.alice, group=group, user=w.bob),
+        w.alice,
+    )
+
+
+@case("accounts.services.group_delete")
+def _(w: World):
+    group = _finance(w)
+    return lambda: accounts_services.group_delete(actor=w.alice, group=group), w.alice
 
 
 @case("accounts.services.invitation_revoke")
