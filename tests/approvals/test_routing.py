@@ -246,3 +246,53 @@ def test_a_digest_lists_for_each_reviewer_only_their_requests(org_a, agent_a, da
     assert for_everyone.action_id in bob_mail.body
     assert for_admins.action_id not in bob_mail.body
     assert "2 approval requests" in by_person["dana@example.com"].subject
+
+
+def test_a_check_held_by_a_routed_rule_snapshots_its_lists_onto_the_request(
+    org_a, agent_a, alice, keys, key_client
+):
+    from agents import services as agent_services
+
+    rule = agent_services.rule_create(
+        organization=org_a,
+        agent=agent_a,
+        data={
+            "name": "large refunds",
+            "action": "stripe.refund",
+            "effect": "requires_approval",
+            "approval": {
+                "timeout": "30m",
+                "approvers": ["group:finance", "user:Bob@Example.com"],
+                "on_timeout": "escalate",
+                "escalate_to": ["role:admin"],
+                "escalate_timeout": "10m",
+                "redact": ["card_number"],
+            },
+        },
+        actor=alice,
+    )
+    response = key_client(keys["agent"]).post(
+        "/api/v1/check", {"action": "stripe.refund", "arguments": {"amount": 5}}, format="json"
+    )
+    assert response.json()["decision"] == "requires_approval"
+    request = ApprovalRequest.objects.get(action_id=response.json()["action_id"])
+    assert request.approvers == ["group:finance", "user:bob@example.com"]
+    assert (request.escalate_to, request.escalate_timeout) == (["role:admin"], 600)
+    assert request.redact == ["card_number"]
+    assert (request.reminder_due_at - request.requested_at).total_seconds() == 900
+    # Changing the rule later does not change who decides the request already held.
+    agent_services.rule_update(
+        rule=rule, data={"approval": {"approvers": ["role:owner"]}}, actor=alice
+    )
+    request.refresh_from_db()
+    assert request.approvers == ["group:finance", "user:bob@example.com"]
+
+
+def test_the_detail_page_names_the_approvers_and_who_comes_next(client, agent_a, bob):
+    request = routed(
+        agent_a, "role:admin", on_timeout="escalate", escalate_to=("user:alice@example.com",)
+    )
+    client.force_login(bob)
+    page = client.get(reverse("approvals:detail", args=[request.action_id])).content.decode()
+    assert "role:admin" in page
+    assert "(then user:alice@example.com)" in page
