@@ -185,7 +185,9 @@ def _authorize_decider(
     decide). A person has one vote whatever the credential.
 
     Anyone from another organisation gets 404 (they learn nothing); agent and organisation
-    keys, viewers, and approver keys whose creator may not decide, get 403.
+    keys, viewers, and approver keys whose creator may not decide, get 403; so does a
+    member (or a key's creator) the request's approvers do not admit (``NotAnApprover``,
+    approvals/routing.py). Every channel decides through here.
     """
     if actor_key is not None:
         if actor_key.organization_id != request.organization_id:
@@ -209,9 +211,13 @@ def _authorize_decider(
             )
         _require_approver(request, voter=creator, role=role, actor_key=actor_key)
         return creator
-    if not member_can_decide(user=actor_user, organization_id=request.organization_id):
-        raise Forbidden("Viewers can see approval requests but not decide them.")
+    if actor_user is None or not actor_user.is_authenticated:
+        raise NotFound("No such approval request.")
     role = membership_role_get(user=actor_user, organization_id=request.organization_id)
+    if role is None:
+        raise NotFound("No such approval request.")
+    if role not in DECIDING_ROLES:
+        raise Forbidden("Viewers can see approval requests but not decide them.")
     _require_approver(request, voter=actor_user, role=role, actor_key=None)
     return actor_user
 

@@ -28,6 +28,7 @@ from approvals.services import (
     NotAnApprover,
     approval_decide,
     approval_decide_by_email_link,
+    approval_decider_problem,
     approval_request_get,
     member_can_decide,
 )
@@ -85,9 +86,17 @@ def _request_for_member(request: HttpRequest, action_id: str) -> tuple[ApprovalR
 def _detail_context(request: HttpRequest, action_id: str) -> dict:
     approval, can_decide = _request_for_member(request, action_id)
     votes = list(approval.votes.all())
+    routing = (
+        approval_decider_problem(request=approval, user=request.user)
+        if can_decide and approval.approvers and approval.status == ApprovalRequest.Status.PENDING
+        else None
+    )
     return {
         "approval": approval,
-        "can_decide": can_decide and approval.status == ApprovalRequest.Status.PENDING,
+        "routing_problem": routing.detail if routing is not None else "",
+        "can_decide": can_decide
+        and routing is None
+        and approval.status == ApprovalRequest.Status.PENDING,
         "is_reviewer": can_decide,
         "arguments": arguments_rows(approval.arguments),
         "approvals": [v for v in votes if v.vote == v.Vote.APPROVE],

@@ -296,3 +296,18 @@ def test_the_detail_page_names_the_approvers_and_who_comes_next(client, agent_a,
     page = client.get(reverse("approvals:detail", args=[request.action_id])).content.decode()
     assert "role:admin" in page
     assert "(then user:alice@example.com)" in page
+
+
+def test_the_detail_page_offers_no_buttons_to_a_member_who_is_not_an_approver(client, agent_a, bob):
+    request = routed(agent_a, "role:admin")
+    client.force_login(bob)
+    page = client.get(reverse("approvals:detail", args=[request.action_id])).content.decode()
+    assert 'value="approve"' not in page
+    assert "not one of this request&#x27;s approvers" in page
+
+
+def test_the_detail_page_offers_the_buttons_to_an_approver(client, agent_a, alice):
+    request = routed(agent_a, "role:admin")
+    client.force_login(alice)
+    page = client.get(reverse("approvals:detail", args=[request.action_id])).content.decode()
+    assert 'value="approve"' in page
