@@ -258,3 +258,94 @@ def test_put_policy_answers_warnings_about_unknown_groups(client, org_a, alice, 
         "Rule 'large refunds': group:legal is not a group of this organisation, so nobody "
         "decides its approvals through it (create the group or correct the name)."
     ]
+
+
+# --- API --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api():
+    from rest_framework.test import APIClient
+
+    def make(user) -> APIClient:
+        client = APIClient(enforce_csrf_checks=True)
+        client.force_login(user)
+        client.cookies["csrftoken"] = "a" * 32
+        client.defaults["HTTP_X_CSRFTOKEN"] = "a" * 32
+        return client
+
+    return make
+
+
+def test_the_api_creates_a_group_and_manages_its_members(api, org_a, alice, bob):
+    client = api(alice)
+    created = client.post("/api/v1/groups", {"name": "finance"}, format="json")
+    assert created.status_code == HTTPStatus.CREATED
+    group_id = created.json()["id"]
+    assert created.json()["reference"] == "group:finance"
+    added = client.post(
+        f"/api/v1/groups/{group_id}/members", {"email": "BOB@example.com"}, format="json"
+    )
+    assert added.json()["members"] == [{"id": bob.public_id, "email": "bob@example.com"}]
+    listed = client.get("/api/v1/groups").json()["results"]
+    assert [g["name"] for g in listed] == ["finance"]
+    removed = client.delete(f"/api/v1/groups/{group_id}/members/{bob.public_id}")
+    assert removed.json()["members"] == []
+    assert client.delete(f"/api/v1/groups/{group_id}").status_code == HTTPStatus.NO_CONTENT
+    assert not MemberGroup.objects.exists()
+    assert AuditEntry.objects.filter(kind="config", source="api").count() == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "field"), [({}, "name"), ({"name": 5}, "name"), ({"name": "has space"}, "name")]
+)
+def test_a_bad_group_body_is_a_400_naming_the_field(api, org_a, alice, body, field):
+    response = api(alice).post("/api/v1/groups", body, format="json")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["field"] == field
+
+
+def test_adding_someone_who_is_not_a_member_is_a_404_naming_email(api, alice, charlie, finance):
+    response = api(alice).post(
+        f"/api/v1/groups/{finance.public_id}/members", {"email": charlie.email}, format="json"
+    )
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert response.json()["field"] == "email"
+
+
+def test_an_approver_reads_groups_but_gets_403_changing_them(api, bob, finance):
+    client = api(bob)
+    assert client.get(f"/api/v1/groups/{finance.public_id}").status_code == HTTPStatus.OK
+    assert client.post("/api/v1/groups", {"name": "x"}, format="json").status_code == 403
+    assert client.delete(f"/api/v1/groups/{finance.public_id}").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("get", "", None),
+        ("delete", "", None),
+        ("post", "/members", {"email": "charlie@example.com"}),
+    ],
+)
+def test_an_outsider_gets_404_on_every_group_endpoint(
+    api, charlie, org_c, finance, method, suffix, body
+):
+    client = api(charlie)
+    url = f"/api/v1/groups/{finance.public_id}{suffix}"
+    response = (
+        getattr(client, method)(url, body, format="json") if body else getattr(client, method)(url)
+    )
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert MemberGroup.objects.filter(pk=finance.pk).exists()
+    assert client.get("/api/v1/groups").json()["results"] == []  # Charlie's own (none)
+
+
+def test_an_api_key_cannot_use_the_groups_api(org_a, finance):
+    from rest_framework.test import APIClient
+
+    from tests.approvals.conftest import key_create
+
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=key_create(org_a, "org").raw)
+    assert client.get("/api/v1/groups").status_code == HTTPStatus.FORBIDDEN
