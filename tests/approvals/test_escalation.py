@@ -262,3 +262,17 @@ def test_a_decided_request_gets_no_reminder(org_a, agent_a, bob):
         approval_expire_overdue()
         approvals_notify(org_a.pk)
     assert mail.outbox == []
+
+
+def test_the_agent_can_cancel_a_request_whose_deadline_passed_into_an_escalation(
+    agent_a, keys, key_client
+):
+    with freeze_time("2026-03-02 09:00:00"):
+        request = escalating(agent_a)
+    with freeze_time("2026-03-02 09:30:01"):
+        response = key_client(keys["agent"]).post(
+            f"/api/v1/actions/{request.action_id}/cancel", {}, format="json"
+        )
+    assert response.status_code == HTTPStatus.OK, response.content
+    request.refresh_from_db()
+    assert (request.status, request.escalations) == ("cancelled", 1)
