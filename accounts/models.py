@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from wardenproject.ids import public_id
@@ -193,3 +194,34 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} to {self.organization}"
+
+
+def new_group_id() -> str:
+    return public_id("grp")
+
+
+class MemberGroup(models.Model):
+    """A named set of an organisation's members (``group:finance`` in a rule's approvers).
+
+    Managed by owners and admins. Being in a group gives no right by itself: a rule that
+    routes its approvals to a group admits the group's members whose role may decide.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_group_id, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="member_groups"
+    )
+    name = models.CharField(max_length=64)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="member_groups"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "organization", name="one_group_name_per_org")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from accounts.models import Invitation, Membership, Organization, Plan, User
+from accounts.models import Invitation, MemberGroup, Membership, Organization, Plan, User
 from wardenproject.text import counted
 
 
@@ -221,3 +221,21 @@ def membership_role_get(*, user: User, organization_id: int) -> str | None:
         .values_list("role", flat=True)
         .first()
     )
+
+
+def group_list(*, organization: Organization) -> QuerySet[MemberGroup]:
+    return (
+        MemberGroup.objects.filter(organization=organization)
+        .prefetch_related("members")
+        .order_by("name")
+    )
+
+
+def group_get_in_organization(*, organization: Organization, public_id: str) -> MemberGroup:
+    """A group of ``organization`` by its public id, or 404 (another organisation's too)."""
+    try:
+        return MemberGroup.objects.select_related("organization").get(
+            organization=organization, public_id=public_id
+        )
+    except MemberGroup.DoesNotExist:
+        raise Http404("No such group.") from None

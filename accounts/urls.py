@@ -22,6 +22,21 @@ urlpatterns = [
         views.invitation_revoke,
         name="invitation_revoke",
     ),
+    path("orgs/<str:org_id>/groups/", views.groups, name="groups"),
+    path("orgs/<str:org_id>/groups/<str:group_id>/", views.group_detail, name="group_detail"),
+    path(
+        "orgs/<str:org_id>/groups/<str:group_id>/members/",
+        views.group_member_add,
+        name="group_member_add",
+    ),
+    path(
+        "orgs/<str:org_id>/groups/<str:group_id>/members/<str:user_id>/remove/",
+        views.group_member_remove,
+        name="group_member_remove",
+    ),
+    path(
+        "orgs/<str:org_id>/groups/<str:group_id>/delete/", views.group_delete, name="group_delete"
+    ),
     path("orgs/<str:org_id>/plan/", views.organization_plan, name="organization_plan"),
     path("orgs/<str:org_id>/settings/", views.organization_settings, name="organization_settings"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),

@@ -7,15 +7,16 @@ organisation id answers 404 to non-members (``membership_require_by_public_id``)
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import selectors, services
 from accounts.forms import (
@@ -152,6 +153,108 @@ def members(request: HttpRequest, org_id: str) -> HttpResponse:
             "invitation_form": InvitationForm(roles=assignable),
         },
     )
+
+
+# --- Groups (approver routing) ----------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def groups(request: HttpRequest, org_id: str) -> HttpResponse:
+    """The organisation's groups (every member sees them; owners and admins create)."""
+    membership = membership_require_by_public_id(user=request.user, organization_public_id=org_id)
+    organization = membership.organization
+    if request.method == "POST":
+        try:
+            group = services.group_create(
+                actor=request.user, organization=organization, name=request.POST.get("name", "")
+            )
+        except DomainError as exc:
+            _reraise_access_errors(exc)
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, f"Group {group.name} created; add its members.")
+            return redirect("group_detail", org_id=org_id, group_id=group.public_id)
+        return redirect("groups", org_id=org_id)
+    return render(
+        request,
+        "accounts/groups.html",
+        {
+            "organization": organization,
+            "membership": membership,
+            "groups": selectors.group_list(organization=organization),
+            "can_manage": membership_has(membership, Capability.MANAGE_MEMBERS),
+        },
+    )
+
+
+@login_required
+@require_GET
+def group_detail(request: HttpRequest, org_id: str, group_id: str) -> HttpResponse:
+    membership = membership_require_by_public_id(user=request.user, organization_public_id=org_id)
+    organization = membership.organization
+    group = selectors.group_get_in_organization(organization=organization, public_id=group_id)
+    members = list(group.members.order_by("email"))
+    in_group = {user.pk for user in members}
+    return render(
+        request,
+        "accounts/group_detail.html",
+        {
+            "organization": organization,
+            "group": group,
+            "members": members,
+            "candidates": [
+                m.user
+                for m in selectors.membership_list(organization=organization)
+                if m.user_id not in in_group
+            ],
+            "can_manage": membership_has(membership, Capability.MANAGE_MEMBERS),
+        },
+    )
+
+
+def _group_for_change(request: HttpRequest, org_id: str, group_id: str) -> Any:
+    acting = membership_require_by_public_id(
+        user=request.user, organization_public_id=org_id, capability=Capability.MANAGE_MEMBERS
+    )
+    return selectors.group_get_in_organization(organization=acting.organization, public_id=group_id)
+
+
+@login_required
+@require_POST
+def group_member_add(request: HttpRequest, org_id: str, group_id: str) -> HttpResponse:
+    group = _group_for_change(request, org_id, group_id)
+    target = selectors.membership_get_in_organization(
+        organization=group.organization, user_public_id=request.POST.get("user", "")
+    )
+    services.group_member_add(actor=request.user, group=group, user=target.user)
+    messages.success(request, f"{target.user.email} is now in {group.name}.")
+    return redirect("group_detail", org_id=org_id, group_id=group_id)
+
+
+@login_required
+@require_POST
+def group_member_remove(
+    request: HttpRequest, org_id: str, group_id: str, user_id: str
+) -> HttpResponse:
+    group = _group_for_change(request, org_id, group_id)
+    user = get_object_or_404(group.members, public_id=user_id)
+    services.group_member_remove(actor=request.user, group=group, user=user)
+    messages.success(request, f"{user.email} left {group.name}.")
+    return redirect("group_detail", org_id=org_id, group_id=group_id)
+
+
+@login_required
+@require_POST
+def group_delete(request: HttpRequest, org_id: str, group_id: str) -> HttpResponse:
+    group = _group_for_change(request, org_id, group_id)
+    services.group_delete(actor=request.user, group=group)
+    messages.success(
+        request,
+        f"Group {group.name} deleted. Rules that route approvals to group:{group.name} now "
+        "admit nobody through it.",
+    )
+    return redirect("groups", org_id=org_id)
 
 
 @login_required

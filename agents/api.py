@@ -617,6 +617,9 @@ class PolicyView(APIView):
                 **selectors.agent_detail(agent),
                 "rules": len(document.rules),
                 "policy_version": selectors.policy_version_latest_number(agent=agent),
+                "warnings": selectors.policy_routing_warnings(
+                    organization=organization, rules=document.rules
+                ),
             },
         )
 

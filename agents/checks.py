@@ -279,6 +279,7 @@ class _Record:
                     rule=self.agent_rt.rules_by_id.get(decision.rule.id) if decision.rule else None,
                     timeout_seconds=decision.approval_timeout,
                     approvals_required=decision.approvals_required,
+                    spec=decision.rule,
                 )
             return approval.expires_at
         if self.idempotency_key:

@@ -126,3 +126,7 @@ class IsManager(_KeyKinds):
 
 class IsWebhookManager(_KeyKinds):
     capability = Capability.MANAGE_WEBHOOKS
+
+
+class IsMemberManager(_KeyKinds):
+    capability = Capability.MANAGE_MEMBERS

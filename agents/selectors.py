@@ -6,7 +6,7 @@ import difflib
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -337,3 +337,35 @@ def policy_version_diff(*, version: PolicyVersion, against: PolicyVersion | None
         for line in diff:
             out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
     return "".join(out)
+
+
+def rules_routing_warnings(
+    *, organization: Organization, rules: Iterable[tuple[str, Mapping[str, Any]]]
+) -> list[str]:
+    """Warnings about rules whose approval block names a group the organisation does not
+    have: such a reference admits nobody (routing fails closed), which is rarely meant.
+
+    ``rules``: (rule name, its ``approval`` block as a mapping).
+    """
+    from approvals.routing import unknown_groups
+
+    warnings = []
+    for name, approval in rules:
+        references = [*(approval.get("approvers") or ()), *(approval.get("escalate_to") or ())]
+        for group in unknown_groups(organization_id=organization.pk, references=references):
+            warnings.append(
+                f"Rule {name!r}: group:{group} is not a group of this organisation, so nobody "
+                "decides its approvals through it (create the group or correct the name)."
+            )
+    return warnings
+
+
+def policy_routing_warnings(*, organization: Organization, rules: Iterable[RuleSpec]) -> list[str]:
+    """``rules_routing_warnings`` for validated rules (a policy document being imported)."""
+    return rules_routing_warnings(
+        organization=organization,
+        rules=(
+            (spec.name, {"approvers": spec.approvers, "escalate_to": spec.escalate_to})
+            for spec in rules
+        ),
+    )

@@ -279,6 +279,10 @@ def rule_edit(request: HttpRequest, agent_id: str, rule_id: str) -> HttpResponse
             "can_manage": _can_manage(membership),
             "shadow": shadow,
             "shadow_stats": _stats_rows(shadow_stats(rule=rule)) if shadow else None,
+            "routing_warnings": selectors.rules_routing_warnings(
+                organization=membership.organization,
+                rules=[(rule.name, rule.document.get("approval") or {})],
+            ),
         },
         status=status,
     )

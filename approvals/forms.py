@@ -65,6 +65,16 @@ class NotesForm(forms.Form):
     )
 
 
+class EmailLinkForm(forms.Form):
+    """The confirmation page of an email link: the choice is in its URL."""
+
+    notes = forms.CharField(
+        required=False,
+        max_length=MAX_NOTES,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Notes (optional)"}),
+    )
+
+
 class HistoryFilterForm(forms.Form):
     status = forms.ChoiceField(
         required=False, choices=[("", "Any status"), *ApprovalRequest.Status.choices]

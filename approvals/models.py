@@ -17,6 +17,11 @@ class ApprovalRequest(models.Model):
         EXPIRED = "expired", "Expired"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Notice(models.TextChoices):
+        NEW = "", "New"
+        REMINDER = "reminder", "Reminder"
+        ESCALATED = "escalated", "Escalated"
+
     action_id = models.CharField(max_length=32, unique=True)
     check_entry = models.OneToOneField(
         "audit.AuditEntry", null=True, on_delete=models.SET_NULL, related_name="approval_request"
@@ -58,6 +63,28 @@ class ApprovalRequest(models.Model):
     notified_at = models.DateTimeField(
         null=True, blank=True, help_text="When reviewers were emailed about it (or a digest)."
     )
+    # Routing and escalation (docs/POLICY.md, "Routing and escalation"): the rule's lists as
+    # they were when the call was held (the rule may change later).
+    approvers = models.JSONField(
+        default=list, blank=True, help_text="Who may decide now (empty: every deciding member)."
+    )
+    escalate_to = models.JSONField(
+        default=list, blank=True, help_text="Who decides after the deadline (empty: it expires)."
+    )
+    escalate_timeout = models.PositiveIntegerField(null=True, blank=True)
+    escalations = models.PositiveSmallIntegerField(default=0)
+    reminder_due_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the current approvers get a reminder (once)."
+    )
+    notice = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=Notice.choices,
+        help_text="What the next email about it says: new (empty), reminder or escalated.",
+    )
+    redact = models.JSONField(
+        default=list, blank=True, help_text="Argument paths shown as [redacted] in emails."
+    )
 
     class Meta:
         ordering = ["-requested_at"]
@@ -65,6 +92,11 @@ class ApprovalRequest(models.Model):
             models.Index(fields=["organization", "status", "requested_at"]),
             models.Index(fields=["status", "expires_at"]),
             models.Index(fields=["agent", "action", "status", "decided_at"]),
+            models.Index(
+                fields=["reminder_due_at"],
+                condition=models.Q(reminder_due_at__isnull=False),
+                name="approval_reminder_due",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -223,3 +255,24 @@ class Grant(models.Model):
             and self.expires_at > now
             and (self.uses_left is None or self.uses_left > 0)
         )
+
+
+class EmailLink(models.Model):
+    """A reviewer's one-click link for one request (approval emails and digests).
+
+    The link carries a token signed with ``SECRET_KEY`` (approvals/email_links.py) that names
+    this row's nonce; the row stores only the nonce's SHA-256. It works once: the decision
+    taken through it marks ``used_at`` in the decision's transaction. It expires with its
+    request (and at the latest after ``EMAIL_LINK_MAX_AGE``).
+    """
+
+    request = models.ForeignKey(
+        ApprovalRequest, on_delete=models.CASCADE, related_name="email_links"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    nonce_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"email link of {self.user_id} for {self.request_id}"

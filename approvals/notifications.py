@@ -16,6 +16,12 @@ task never ran (a lost message) lapses after ``LOST_TASK_AFTER``, and ``notifica
 (every minute) queues a task for requests left without one. Concurrent tasks of one
 organisation take turns on the row's lock, so two of them never both send in one window.
 
+Each reviewer is emailed only about the requests they are an approver of (the request's
+current ``approvers``, approvals/routing.py; none: every reviewer), with an Approve and a
+Reject link of their own for each (approvals/email_links.py). A reminder at half time and an
+escalation put a request back in this path (``notified_at`` cleared, ``notice`` saying why),
+so they reach its current approvers the same way.
+
 The task runs on the ``mail`` queue with workers of its own (``CELERY_TASK_ROUTES``): a slow
 mail server never holds up a webhook delivery or an expiry.
 """
@@ -33,8 +39,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Organization, User
+from approvals.email_links import LinkUrls, email_links_create
 from approvals.models import ApprovalRequest, NotificationWindow
-from approvals.selectors import arguments_summary
+from approvals.routing import routed_user_ids
+from approvals.selectors import arguments_redacted, arguments_summary
 from approvals.services import DECIDING_ROLES
 from wardenproject.tasks import enqueue_now
 
@@ -153,43 +161,113 @@ def notifications_sweep(*, now: datetime | None = None) -> list[int]:
     ]
 
 
-def _single_body(request: ApprovalRequest) -> str:
-    lines = [
-        f"{request.agent.name} wants to run {request.action} ({request.environment}).",
+NOTICE_PREFIX = {
+    ApprovalRequest.Notice.NEW: "",
+    ApprovalRequest.Notice.REMINDER: "Reminder: ",
+    ApprovalRequest.Notice.ESCALATED: "Escalated: ",
+}
+NOTICE_LINE = {
+    ApprovalRequest.Notice.NEW: "",
+    ApprovalRequest.Notice.REMINDER: "Reminder: half of the time to decide has passed.",
+    ApprovalRequest.Notice.ESCALATED: (
+        "Escalated: nobody decided before the first deadline, so it is now yours to decide."
+    ),
+}
+
+
+def _shown_arguments(request: ApprovalRequest, limit: int = 6) -> str:
+    return arguments_summary(arguments_redacted(request.arguments, request.redact), limit=limit)
+
+
+def _single_body(request: ApprovalRequest, links: LinkUrls) -> str:
+    lines = [f"{request.agent.name} wants to run {request.action} ({request.environment})."]
+    if NOTICE_LINE[request.notice]:
+        lines.append(NOTICE_LINE[request.notice])
+    lines += [
         "",
-        f"Arguments: {arguments_summary(request.arguments) or '(none)'}",
+        f"Arguments: {_shown_arguments(request) or '(none)'}",
         f"Why it needs approval: {request.reason or request.rule_name or 'a rule requires it'}",
         f"Expires: {request.expires_at:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Approve: {links.approve}",
+        f"Reject: {links.reject}",
+        "(Each link opens a page that asks you to confirm; it works once.)",
         "",
         f"Review it: {detail_url(request.action_id)}",
     ]
     return "\n".join(lines)
 
 
-def _digest_body(requests: list[ApprovalRequest]) -> str:
+def _digest_body(requests: list[ApprovalRequest], links: dict[int, LinkUrls]) -> str:
     lines = [f"{len(requests)} tool calls are waiting for a decision:", ""]
     for request in requests[:DIGEST_LIST_MAX]:
-        lines.append(f"- {request.action} by {request.agent.name} ({request.environment})")
-        lines.append(f"  {arguments_summary(request.arguments, limit=4) or '(no arguments)'}")
-        lines.append(f"  {detail_url(request.action_id)}")
+        prefix = NOTICE_PREFIX[request.notice]
+        lines.append(f"- {prefix}{request.action} by {request.agent.name} ({request.environment})")
+        lines.append(f"  {_shown_arguments(request, limit=4) or '(no arguments)'}")
+        lines.append(f"  Approve: {links[request.pk].approve}")
+        lines.append(f"  Reject: {links[request.pk].reject}")
+        lines.append(f"  Review: {detail_url(request.action_id)}")
     if len(requests) > DIGEST_LIST_MAX:
         lines.append(f"- and {len(requests) - DIGEST_LIST_MAX} more")
     lines += ["", f"The whole queue: {queue_url()}"]
     return "\n".join(lines)
 
 
-def _send(subject: str, body: str, recipients: list[User]) -> int:
+def _per_reviewer(
+    organization: Organization, requests: list[ApprovalRequest]
+) -> list[tuple[User, list[ApprovalRequest]]]:
+    """Each reviewer with the requests they are an approver of (routing), in order."""
+    routed: dict[tuple[str, ...], set[int] | None] = {}
+    out = []
+    for user in reviewers_to_notify(organization):
+        mine = []
+        for request in requests:
+            key = tuple(request.approvers)
+            if key not in routed:
+                routed[key] = routed_user_ids(
+                    organization_id=organization.pk, approvers=request.approvers
+                )
+            ids = routed[key]
+            if ids is None or user.pk in ids:
+                mine.append(request)
+        if mine:
+            out.append((user, mine))
+    return out
+
+
+def _messages(organization: Organization, requests: list[ApprovalRequest]) -> list[EmailMessage]:
     footer = "\n\nYou get these because you review approvals. Turn them off in your profile."
-    messages = [
-        EmailMessage(subject=subject, body=body + footer, to=[user.email]) for user in recipients
-    ]
+    recipients = _per_reviewer(organization, requests)
+    links = email_links_create(
+        (user, request) for user, mine in recipients for request in mine[:DIGEST_LIST_MAX]
+    )
+    messages = []
+    for user, mine in recipients:
+        if len(mine) == 1:
+            request = mine[0]
+            subject = (
+                f"{NOTICE_PREFIX[request.notice]}Approval needed: {request.action} "
+                f"({organization.name})"
+            )
+            body = _single_body(request, links[(user.pk, request.pk)])
+        else:
+            subject = f"{len(mine)} approval requests need a decision ({organization.name})"
+            body = _digest_body(
+                mine, {r.pk: links[(user.pk, r.pk)] for r in mine[:DIGEST_LIST_MAX]}
+            )
+        messages.append(EmailMessage(subject=subject, body=body + footer, to=[user.email]))
+    return messages
+
+
+def _send(messages: list[EmailMessage]) -> int:
     if not messages:
         return 0
     return get_connection().send_messages(messages) or 0
 
 
 def approval_notify_reviewers(*, organization_id: int, now: datetime | None = None) -> NotifyResult:
-    """Email each reviewer once about the organisation's pending requests not emailed yet.
+    """Email each reviewer once about the organisation's pending requests not emailed yet
+    that they are an approver of.
 
     Within ``DIGEST_WINDOW`` of the last email it sends nothing and makes sure a task is
     queued for the window's end.
@@ -217,11 +295,5 @@ def approval_notify_reviewers(*, organization_id: int, now: datetime | None = No
         return NotifyResult(sent=0, next_at=opens_at)
     if not claimed:
         return NotifyResult(sent=0)
-    if len(claimed) == 1:
-        subject = f"Approval needed: {claimed[0].action} ({organization.name})"
-        body = _single_body(claimed[0])
-    else:
-        subject = f"{len(claimed)} approval requests need a decision ({organization.name})"
-        body = _digest_body(claimed)
-    sent = _send(subject, body, reviewers_to_notify(organization))
+    sent = _send(_messages(organization, claimed))
     return NotifyResult(sent=sent, notified=[r.action_id for r in claimed])

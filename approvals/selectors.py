@@ -17,8 +17,14 @@ from accounts.models import Organization, User
 from accounts.selectors import membership_role_get
 from agents.policy import format_number
 from approvals import wakeup
+from approvals.email_links import LinkInvalid, email_link_get
 from approvals.models import ApprovalRequest, ApprovalVote, Grant
-from approvals.services import DECIDING_ROLES, approval_expire, approval_expire_if_overdue
+from approvals.services import (
+    DECIDING_ROLES,
+    approval_decider_problem,
+    approval_expire,
+    approval_expire_if_overdue,
+)
 from audit.models import AuditEntry
 from wardenproject.errors import NotFound
 from wardenproject.jsonutil import iso
@@ -98,6 +104,48 @@ def approval_get_for_org(*, organization: Organization, action_id: str) -> Appro
     return approval_expire_if_overdue(request)
 
 
+@dataclass(frozen=True)
+class LinkReview:
+    """What an email link's page shows: the request (unless the link is invalid), and why
+    it cannot be used (``problem`` empty: it can), with the page's HTTP status."""
+
+    request: ApprovalRequest | None
+    reviewer_email: str = ""
+    problem: str = ""
+    status: int = 200
+
+
+def email_link_review(*, token: str) -> LinkReview:
+    """The state of an email link, read without changing anything but an overdue request's
+    expiry (or escalation), as every reader does."""
+    try:
+        link = email_link_get(token)
+    except LinkInvalid as exc:
+        return LinkReview(request=None, problem=exc.detail, status=404)
+    if not link.user.is_active:
+        return LinkReview(request=None, problem="This link is not valid.", status=404)
+    request = approval_expire_if_overdue(link.request)
+    review = {"request": request, "reviewer_email": link.user.email}
+    if link.used_at is not None:
+        return LinkReview(
+            **review,
+            problem="This link was already used: a decision was taken with it.",
+            status=410,
+        )
+    if request.status == ApprovalRequest.Status.EXPIRED:
+        return LinkReview(**review, problem="This request expired without a decision.", status=410)
+    if request.status != ApprovalRequest.Status.PENDING:
+        return LinkReview(
+            **review,
+            problem=f"This request was already decided elsewhere: it is {request.status}.",
+            status=409,
+        )
+    problem = approval_decider_problem(request=request, user=link.user)
+    if problem is not None:  # no longer a member (404) or no longer an approver (403)
+        return LinkReview(request=None, problem=problem.detail, status=problem.status)
+    return LinkReview(**review)
+
+
 # Arden's poll loop accepts exactly pending/approved/denied.
 ARDEN_STATUS = {
     "pending": "pending",
@@ -126,6 +174,36 @@ def approval_compat_status(request: ApprovalRequest) -> tuple[str, str | None]:
 
 def approval_votes(request: ApprovalRequest) -> list[ApprovalVote]:
     return list(request.votes.all())
+
+
+REDACTED = "[redacted]"
+
+
+def _redact_path(value: Any, parts: list[str]) -> Any:
+    if not parts:
+        return REDACTED
+    head, rest = parts[0], parts[1:]
+    if isinstance(value, dict):
+        if head == "*":
+            return {k: _redact_path(v, rest) for k, v in value.items()}
+        if head in value:
+            return {**value, head: _redact_path(value[head], rest)}
+        return value
+    if isinstance(value, list):
+        if head == "*":
+            return [_redact_path(v, rest) for v in value]
+        if head.isdigit() and int(head) < len(value):
+            index = int(head)
+            return [_redact_path(v, rest) if i == index else v for i, v in enumerate(value)]
+    return value
+
+
+def arguments_redacted(arguments: Any, paths: Any) -> Any:
+    """``arguments`` with the value at each of the rule's ``redact`` paths (``card_number``,
+    ``customer.email``, ``items.*.iban``) replaced by ``[redacted]``; a copy."""
+    for path in paths or ():
+        arguments = _redact_path(arguments, str(path).split("."))
+    return arguments
 
 
 def arguments_rows(arguments: Any, prefix: str = "") -> list[tuple[str, str]]:

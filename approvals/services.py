@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -26,6 +27,7 @@ from accounts.selectors import membership_role_get
 from agents.limits import budgets_spend_approved
 from agents.policy import Call, RuleSpec, amount_read
 from approvals import wakeup
+from approvals.email_links import LinkInvalid, email_link_get
 from approvals.grants import (
     AMOUNT,
     IDENTICAL,
@@ -36,10 +38,18 @@ from approvals.grants import (
     grant_spec_parse,
     holding_rule,
 )
-from approvals.models import ApprovalRequest, ApprovalVote, Grant
+from approvals.models import ApprovalRequest, ApprovalVote, EmailLink, Grant
+from approvals.routing import approvers_admit, approvers_text
 from audit.models import AuditEntry
 from audit.services import actor_label, audit_record, audit_record_change
-from wardenproject.errors import Conflict, Forbidden, NotFound, PlanRequired, ValidationFailed
+from wardenproject.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    PlanRequired,
+    ValidationFailed,
+)
 from wardenproject.ids import public_id
 from wardenproject.jsonutil import iso
 from webhooks.services import event_emit
@@ -47,6 +57,15 @@ from webhooks.services import event_emit
 DECIDING_ROLES = roles_with(Capability.DECIDE_APPROVALS)
 MAX_NOTES = 2000
 EXPIRED_NOTE = "Expired: no decision before the deadline."
+ESCALATED_EVENT = "approval.escalated"
+
+
+class NotAnApprover(Forbidden, PermissionDenied):
+    """403: the member may decide approvals, but this request is routed to others."""
+
+    code = "not_an_approver"
+
+
 EVENT_FOR_STATUS = {
     ApprovalRequest.Status.APPROVED: "approval.approved",
     ApprovalRequest.Status.DENIED: "approval.rejected",
@@ -89,14 +108,18 @@ def approval_request_create(
     rule: Any | None,
     timeout_seconds: int | None,
     approvals_required: int = 1,
+    spec: Any | None = None,
 ) -> ApprovalRequest:
     """Hold the checked call ``entry`` for a human, in the caller's transaction.
 
-    ``entry`` is the check's audit row (its public id is the action id). Emits
-    ``log.pending_approval`` in the same transaction.
+    ``entry`` is the check's audit row (its public id is the action id). ``spec`` is the
+    deciding rule's ``RuleSpec``: its approvers, escalation and redaction are copied onto
+    the request (the rule may change later). Emits ``log.pending_approval`` in the same
+    transaction.
     """
     organization = entry.organization
     timeout = timeout_seconds or organization.default_approval_timeout
+    escalate = spec is not None and spec.on_timeout == "escalate" and bool(spec.escalate_to)
     with transaction.atomic():
         request = ApprovalRequest.objects.create(
             action_id=entry.public_id,
@@ -116,6 +139,11 @@ def approval_request_create(
             approvals_required=max(1, approvals_required),
             requested_at=entry.created_at,
             expires_at=entry.created_at + timedelta(seconds=timeout),
+            approvers=list(spec.approvers) if spec is not None else [],
+            escalate_to=list(spec.escalate_to) if escalate else [],
+            escalate_timeout=(spec.escalate_timeout or timeout) if escalate else None,
+            reminder_due_at=entry.created_at + timedelta(seconds=timeout / 2),
+            redact=list(spec.redact) if spec is not None else [],
         )
         event_emit(
             organization=organization,
@@ -172,10 +200,13 @@ def _authorize_decider(
     decide). A person has one vote whatever the credential.
 
     Anyone from another organisation gets 404 (they learn nothing); agent and organisation
-    keys, viewers, and approver keys whose creator may not decide, get 403.
+    keys, viewers, and approver keys whose creator may not decide, get 403; so does a
+    member (or a key's creator) the request's approvers do not admit (``NotAnApprover``,
+    approvals/routing.py). Every channel decides through here.
     """
     return _deciding_person(
         request.organization_id,
+        request=request,
         actor_user=actor_user,
         actor_key=actor_key,
         missing="No such approval request.",
@@ -186,13 +217,15 @@ def _authorize_decider(
 def _deciding_person(
     organization_id: int,
     *,
+    request: ApprovalRequest | None = None,
     actor_user: User | None,
     actor_key: Any | None,
     missing: str,
     forbidden: str,
 ) -> User:
     """The member who acts as a reviewer in ``organization_id`` (see ``_authorize_decider``);
-    ``missing`` is the 404's detail for outsiders, ``forbidden`` the 403's for viewers."""
+    ``missing`` is the 404's detail for outsiders, ``forbidden`` the 403's for viewers; with
+    ``request``, the person must also be one of its approvers (routing)."""
     if actor_key is not None:
         if actor_key.organization_id != organization_id:
             raise NotFound(missing)
@@ -213,6 +246,8 @@ def _deciding_person(
                 "This approver key votes as the member who created it, and that member may "
                 "not decide approval requests (any more)."
             )
+        if request is not None:
+            _require_approver(request, voter=creator, role=role, actor_key=actor_key)
         return creator
     if actor_user is None or not actor_user.is_authenticated:
         raise NotFound(missing)
@@ -221,7 +256,45 @@ def _deciding_person(
         raise NotFound(missing)
     if role not in DECIDING_ROLES:
         raise Forbidden(forbidden)
+    if request is not None:
+        _require_approver(request, voter=actor_user, role=role, actor_key=None)
     return actor_user
+
+
+def _not_an_approver(
+    request: ApprovalRequest, *, voter: User, actor_key: Any | None
+) -> NotAnApprover:
+    who = (
+        f"This approver key votes as {voter.email}, who is" if actor_key is not None else "You are"
+    )
+    return NotAnApprover(
+        f"{who} not one of this request's approvers: its rule routes it to "
+        f"{approvers_text(request.approvers)}.",
+        extra={"approvers": list(request.approvers)},
+    )
+
+
+def _require_approver(
+    request: ApprovalRequest, *, voter: User, role: str | None, actor_key: Any | None
+) -> None:
+    """Routing: the voter must be one of the request's current approvers (approvals/routing.py)."""
+    if not approvers_admit(
+        approvers=request.approvers,
+        organization_id=request.organization_id,
+        user=voter,
+        role=role,
+    ):
+        raise _not_an_approver(request, voter=voter, actor_key=actor_key)
+
+
+def approval_decider_problem(*, request: ApprovalRequest, user: User) -> DomainError | None:
+    """Why ``user`` may not decide ``request`` now (None: they may): the checks a decision
+    makes, for pages that show them before the decision is taken."""
+    try:
+        _authorize_decider(request, actor_user=user, actor_key=None)
+    except (NotFound, Forbidden) as exc:
+        return exc
+    return None
 
 
 def _decider_label(voter: User, actor_key: Any | None) -> str:
@@ -342,6 +415,7 @@ def approval_decide(
     offer = _grant_offer(request, grant, approve=approve)
     label = _decider_label(voter, actor_key)
     standing: str | None = None
+    refused: DomainError | None = None
     with transaction.atomic():
         # The request row only, and the lock an UPDATE of its non-key columns takes anyway:
         # its organisation, plan and agent are read, not locked (a lock on them would hold up
@@ -354,22 +428,26 @@ def approval_decide(
         )
         now = timezone.now()
         if _is_overdue(locked, now):
-            locked = _expire_locked(locked, now=now) or locked
-            standing = locked.status
-        elif locked.status != ApprovalRequest.Status.PENDING:
+            locked = _settle_overdue_locked(locked, now=now) or locked
+        if locked.status != ApprovalRequest.Status.PENDING:
             standing = locked.status
         else:
-            locked = _vote(
-                locked,
-                voter=voter,
-                actor_key=actor_key,
-                label=label,
-                approve=approve,
-                notes=notes,
-                source=source,
-                now=now,
-                offer=offer,
-            )
+            if locked.approvers != request.approvers:  # escalated since it was authorized
+                refused = _routing_problem(locked, voter=voter, actor_key=actor_key)
+            if refused is None:
+                locked = _vote(
+                    locked,
+                    voter=voter,
+                    actor_key=actor_key,
+                    label=label,
+                    approve=approve,
+                    notes=notes,
+                    source=source,
+                    now=now,
+                    offer=offer,
+                )
+    if refused is not None:
+        raise refused
     if standing is not None:
         raise _conflict(standing)
     return locked
@@ -454,6 +532,50 @@ def approval_decide_bulk(
         else:
             outcomes.append(BulkOutcome(action_id, "decided", decided.status, "", decided.action))
     return outcomes
+
+
+class LinkUsed(Conflict):
+    code = "link_used"
+
+
+def approval_decide_by_email_link(*, token: str, approve: bool, notes: str = "") -> ApprovalRequest:
+    """The POST of an email link's confirmation page: decide as the reviewer the link was
+    sent to, through ``approval_decide`` (role and routing checked now, source ``email``).
+
+    The link is used up in the decision's transaction: a refused decision (no longer an
+    approver, decided elsewhere, expired) leaves it unused, and a second use is
+    ``LinkUsed`` (409) and changes nothing.
+    """
+    link = email_link_get(token)
+    if not link.user.is_active:
+        raise LinkInvalid("This link is not valid.")
+    with transaction.atomic():
+        used = EmailLink.objects.filter(pk=link.pk, used_at__isnull=True).update(
+            used_at=timezone.now()
+        )
+        if not used:
+            raise LinkUsed(
+                "This link was already used: a decision was taken with it.",
+                extra={"status": link.request.status},
+            )
+        return approval_decide(
+            request_or_action_id=link.request,
+            actor_user=link.user,
+            approve=approve,
+            notes=notes,
+            source="email",
+        )
+
+
+def _routing_problem(
+    request: ApprovalRequest, *, voter: User, actor_key: Any | None
+) -> NotAnApprover | None:
+    role = membership_role_get(user=voter, organization_id=request.organization_id)
+    try:
+        _require_approver(request, voter=voter, role=role, actor_key=actor_key)
+    except NotAnApprover as exc:
+        return exc
+    return None
 
 
 def _vote(
@@ -762,13 +884,19 @@ def grant_revoke(
 
 
 # --- expiry -----------------------------------------------------------------------------------
+# --- expiry, escalation and reminders ----------------------------------------------------------
 
 
 def _expire_locked(request: ApprovalRequest, *, now: datetime) -> ApprovalRequest | None:
     """Expire ``request`` if it is still pending and overdue; None if it was not."""
     changed = ApprovalRequest.objects.filter(
         pk=request.pk, status=ApprovalRequest.Status.PENDING, expires_at__lte=now
-    ).update(status=ApprovalRequest.Status.EXPIRED, decided_at=now, notes=EXPIRED_NOTE)
+    ).update(
+        status=ApprovalRequest.Status.EXPIRED,
+        decided_at=now,
+        notes=EXPIRED_NOTE,
+        reminder_due_at=None,
+    )
     if changed != 1:
         return None
     request.refresh_from_db()
@@ -786,16 +914,78 @@ def _expire_locked(request: ApprovalRequest, *, now: datetime) -> ApprovalReques
     return request
 
 
+def _escalate_locked(request: ApprovalRequest, *, now: datetime) -> ApprovalRequest | None:
+    """Hand an overdue pending request to its ``escalate_to`` approvers: they become its
+    approvers, its deadline becomes ``now + escalate_timeout``, and they are emailed.
+
+    A conditional UPDATE on the escalation count: of two workers (or a worker and a reader)
+    that see the same overdue request, one escalates it and the other changes nothing.
+    None if it was not escalated.
+    """
+    seconds = request.escalate_timeout or request.organization.default_approval_timeout
+    deadline = now + timedelta(seconds=seconds)
+    changed = ApprovalRequest.objects.filter(
+        pk=request.pk,
+        status=ApprovalRequest.Status.PENDING,
+        expires_at__lte=now,
+        escalations=request.escalations,
+    ).update(
+        approvers=list(request.escalate_to),
+        escalate_to=[],
+        escalations=F("escalations") + 1,
+        expires_at=deadline,
+        reminder_due_at=now + timedelta(seconds=seconds / 2),
+        notified_at=None,
+        notice=ApprovalRequest.Notice.ESCALATED,
+    )
+    if changed != 1:
+        return None
+    previous_deadline = request.expires_at
+    request.refresh_from_db()
+    _record(
+        request,
+        verb="escalate",
+        actor_user=None,
+        actor_key=None,
+        notes="",
+        source="system",
+        detail=(
+            f"Escalated to {approvers_text(request.approvers)}: no decision before "
+            f"{previous_deadline.isoformat()}; the new deadline is {deadline.isoformat()}"
+        ),
+    )
+    event_emit(
+        organization=request.organization,
+        event_type=ESCALATED_EVENT,
+        data={**approval_event_data(request), "approvers": list(request.approvers)},
+        agent=request.agent,
+        action_id=request.action_id,
+    )
+    _notify_reviewers_on_commit(request.organization_id)
+    return request
+
+
+def _settle_overdue_locked(request: ApprovalRequest, *, now: datetime) -> ApprovalRequest | None:
+    """An overdue pending request escalates if it still may, and expires otherwise."""
+    if request.escalate_to:
+        return _escalate_locked(request, now=now)
+    return _expire_locked(request, now=now)
+
+
 def approval_expire(*, request: ApprovalRequest, now: datetime | None = None) -> bool:
-    """Expire one overdue pending request; False if it was decided (or not yet due)."""
+    """Settle one overdue pending request: escalate it (its rule says ``on_timeout:
+    escalate`` and it has not escalated yet) or expire it. False if it was decided (or not
+    yet due)."""
     now = now or timezone.now()
     with transaction.atomic():
-        return _expire_locked(request, now=now) is not None
+        return _settle_overdue_locked(request, now=now) is not None
 
 
 def approval_expire_overdue(*, now: datetime | None = None, batch: int = 500) -> int:
-    """Expire every overdue pending request (the beat task). Returns how many it expired."""
+    """The beat task: settle every overdue pending request (escalate or expire) and queue the
+    half-time reminders that are due. Returns how many requests it escalated or expired."""
     now = now or timezone.now()
+    approval_remind_due(now=now, batch=batch)
     due = (
         ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING, expires_at__lte=now)
         .select_related("organization", "agent")
@@ -804,8 +994,43 @@ def approval_expire_overdue(*, now: datetime | None = None, batch: int = 500) ->
     return sum(approval_expire(request=request, now=now) for request in due)
 
 
+def approval_remind_due(*, now: datetime | None = None, batch: int = 500) -> int:
+    """Half-way to a stage's deadline its approvers get a reminder, once per stage.
+
+    The claim is a conditional UPDATE (``reminder_due_at`` cleared), so two workers never
+    remind twice; the email goes out through the organisation's notify task (mail queue),
+    which sends it to the request's current approvers. A request whose first email has not
+    gone out yet needs no reminder. Returns how many reminders it queued.
+    """
+    now = now or timezone.now()
+    due = list(
+        ApprovalRequest.objects.filter(
+            status=ApprovalRequest.Status.PENDING,
+            reminder_due_at__lte=now,
+            expires_at__gt=now,
+        ).values_list("pk", "organization_id")[:batch]
+    )
+    reminded = 0
+    organizations: set[int] = set()
+    for pk, organization_id in due:
+        claim = ApprovalRequest.objects.filter(
+            pk=pk, status=ApprovalRequest.Status.PENDING, reminder_due_at__lte=now
+        )
+        if claim.filter(notified_at__isnull=False).update(
+            reminder_due_at=None, notified_at=None, notice=ApprovalRequest.Notice.REMINDER
+        ):
+            reminded += 1
+            organizations.add(organization_id)
+        else:
+            claim.update(reminder_due_at=None)
+    for organization_id in sorted(organizations):
+        _notify_reviewers_on_commit(organization_id)
+    return reminded
+
+
 def approval_expire_if_overdue(request: ApprovalRequest) -> ApprovalRequest:
-    """Readers call this so correctness never depends on the beat task's lag."""
+    """Readers call this so correctness never depends on the beat task's lag (an overdue
+    request that escalates reads as pending, with its new deadline)."""
     if _is_overdue(request, timezone.now()):
         approval_expire(request=request)
         request.refresh_from_db()
@@ -850,8 +1075,11 @@ def approval_cancel(
     standing: str | None = None
     with transaction.atomic():
         now = timezone.now()
-        if _is_overdue(request, now) and _expire_locked(request, now=now) is not None:
-            standing = ApprovalRequest.Status.EXPIRED
+        if _is_overdue(request, now):
+            _settle_overdue_locked(request, now=now)
+            request.refresh_from_db()
+        if request.status != ApprovalRequest.Status.PENDING:
+            standing = request.status
         else:
             changed = ApprovalRequest.objects.filter(
                 pk=request.pk, status=ApprovalRequest.Status.PENDING, expires_at__gt=now

@@ -13,6 +13,7 @@ urlpatterns = [
     path("decide", views.queue_decide, name="queue-decide"),
     path("history/", views.history, name="history"),
     path("grants/<str:grant_id>/revoke", views.revoke_grant, name="grant-revoke"),
+    path("email/<str:choice>/<str:token>/", views.email_link, name="email-link"),
     path("<str:action_id>/", views.detail, name="detail"),
     path("<str:action_id>/status.fragment", views.detail_status, name="detail-status"),
     path("<str:action_id>/decide", views.decide, name="decide"),

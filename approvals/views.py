@@ -9,13 +9,16 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import Organization
 from agents.selectors import agent_list
+from approvals.email_links import CHOICES
 from approvals.forms import (
     BulkDecisionForm,
     DecisionForm,
+    EmailLinkForm,
     GrantForm,
     HistoryFilterForm,
     QueueFilterForm,
@@ -35,12 +38,17 @@ from approvals.selectors import (
     approval_similar_decisions,
     argument_amount,
     arguments_brief,
+    arguments_redacted,
     arguments_rows,
+    email_link_review,
     grant_get_for_org,
 )
 from approvals.services import (
+    NotAnApprover,
     approval_decide,
     approval_decide_bulk,
+    approval_decide_by_email_link,
+    approval_decider_problem,
     approval_request_get,
     grant_revoke,
     member_can_decide,
@@ -183,9 +191,17 @@ def _request_for_member(request: HttpRequest, action_id: str) -> tuple[ApprovalR
 def _detail_context(request: HttpRequest, action_id: str) -> dict:
     approval, can_decide = _request_for_member(request, action_id)
     votes = list(approval.votes.all())
+    routing = (
+        approval_decider_problem(request=approval, user=request.user)
+        if can_decide and approval.approvers and approval.status == ApprovalRequest.Status.PENDING
+        else None
+    )
     return {
         "approval": approval,
-        "can_decide": can_decide and approval.status == ApprovalRequest.Status.PENDING,
+        "routing_problem": routing.detail if routing is not None else "",
+        "can_decide": can_decide
+        and routing is None
+        and approval.status == ApprovalRequest.Status.PENDING,
         "is_reviewer": can_decide,
         "is_pending": approval.status == ApprovalRequest.Status.PENDING,
         "arguments": arguments_rows(approval.arguments),
@@ -259,6 +275,8 @@ def decide(request: HttpRequest, action_id: str) -> HttpResponse:
             source="web",
             grant=grant,
         )
+    except NotAnApprover:
+        raise  # 403, with the request's approvers named
     except DomainError as error:
         messages.error(request, error.detail)
     else:
@@ -303,3 +321,46 @@ def revoke_grant(request: HttpRequest, grant_id: str) -> HttpResponse:
         raise PermissionDenied(error.detail) from None
     messages.success(request, f"Grant {grant.public_id} revoked: it allows nothing more.")
     return redirect(reverse("agents:detail", args=[grant.agent.public_id]) + "#grants")
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def email_link(request: HttpRequest, choice: str, token: str) -> HttpResponse:
+    """An email's Approve / Reject link, without a session: GET shows the request and asks
+    to confirm (it decides nothing, so a mail scanner that follows it changes nothing); the
+    form's POST (CSRF-protected by the cookie the page sets) decides as the reviewer."""
+    if choice not in CHOICES:
+        raise Http404("No such page.")
+    form = EmailLinkForm(request.POST or None)
+    decided = None
+    error = ""
+    status = 200
+    if request.method == "POST":
+        try:
+            decided = approval_decide_by_email_link(
+                token=token,
+                approve=choice == "approve",
+                notes=form.cleaned_data["notes"] if form.is_valid() else "",
+            )
+        except DomainError as exc:
+            error, status = exc.detail, exc.status
+    review = email_link_review(token=token)
+    approval = decided or review.request
+    return render(
+        request,
+        "approvals/email_link.html",
+        {
+            "choice": choice,
+            "other": "reject" if choice == "approve" else "approve",
+            "token": token,
+            "form": form,
+            "approval": approval,
+            "decided": decided,
+            "reviewer_email": review.reviewer_email,
+            "problem": error or ("" if decided else review.problem),
+            "arguments": arguments_rows(arguments_redacted(approval.arguments, approval.redact))
+            if approval is not None
+            else [],
+        },
+        status=status if error else (200 if decided else review.status),
+    )

@@ -18,6 +18,7 @@ api_v1 = [
     path("", include("webhooks.api_urls")),
     path("", include("audit.api_urls")),
     path("", include("agents.mcp.api_urls")),
+    path("", include("accounts.api_urls")),
 ]
 
 urlpatterns = [

@@ -117,7 +117,8 @@ def agentwarden_body(event: EventLike) -> dict[str, Any]:
     data = event.data
     # AgentWarden's agent_id is the customer's own agent identifier: Warden's agent name.
     agent = data.get("agent_name") or data.get("agent_id")
-    if event.event_type == "log.pending_approval":
+    if event.event_type in ("log.pending_approval", "approval.escalated"):
+        # An escalated request is still pending, with new approvers and a later deadline.
         payload = {
             "id": data.get("action_id"),
             "agent_id": agent,
@@ -126,6 +127,9 @@ def agentwarden_body(event: EventLike) -> dict[str, Any]:
             "context": data.get("arguments") or {},
             "created_at": data.get("requested_at"),
         }
+        if event.event_type == "approval.escalated":
+            payload["expires_at"] = data.get("expires_at")
+            payload["approvers"] = data.get("approvers") or []
     elif event.event_type == "webhook.test":
         payload = dict(data)
     else:

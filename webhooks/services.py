@@ -30,6 +30,7 @@ EVENT_TYPES = (
     "approval.approved",
     "approval.rejected",
     "approval.expired",
+    "approval.escalated",
     "webhook.test",
 )
 DEFAULT_EVENTS = ["approval.approved", "approval.rejected", "approval.expired"]

@@ -323,6 +323,8 @@ class Gateway:
             state = await self.db(decisions.hold_state)(action_id=action_id)
             if state.status != ApprovalRequest.Status.PENDING:
                 break
+            if state.expires_at is not None:  # an escalation moves the deadline
+                total = max(1.0, (state.expires_at - check.created_at).total_seconds())
             waited = time.monotonic() - started
             await ctx.session.report_progress(
                 min(waited, total) if total else waited,

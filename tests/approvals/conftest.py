@@ -63,8 +63,10 @@ def request_create(
     timeout_seconds: int | None = 3600,
     approvals_required: int = 1,
     environment: str = "test",
+    spec: Any | None = None,
 ) -> ApprovalRequest:
-    """What the check path does for a requires_approval decision."""
+    """What the check path does for a requires_approval decision (``spec``: the deciding
+    rule's RuleSpec, for its routing, escalation and redaction)."""
     entry = audit_record(
         organization=agent.organization,
         kind=AuditEntry.Kind.CHECK,
@@ -88,6 +90,16 @@ def request_create(
         rule=None,
         timeout_seconds=timeout_seconds,
         approvals_required=approvals_required,
+        spec=spec,
+    )
+
+
+def approval_spec(**approval: Any) -> Any:
+    """A requires_approval RuleSpec with these approval settings (``approvers=(...)``...)."""
+    from agents.policy import RuleSpec
+
+    return RuleSpec(
+        name="large refunds", action="stripe.refund", effect="requires_approval", **approval
     )
 
 

@@ -89,6 +89,13 @@ NOT_CONFIGURATION: dict[str, str] = {
     "approvals.services.grant_use_for_call": (
         "part of a check: the check's own entry names the grant it used"
     ),
+    "approvals.services.approval_decide_by_email_link": (
+        "a decision through approval_decide (decision entry, source email)"
+    ),
+    "approvals.services.approval_decider_problem": "read-only: the decision's checks",
+    "approvals.services.approval_remind_due": (
+        "queues a reminder email; the escalation itself is a decision entry (tests/approvals)"
+    ),
     # webhooks
     "webhooks.services.secret_generate": "helper: a new random secret",
     "webhooks.services.endpoint_signing_secrets": "read-only: decrypts for signing",
@@ -267,6 +274,42 @@ def _(w: World):
 @case("accounts.services.invitation_create")
 def _(w: World):
     return lambda: _invite_dana(w), w.alice
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+
+def _finance(w: World):
+    return accounts_services.group_create(actor=w.alice, organization=w.org_a, name="finance")
+
+
+@case("accounts.services.group_create")
+def _(w: World):
+    return lambda: _finance(w), w.alice
+
+
+@case("accounts.services.group_member_add")
+def _(w: World):
+    group = _finance(w)
+    return lambda: accounts_services.group_member_add(actor=w.alice, group=group, user=w.bob), (
+        w.alice
+    )
+
+
+@case("accounts.services.group_member_remove")
+def _(w: World):
+    group = _finance(w)
+    group.members.add(w.bob)
+    return (
+        lambda: accounts_services.group_member_remove(actor=w.alice, group=group, user=w.bob),
+        w.alice,
+    )
+
+
+@case("accounts.services.group_delete")
+def _(w: World):
+    group = _finance(w)
+    return lambda: accounts_services.group_delete(actor=w.alice, group=group), w.alice
 
 
 @case("accounts.services.invitation_revoke")

@@ -146,3 +146,25 @@ def test_arden_and_agentwarden_sign_with_the_newest_secret_only(now):
     headers, body = build_request(FakeEvent(), "agentwarden", ["new", "old"], now)
     assert agentwarden_verify(body, headers, "new")
     assert not agentwarden_verify(body, headers, "old")
+
+
+def test_agentwarden_escalated_body_is_still_pending_with_its_new_deadline_and_approvers(now):
+    data = {
+        **approval_data(status="pending"),
+        "expires_at": "2026-11-21T11:00:00+00:00",
+        "approvers": ["role:admin"],
+    }
+    event = FakeEvent(event_type="approval.escalated", data=data)
+    _, body = build_request(event, "agentwarden", ["k"], now)
+    payload = json.loads(body)
+    assert payload["event"] == "approval.escalated"
+    assert payload["data"]["status"] == "pending_approval"
+    assert payload["data"]["expires_at"] == "2026-11-21T11:00:00+00:00"
+    assert payload["data"]["approvers"] == ["role:admin"]
+
+
+def test_an_arden_endpoint_may_not_subscribe_to_escalations():
+    from webhooks.formats import format_sends, subscription_refusal
+
+    assert subscription_refusal("arden", ["approval.escalated"]) is not None
+    assert not format_sends("arden", "approval.escalated")
