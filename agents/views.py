@@ -44,6 +44,7 @@ from agents.policy import ENFORCE, SHADOW
 from agents.policy_document import PolicyDocumentError, PolicyError
 from agents.shadow import shadow_stats
 from approvals.selectors import arguments_rows
+from approvals.slack import slack_agent_channel_get
 from audit.selectors import action_detail, audit_entry_list, check_entry_get
 from wardenproject.errors import DomainError
 
@@ -173,6 +174,7 @@ def _detail_page(
         "versions": selectors.policy_version_page(agent=agent, limit=VERSIONS_ON_DETAIL)[0],
         "backtest": None,
         "error": None,
+        "slack_channel": slack_agent_channel_get(agent=agent),
     }
     context.update(overrides)
     return render(request, "agents/detail.html", context, status=status)

@@ -23,6 +23,7 @@ from accounts.selectors import membership_role_get
 from agents.limits import budgets_spend_approved
 from approvals import wakeup
 from approvals.models import ApprovalRequest, ApprovalVote
+from approvals.slack_hooks import slack_post_on_commit, slack_update_on_commit
 from audit.models import AuditEntry
 from audit.services import actor_label, audit_record
 from wardenproject.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -110,6 +111,7 @@ def approval_request_create(
             action_id=request.action_id,
         )
         _notify_reviewers_on_commit(organization.pk)
+        slack_post_on_commit(request_id=request.pk, organization_id=organization.pk)
     return request
 
 
@@ -245,6 +247,7 @@ def _emit(request: ApprovalRequest) -> None:
         agent=request.agent,
         action_id=request.action_id,
     )
+    slack_update_on_commit(request_id=request.pk)
 
 
 def _wake_on_commit(request: ApprovalRequest) -> None:
@@ -538,6 +541,7 @@ def approval_cancel(
                     detail=f"Cancelled by {label}",
                 )
                 _wake_on_commit(request)
+                slack_update_on_commit(request_id=request.pk)
     if standing is not None:
         raise _conflict(standing)
     return request

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""`make run`: migrate, seed the demo organisation, and run web + worker + mail worker + beat
-+ the MCP gateway (on MCP_PORT, default PORT + 1).
+"""`make run`: migrate, seed the demo organisation, and run web + worker + mail worker (queues
+mail and slack) + beat + the MCP gateway (on MCP_PORT, default PORT + 1).
 
 A child that exits on its own is started again (with backoff); Ctrl-C (or SIGTERM) stops
 them all. Works on the embedded default (SQLite, filesystem broker) and on PostgreSQL/Redis
@@ -172,7 +172,8 @@ def main() -> int:
             "-n",
             "worker@%h",
         ],
-        # Mail has its own queue and worker: a slow mail server never delays a webhook.
+        # Mail and Slack have queues of their own, consumed by this worker: a slow mail server
+        # or a rate-limiting Slack never delays a webhook or an expiry.
         "mail": [
             str(BIN / "celery"),
             "-A",
@@ -185,7 +186,7 @@ def main() -> int:
             "--concurrency",
             os.environ.get("CELERY_MAIL_CONCURRENCY", "4"),
             "-Q",
-            "mail",
+            "mail,slack",
             "-n",
             "mail@%h",
         ],
