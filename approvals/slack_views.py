@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from django.conf import settings as django_settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -69,7 +70,7 @@ def settings_page(request: HttpRequest, org_id: str) -> HttpResponse:
         form = SlackConnectForm(
             initial={"default_channel": connection.default_channel if connection else ""}
         )
-    interactions_url = request.build_absolute_uri(reverse("slack:interactions"))
+    interactions_url = django_settings.WARDEN_BASE_URL + reverse("slack:interactions")
     return _no_store(
         render(
             request,
