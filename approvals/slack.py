@@ -20,11 +20,11 @@ request is decided, and deciding from Slack's buttons.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -33,6 +33,7 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 from slack_sdk.signature import SignatureVerifier
@@ -45,9 +46,11 @@ from approvals import slack_blocks
 from approvals.models import ApprovalRequest
 from approvals.services import approval_decide
 from approvals.slack_api import SlackPermanentError, SlackRetryLater, slack_call, slack_client
+from approvals.slack_hooks import POST_TASK, UPDATE_TASK, slack_task_queue
 from approvals.slack_models import SlackAgentChannel, SlackConnection, SlackMessage, SlackUserLink
 from audit.services import audit_record_change, model_snapshot
 from wardenproject.errors import DomainError, NotFound, ValidationFailed
+from wardenproject.strictjson import json_parse
 from webhooks.crypto import SecretUnreadable, secret_decrypt, secret_encrypt
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ logger = logging.getLogger(__name__)
 LINK_SALT = "warden.slack.user-link"
 LINK_MAX_AGE_SECONDS = 30 * 60
 MAX_INTERACTION_BYTES = 64 * 1024
+SWEEP_AFTER = timedelta(minutes=2)
 # What a connection's audit entries show (never the token or the signing secret).
 CONNECTION_FIELDS = ["team_id", "team_name", "bot_user_id", "default_channel"]
 
@@ -108,7 +112,13 @@ def slack_connect(
             "A signing secret is letters and digits (Basic Information, App Credentials).",
             field="signing_secret",
         )
-    token = bot_token or secret_decrypt(existing.bot_token)  # type: ignore[union-attr]
+    try:
+        token = bot_token or secret_decrypt(existing.bot_token)  # type: ignore[union-attr]
+    except SecretUnreadable:
+        raise ValidationFailed(
+            "The stored bot token cannot be read (SECRET_KEY changed); enter it again.",
+            field="bot_token",
+        ) from None
     try:
         identity = slack_call(slack_client(token), "auth_test")
     except SlackPermanentError as exc:
@@ -341,7 +351,10 @@ def slack_message_update(*, request_id: int) -> SlackMessage | None:
             blocks=slack_blocks.message_blocks(view, message.redact),
         )
     except SlackPermanentError as exc:
-        SlackMessage.objects.filter(pk=message.pk).update(error=exc.error[:200])
+        # Failed: the sweep stops trying (the message was deleted, the bot left the channel).
+        SlackMessage.objects.filter(pk=message.pk).update(
+            state=SlackMessage.State.FAILED, error=exc.error[:200], updated_at=timezone.now()
+        )
         logger.warning("Slack message of approval request %s not edited: %s", request_id, exc.error)
         return message
     SlackMessage.objects.filter(pk=message.pk).update(
@@ -356,6 +369,46 @@ def slack_message_give_up(*, request_id: int, error: str) -> None:
     message = SlackMessage.objects.filter(request_id=request_id).first()
     if message is not None and message.state == SlackMessage.State.POSTING:
         _message_fail(message, f"gave up: {error}")
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    posts: list[int]  # request ids whose post task was queued again
+    updates: list[int]  # request ids whose update task was queued again
+
+
+def slack_sweep(*, now: datetime | None = None, batch: int = 100) -> SweepResult:
+    """Queue again the Slack work whose task was lost (a broker outage, a lost message): held
+    calls of connected organisations with no message ``SWEEP_AFTER`` after they arrived
+    (only those held since the organisation connected), and posted messages that still show
+    an older status ``SWEEP_AFTER`` after their last edit."""
+    now = now or timezone.now()
+    posts = list(
+        ApprovalRequest.objects.filter(
+            status=ApprovalRequest.Status.PENDING,
+            requested_at__lt=now - SWEEP_AFTER,
+            expires_at__gt=now,
+            organization__slack_connection__isnull=False,
+            requested_at__gte=F("organization__slack_connection__connected_at"),
+            slack_message__isnull=True,
+        )
+        .order_by("requested_at")
+        .values_list("pk", flat=True)[:batch]
+    )
+    updates = list(
+        SlackMessage.objects.filter(
+            state=SlackMessage.State.POSTED,
+            updated_at__lt=now - SWEEP_AFTER,
+        )
+        .exclude(shown_status=F("request__status"))
+        .order_by("updated_at")
+        .values_list("request_id", flat=True)[:batch]
+    )
+    for request_id in posts:
+        slack_task_queue(POST_TASK, request_id)
+    for request_id in updates:
+        slack_task_queue(UPDATE_TASK, request_id)
+    return SweepResult(posts=posts, updates=updates)
 
 
 # --- mapping Slack users to members ------------------------------------------------------------
@@ -545,11 +598,15 @@ def _payload_parse(body: bytes) -> dict[str, Any]:
         raise ValidationFailed("The interaction payload is too large.", field="payload")
     try:
         form = parse_qs(body.decode("utf-8"), strict_parsing=False, max_num_fields=10)
-        payload = json.loads(form["payload"][0])
+        raw = form["payload"][0]
     except (UnicodeDecodeError, KeyError, IndexError, ValueError):
         raise ValidationFailed(
             "Expected a form-encoded payload= with Slack's JSON.", field="payload"
         ) from None
+    try:
+        payload = json_parse(raw)
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.detail, field="payload") from None
     if not isinstance(payload, dict):
         raise ValidationFailed("The payload must be a JSON object.", field="payload")
     return payload
@@ -667,11 +724,20 @@ def _block_action(connection: SlackConnection, payload: dict[str, Any]) -> Slack
             )
         return reply
     try:
-        approval_decide(
+        decided = approval_decide(
             request_or_action_id=request, actor_user=member, approve=True, source="slack"
         )
     except DomainError as exc:
         _ephemeral(client, payload, f"Nothing was decided: {exc.detail}", reply)
+        return reply
+    if decided.status == ApprovalRequest.Status.PENDING:  # a quorum: one vote of several
+        _ephemeral(
+            client,
+            payload,
+            f"Your approval is recorded; {decided.approvals_required} people must approve "
+            "this request.",
+            reply,
+        )
     return reply
 
 

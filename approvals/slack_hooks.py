@@ -17,14 +17,15 @@ POST_TASK = "approvals.slack_post"
 UPDATE_TASK = "approvals.slack_update"
 
 
-def _queue(task_name: str, request_id: int) -> bool:
+def slack_task_queue(task_name: str, request_id: int) -> bool:
+    """Queue a Slack task by name; False (logged) if the broker is down (the sweep retries)."""
     return enqueue_now(app.signature(task_name), request_id)
 
 
 def slack_post_on_commit(*, request_id: int, organization_id: int) -> None:
     def queue() -> None:
         if SlackConnection.objects.filter(organization_id=organization_id).exists():
-            _queue(POST_TASK, request_id)
+            slack_task_queue(POST_TASK, request_id)
 
     transaction.on_commit(queue, robust=True)
 
@@ -38,6 +39,6 @@ def slack_update_on_commit(*, request_id: int) -> None:
 
     def queue() -> None:
         if SlackMessage.objects.filter(request_id=request_id).exists():
-            _queue(UPDATE_TASK, request_id)
+            slack_task_queue(UPDATE_TASK, request_id)
 
     transaction.on_commit(queue, robust=True)

@@ -8,11 +8,17 @@ from celery import shared_task
 
 from approvals.notifications import approval_notify_reviewers, notifications_sweep
 from approvals.services import approval_expire_overdue
-from approvals.slack import slack_message_give_up, slack_message_post, slack_message_update
+from approvals.slack import (
+    slack_message_give_up,
+    slack_message_post,
+    slack_message_update,
+    slack_sweep,
+)
 from approvals.slack_api import SlackRetryLater
 
 EXPIRE_EVERY_SECONDS = 2.0
 NOTIFY_SWEEP_EVERY_SECONDS = 60.0
+SLACK_SWEEP_EVERY_SECONDS = 60.0
 
 
 @shared_task(name="approvals.expire_overdue", ignore_result=True)
@@ -57,3 +63,11 @@ def approvals_slack_post(self: Any, request_id: int) -> None:
 @shared_task(name="approvals.slack_update", bind=True, ignore_result=True)
 def approvals_slack_update(self: Any, request_id: int) -> None:
     _slack_run(self, slack_message_update, request_id)
+
+
+@shared_task(name="approvals.slack_sweep", ignore_result=True)
+def approvals_slack_sweep() -> dict[str, list[int]]:
+    """Queues the Slack posts and edits that were lost; calls Slack itself never (default
+    queue)."""
+    result = slack_sweep()
+    return {"posts": result.posts, "updates": result.updates}

@@ -37,6 +37,7 @@ from tests.approvals.slack_standin import (
     reject_submission,
     signed_interaction,
 )
+from tests.factories import plan
 from wardenproject import tasks as wardenproject_tasks
 from wardenproject.celery import app, close_old_connections
 from wardenproject.errors import ValidationFailed
@@ -126,6 +127,7 @@ def hold(
     rule: Any = None,
     arguments: dict[str, Any] | None = None,
     timeout_seconds: int = 3600,
+    approvals_required: int = 1,
 ) -> ApprovalRequest:
     """What the check path does for a held call (its audit row, then the request)."""
     entry = audit_record(
@@ -146,7 +148,11 @@ def hold(
         source="native",
     )
     return approval_request_create(
-        entry=entry, api_key=None, rule=rule, timeout_seconds=timeout_seconds
+        entry=entry,
+        api_key=None,
+        rule=rule,
+        timeout_seconds=timeout_seconds,
+        approvals_required=approvals_required,
     )
 
 
@@ -469,6 +475,45 @@ def test_a_decision_made_while_the_message_is_being_posted_is_shown_once_it_is_p
     assert SlackMessage.objects.get().shown_status == "denied"
 
 
+def test_the_sweep_queues_the_post_of_a_held_call_whose_task_was_lost_and_the_lost_edits(
+    acme_slack, refund_bot, alice, standin, eager
+):
+    lost = hold(refund_bot)  # no hook ran: as if its task was lost
+    later = timezone.now() + timedelta(minutes=3)
+    assert slack.slack_sweep(now=timezone.now()).posts == []  # not yet: its task may be queued
+    assert slack.slack_sweep(now=later).posts == [lost.pk]
+    assert len(standin.received("chat.postMessage")) == 1
+    approval_decide(request_or_action_id=lost, actor_user=alice, approve=True)  # hook not run
+    assert slack.slack_sweep(now=later + timedelta(minutes=3)).updates == [lost.pk]
+    assert "Approved" in texts(standin.received("chat.update")[0].params["blocks"])
+    assert slack.slack_sweep(now=later + timedelta(minutes=6)) == slack.SweepResult([], [])
+
+
+def test_the_sweep_leaves_alone_calls_held_before_slack_was_connected(
+    standin, org_a, alice, refund_bot, eager
+):
+    before = hold(refund_bot)
+    ApprovalRequest.objects.filter(pk=before.pk).update(
+        requested_at=timezone.now() - timedelta(minutes=10)
+    )
+    slack.slack_connect(
+        actor=alice,
+        organization=org_a,
+        bot_token=ACME_TOKEN,
+        signing_secret=ACME_SECRET,
+        default_channel="#approvals",
+    )
+    assert slack.slack_sweep(now=timezone.now() + timedelta(minutes=3)).posts == []
+
+
+def test_an_edit_slack_refuses_for_good_is_not_retried_by_the_sweep(posted, alice, standin):
+    standin.then("chat.update", 200, {"ok": False, "error": "message_not_found"})
+    approval_decide(request_or_action_id=posted, actor_user=alice, approve=True)
+    slack.slack_message_update(request_id=posted.pk)
+    assert SlackMessage.objects.get().state == "failed"
+    assert slack.slack_sweep(now=timezone.now() + timedelta(minutes=5)).updates == []
+
+
 # --- signatures -------------------------------------------------------------------------------
 
 
@@ -569,6 +614,37 @@ def test_a_click_on_a_decided_request_says_so_and_changes_nothing(
     posted.refresh_from_db()
     assert posted.status == "denied"
     assert "already denied" in standin.received("chat.postEphemeral")[0].params["text"]
+
+
+def test_with_a_quorum_one_click_is_a_vote_the_voter_is_told_and_the_buttons_stay(
+    client,
+    acme_slack,
+    refund_bot,
+    linked,
+    org_a,
+    standin,
+    eager,
+    django_capture_on_commit_callbacks,
+):
+    org_a.plan = plan("business")
+    org_a.save(update_fields=["plan"])
+    with django_capture_on_commit_callbacks(execute=True):
+        request = hold(refund_bot, approvals_required=2)
+    payload = block_action(
+        team_id="T_ACME",
+        user_id=linked["bob"],
+        action="warden_approve",
+        action_id=request.action_id,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        interact(client, payload)
+    request.refresh_from_db()
+    assert request.status == "pending" and request.votes.count() == 1
+    assert "2 people must approve" in standin.received("chat.postEphemeral")[0].params["text"]
+    assert standin.received("chat.update") == []
+    with django_capture_on_commit_callbacks(execute=True):
+        interact(client, payload)  # the same person again
+    assert "already voted" in standin.received("chat.postEphemeral")[1].params["text"]
 
 
 def test_reject_opens_a_modal_and_its_submission_denies_with_the_note(

@@ -18,6 +18,7 @@ DEFAULT_TASKS = [
     "webhooks.sweep",
     "approvals.expire_overdue",
     "approvals.notify_sweep",
+    "approvals.slack_sweep",
 ]
 
 
