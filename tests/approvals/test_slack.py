@@ -245,6 +245,20 @@ def test_connecting_from_the_settings_page_with_empty_secrets_keeps_the_stored_o
     assert slack.secret_decrypt(row.bot_token) == ACME_TOKEN
 
 
+def test_a_token_slack_refuses_on_the_settings_page_is_shown_on_its_field(
+    client, standin, alice, org_a
+):
+    client.force_login(alice)
+    response = client.post(
+        reverse("slack:settings", args=[org_a.public_id]),
+        {"bot_token": "xoxb-revoked", "signing_secret": "abc123", "default_channel": "#a"},
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.context["form"].errors["bot_token"]
+    assert "xoxb-revoked" not in response.content.decode()  # a password field is not re-shown
+    assert not SlackConnection.objects.exists()
+
+
 def test_an_outsider_gets_404_and_a_viewer_403_on_the_slack_settings_page(
     client, acme_slack, org_a, charlie, vera
 ):
@@ -756,6 +770,12 @@ def test_an_outsider_opening_the_link_gets_404_and_links_nothing(
     assert client.get(path).status_code == HTTPStatus.NOT_FOUND
     assert client.post(path).status_code == HTTPStatus.NOT_FOUND
     assert not SlackUserLink.objects.exists()
+
+
+def test_the_link_page_asks_an_anonymous_visitor_to_log_in_first(client):
+    response = client.get(reverse("slack:link", args=["anything"]))
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].startswith(reverse("account_login"))
 
 
 def test_a_forged_link_token_is_404(client, bob):
