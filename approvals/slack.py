@@ -33,7 +33,7 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 from slack_sdk.signature import SignatureVerifier
@@ -59,6 +59,7 @@ LINK_SALT = "warden.slack.user-link"
 LINK_MAX_AGE_SECONDS = 30 * 60
 MAX_INTERACTION_BYTES = 64 * 1024
 SWEEP_AFTER = timedelta(minutes=2)
+POST_LEASE = timedelta(seconds=60)  # longer than a post takes (SLACK_TIMEOUT_SECONDS)
 # What a connection's audit entries show (never the token or the signing secret).
 CONNECTION_FIELDS = ["team_id", "team_name", "bot_user_id", "default_channel"]
 
@@ -297,7 +298,13 @@ def slack_message_post(*, request_id: int) -> SlackMessage | None:
         request=request,
         defaults={"organization_id": request.organization_id, "channel": channel, "redact": redact},
     )
-    if message.state != SlackMessage.State.POSTING:
+    now = timezone.now()
+    claimed = (
+        SlackMessage.objects.filter(pk=message.pk, state=SlackMessage.State.POSTING)
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+        .update(leased_until=now + POST_LEASE)
+    )
+    if not claimed:  # posted, failed, or another task is posting it now
         return message
     view = _view(request)
     try:
@@ -313,7 +320,11 @@ def slack_message_post(*, request_id: int) -> SlackMessage | None:
     except SlackPermanentError as exc:
         _message_fail(message, exc.error)
         return message
+    except SlackRetryLater:
+        SlackMessage.objects.filter(pk=message.pk).update(leased_until=None)  # for the retry
+        raise
     SlackMessage.objects.filter(pk=message.pk).update(
+        leased_until=None,
         state=SlackMessage.State.POSTED,
         ts=str(answer.get("ts") or "")[:32],
         channel_id=str(answer.get("channel") or "")[:32],

@@ -71,6 +71,9 @@ class SlackMessage(models.Model):
     redact = models.JSONField(default=list, blank=True)
     shown_status = models.CharField(max_length=16, blank=True)
     error = models.CharField(max_length=200, blank=True)
+    # A post task holds the row while it calls Slack, so two tasks (a redelivery) never post
+    # the same request twice; it lapses if the task dies.
+    leased_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(null=True, blank=True)
 

@@ -434,6 +434,24 @@ def test_a_redelivered_post_task_does_not_post_twice(posted, standin):
     assert len(standin.received("chat.postMessage")) == 1
 
 
+def test_a_post_task_leaves_a_message_another_task_is_posting_until_its_lease_lapses(
+    acme_slack, refund_bot, standin
+):
+    request = hold(refund_bot)
+    SlackMessage.objects.create(
+        request=request,
+        organization=request.organization,
+        channel="#approvals",
+        leased_until=timezone.now() + timedelta(seconds=30),
+    )
+    slack.slack_message_post(request_id=request.pk)
+    assert standin.received("chat.postMessage") == []
+    SlackMessage.objects.update(leased_until=timezone.now() - timedelta(seconds=1))  # it died
+    slack.slack_message_post(request_id=request.pk)
+    assert len(standin.received("chat.postMessage")) == 1
+    assert SlackMessage.objects.get().state == "posted"
+
+
 # --- in-place edits ---------------------------------------------------------------------------
 
 
