@@ -42,6 +42,7 @@ from accounts.plans import (
     plan_required_message,
     plan_self_serve,
 )
+from approvals.slack import slack_links_for_user
 from wardenproject.errors import DomainError
 
 
@@ -497,7 +498,11 @@ def profile(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "accounts/profile.html",
-        {"form": form, "memberships": selectors.organizations_for_user(user=user)},
+        {
+            "form": form,
+            "memberships": selectors.organizations_for_user(user=user),
+            "slack_links": slack_links_for_user(user=user),
+        },
     )
 
 

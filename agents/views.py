@@ -45,6 +45,7 @@ from agents.policy import ENFORCE, SHADOW
 from agents.policy_document import PolicyDocumentError, PolicyError
 from agents.shadow import shadow_stats
 from approvals.selectors import arguments_rows, grant_list
+from approvals.slack import slack_agent_channel_get
 from audit.selectors import action_detail, audit_entry_list, check_entry_get
 from wardenproject.errors import DomainError
 
@@ -179,6 +180,7 @@ def _detail_page(
         "can_revoke_grants": membership_has(membership, Capability.DECIDE_APPROVALS),
         "backtest": None,
         "error": None,
+        "slack_channel": slack_agent_channel_get(agent=agent),
     }
     context.update(overrides)
     return render(request, "agents/detail.html", context, status=status)

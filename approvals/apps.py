@@ -10,7 +10,11 @@ class ApprovalsConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from approvals.tasks import EXPIRE_EVERY_SECONDS, NOTIFY_SWEEP_EVERY_SECONDS
+        from approvals.tasks import (
+            EXPIRE_EVERY_SECONDS,
+            NOTIFY_SWEEP_EVERY_SECONDS,
+            SLACK_SWEEP_EVERY_SECONDS,
+        )
 
         # In place: Celery may already hold a reference to this dict.
         settings.CELERY_BEAT_SCHEDULE.setdefault(
@@ -20,4 +24,8 @@ class ApprovalsConfig(AppConfig):
         settings.CELERY_BEAT_SCHEDULE.setdefault(
             "approvals-notify-sweep",
             {"task": "approvals.notify_sweep", "schedule": NOTIFY_SWEEP_EVERY_SECONDS},
+        )
+        settings.CELERY_BEAT_SCHEDULE.setdefault(
+            "approvals-slack-sweep",
+            {"task": "approvals.slack_sweep", "schedule": SLACK_SWEEP_EVERY_SECONDS},
         )

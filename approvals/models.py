@@ -276,3 +276,23 @@ class EmailLink(models.Model):
 
     def __str__(self) -> str:
         return f"email link of {self.user_id} for {self.request_id}"
+
+
+# The Slack integration's models live in their own module (imported here so they belong to
+# this app).
+from approvals.slack_models import (  # noqa: E402
+    SlackAgentChannel,
+    SlackConnection,
+    SlackMessage,
+    SlackUserLink,
+)
+
+__all__ = [
+    "ApprovalRequest",
+    "ApprovalVote",
+    "NotificationWindow",
+    "SlackAgentChannel",
+    "SlackConnection",
+    "SlackMessage",
+    "SlackUserLink",
+]

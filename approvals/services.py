@@ -40,6 +40,7 @@ from approvals.grants import (
 )
 from approvals.models import ApprovalRequest, ApprovalVote, EmailLink, Grant
 from approvals.routing import approvers_admit, approvers_text
+from approvals.slack_hooks import slack_post_on_commit, slack_update_on_commit
 from audit.models import AuditEntry
 from audit.services import actor_label, audit_record, audit_record_change
 from wardenproject.errors import (
@@ -153,6 +154,7 @@ def approval_request_create(
             action_id=request.action_id,
         )
         _notify_reviewers_on_commit(organization.pk)
+        slack_post_on_commit(request_id=request.pk, organization_id=organization.pk)
     return request
 
 
@@ -357,6 +359,7 @@ def _emit(request: ApprovalRequest) -> None:
         agent=request.agent,
         action_id=request.action_id,
     )
+    slack_update_on_commit(request_id=request.pk)
 
 
 def _wake_on_commit(request: ApprovalRequest) -> None:
@@ -1105,6 +1108,7 @@ def approval_cancel(
                     detail=f"Cancelled by {label}",
                 )
                 _wake_on_commit(request)
+                slack_update_on_commit(request_id=request.pk)
     if standing is not None:
         raise _conflict(standing)
     return request

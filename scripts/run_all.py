@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""`make run`: migrate, seed the demo organisation, and run web + worker + mail worker + beat.
+"""`make run`: migrate, seed the demo organisation, and run web + worker + mail worker (queues mail
+and slack) + beat.
 The web process serves the dashboard, the API and the MCP gateway (/mcp/{name}) on one
 origin, PORT (``warden_mcp serve --dashboard``: uvicorn, the gateway on its event loop and
 Django in a pool of WEB_THREADS threads).
@@ -175,7 +176,8 @@ def main() -> int:
             "-n",
             "worker@%h",
         ],
-        # Mail has its own queue and worker: a slow mail server never delays a webhook.
+        # Mail and Slack have queues of their own, consumed by this worker: a slow mail server
+        # or a rate-limiting Slack never delays a webhook or an expiry.
         "mail": [
             str(BIN / "celery"),
             "-A",
@@ -188,7 +190,7 @@ def main() -> int:
             "--concurrency",
             os.environ.get("CELERY_MAIL_CONCURRENCY", "4"),
             "-Q",
-            "mail",
+            "mail,slack",
             "-n",
             "mail@%h",
         ],

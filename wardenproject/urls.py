@@ -36,6 +36,7 @@ urlpatterns = [
     # Server-rendered pages
     path("approvals/", include("approvals.urls")),
     path("webhooks/", include("webhooks.urls")),
+    path("integrations/slack/", include("approvals.slack_urls")),
     # Not /mcp/: that path is the MCP gateway's (its own process, behind the same origin).
     path("mcp-servers/", include("agents.mcp.urls")),
     path("agents/", include("agents.urls")),

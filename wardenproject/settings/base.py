@@ -246,11 +246,23 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = {
     "celery": {"exchange": "celery", "routing_key": "celery"},
     "mail": {"exchange": "mail", "routing_key": "mail"},
+    "slack": {"exchange": "slack", "routing_key": "slack"},
 }
 CELERY_TASK_ROUTES = {
     "approvals.notify": {"queue": "mail"},
     "webhooks.notify_disabled": {"queue": "mail"},
+    # Slack messages of held calls (approvals/slack.py): a slow or rate-limiting Slack never
+    # delays a webhook or an expiry.
+    "approvals.slack_post": {"queue": "slack"},
+    "approvals.slack_update": {"queue": "slack"},
 }
+
+# --- Slack -----------------------------------------------------------------------------------
+# The Slack Web API's base URL (tests point it at a local stand-in).
+SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api/")
+# Seconds one Slack API call may take (posting runs in a task; the interaction endpoint
+# calls views.open and chat.postEphemeral inline, within Slack's 3-second window).
+SLACK_TIMEOUT_SECONDS = env_int("SLACK_TIMEOUT_SECONDS", 5, minimum=1)
 
 # --- Auth and accounts -----------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
