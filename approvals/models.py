@@ -63,6 +63,12 @@ class ApprovalRequest(models.Model):
             models.Index(fields=["organization", "status", "requested_at"]),
             models.Index(fields=["status", "expires_at"]),
             models.Index(fields=["agent", "action", "status", "decided_at"]),
+            # The overview's time to decision and approvals by reviewer, bounded by period.
+            models.Index(
+                fields=["organization", "decided_at"],
+                condition=models.Q(decided_at__isnull=False),
+                name="approval_org_decided_at",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,200 @@
+"""The overview's roll-up: checks per hour and per day, token usage per day.
+
+Like ``agents.shadow.shadow_tallies_update``, it reads the audit log behind a watermark on
+the entry id (and the token usage table behind one on its id): each run counts only the
+rows written since the last one, at most ``BATCH_ROWS`` per batch and ``MAX_BATCHES_PER_RUN``
+batches, in one transaction per batch that also moves the watermark, so a run repeated or
+interrupted never counts a row twice. The check path writes nothing for it. Beat runs it
+every ``WARDEN_OVERVIEW_ROLLUP_INTERVAL`` seconds; the overview adds the rows above the
+watermark itself (``insights.selectors``), so it is current between runs.
+
+Checks younger than ``LAG_SECONDS`` wait for the next run: ids are handed out at insert, so
+a row still being committed may hold a smaller id than one already visible.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Max, Min, Sum
+from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+
+from agents.models import TokenUsage
+from audit.models import AuditEntry
+from insights.models import CheckCount, CheckCountDay, RollupMark, TokenCostDay
+
+LAG_SECONDS = 60
+BATCH_ROWS = 200_000
+MAX_BATCHES_PER_RUN = 20
+
+CHECK_DIMENSIONS = ("organization_id", "agent_id", "environment", "action", "decision")
+
+
+def overview_rollup(*, now: datetime | None = None, lag_seconds: int = LAG_SECONDS) -> int:
+    """Count the checks and token usage written since the watermarks (checks only when older
+    than ``lag_seconds``) into the hourly and daily tables. Returns the number of rows read.
+    Concurrent runs queue on the watermark row."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=lag_seconds)
+    RollupMark.objects.get_or_create(pk=1)
+    read = 0
+    for _ in range(MAX_BATCHES_PER_RUN):
+        done, count = _checks_batch(cutoff)
+        read += count
+        if done:
+            RollupMark.objects.filter(pk=1).update(caught_up_to=cutoff)
+            break
+    for _ in range(MAX_BATCHES_PER_RUN):
+        done, count = _usage_batch()
+        read += count
+        if done:
+            break
+    return read
+
+
+def _batch_upper(queryset: Any, after: int, cutoff: datetime | None) -> tuple[int, int, bool]:
+    """The last id of the next batch above ``after`` (at most BATCH_ROWS rows, none created at
+    or after ``cutoff`` if given), how many rows it holds, and whether it is the last batch."""
+    ids = queryset.filter(id__gt=after).order_by("id").values_list("id", flat=True)
+    full = list(ids[BATCH_ROWS - 1 : BATCH_ROWS])
+    ceiling = full[0] if full else queryset.filter(id__gt=after).aggregate(m=Max("id"))["m"]
+    if ceiling is None:
+        return after, 0, True
+    young = None
+    if cutoff is not None:
+        young = queryset.filter(id__gt=after, id__lte=ceiling, created_at__gte=cutoff).aggregate(
+            m=Min("id")
+        )["m"]
+    upper = ceiling if young is None else young - 1
+    if upper <= after:
+        return after, 0, True
+    count = queryset.filter(id__gt=after, id__lte=upper).count()
+    return upper, count, young is not None or not full
+
+
+def _checks_batch(cutoff: datetime) -> tuple[bool, int]:
+    with transaction.atomic():
+        mark = RollupMark.objects.select_for_update().get(pk=1)
+        upper, scanned, last = _batch_upper(AuditEntry.objects, mark.last_entry_id, cutoff)
+        if scanned == 0:
+            return True, 0
+        rows = (
+            AuditEntry.objects.filter(
+                id__gt=mark.last_entry_id,
+                id__lte=upper,
+                kind=AuditEntry.Kind.CHECK,
+                agent_id__isnull=False,
+            )
+            .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+            .values(*CHECK_DIMENSIONS, "hour")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        hours: dict[tuple[Any, ...], int] = defaultdict(int)
+        days: dict[tuple[Any, ...], int] = defaultdict(int)
+        for row in rows:
+            key = tuple(row[d] for d in CHECK_DIMENSIONS)
+            hours[(*key, row["hour"])] += row["n"]
+            days[(*key, row["hour"].astimezone(UTC).date())] += row["n"]
+        _counts_add(CheckCount, "hour", hours)
+        _counts_add(CheckCountDay, "day", days)
+        mark.last_entry_id = upper
+        mark.updated_at = timezone.now()
+        mark.save(update_fields=["last_entry_id", "updated_at"])
+    return last, scanned
+
+
+def _counts_add(model: Any, period: str, counts: dict[tuple[Any, ...], int]) -> None:
+    if not counts:
+        return
+    organizations = {key[0] for key in counts}
+    periods = {key[-1] for key in counts}
+    existing = {
+        (
+            c.organization_id,
+            c.agent_id,
+            c.environment,
+            c.action,
+            c.decision,
+            getattr(c, period),
+        ): c
+        for c in model.objects.select_for_update().filter(
+            organization_id__in=organizations, **{f"{period}__in": periods}
+        )
+    }
+    changed, created = [], []
+    for key, n in counts.items():
+        row = existing.get(key)
+        if row is not None:
+            row.count += n
+            changed.append(row)
+        else:
+            values = dict(zip(CHECK_DIMENSIONS, key[:-1], strict=True))
+            created.append(model(**values, **{period: key[-1]}, count=n))
+    model.objects.bulk_update(changed, ["count"], batch_size=1000)
+    model.objects.bulk_create(created, batch_size=1000)
+
+
+USAGE_DIMENSIONS = ("organization_id", "agent_id", "model", "environment")
+
+
+def _usage_batch() -> tuple[bool, int]:
+    # Token usage rows are counted as soon as they are visible: the overview reads the rows
+    # above this watermark itself, and a row committed late with a smaller id is rare enough
+    # for usage (not a security record) to accept.
+    with transaction.atomic():
+        mark = RollupMark.objects.select_for_update().get(pk=1)
+        upper, scanned, last = _batch_upper(TokenUsage.objects, mark.last_usage_id, None)
+        if scanned == 0:
+            return True, 0
+        rows = (
+            TokenUsage.objects.filter(id__gt=mark.last_usage_id, id__lte=upper)
+            .annotate(day=TruncDay("created_at", tzinfo=UTC))
+            .values(*USAGE_DIMENSIONS, "day")
+            .annotate(
+                calls=Count("id"),
+                prompt=Sum("prompt_tokens"),
+                completion=Sum("completion_tokens"),
+                cost=Sum("cost_usd"),
+            )
+            .order_by()
+        )
+        wanted = {(*(row[d] for d in USAGE_DIMENSIONS), _as_date(row["day"])): row for row in rows}
+        existing = {
+            (t.organization_id, t.agent_id, t.model, t.environment, t.day): t
+            for t in TokenCostDay.objects.select_for_update().filter(
+                organization_id__in={key[0] for key in wanted},
+                day__in={key[-1] for key in wanted},
+            )
+        }
+        changed, created = [], []
+        for key, row in wanted.items():
+            tally = existing.get(key)
+            if tally is None:
+                tally = TokenCostDay(
+                    **dict(zip(USAGE_DIMENSIONS, key[:-1], strict=True)), day=key[-1]
+                )
+                created.append(tally)
+            else:
+                changed.append(tally)
+            tally.calls += row["calls"]
+            tally.prompt_tokens += row["prompt"] or 0
+            tally.completion_tokens += row["completion"] or 0
+            tally.cost_usd += row["cost"] or Decimal(0)
+        TokenCostDay.objects.bulk_update(
+            changed, ["calls", "prompt_tokens", "completion_tokens", "cost_usd"], batch_size=1000
+        )
+        TokenCostDay.objects.bulk_create(created, batch_size=1000)
+        mark.last_usage_id = upper
+        mark.updated_at = timezone.now()
+        mark.save(update_fields=["last_usage_id", "updated_at"])
+    return last, scanned
+
+
+def _as_date(value: Any) -> Any:
+    return value.astimezone(UTC).date() if isinstance(value, datetime) else value

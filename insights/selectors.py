@@ -1,0 +1,427 @@
+"""Reads behind the overview and the token usage page.
+
+Check counts come from the roll-up's tables (``insights.rollup``) plus the entries above
+its watermark (the tail, at most ``TAIL_MAX_SECONDS`` of them), so the overview is current
+and its cost does not grow with the audit log. Approvals are read from their own table
+through its (organization, status, requested_at) and (organization, decided_at) indexes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Aggregate, Count, F, FloatField, Func, Min, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay, TruncHour
+from django.http import Http404
+from django.utils import timezone
+
+from accounts.models import Organization
+from agents.models import Agent, ModelPrice, TokenUsage
+from agents.policy import ALLOW, BLOCK, REQUIRES_APPROVAL
+from approvals.models import ApprovalRequest
+from audit.models import AuditEntry
+from insights.models import CheckCount, CheckCountDay, RollupMark, TokenCostDay
+from insights.rollup import LAG_SECONDS
+from wardenproject.errors import ValidationFailed
+
+DECISIONS = (ALLOW, BLOCK, REQUIRES_APPROVAL)
+PERIODS = ("24h", "7d", "30d")
+ENVIRONMENTS = ("live", "test")
+TOP = 8
+# The most of the not-yet-rolled-up log the overview reads itself; older entries above the
+# watermark (the roll-up is behind) are left out, and the page says so.
+TAIL_MAX_SECONDS = 30 * 60
+SESSIONS_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class OverviewFilters:
+    period: str = "24h"
+    environment: str = ""  # "" = both
+    agent: Agent | None = None
+
+    def querystring(self) -> str:
+        parts = [f"period={self.period}"]
+        if self.environment:
+            parts.append(f"environment={self.environment}")
+        if self.agent is not None:
+            parts.append(f"agent={self.agent.public_id}")
+        return "&".join(parts)
+
+
+def overview_filters_parse(
+    *, organization: Organization, params: dict[str, str]
+) -> OverviewFilters:
+    """The filters of a request: ``period`` (24h, 7d, 30d), ``environment`` (live, test or
+    empty) and ``agent`` (one of the organisation's agents: any other id is a 404)."""
+    period = params.get("period") or "24h"
+    if period not in PERIODS:
+        raise ValidationFailed("period must be one of 24h, 7d, 30d.", field="period")
+    environment = params.get("environment") or ""
+    if environment and environment not in ENVIRONMENTS:
+        raise ValidationFailed("environment must be live or test.", field="environment")
+    agent = None
+    if params.get("agent"):
+        agent = Agent.objects.filter(organization=organization, public_id=params["agent"]).first()
+        if agent is None:
+            raise Http404("No such agent.")
+    return OverviewFilters(period=period, environment=environment, agent=agent)
+
+
+def overview_agents(*, organization: Organization) -> list[Agent]:
+    return list(Agent.objects.filter(organization=organization).order_by("name"))
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: datetime
+    hourly: bool
+    buckets: list[Any]  # hours (datetimes) or days (dates), oldest first
+
+
+def _window(period: str, now: datetime) -> _Window:
+    now = now.astimezone(UTC)
+    if period == "24h":
+        last = now.replace(minute=0, second=0, microsecond=0)
+        hours = [last - timedelta(hours=23 - i) for i in range(24)]
+        return _Window(start=hours[0], hourly=True, buckets=hours)
+    days_back = 6 if period == "7d" else 29
+    today = now.date()
+    days = [today - timedelta(days=days_back - i) for i in range(days_back + 1)]
+    start = datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
+    return _Window(start=start, hourly=False, buckets=days)
+
+
+def _scoped(queryset: QuerySet, filters: OverviewFilters) -> QuerySet:
+    if filters.environment:
+        queryset = queryset.filter(environment=filters.environment)
+    if filters.agent is not None:
+        queryset = queryset.filter(agent_id=filters.agent.pk)
+    return queryset
+
+
+def _mark() -> RollupMark:
+    return RollupMark.objects.filter(pk=1).first() or RollupMark(pk=1)
+
+
+def _tail_start(mark: RollupMark, since: datetime, now: datetime) -> tuple[datetime, bool]:
+    """Where the read of entries above the watermark starts, and whether the roll-up is so far
+    behind (or has not run yet) that part of them is left out."""
+    earliest = now - timedelta(seconds=TAIL_MAX_SECONDS)
+    if mark.caught_up_to is None:
+        return max(since, earliest), True
+    start = max(since, mark.caught_up_to - timedelta(seconds=LAG_SECONDS))
+    if start < earliest:
+        return earliest, True
+    return start, False
+
+
+def _check_rows(
+    organization: Organization, filters: OverviewFilters, window: _Window, now: datetime
+) -> tuple[list[tuple[Any, int, str, str, int]], dict[str, Any]]:
+    """(bucket, agent id, action, decision, count) over the window: rolled up plus the tail."""
+    mark = _mark()
+    if window.hourly:
+        counted = CheckCount.objects.filter(organization=organization, hour__gte=window.start)
+        bucket = "hour"
+    else:
+        counted = CheckCountDay.objects.filter(
+            organization=organization, day__gte=window.buckets[0]
+        )
+        bucket = "day"
+    rows = [
+        (r[bucket], r["agent_id"], r["action"], r["decision"], r["n"])
+        for r in _scoped(counted, filters)
+        .values(bucket, "agent_id", "action", "decision")
+        .annotate(n=Sum("count"))
+        .order_by()
+    ]
+    tail_from, behind = _tail_start(mark, window.start, now)
+    trunc = TruncHour if window.hourly else TruncDay
+    tail = _scoped(
+        AuditEntry.objects.filter(
+            organization=organization,
+            kind=AuditEntry.Kind.CHECK,
+            created_at__gte=tail_from,
+            id__gt=mark.last_entry_id,
+            agent_id__isnull=False,
+        ),
+        filters,
+    )
+    for r in (
+        tail.annotate(b=trunc("created_at", tzinfo=UTC))
+        .values("b", "agent_id", "action", "decision")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        b = r["b"].astimezone(UTC)
+        b = b if window.hourly else b.date()
+        rows.append((b, r["agent_id"], r["action"], r["decision"], r["n"]))
+    freshness = {
+        "rolled_up_to": mark.caught_up_to,
+        "behind": behind,
+        "missing_until": tail_from if behind else None,
+    }
+    return rows, freshness
+
+
+def _top(counts: dict[Any, dict[str, int]], key: str) -> list[tuple[Any, dict[str, int]]]:
+    ranked = sorted(counts.items(), key=lambda item: (-item[1][key], str(item[0])))
+    return [item for item in ranked if item[1][key] > 0][:TOP]
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (PostgreSQL's percentile_cont)."""
+    if not values:
+        return None
+    values = sorted(values)
+    position = (len(values) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+class _PercentileCont(Aggregate):
+    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression: Any, fraction: float) -> None:
+        super().__init__(expression, fraction=float(fraction))
+
+
+def _decision_times(decided: QuerySet) -> tuple[int, float | None, float | None]:
+    """How many requests were decided, and the median and 90th percentile of their time to
+    decision in seconds (computed by PostgreSQL; in Python on SQLite)."""
+    if connection.vendor == "postgresql":
+        waited = Func(
+            F("decided_at") - F("requested_at"),
+            template="EXTRACT(EPOCH FROM %(expressions)s)",
+            output_field=FloatField(),
+        )
+        found = decided.aggregate(
+            n=Count("id"), median=_PercentileCont(waited, 0.5), p90=_PercentileCont(waited, 0.9)
+        )
+        return found["n"], found["median"], found["p90"]
+    seconds = [
+        (decided_at - requested_at).total_seconds()
+        for requested_at, decided_at in decided.values_list("requested_at", "decided_at")
+    ]
+    return len(seconds), _percentile(seconds, 0.5), _percentile(seconds, 0.9)
+
+
+def overview_read(
+    *, organization: Organization, filters: OverviewFilters, now: datetime | None = None
+) -> dict[str, Any]:
+    """Everything the overview shows for the organisation, filters and period."""
+    now = now or timezone.now()
+    window = _window(filters.period, now)
+    rows, freshness = _check_rows(organization, filters, window, now)
+
+    index = {b: i for i, b in enumerate(window.buckets)}
+    series = {d: [0] * len(window.buckets) for d in DECISIONS}
+    totals: dict[str, int] = defaultdict(int)
+    by_action: dict[str, dict[str, int]] = defaultdict(lambda: {"checks": 0, "holds": 0})
+    by_agent: dict[int, dict[str, int]] = defaultdict(lambda: {"checks": 0, "holds": 0})
+    for bucket, agent_id, action, decision, n in rows:
+        i = index.get(bucket)
+        if i is None:
+            continue
+        if decision in series:
+            series[decision][i] += n
+        totals[decision] += n
+        totals["checks"] += n
+        held = n if decision == REQUIRES_APPROVAL else 0
+        for entry in (by_action[action], by_agent[agent_id]):
+            entry["checks"] += n
+            entry["holds"] += held
+    agent_names = dict(
+        Agent.objects.filter(organization=organization, pk__in=list(by_agent)).values_list(
+            "pk", "name"
+        )
+    )
+    agent_ids = dict(
+        Agent.objects.filter(organization=organization, pk__in=list(by_agent)).values_list(
+            "pk", "public_id"
+        )
+    )
+
+    def named_actions(ranked: list[tuple[Any, dict[str, int]]]) -> list[dict[str, Any]]:
+        return [{"name": name, **counts} for name, counts in ranked]
+
+    def named_agents(ranked: list[tuple[Any, dict[str, int]]]) -> list[dict[str, Any]]:
+        return [
+            {"name": agent_names.get(pk, "(deleted agent)"), "id": agent_ids.get(pk, ""), **c}
+            for pk, c in ranked
+        ]
+
+    requests = _scoped(ApprovalRequest.objects.filter(organization=organization), filters)
+    pending = requests.filter(status=ApprovalRequest.Status.PENDING, expires_at__gt=now).aggregate(
+        count=Count("id"), oldest=Min("requested_at")
+    )
+    decided = requests.filter(
+        decided_at__isnull=False,
+        decided_at__gte=window.start,
+        status__in=[ApprovalRequest.Status.APPROVED, ApprovalRequest.Status.DENIED],
+    )
+    decided_count, median, p90 = _decision_times(decided)
+    reviewers: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"approved": 0, "denied": 0, "total": 0}
+    )
+    for row in decided.values("decided_by_label", "status").annotate(n=Count("id")).order_by():
+        reviewer = reviewers[row["decided_by_label"] or "(unknown)"]
+        reviewer[row["status"]] += row["n"]
+        reviewer["total"] += row["n"]
+
+    return {
+        "period": filters.period,
+        "start": window.start,
+        "now": now,
+        "hourly": window.hourly,
+        "labels": [
+            b.strftime("%H:00") if window.hourly else b.strftime("%d %b") for b in window.buckets
+        ],
+        "series": series,
+        "totals": {"checks": totals["checks"], **{d: totals[d] for d in DECISIONS}},
+        "top_actions_by_volume": named_actions(_top(by_action, "checks")),
+        "top_actions_by_holds": named_actions(_top(by_action, "holds")),
+        "top_agents_by_volume": named_agents(_top(by_agent, "checks")),
+        "top_agents_by_holds": named_agents(_top(by_agent, "holds")),
+        "pending": {
+            "count": pending["count"],
+            "oldest_at": pending["oldest"],
+            "oldest_age_seconds": (now - pending["oldest"]).total_seconds()
+            if pending["oldest"]
+            else None,
+        },
+        "time_to_decision": {
+            "decided": decided_count,
+            "median_seconds": median,
+            "p90_seconds": p90,
+        },
+        "reviewers": sorted(
+            ({"reviewer": name, **counts} for name, counts in reviewers.items()),
+            key=lambda r: (-r["total"], r["reviewer"]),
+        ),
+        "tokens": _token_costs(organization, filters, window, now),
+        **freshness,
+    }
+
+
+def _token_costs(
+    organization: Organization, filters: OverviewFilters, window: _Window, now: datetime
+) -> dict[str, Any]:
+    first_day = window.start.date()
+    days = [first_day + timedelta(days=i) for i in range((now.date() - first_day).days + 1)]
+    mark = _mark()
+    cost: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
+    calls: dict[str, int] = defaultdict(int)
+    counted = _scoped(
+        TokenCostDay.objects.filter(organization=organization, day__gte=first_day), filters
+    )
+    for r in counted.values("model", "day").annotate(c=Sum("cost_usd"), n=Sum("calls")):
+        cost[(r["model"], r["day"])] += r["c"] or Decimal(0)
+        calls[r["model"]] += r["n"] or 0
+    tail_from = max(window.start, mark.updated_at - timedelta(seconds=LAG_SECONDS))
+    if mark.last_usage_id == 0:
+        tail_from = max(window.start, now - timedelta(seconds=TAIL_MAX_SECONDS))
+    tail = _scoped(
+        TokenUsage.objects.filter(
+            organization=organization, created_at__gte=tail_from, id__gt=mark.last_usage_id
+        ),
+        filters,
+    )
+    for r in (
+        tail.annotate(day=TruncDay("created_at", tzinfo=UTC))
+        .values("model", "day")
+        .annotate(c=Sum("cost_usd"), n=Count("id"))
+        .order_by()
+    ):
+        cost[(r["model"], r["day"].astimezone(UTC).date())] += r["c"] or Decimal(0)
+        calls[r["model"]] += r["n"]
+    models = sorted(calls, key=lambda m: (-sum(v for (mm, _), v in cost.items() if mm == m), m))
+    priced = set(ModelPrice.objects.filter(model__in=models).values_list("model", flat=True))
+    return {
+        "days": [d.strftime("%d %b") for d in days],
+        "models": [
+            {
+                "model": m,
+                "calls": calls[m],
+                "cost_usd": float(sum((cost[(m, d)] for d in days), Decimal(0))),
+                "priced": m in priced,
+                "per_day": [float(cost[(m, d)]) for d in days],
+            }
+            for m in models
+        ],
+        "total_cost_usd": float(sum(cost.values(), Decimal(0))),
+        "unpriced_models": [m for m in models if m not in priced],
+    }
+
+
+# --- Token usage page ------------------------------------------------------------------------
+
+
+def token_usage_report(
+    *, organization: Organization, filters: OverviewFilters, now: datetime | None = None
+) -> dict[str, Any]:
+    """Token usage over the period by model, day, agent and session (the most costly
+    ``SESSIONS_SHOWN``), with cost; models without a ``ModelPrice`` are named, since their
+    calls were stored at $0."""
+    now = now or timezone.now()
+    window = _window(filters.period, now)
+    usage = _scoped(
+        TokenUsage.objects.filter(organization=organization, created_at__gte=window.start),
+        filters,
+    )
+    sums = {
+        "calls": Count("id"),
+        "prompt_tokens": Sum("prompt_tokens"),
+        "completion_tokens": Sum("completion_tokens"),
+        "total_tokens": Sum("total_tokens"),
+        "cost_usd": Sum("cost_usd"),
+    }
+    by_model = list(usage.values("model").annotate(**sums).order_by("-cost_usd", "model"))
+    priced = set(
+        ModelPrice.objects.filter(model__in=[r["model"] for r in by_model]).values_list(
+            "model", flat=True
+        )
+    )
+    for row in by_model:
+        row["priced"] = row["model"] in priced
+    by_day = list(
+        usage.annotate(day=TruncDay("created_at", tzinfo=UTC))
+        .values("day")
+        .annotate(**sums)
+        .order_by("-day")
+    )
+    for row in by_day:
+        row["day"] = row["day"].astimezone(UTC).date()
+    by_agent = list(
+        usage.values("agent__public_id", "agent__name").annotate(**sums).order_by("-cost_usd")
+    )
+    by_session = list(
+        usage.exclude(session_id="")
+        .values("session_id")
+        .annotate(**sums)
+        .order_by("-cost_usd", "session_id")[:SESSIONS_SHOWN]
+    )
+    totals = usage.aggregate(**sums)
+    unpriced_calls = usage.filter(~Q(model__in=priced)).count() if by_model else 0
+    return {
+        "period": filters.period,
+        "start": window.start,
+        "by_model": by_model,
+        "by_day": by_day,
+        "by_agent": by_agent,
+        "by_session": by_session,
+        "totals": totals,
+        "unpriced_models": [r["model"] for r in by_model if not r["priced"]],
+        "unpriced_calls": unpriced_calls,
+    }
