@@ -27,8 +27,10 @@
     };
   }
 
+  // Canvases are found by data-chart, not by id: htmx copies an old element's attributes
+  // (Chart.js's inline size) onto a new one with the same id, which the CSP refuses.
   function draw(id, config) {
-    var canvas = document.getElementById(id);
+    var canvas = document.querySelector('canvas[data-chart="' + id + '"]');
     if (charts[id]) {
       charts[id].destroy();
       delete charts[id];
@@ -44,7 +46,7 @@
       return;
     }
     var data = JSON.parse(source.textContent);
-    draw("checks-chart", {
+    draw("checks", {
       type: "bar",
       data: {
         labels: data.labels,
@@ -54,7 +56,7 @@
       },
       options: options(false),
     });
-    draw("tokens-chart", {
+    draw("tokens", {
       type: "bar",
       data: {
         labels: data.tokens.days,

@@ -41,7 +41,7 @@ def checks(
     at: datetime | None = None,
 ) -> list[AuditEntry]:
     """``n`` check entries as the check path writes them."""
-    at = at or timezone.now() - timedelta(minutes=5)
+    at = at or timezone.now()
     return AuditEntry.objects.bulk_create(
         AuditEntry(
             organization=agent.organization,
