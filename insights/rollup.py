@@ -31,14 +31,17 @@ from insights.models import CheckCount, CheckCountDay, RollupMark, TokenCostDay
 LAG_SECONDS = 60
 BATCH_ROWS = 200_000
 MAX_BATCHES_PER_RUN = 20
+# Hourly counts serve the 24-hour overview only; older ones are dropped (daily ones stay).
+HOURLY_KEPT_HOURS = 72
 
 CHECK_DIMENSIONS = ("organization_id", "agent_id", "environment", "action", "decision")
 
 
 def overview_rollup(*, now: datetime | None = None, lag_seconds: int = LAG_SECONDS) -> int:
     """Count the checks and token usage written since the watermarks (checks only when older
-    than ``lag_seconds``) into the hourly and daily tables. Returns the number of rows read.
-    Concurrent runs queue on the watermark row."""
+    than ``lag_seconds``) into the hourly and daily tables, and drop hourly counts older than
+    ``HOURLY_KEPT_HOURS``. Returns the number of rows read. Concurrent runs queue on the
+    watermark row."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=lag_seconds)
     RollupMark.objects.get_or_create(pk=1)
@@ -54,6 +57,7 @@ def overview_rollup(*, now: datetime | None = None, lag_seconds: int = LAG_SECON
         read += count
         if done:
             break
+    CheckCount.objects.filter(hour__lt=now - timedelta(hours=HOURLY_KEPT_HOURS)).delete()
     return read
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -34,6 +34,8 @@ DECISIONS = (ALLOW, BLOCK, REQUIRES_APPROVAL)
 PERIODS = ("24h", "7d", "30d")
 ENVIRONMENTS = ("live", "test")
 TOP = 8
+# Actions and agents read per ranking, by volume (the holds ranking is taken among them).
+RANKED_FETCHED = 1000
 # The most of the not-yet-rolled-up log the overview reads itself; older entries above the
 # watermark (the roll-up is behind) are left out, and the page says so.
 TAIL_MAX_SECONDS = 30 * 60
@@ -122,11 +124,48 @@ def _tail_start(mark: RollupMark, since: datetime, now: datetime) -> tuple[datet
     return start, False
 
 
-def _check_rows(
-    organization: Organization, filters: OverviewFilters, window: _Window, now: datetime
-) -> tuple[list[tuple[Any, int, str, str, int]], dict[str, Any]]:
-    """(bucket, agent id, action, decision, count) over the window: rolled up plus the tail."""
-    mark = _mark()
+@dataclass
+class _Counts:
+    """Checks over the window: per bucket and decision, and per action and agent."""
+
+    buckets: list[Any]
+    series: dict[str, list[int]] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    by_action: dict[str, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: {"checks": 0, "holds": 0})
+    )
+    by_agent: dict[int, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: {"checks": 0, "holds": 0})
+    )
+
+    def __post_init__(self) -> None:
+        self.series = {d: [0] * len(self.buckets) for d in DECISIONS}
+        self.index = {b: i for i, b in enumerate(self.buckets)}
+
+    def add_bucket(self, bucket: Any, decision: str, n: int) -> None:
+        i = self.index.get(bucket)
+        if i is None:
+            return
+        if decision in self.series:
+            self.series[decision][i] += n
+        self.totals[decision] += n
+        self.totals["checks"] += n
+
+    def add(self, dimension: str, key: Any, n: int, held: int) -> None:
+        entry = (self.by_action if dimension == "action" else self.by_agent)[key]
+        entry["checks"] += n
+        entry["holds"] += held
+
+
+def _check_counts(
+    organization: Organization,
+    filters: OverviewFilters,
+    window: _Window,
+    now: datetime,
+    mark: RollupMark,
+) -> tuple[_Counts, dict[str, Any]]:
+    """The window's checks: rolled up (aggregated by the database: a 30-day window of a busy
+    organisation holds tens of thousands of counts) plus the tail above the watermark."""
     if window.hourly:
         counted = CheckCount.objects.filter(organization=organization, hour__gte=window.start)
         bucket = "hour"
@@ -135,13 +174,18 @@ def _check_rows(
             organization=organization, day__gte=window.buckets[0]
         )
         bucket = "day"
-    rows = [
-        (r[bucket], r["agent_id"], r["action"], r["decision"], r["n"])
-        for r in _scoped(counted, filters)
-        .values(bucket, "agent_id", "action", "decision")
-        .annotate(n=Sum("count"))
-        .order_by()
-    ]
+    counted = _scoped(counted, filters)
+    counts = _Counts(buckets=window.buckets)
+    for r in counted.values(bucket, "decision").annotate(n=Sum("count")).order_by():
+        counts.add_bucket(r[bucket], r["decision"], r["n"])
+    held = Sum("count", filter=Q(decision=REQUIRES_APPROVAL))
+    for dimension in ("action", "agent_id"):
+        ranked = (
+            counted.values(dimension).annotate(n=Sum("count"), held=held).order_by("-n", dimension)
+        )
+        for r in ranked[:RANKED_FETCHED]:
+            counts.add(dimension.removesuffix("_id"), r[dimension], r["n"], r["held"] or 0)
+
     tail_from, behind = _tail_start(mark, window.start, now)
     trunc = TruncHour if window.hourly else TruncDay
     tail = _scoped(
@@ -161,14 +205,16 @@ def _check_rows(
         .order_by()
     ):
         b = r["b"].astimezone(UTC)
-        b = b if window.hourly else b.date()
-        rows.append((b, r["agent_id"], r["action"], r["decision"], r["n"]))
+        counts.add_bucket(b if window.hourly else b.date(), r["decision"], r["n"])
+        n, held_n = r["n"], r["n"] if r["decision"] == REQUIRES_APPROVAL else 0
+        counts.add("action", r["action"], n, held_n)
+        counts.add("agent", r["agent_id"], n, held_n)
     freshness = {
         "rolled_up_to": mark.caught_up_to,
         "behind": behind,
         "missing_until": tail_from if behind else None,
     }
-    return rows, freshness
+    return counts, freshness
 
 
 def _top(counts: dict[Any, dict[str, int]], key: str) -> list[tuple[Any, dict[str, int]]]:
@@ -223,42 +269,31 @@ def overview_read(
     """Everything the overview shows for the organisation, filters and period."""
     now = now or timezone.now()
     window = _window(filters.period, now)
-    rows, freshness = _check_rows(organization, filters, window, now)
-
-    index = {b: i for i, b in enumerate(window.buckets)}
-    series = {d: [0] * len(window.buckets) for d in DECISIONS}
-    totals: dict[str, int] = defaultdict(int)
-    by_action: dict[str, dict[str, int]] = defaultdict(lambda: {"checks": 0, "holds": 0})
-    by_agent: dict[int, dict[str, int]] = defaultdict(lambda: {"checks": 0, "holds": 0})
-    for bucket, agent_id, action, decision, n in rows:
-        i = index.get(bucket)
-        if i is None:
-            continue
-        if decision in series:
-            series[decision][i] += n
-        totals[decision] += n
-        totals["checks"] += n
-        held = n if decision == REQUIRES_APPROVAL else 0
-        for entry in (by_action[action], by_agent[agent_id]):
-            entry["checks"] += n
-            entry["holds"] += held
-    agent_names = dict(
-        Agent.objects.filter(organization=organization, pk__in=list(by_agent)).values_list(
-            "pk", "name"
-        )
+    mark = _mark()
+    counts, freshness = _check_counts(organization, filters, window, now, mark)
+    series, totals, by_action, by_agent = (
+        counts.series,
+        counts.totals,
+        counts.by_action,
+        counts.by_agent,
     )
-    agent_ids = dict(
-        Agent.objects.filter(organization=organization, pk__in=list(by_agent)).values_list(
-            "pk", "public_id"
-        )
-    )
+    agents = {
+        pk: (name, public_id)
+        for pk, name, public_id in Agent.objects.filter(
+            organization=organization, pk__in=list(by_agent)
+        ).values_list("pk", "name", "public_id")
+    }
 
     def named_actions(ranked: list[tuple[Any, dict[str, int]]]) -> list[dict[str, Any]]:
         return [{"name": name, **counts} for name, counts in ranked]
 
     def named_agents(ranked: list[tuple[Any, dict[str, int]]]) -> list[dict[str, Any]]:
         return [
-            {"name": agent_names.get(pk, "(deleted agent)"), "id": agent_ids.get(pk, ""), **c}
+            {
+                "name": agents.get(pk, ("(deleted agent)", ""))[0],
+                "id": agents.get(pk, ("", ""))[1],
+                **c,
+            }
             for pk, c in ranked
         ]
 
@@ -310,17 +345,20 @@ def overview_read(
             ({"reviewer": name, **counts} for name, counts in reviewers.items()),
             key=lambda r: (-r["total"], r["reviewer"]),
         ),
-        "tokens": _token_costs(organization, filters, window, now),
+        "tokens": _token_costs(organization, filters, window, now, mark),
         **freshness,
     }
 
 
 def _token_costs(
-    organization: Organization, filters: OverviewFilters, window: _Window, now: datetime
+    organization: Organization,
+    filters: OverviewFilters,
+    window: _Window,
+    now: datetime,
+    mark: RollupMark,
 ) -> dict[str, Any]:
     first_day = window.start.date()
     days = [first_day + timedelta(days=i) for i in range((now.date() - first_day).days + 1)]
-    mark = _mark()
     cost: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
     calls: dict[str, int] = defaultdict(int)
     counted = _scoped(

@@ -111,3 +111,13 @@ def test_token_usage_is_counted_per_day_model_and_agent_with_its_cost(support_bo
         "gpt-4o": (2, Decimal("0.75"), 200),
         "mystery-llm": (1, Decimal("0"), 100),
     }
+
+
+def test_hourly_counts_older_than_three_days_are_dropped_and_daily_ones_kept(support_bot):
+    checks(support_bot, 2, at=timezone.now() - timedelta(days=4))
+    checks(support_bot, 1)
+
+    overview_rollup(now=timezone.now() + LATER)
+
+    assert sum(hourly().values()) == 1
+    assert sum(CheckCountDay.objects.values_list("count", flat=True)) == 3

@@ -24,7 +24,10 @@ from wardenproject.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime(2026, 12, 7, 12, 30, tzinfo=UTC)
+# Tomorrow 12:30 UTC: after everything the fixtures write at the real time (agents'
+# configuration entries), so a roll-up "at NOW" has all of it behind its lag.
+NOW = (datetime.now(UTC) + timedelta(days=1)).replace(hour=12, minute=30, second=0, microsecond=0)
+ROLLED_UP_AT = NOW + timedelta(hours=1)
 
 
 def read(org, **filters) -> dict:
@@ -46,7 +49,7 @@ def history(support_bot, billing_bot):
     )
     checks(billing_bot, 5, action="invoice.send", at=NOW - timedelta(days=3))
     checks(support_bot, 7, at=NOW - timedelta(days=20))
-    overview_rollup(now=NOW + timedelta(days=400))  # everything written so far is old
+    overview_rollup(now=ROLLED_UP_AT)
     return support_bot, billing_bot
 
 
@@ -69,7 +72,7 @@ def test_longer_periods_are_counted_per_day(org_a, history, period, checks_count
 
 
 def test_checks_not_yet_rolled_up_are_added_from_the_log(org_a, history, support_bot):
-    # The roll-up caught up to NOW + 400 days in the fixture; pretend it ran a minute ago.
+    # The fixture's roll-up caught up past NOW; pretend it ran a minute ago.
     from insights.models import RollupMark
 
     RollupMark.objects.update(caught_up_to=NOW - timedelta(minutes=1))
@@ -122,7 +125,7 @@ def test_top_actions_and_agents_rank_by_volume_and_by_holds(org_a, history):
 
 def test_another_organisations_checks_are_never_counted(org_a, org_c, history, charlie_bot):
     checks(charlie_bot, 50, at=NOW - timedelta(hours=1))
-    overview_rollup(now=NOW + timedelta(days=400))
+    overview_rollup(now=ROLLED_UP_AT)
 
     assert read(org_a, period="24h")["totals"]["checks"] == 9
     assert read(org_c, period="24h")["totals"]["checks"] == 50
