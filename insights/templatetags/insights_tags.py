@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.html import conditional_escape
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -27,3 +29,12 @@ def usd(value: float | int | None) -> str:
     if 0 < amount < 0.01:
         return f"${amount:.4f}"
     return f"${amount:,.2f}"
+
+
+@register.filter
+def break_at_at(value: str) -> str:
+    """An email address that may wrap before its "@" (and nowhere else)."""
+    local, at, domain = str(value).partition("@")
+    if not at:
+        return conditional_escape(value)
+    return mark_safe(f"{conditional_escape(local)}<wbr>@{conditional_escape(domain)}")  # noqa: S308 (escaped)
