@@ -90,13 +90,15 @@ class TokenCostDay(models.Model):
 
 class RollupMark(models.Model):
     """The roll-up's watermarks (one row): the last check audit entry and the last token
-    usage row counted. ``caught_up_to``: the cutoff of the last run that counted everything
-    before it, so every entry above the watermark was written after about that time (where
-    the overview's tail starts); empty until a run caught up."""
+    usage row counted. ``caught_up_to`` (``usage_caught_up_to``): the cutoff (start) of the
+    last run that counted every check (usage row) before it, so every row above the
+    watermark was written after about that time: where the overview's tail starts. Empty
+    until a run caught up."""
 
     last_entry_id = models.BigIntegerField(default=0)
     caught_up_to = models.DateTimeField(null=True, blank=True)
     last_usage_id = models.BigIntegerField(default=0)
+    usage_caught_up_to = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

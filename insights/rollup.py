@@ -56,6 +56,7 @@ def overview_rollup(*, now: datetime | None = None, lag_seconds: int = LAG_SECON
         done, count = _usage_batch()
         read += count
         if done:
+            RollupMark.objects.filter(pk=1).update(usage_caught_up_to=now)
             break
     CheckCount.objects.filter(hour__lt=now - timedelta(hours=HOURLY_KEPT_HOURS)).delete()
     return read

@@ -367,9 +367,10 @@ def _token_costs(
     for r in counted.values("model", "day").annotate(c=Sum("cost_usd"), n=Sum("calls")):
         cost[(r["model"], r["day"])] += r["c"] or Decimal(0)
         calls[r["model"]] += r["n"] or 0
-    tail_from = max(window.start, mark.updated_at - timedelta(seconds=LAG_SECONDS))
-    if mark.last_usage_id == 0:
+    if mark.usage_caught_up_to is None:
         tail_from = max(window.start, now - timedelta(seconds=TAIL_MAX_SECONDS))
+    else:
+        tail_from = max(window.start, mark.usage_caught_up_to - timedelta(seconds=LAG_SECONDS))
     tail = _scoped(
         TokenUsage.objects.filter(
             organization=organization, created_at__gte=tail_from, id__gt=mark.last_usage_id
