@@ -63,11 +63,18 @@ class ApprovalRequest(models.Model):
             models.Index(fields=["organization", "status", "requested_at"]),
             models.Index(fields=["status", "expires_at"]),
             models.Index(fields=["agent", "action", "status", "decided_at"]),
-            # The overview's time to decision and approvals by reviewer, bounded by period.
+            # The overview's time to decision and approvals by reviewer over the last 24 h,
+            # and its roll-up's read of new decisions (insights.rollup). Partial: a request is
+            # created undecided, so the check path never writes to them.
             models.Index(
                 fields=["organization", "decided_at"],
                 condition=models.Q(decided_at__isnull=False),
                 name="approval_org_decided_at",
+            ),
+            models.Index(
+                fields=["decided_at", "id"],
+                condition=models.Q(decided_at__isnull=False),
+                name="approval_decided_at_id",
             ),
         ]
 

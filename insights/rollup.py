@@ -1,4 +1,5 @@
-"""The overview's roll-up: checks per hour and per day, token usage per day.
+"""The overview's roll-up: checks per hour and per day, token usage per day, and approval
+decisions per day (by reviewer, and as a histogram of the time to decision).
 
 Like ``agents.shadow.shadow_tallies_update``, it reads the audit log behind a watermark on
 the entry id (and the token usage table behind one on its id): each run counts only the
@@ -9,24 +10,35 @@ every ``WARDEN_OVERVIEW_ROLLUP_INTERVAL`` seconds; the overview adds the rows ab
 watermark itself (``insights.selectors``), so it is current between runs.
 
 Checks younger than ``LAG_SECONDS`` wait for the next run: ids are handed out at insert, so
-a row still being committed may hold a smaller id than one already visible.
+a row still being committed may hold a smaller id than one already visible. Decisions change
+their request, so they are read by decision time instead, behind a (decided_at, id) mark,
+also ``LAG_SECONDS`` late.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from agents.models import TokenUsage
+from approvals.models import ApprovalRequest
 from audit.models import AuditEntry
-from insights.models import CheckCount, CheckCountDay, RollupMark, TokenCostDay
+from insights.models import (
+    CheckCount,
+    CheckCountDay,
+    DecisionReviewer,
+    DecisionWait,
+    RollupMark,
+    TokenCostDay,
+)
 
 LAG_SECONDS = 60
 BATCH_ROWS = 200_000
@@ -34,14 +46,16 @@ MAX_BATCHES_PER_RUN = 20
 # Hourly counts serve the 24-hour overview only; older ones are dropped (daily ones stay).
 HOURLY_KEPT_HOURS = 72
 
+DECIDED = (ApprovalRequest.Status.APPROVED, ApprovalRequest.Status.DENIED)
 CHECK_DIMENSIONS = ("organization_id", "agent_id", "environment", "action", "decision")
 
 
 def overview_rollup(*, now: datetime | None = None, lag_seconds: int = LAG_SECONDS) -> int:
     """Count the checks and token usage written since the watermarks (checks only when older
-    than ``lag_seconds``) into the hourly and daily tables, and drop hourly counts older than
-    ``HOURLY_KEPT_HOURS``. Returns the number of rows read. Concurrent runs queue on the
-    watermark row."""
+    than ``lag_seconds``) into the hourly and daily tables, and the approval requests decided
+    since the last run (at least ``lag_seconds`` ago) by reviewer and wait; drop hourly
+    counts older than ``HOURLY_KEPT_HOURS``. Returns the number of rows read. Concurrent
+    runs queue on the watermark row."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=lag_seconds)
     RollupMark.objects.get_or_create(pk=1)
@@ -57,6 +71,11 @@ def overview_rollup(*, now: datetime | None = None, lag_seconds: int = LAG_SECON
         read += count
         if done:
             RollupMark.objects.filter(pk=1).update(usage_caught_up_to=now)
+            break
+    for _ in range(MAX_BATCHES_PER_RUN):
+        done, count = _decisions_batch(cutoff)
+        read += count
+        if done:
             break
     CheckCount.objects.filter(hour__lt=now - timedelta(hours=HOURLY_KEPT_HOURS)).delete()
     return read
@@ -115,21 +134,21 @@ def _checks_batch(cutoff: datetime) -> tuple[bool, int]:
 
 
 def _counts_add(model: Any, period: str, counts: dict[tuple[Any, ...], int]) -> None:
+    _upsert_counts(model, (*CHECK_DIMENSIONS, period), counts)
+
+
+def _upsert_counts(model: Any, fields: tuple[str, ...], counts: dict[tuple[Any, ...], int]) -> None:
+    """Add ``counts`` (keyed by the values of ``fields``: organization_id first, the day or
+    hour last) to the rows of ``model``, creating the missing ones. The caller holds the
+    watermark's lock, so no other run writes these rows meanwhile."""
     if not counts:
         return
-    organizations = {key[0] for key in counts}
-    periods = {key[-1] for key in counts}
+    period = fields[-1]
     existing = {
-        (
-            c.organization_id,
-            c.agent_id,
-            c.environment,
-            c.action,
-            c.decision,
-            getattr(c, period),
-        ): c
-        for c in model.objects.select_for_update().filter(
-            organization_id__in=organizations, **{f"{period}__in": periods}
+        tuple(getattr(row, f) for f in fields): row
+        for row in model.objects.select_for_update().filter(
+            organization_id__in={key[0] for key in counts},
+            **{f"{period}__in": {key[-1] for key in counts}},
         )
     }
     changed, created = [], []
@@ -139,10 +158,72 @@ def _counts_add(model: Any, period: str, counts: dict[tuple[Any, ...], int]) -> 
             row.count += n
             changed.append(row)
         else:
-            values = dict(zip(CHECK_DIMENSIONS, key[:-1], strict=True))
-            created.append(model(**values, **{period: key[-1]}, count=n))
+            created.append(model(**dict(zip(fields, key, strict=True)), count=n))
     model.objects.bulk_update(changed, ["count"], batch_size=1000)
     model.objects.bulk_create(created, batch_size=1000)
+
+
+DECISION_BATCH_ROWS = 20_000
+WAIT_RATIO = 1.1
+
+
+def wait_bucket(seconds: float) -> int:
+    """The histogram bucket of a wait: 0 under a second, k from 1.1^(k-1) to 1.1^k s."""
+    if seconds < 1:
+        return 0
+    return int(math.log(seconds) / math.log(WAIT_RATIO)) + 1
+
+
+def wait_bucket_bounds(bucket: int) -> tuple[float, float]:
+    if bucket == 0:
+        return 0.0, 1.0
+    return WAIT_RATIO ** (bucket - 1), WAIT_RATIO**bucket
+
+
+def _decisions_batch(cutoff: datetime) -> tuple[bool, int]:
+    """Count the approval requests approved or denied since the last batch (and before
+    ``cutoff``) by reviewer and into the wait histogram, by the day of their decision."""
+    with transaction.atomic():
+        mark = RollupMark.objects.select_for_update().get(pk=1)
+        decided = ApprovalRequest.objects.filter(decided_at__isnull=False, decided_at__lt=cutoff)
+        if mark.decisions_through_at is not None:
+            at, pk = mark.decisions_through_at, mark.decisions_through_id
+            decided = decided.filter(Q(decided_at__gt=at) | Q(decided_at=at, id__gt=pk))
+        rows = list(
+            decided.order_by("decided_at", "id").values_list(
+                "id",
+                "organization_id",
+                "agent_id",
+                "environment",
+                "status",
+                "requested_at",
+                "decided_at",
+                "decided_by_label",
+            )[:DECISION_BATCH_ROWS]
+        )
+        if not rows:
+            return True, 0
+        waits: dict[tuple[Any, ...], int] = defaultdict(int)
+        reviewers: dict[tuple[Any, ...], int] = defaultdict(int)
+        for _, org, agent, environment, status, requested_at, decided_at, label in rows:
+            if status not in DECIDED:
+                continue  # expired or cancelled: no one decided
+            day = decided_at.astimezone(UTC).date()
+            seconds = max(0.0, (decided_at - requested_at).total_seconds())
+            waits[(org, agent, environment, wait_bucket(seconds), day)] += 1
+            reviewers[(org, agent, environment, label, status, day)] += 1
+        _upsert_counts(
+            DecisionWait, ("organization_id", "agent_id", "environment", "bucket", "day"), waits
+        )
+        _upsert_counts(
+            DecisionReviewer,
+            ("organization_id", "agent_id", "environment", "reviewer", "status", "day"),
+            reviewers,
+        )
+        mark.decisions_through_id, mark.decisions_through_at = rows[-1][0], rows[-1][6]
+        mark.updated_at = timezone.now()
+        mark.save(update_fields=["decisions_through_id", "decisions_through_at", "updated_at"])
+    return len(rows) < DECISION_BATCH_ROWS, len(rows)
 
 
 USAGE_DIMENSIONS = ("organization_id", "agent_id", "model", "environment")

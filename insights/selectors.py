@@ -26,8 +26,15 @@ from agents.models import Agent, ModelPrice, TokenUsage
 from agents.policy import ALLOW, BLOCK, REQUIRES_APPROVAL
 from approvals.models import ApprovalRequest
 from audit.models import AuditEntry
-from insights.models import CheckCount, CheckCountDay, RollupMark, TokenCostDay
-from insights.rollup import LAG_SECONDS
+from insights.models import (
+    CheckCount,
+    CheckCountDay,
+    DecisionReviewer,
+    DecisionWait,
+    RollupMark,
+    TokenCostDay,
+)
+from insights.rollup import DECIDED, LAG_SECONDS, wait_bucket, wait_bucket_bounds
 from wardenproject.errors import ValidationFailed
 
 DECISIONS = (ALLOW, BLOCK, REQUIRES_APPROVAL)
@@ -40,6 +47,8 @@ RANKED_FETCHED = 1000
 # watermark (the roll-up is behind) are left out, and the page says so.
 TAIL_MAX_SECONDS = 30 * 60
 SESSIONS_SHOWN = 50
+# The most decisions above the roll-up's mark read one by one (a roll-up far behind).
+TAIL_DECISIONS_MAX = 20_000
 
 
 @dataclass(frozen=True)
@@ -263,6 +272,66 @@ def _decision_times(decided: QuerySet) -> tuple[int, float | None, float | None]
     return len(seconds), _percentile(seconds, 0.5), _percentile(seconds, 0.9)
 
 
+def _reviewer_add(reviewers: dict[str, dict[str, int]], label: str, status: str, n: int) -> None:
+    reviewer = reviewers[label or "(unknown)"]
+    reviewer[status] += n
+    reviewer["total"] += n
+
+
+def _decisions_by_day(
+    organization: Organization,
+    filters: OverviewFilters,
+    window: _Window,
+    mark: RollupMark,
+    requests: QuerySet,
+) -> tuple[dict[int, int], dict[str, dict[str, int]]]:
+    """The wait histogram and the counts by reviewer of the window's days."""
+    waits: dict[int, int] = defaultdict(int)
+    reviewers: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"approved": 0, "denied": 0, "total": 0}
+    )
+    first_day = window.buckets[0]
+    rolled = _scoped(
+        DecisionWait.objects.filter(organization=organization, day__gte=first_day), filters
+    )
+    for row in rolled.values("bucket").annotate(n=Sum("count")).order_by():
+        waits[row["bucket"]] += row["n"]
+    by_reviewer = _scoped(
+        DecisionReviewer.objects.filter(organization=organization, day__gte=first_day), filters
+    )
+    for row in by_reviewer.values("reviewer", "status").annotate(n=Sum("count")).order_by():
+        _reviewer_add(reviewers, row["reviewer"], row["status"], row["n"])
+    tail = requests.filter(
+        decided_at__isnull=False, decided_at__gte=window.start, status__in=DECIDED
+    )
+    if mark.decisions_through_at is not None:
+        at, pk = mark.decisions_through_at, mark.decisions_through_id
+        tail = tail.filter(Q(decided_at__gt=at) | Q(decided_at=at, id__gt=pk))
+    for requested_at, decided_at, label, status in tail.values_list(
+        "requested_at", "decided_at", "decided_by_label", "status"
+    )[:TAIL_DECISIONS_MAX]:
+        waits[wait_bucket(max(0.0, (decided_at - requested_at).total_seconds()))] += 1
+        _reviewer_add(reviewers, label, status, 1)
+    return waits, reviewers
+
+
+def _histogram_percentile(histogram: dict[int, int], q: float) -> float | None:
+    """The ``q`` quantile of a wait histogram (insights.rollup.wait_bucket), interpolated
+    inside its bucket: within the bucket's 10 %."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = q * (total - 1)
+    seen = 0
+    for bucket in sorted(histogram):
+        count = histogram[bucket]
+        if count and seen + count > rank:
+            low, high = wait_bucket_bounds(bucket)
+            return low + (high - low) * (rank - seen + 0.5) / count
+        seen += count
+    return wait_bucket_bounds(max(histogram))[1]
+
+
 def overview_read(
     *, organization: Organization, filters: OverviewFilters, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -301,19 +370,20 @@ def overview_read(
     pending = requests.filter(status=ApprovalRequest.Status.PENDING, expires_at__gt=now).aggregate(
         count=Count("id"), oldest=Min("requested_at")
     )
-    decided = requests.filter(
-        decided_at__isnull=False,
-        decided_at__gte=window.start,
-        status__in=[ApprovalRequest.Status.APPROVED, ApprovalRequest.Status.DENIED],
-    )
-    decided_count, median, p90 = _decision_times(decided)
-    reviewers: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"approved": 0, "denied": 0, "total": 0}
-    )
-    for row in decided.values("decided_by_label", "status").annotate(n=Count("id")).order_by():
-        reviewer = reviewers[row["decided_by_label"] or "(unknown)"]
-        reviewer[row["status"]] += row["n"]
-        reviewer["total"] += row["n"]
+    if window.hourly:  # 24 hours: exact, from the requests decided in them
+        decided = requests.filter(
+            decided_at__isnull=False, decided_at__gte=window.start, status__in=DECIDED
+        )
+        decided_count, median, p90 = _decision_times(decided)
+        reviewers: dict[str, dict[str, int]] = defaultdict(
+            lambda: {"approved": 0, "denied": 0, "total": 0}
+        )
+        for row in decided.values("decided_by_label", "status").annotate(n=Count("id")).order_by():
+            _reviewer_add(reviewers, row["decided_by_label"], row["status"], row["n"])
+    else:  # days: from the roll-up, plus the requests decided since it last ran
+        waits, reviewers = _decisions_by_day(organization, filters, window, mark, requests)
+        decided_count = sum(waits.values())
+        median, p90 = _histogram_percentile(waits, 0.5), _histogram_percentile(waits, 0.9)
 
     return {
         "period": filters.period,
@@ -340,6 +410,7 @@ def overview_read(
             "decided": decided_count,
             "median_seconds": median,
             "p90_seconds": p90,
+            "approximate": not window.hourly,
         },
         "reviewers": sorted(
             ({"reviewer": name, **counts} for name, counts in reviewers.items()),

@@ -14,6 +14,7 @@ from agents.models import ModelPrice
 from insights.rollup import overview_rollup
 from insights.selectors import (
     OverviewFilters,
+    _histogram_percentile,
     _percentile,
     overview_filters_parse,
     overview_read,
@@ -229,3 +230,49 @@ def test_a_bad_filter_names_its_field(org_a, params, field):
 def test_an_agent_filter_naming_another_organisations_agent_is_not_found(org_a, charlie_bot):
     with pytest.raises(Http404):
         overview_filters_parse(organization=org_a, params={"agent": charlie_bot.public_id})
+
+
+@pytest.mark.parametrize("period", ["7d", "30d"])
+def test_over_days_time_to_decision_comes_from_the_roll_up_within_ten_percent(
+    org_a, approvals, period
+):
+    overview_rollup(now=ROLLED_UP_AT)
+    overview_rollup(now=ROLLED_UP_AT)  # again: nothing is counted twice
+
+    data = read(org_a, period=period)
+    times = data["time_to_decision"]
+
+    assert times["decided"] == 10
+    assert times["approximate"] is True
+    assert times["median_seconds"] == pytest.approx(55.0, rel=0.1)
+    assert times["p90_seconds"] == pytest.approx(91.0, rel=0.1)
+    assert data["reviewers"] == [
+        {"reviewer": "alice@example.com", "approved": 4, "denied": 3, "total": 7},
+        {"reviewer": "bob@example.com", "approved": 1, "denied": 2, "total": 3},
+    ]
+
+
+def test_decisions_since_the_last_roll_up_are_added_from_the_requests(org_a, approvals):
+    # The roll-up ran when the first five (decided after 10 to 50 s) were decided.
+    overview_rollup(now=NOW - timedelta(hours=2, seconds=-55), lag_seconds=0)
+    from insights.models import DecisionWait
+
+    assert sum(DecisionWait.objects.values_list("count", flat=True)) == 5 + 1  # + 40 days ago
+
+    data = read(org_a, period="7d")
+
+    assert data["time_to_decision"]["decided"] == 10
+    assert sum(r["total"] for r in data["reviewers"]) == 10
+
+
+def test_a_wait_histogram_quantile_interpolates_inside_its_bucket():
+    from insights.rollup import wait_bucket, wait_bucket_bounds
+
+    histogram = {wait_bucket(s): 0 for s in (5, 50)}
+    histogram[wait_bucket(5)] += 1
+    histogram[wait_bucket(50)] += 3
+    low, high = wait_bucket_bounds(wait_bucket(50))
+
+    assert low <= 50 < high
+    assert low <= _histogram_percentile(histogram, 0.5) <= high
+    assert _histogram_percentile({}, 0.5) is None
