@@ -478,60 +478,153 @@ def _token_costs(
 # --- Token usage page ------------------------------------------------------------------------
 
 
+def _usage_rows(
+    organization: Organization, filters: OverviewFilters, window: _Window, now: datetime
+) -> list[tuple[date, int | None, str, int, int, int, Decimal]]:
+    """(UTC day, agent id, model, calls, prompt tokens, completion tokens, cost) of the window:
+    for 24 hours from the usage rows; over days from the roll-up plus the rows since."""
+    sums = {
+        "calls": Count("id"),
+        "prompt": Sum("prompt_tokens"),
+        "completion": Sum("completion_tokens"),
+        "cost": Sum("cost_usd"),
+    }
+    raw = _scoped(TokenUsage.objects.filter(organization=organization), filters)
+    if window.hourly:
+        tail_from = window.start
+        rolled: list[dict[str, Any]] = []
+    else:
+        mark = _mark()
+        rolled = list(
+            _scoped(
+                TokenCostDay.objects.filter(organization=organization, day__gte=window.buckets[0]),
+                filters,
+            )
+            .values("day", "agent_id", "model")
+            .annotate(
+                calls=Sum("calls"),
+                prompt=Sum("prompt_tokens"),
+                completion=Sum("completion_tokens"),
+                cost=Sum("cost_usd"),
+            )
+            .order_by()
+        )
+        if mark.usage_caught_up_to is None:
+            tail_from = max(window.start, now - timedelta(seconds=TAIL_MAX_SECONDS))
+        else:
+            tail_from = max(window.start, mark.usage_caught_up_to - timedelta(seconds=LAG_SECONDS))
+        raw = raw.filter(id__gt=mark.last_usage_id)
+    recent = list(
+        raw.filter(created_at__gte=tail_from)
+        .annotate(day=TruncDay("created_at", tzinfo=UTC))
+        .values("day", "agent_id", "model")
+        .annotate(**sums)
+        .order_by()
+    )
+    return [
+        (
+            _as_day(r["day"]),
+            r["agent_id"],
+            r["model"],
+            r["calls"] or 0,
+            r["prompt"] or 0,
+            r["completion"] or 0,
+            r["cost"] or Decimal(0),
+        )
+        for r in (*rolled, *recent)
+    ]
+
+
+def _as_day(value: Any) -> date:
+    return value.astimezone(UTC).date() if isinstance(value, datetime) else value
+
+
 def token_usage_report(
     *, organization: Organization, filters: OverviewFilters, now: datetime | None = None
 ) -> dict[str, Any]:
     """Token usage over the period by model, day, agent and session (the most costly
     ``SESSIONS_SHOWN``), with cost; models without a ``ModelPrice`` are named, since their
-    calls were stored at $0."""
+    calls were stored at $0. Sessions are read from the usage rows themselves."""
     now = now or timezone.now()
     window = _window(filters.period, now)
+
+    def empty() -> dict[str, Any]:
+        return {
+            "calls": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+            "cost_usd": Decimal(0),
+        }
+
+    groups: dict[str, dict[Any, dict[str, Any]]] = {
+        "model": defaultdict(empty),
+        "day": defaultdict(empty),
+        "agent": defaultdict(empty),
+    }
+    totals = empty()
+    for day, agent_id, model, calls, prompt, completion, cost in _usage_rows(
+        organization, filters, window, now
+    ):
+        for entry in (
+            groups["model"][model],
+            groups["day"][day],
+            groups["agent"][agent_id],
+            totals,
+        ):
+            entry["calls"] += calls
+            entry["prompt_tokens"] += prompt
+            entry["completion_tokens"] += completion
+            entry["total_tokens"] += prompt + completion
+            entry["cost_usd"] += cost
+    priced = set(
+        ModelPrice.objects.filter(model__in=list(groups["model"])).values_list("model", flat=True)
+    )
+    by_model = sorted(
+        ({"model": m, "priced": m in priced, **v} for m, v in groups["model"].items()),
+        key=lambda r: (-r["cost_usd"], r["model"]),
+    )
+    agents = {
+        pk: (public_id, name)
+        for pk, public_id, name in Agent.objects.filter(
+            organization=organization, pk__in=list(groups["agent"])
+        ).values_list("pk", "public_id", "name")
+    }
+    by_agent = sorted(
+        (
+            {
+                "agent__public_id": agents.get(pk, (None, None))[0],
+                "agent__name": agents.get(pk, (None, None))[1],
+                **v,
+            }
+            for pk, v in groups["agent"].items()
+        ),
+        key=lambda r: -r["cost_usd"],
+    )
     usage = _scoped(
         TokenUsage.objects.filter(organization=organization, created_at__gte=window.start),
         filters,
     )
-    sums = {
-        "calls": Count("id"),
-        "prompt_tokens": Sum("prompt_tokens"),
-        "completion_tokens": Sum("completion_tokens"),
-        "total_tokens": Sum("total_tokens"),
-        "cost_usd": Sum("cost_usd"),
-    }
-    by_model = list(usage.values("model").annotate(**sums).order_by("-cost_usd", "model"))
-    priced = set(
-        ModelPrice.objects.filter(model__in=[r["model"] for r in by_model]).values_list(
-            "model", flat=True
-        )
-    )
-    for row in by_model:
-        row["priced"] = row["model"] in priced
-    by_day = list(
-        usage.annotate(day=TruncDay("created_at", tzinfo=UTC))
-        .values("day")
-        .annotate(**sums)
-        .order_by("-day")
-    )
-    for row in by_day:
-        row["day"] = row["day"].astimezone(UTC).date()
-    by_agent = list(
-        usage.values("agent__public_id", "agent__name").annotate(**sums).order_by("-cost_usd")
-    )
     by_session = list(
         usage.exclude(session_id="")
         .values("session_id")
-        .annotate(**sums)
+        .annotate(
+            calls=Count("id"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            total_tokens=Sum("total_tokens"),
+            cost_usd=Sum("cost_usd"),
+        )
         .order_by("-cost_usd", "session_id")[:SESSIONS_SHOWN]
     )
-    totals = usage.aggregate(**sums)
-    unpriced_calls = usage.filter(~Q(model__in=priced)).count() if by_model else 0
     return {
         "period": filters.period,
         "start": window.start,
         "by_model": by_model,
-        "by_day": by_day,
+        "by_day": [{"day": d, **v} for d, v in sorted(groups["day"].items(), reverse=True)],
         "by_agent": by_agent,
         "by_session": by_session,
         "totals": totals,
         "unpriced_models": [r["model"] for r in by_model if not r["priced"]],
-        "unpriced_calls": unpriced_calls,
+        "unpriced_calls": sum(r["calls"] for r in by_model if not r["priced"]),
     }

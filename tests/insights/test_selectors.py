@@ -5,6 +5,7 @@ token cost with unpriced models named."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.http import Http404
@@ -276,3 +277,27 @@ def test_a_wait_histogram_quantile_interpolates_inside_its_bucket():
     assert low <= 50 < high
     assert low <= _histogram_percentile(histogram, 0.5) <= high
     assert _histogram_percentile({}, 0.5) is None
+
+
+def test_over_days_the_token_usage_report_reads_the_roll_up_and_the_rows_since(org_a, support_bot):
+    with freeze_time(NOW - timedelta(days=2)):
+        usage(support_bot, "gpt-4o", "0.25", session_id="old")
+    overview_rollup(now=NOW - timedelta(days=1))
+    with freeze_time(NOW - timedelta(minutes=1)):
+        usage(support_bot, "gpt-4o", "0.50", session_id="new")
+        usage(support_bot, "mystery-llm", "0", session_id="new")
+
+    report = token_usage_report(organization=org_a, filters=OverviewFilters(period="7d"), now=NOW)
+
+    assert [(r["model"], r["calls"], r["cost_usd"]) for r in report["by_model"]] == [
+        ("gpt-4o", 2, Decimal("0.75")),
+        ("mystery-llm", 1, Decimal("0")),
+    ]
+    assert [(str(r["day"]), r["calls"]) for r in report["by_day"]] == [
+        (str(NOW.date()), 2),
+        (str((NOW - timedelta(days=2)).date()), 1),
+    ]
+    assert report["by_agent"][0]["agent__name"] == "support-bot"
+    assert report["totals"]["total_tokens"] == 450
+    assert (report["unpriced_models"], report["unpriced_calls"]) == (["mystery-llm"], 1)
+    assert {r["session_id"] for r in report["by_session"]} == {"old", "new"}
