@@ -121,3 +121,19 @@ def test_hourly_counts_older_than_three_days_are_dropped_and_daily_ones_kept(sup
 
     assert sum(hourly().values()) == 1
     assert sum(CheckCountDay.objects.values_list("count", flat=True)) == 3
+
+
+def test_beat_runs_the_roll_up_task_at_the_configured_interval(support_bot, settings):
+    from wardenproject.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["insights-rollup"]
+    assert entry == {
+        "task": "insights.rollup",
+        "schedule": settings.WARDEN_OVERVIEW_ROLLUP_INTERVAL,
+    }
+    app.loader.import_default_modules()
+    task = app.tasks["insights.rollup"]
+
+    task()
+
+    assert RollupMark.objects.get().caught_up_to is not None
