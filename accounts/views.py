@@ -43,7 +43,8 @@ from accounts.plans import (
     plan_self_serve,
 )
 from approvals.slack import slack_links_for_user
-from wardenproject.errors import DomainError
+from audit.insights.views import bad_filter_response, overview_context
+from wardenproject.errors import DomainError, ValidationFailed
 
 
 def _reraise_access_errors(exc: DomainError) -> None:
@@ -75,6 +76,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         if not plan_allows(organization, feature)
     ]
     features = [(FEATURE_LABELS[f], plan_allows(organization, f)) for f in Feature]
+    try:
+        insights = overview_context(request, organization)
+    except ValidationFailed as exc:
+        return bad_filter_response(request, exc)
     return render(
         request,
         "accounts/dashboard.html",
@@ -82,6 +87,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "organization": organization,
             "membership": membership,
             "overview": selectors.organization_overview(organization=organization),
+            "insights": insights,
             "features": features,
             "locked_features": locked,
             "can_manage_members": membership_has(membership, Capability.MANAGE_MEMBERS),

@@ -97,6 +97,19 @@ class ApprovalRequest(models.Model):
                 condition=models.Q(reminder_due_at__isnull=False),
                 name="approval_reminder_due",
             ),
+            # The overview's time to decision and approvals by reviewer over the last 24 h,
+            # and its roll-up's read of new decisions (audit.insights.rollup). Partial: a request is
+            # created undecided, so the check path never writes to them.
+            models.Index(
+                fields=["organization", "decided_at"],
+                condition=models.Q(decided_at__isnull=False),
+                name="approval_org_decided_at",
+            ),
+            models.Index(
+                fields=["decided_at", "id"],
+                condition=models.Q(decided_at__isnull=False),
+                name="approval_decided_at_id",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -44,5 +44,10 @@ class AuditConfig(AppConfig):
             "audit-seal",
             {"task": "audit.seal", "schedule": settings.WARDEN_AUDIT_SEAL_INTERVAL},
         )
+        # The overview's roll-up (audit/insights/rollup.py).
+        settings.CELERY_BEAT_SCHEDULE.setdefault(
+            "insights-rollup",
+            {"task": "insights.rollup", "schedule": settings.WARDEN_OVERVIEW_ROLLUP_INTERVAL},
+        )
         checks.register(check_signing_key, "security")
         setting_changed.connect(_keys_changed, dispatch_uid="audit-keyring")

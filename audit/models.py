@@ -245,3 +245,14 @@ class AuditSealState(models.Model):
 
     def __str__(self) -> str:
         return f"sealed through id {self.watermark} ({len(self.gaps)} gaps)"
+
+
+# The overview's pre-aggregated counts live in audit/insights/ and belong to this app.
+from audit.insights.models import (  # noqa: E402, F401
+    CheckCount,
+    CheckCountDay,
+    DecisionReviewer,
+    DecisionWait,
+    RollupMark,
+    TokenCostDay,
+)

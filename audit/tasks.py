@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from audit.insights.tasks import insights_rollup  # noqa: F401  (registers insights.rollup)
 from audit.services import audit_purge_expired, audit_seal
 
 

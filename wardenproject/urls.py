@@ -40,5 +40,6 @@ urlpatterns = [
     # Not /mcp/: that path is the MCP gateway's (its own process, behind the same origin).
     path("mcp-servers/", include("agents.mcp.urls")),
     path("agents/", include("agents.urls")),
+    path("insights/", include("audit.insights.urls")),
     path("", include("accounts.urls")),
 ]

@@ -146,6 +146,9 @@ WARDEN_AUDIT_SEAL_INTERVAL = env_int("WARDEN_AUDIT_SEAL_INTERVAL", 2, minimum=1)
 WARDEN_AUDIT_SEAL_BATCH = env_int("WARDEN_AUDIT_SEAL_BATCH", 5000, minimum=1)
 WARDEN_AUDIT_SEAL_LOOKBACK = env_int("WARDEN_AUDIT_SEAL_LOOKBACK", 600, minimum=1)
 WARDEN_AUDIT_CHECKPOINT_INTERVAL = env_int("WARDEN_AUDIT_CHECKPOINT_INTERVAL", 60, minimum=1)
+# The overview's roll-up (insights/rollup.py) counts new checks and token usage into its
+# hourly and daily tables every WARDEN_OVERVIEW_ROLLUP_INTERVAL seconds.
+WARDEN_OVERVIEW_ROLLUP_INTERVAL = env_int("WARDEN_OVERVIEW_ROLLUP_INTERVAL", 60, minimum=1)
 # Ed25519 private keys (base64 of 32 bytes; `python -m audit.signing` makes one), comma-
 # separated: the first signs checkpoints, the others only verify (the previous key while it
 # is rotated out). WARDEN_AUDIT_PUBLIC_KEYS: public keys of retired keys, verify only.

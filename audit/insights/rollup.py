@@ -1,0 +1,286 @@
+"""The overview's roll-up: checks per hour and per day, token usage per day, and approval
+decisions per day (by reviewer, and as a histogram of the time to decision).
+
+Like ``agents.shadow.shadow_tallies_update``, it reads the audit log behind a watermark on
+the entry id (and the token usage table behind one on its id): each run counts only the
+rows written since the last one, at most ``BATCH_ROWS`` per batch and ``MAX_BATCHES_PER_RUN``
+batches, in one transaction per batch that also moves the watermark, so a run repeated or
+interrupted never counts a row twice. The check path writes nothing for it. Beat runs it
+every ``WARDEN_OVERVIEW_ROLLUP_INTERVAL`` seconds; the overview adds the rows above the
+watermark itself (``audit.insights.selectors``), so it is current between runs.
+
+Checks younger than ``LAG_SECONDS`` wait for the next run: ids are handed out at insert, so
+a row still being committed may hold a smaller id than one already visible. Decisions change
+their request, so they are read by decision time instead, behind a (decided_at, id) mark,
+also ``LAG_SECONDS`` late.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+
+from agents.models import TokenUsage
+from approvals.models import ApprovalRequest
+from audit.insights.models import (
+    CheckCount,
+    CheckCountDay,
+    DecisionReviewer,
+    DecisionWait,
+    RollupMark,
+    TokenCostDay,
+)
+from audit.models import AuditEntry
+
+LAG_SECONDS = 60
+BATCH_ROWS = 200_000
+MAX_BATCHES_PER_RUN = 20
+# Hourly counts serve the 24-hour overview only; older ones are dropped (daily ones stay).
+HOURLY_KEPT_HOURS = 72
+
+DECIDED = (ApprovalRequest.Status.APPROVED, ApprovalRequest.Status.DENIED)
+CHECK_DIMENSIONS = ("organization_id", "agent_id", "environment", "action", "decision")
+
+
+def overview_rollup(*, now: datetime | None = None, lag_seconds: int = LAG_SECONDS) -> int:
+    """Count the checks and token usage written since the watermarks (checks only when older
+    than ``lag_seconds``) into the hourly and daily tables, and the approval requests decided
+    since the last run (at least ``lag_seconds`` ago) by reviewer and wait; drop hourly
+    counts older than ``HOURLY_KEPT_HOURS``. Returns the number of rows read. Concurrent
+    runs queue on the watermark row."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=lag_seconds)
+    RollupMark.objects.get_or_create(pk=1)
+    read = 0
+    for _ in range(MAX_BATCHES_PER_RUN):
+        done, count = _checks_batch(cutoff)
+        read += count
+        if done:
+            RollupMark.objects.filter(pk=1).update(caught_up_to=cutoff)
+            break
+    for _ in range(MAX_BATCHES_PER_RUN):
+        done, count = _usage_batch()
+        read += count
+        if done:
+            RollupMark.objects.filter(pk=1).update(usage_caught_up_to=now)
+            break
+    for _ in range(MAX_BATCHES_PER_RUN):
+        done, count = _decisions_batch(cutoff)
+        read += count
+        if done:
+            break
+    CheckCount.objects.filter(hour__lt=now - timedelta(hours=HOURLY_KEPT_HOURS)).delete()
+    return read
+
+
+def _batch_upper(queryset: Any, after: int, cutoff: datetime | None) -> tuple[int, int, bool]:
+    """The last id of the next batch above ``after`` (at most BATCH_ROWS rows, none created at
+    or after ``cutoff`` if given), how many rows it holds, and whether it is the last batch."""
+    ids = queryset.filter(id__gt=after).order_by("id").values_list("id", flat=True)
+    full = list(ids[BATCH_ROWS - 1 : BATCH_ROWS])
+    ceiling = full[0] if full else queryset.filter(id__gt=after).aggregate(m=Max("id"))["m"]
+    if ceiling is None:
+        return after, 0, True
+    young = None
+    if cutoff is not None:
+        young = queryset.filter(id__gt=after, id__lte=ceiling, created_at__gte=cutoff).aggregate(
+            m=Min("id")
+        )["m"]
+    upper = ceiling if young is None else young - 1
+    if upper <= after:
+        return after, 0, True
+    count = queryset.filter(id__gt=after, id__lte=upper).count()
+    return upper, count, young is not None or not full
+
+
+def _checks_batch(cutoff: datetime) -> tuple[bool, int]:
+    with transaction.atomic():
+        mark = RollupMark.objects.select_for_update().get(pk=1)
+        upper, scanned, last = _batch_upper(AuditEntry.objects, mark.last_entry_id, cutoff)
+        if scanned == 0:
+            return True, 0
+        rows = (
+            AuditEntry.objects.filter(
+                id__gt=mark.last_entry_id,
+                id__lte=upper,
+                kind=AuditEntry.Kind.CHECK,
+                agent_id__isnull=False,
+            )
+            .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+            .values(*CHECK_DIMENSIONS, "hour")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        hours: dict[tuple[Any, ...], int] = defaultdict(int)
+        days: dict[tuple[Any, ...], int] = defaultdict(int)
+        for row in rows:
+            key = tuple(row[d] for d in CHECK_DIMENSIONS)
+            hours[(*key, row["hour"])] += row["n"]
+            days[(*key, row["hour"].astimezone(UTC).date())] += row["n"]
+        _counts_add(CheckCount, "hour", hours)
+        _counts_add(CheckCountDay, "day", days)
+        mark.last_entry_id = upper
+        mark.updated_at = timezone.now()
+        mark.save(update_fields=["last_entry_id", "updated_at"])
+    return last, scanned
+
+
+def _counts_add(model: Any, period: str, counts: dict[tuple[Any, ...], int]) -> None:
+    _upsert_counts(model, (*CHECK_DIMENSIONS, period), counts)
+
+
+def _upsert_counts(model: Any, fields: tuple[str, ...], counts: dict[tuple[Any, ...], int]) -> None:
+    """Add ``counts`` (keyed by the values of ``fields``: organization_id first, the day or
+    hour last) to the rows of ``model``, creating the missing ones. The caller holds the
+    watermark's lock, so no other run writes these rows meanwhile."""
+    if not counts:
+        return
+    period = fields[-1]
+    existing = {
+        tuple(getattr(row, f) for f in fields): row
+        for row in model.objects.select_for_update().filter(
+            organization_id__in={key[0] for key in counts},
+            **{f"{period}__in": {key[-1] for key in counts}},
+        )
+    }
+    changed, created = [], []
+    for key, n in counts.items():
+        row = existing.get(key)
+        if row is not None:
+            row.count += n
+            changed.append(row)
+        else:
+            created.append(model(**dict(zip(fields, key, strict=True)), count=n))
+    model.objects.bulk_update(changed, ["count"], batch_size=1000)
+    model.objects.bulk_create(created, batch_size=1000)
+
+
+DECISION_BATCH_ROWS = 20_000
+WAIT_RATIO = 1.1
+
+
+def wait_bucket(seconds: float) -> int:
+    """The histogram bucket of a wait: 0 under a second, k from 1.1^(k-1) to 1.1^k s."""
+    if seconds < 1:
+        return 0
+    return int(math.log(seconds) / math.log(WAIT_RATIO)) + 1
+
+
+def wait_bucket_bounds(bucket: int) -> tuple[float, float]:
+    if bucket == 0:
+        return 0.0, 1.0
+    return WAIT_RATIO ** (bucket - 1), WAIT_RATIO**bucket
+
+
+def _decisions_batch(cutoff: datetime) -> tuple[bool, int]:
+    """Count the approval requests approved or denied since the last batch (and before
+    ``cutoff``) by reviewer and into the wait histogram, by the day of their decision."""
+    with transaction.atomic():
+        mark = RollupMark.objects.select_for_update().get(pk=1)
+        decided = ApprovalRequest.objects.filter(decided_at__isnull=False, decided_at__lt=cutoff)
+        if mark.decisions_through_at is not None:
+            at, pk = mark.decisions_through_at, mark.decisions_through_id
+            decided = decided.filter(Q(decided_at__gt=at) | Q(decided_at=at, id__gt=pk))
+        rows = list(
+            decided.order_by("decided_at", "id").values_list(
+                "id",
+                "organization_id",
+                "agent_id",
+                "environment",
+                "status",
+                "requested_at",
+                "decided_at",
+                "decided_by_label",
+            )[:DECISION_BATCH_ROWS]
+        )
+        if not rows:
+            return True, 0
+        waits: dict[tuple[Any, ...], int] = defaultdict(int)
+        reviewers: dict[tuple[Any, ...], int] = defaultdict(int)
+        for _, org, agent, environment, status, requested_at, decided_at, label in rows:
+            if status not in DECIDED:
+                continue  # expired or cancelled: no one decided
+            day = decided_at.astimezone(UTC).date()
+            seconds = max(0.0, (decided_at - requested_at).total_seconds())
+            waits[(org, agent, environment, wait_bucket(seconds), day)] += 1
+            reviewers[(org, agent, environment, label, status, day)] += 1
+        _upsert_counts(
+            DecisionWait, ("organization_id", "agent_id", "environment", "bucket", "day"), waits
+        )
+        _upsert_counts(
+            DecisionReviewer,
+            ("organization_id", "agent_id", "environment", "reviewer", "status", "day"),
+            reviewers,
+        )
+        mark.decisions_through_id, mark.decisions_through_at = rows[-1][0], rows[-1][6]
+        mark.updated_at = timezone.now()
+        mark.save(update_fields=["decisions_through_id", "decisions_through_at", "updated_at"])
+    return len(rows) < DECISION_BATCH_ROWS, len(rows)
+
+
+USAGE_DIMENSIONS = ("organization_id", "agent_id", "model", "environment")
+
+
+def _usage_batch() -> tuple[bool, int]:
+    # Token usage rows are counted as soon as they are visible: the overview reads the rows
+    # above this watermark itself, and a row committed late with a smaller id is rare enough
+    # for usage (not a security record) to accept.
+    with transaction.atomic():
+        mark = RollupMark.objects.select_for_update().get(pk=1)
+        upper, scanned, last = _batch_upper(TokenUsage.objects, mark.last_usage_id, None)
+        if scanned == 0:
+            return True, 0
+        rows = (
+            TokenUsage.objects.filter(id__gt=mark.last_usage_id, id__lte=upper)
+            .annotate(day=TruncDay("created_at", tzinfo=UTC))
+            .values(*USAGE_DIMENSIONS, "day")
+            .annotate(
+                calls=Count("id"),
+                prompt=Sum("prompt_tokens"),
+                completion=Sum("completion_tokens"),
+                cost=Sum("cost_usd"),
+            )
+            .order_by()
+        )
+        wanted = {(*(row[d] for d in USAGE_DIMENSIONS), _as_date(row["day"])): row for row in rows}
+        existing = {
+            (t.organization_id, t.agent_id, t.model, t.environment, t.day): t
+            for t in TokenCostDay.objects.select_for_update().filter(
+                organization_id__in={key[0] for key in wanted},
+                day__in={key[-1] for key in wanted},
+            )
+        }
+        changed, created = [], []
+        for key, row in wanted.items():
+            tally = existing.get(key)
+            if tally is None:
+                tally = TokenCostDay(
+                    **dict(zip(USAGE_DIMENSIONS, key[:-1], strict=True)), day=key[-1]
+                )
+                created.append(tally)
+            else:
+                changed.append(tally)
+            tally.calls += row["calls"]
+            tally.prompt_tokens += row["prompt"] or 0
+            tally.completion_tokens += row["completion"] or 0
+            tally.cost_usd += row["cost"] or Decimal(0)
+        TokenCostDay.objects.bulk_update(
+            changed, ["calls", "prompt_tokens", "completion_tokens", "cost_usd"], batch_size=1000
+        )
+        TokenCostDay.objects.bulk_create(created, batch_size=1000)
+        mark.last_usage_id = upper
+        mark.updated_at = timezone.now()
+        mark.save(update_fields=["last_usage_id", "updated_at"])
+    return last, scanned
+
+
+def _as_date(value: Any) -> Any:
+    return value.astimezone(UTC).date() if isinstance(value, datetime) else value
