@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audit.insights.templatetags.insights_tags import break_at_at, duration, usd
+from audit.templatetags.insights_tags import break_at_at, duration, usd
 
 
 @pytest.mark.parametrize(
