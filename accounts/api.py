@@ -10,6 +10,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.http import Http404
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,7 +18,14 @@ from rest_framework.views import APIView
 from accounts import selectors, services
 from accounts.models import MemberGroup, Membership
 from accounts.permissions import Capability, membership_require
+from accounts.schemas import (
+    GroupCreateSerializer,
+    GroupListSerializer,
+    GroupMemberAddSerializer,
+    GroupSerializer,
+)
 from agents.permissions import IsMember, IsMemberManager
+from agents.schemas import ERRORS
 from wardenproject.errors import NotFound, ValidationFailed
 from wardenproject.jsonutil import iso
 
@@ -67,11 +75,22 @@ class GroupApiView(APIView):
 
 
 class GroupListView(GroupApiView):
+    @extend_schema(
+        operation_id="groups_list",
+        tags=["groups"],
+        responses={200: GroupListSerializer, **ERRORS},
+    )
     def get(self, request: Request) -> Response:
         membership = _membership(request, manage=False)
         groups = selectors.group_list(organization=membership.organization)
         return Response({"results": [group_json(g) for g in groups]})
 
+    @extend_schema(
+        operation_id="group_create",
+        tags=["groups"],
+        request=GroupCreateSerializer,
+        responses={201: GroupSerializer, **ERRORS},
+    )
     def post(self, request: Request) -> Response:
         membership = _membership(request, manage=True)
         group = services.group_create(
@@ -84,9 +103,19 @@ class GroupListView(GroupApiView):
 
 
 class GroupDetailView(GroupApiView):
+    @extend_schema(
+        operation_id="group_get",
+        tags=["groups"],
+        responses={200: GroupSerializer, **ERRORS},
+    )
     def get(self, request: Request, group_id: str) -> Response:
         return Response(group_json(self.group(request, group_id, manage=False)))
 
+    @extend_schema(
+        operation_id="group_delete",
+        tags=["groups"],
+        responses={204: None, **ERRORS},
+    )
     def delete(self, request: Request, group_id: str) -> Response:
         group = self.group(request, group_id, manage=True)
         services.group_delete(actor=request.user, group=group, source="api")
@@ -94,6 +123,12 @@ class GroupDetailView(GroupApiView):
 
 
 class GroupMembersView(GroupApiView):
+    @extend_schema(
+        operation_id="group_member_add",
+        tags=["groups"],
+        request=GroupMemberAddSerializer,
+        responses={200: GroupSerializer, **ERRORS},
+    )
     def post(self, request: Request, group_id: str) -> Response:
         """``{"email": ...}``: put that member of the organisation in the group."""
         group = self.group(request, group_id, manage=True)
@@ -109,6 +144,11 @@ class GroupMembersView(GroupApiView):
 
 
 class GroupMemberView(GroupApiView):
+    @extend_schema(
+        operation_id="group_member_remove",
+        tags=["groups"],
+        responses={200: GroupSerializer, **ERRORS},
+    )
     def delete(self, request: Request, group_id: str, user_id: str) -> Response:
         group = self.group(request, group_id, manage=True)
         user = group.members.filter(public_id=user_id).first()

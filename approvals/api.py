@@ -30,6 +30,8 @@ from approvals.schemas import (
     ClaimRequestSerializer,
     ClaimResponseSerializer,
     DecisionRequestSerializer,
+    GrantListSerializer,
+    GrantSerializer,
 )
 from approvals.selectors import (
     ApprovalFilters,
@@ -304,6 +306,12 @@ class GrantListApi(APIView):
 
     permission_classes = [IsMemberOrOrgOrApproverKey]
 
+    @extend_schema(
+        operation_id="grants_list",
+        tags=["grants"],
+        parameters=[GrantListQuerySerializer],
+        responses={200: GrantListSerializer, **ERRORS},
+    )
     def get(self, request: Request) -> Response:
         query = GrantListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -327,10 +335,16 @@ class GrantDetailApi(APIView):
             return [IsApproverKeyOrReviewer()]
         return [IsMemberOrOrgOrApproverKey()]
 
+    @extend_schema(
+        operation_id="grant_get", tags=["grants"], responses={200: GrantSerializer, **ERRORS}
+    )
     def get(self, request: Request, grant_id: str) -> Response:
         grant = grant_get_for_org(organization=request_organization(request), public_id=grant_id)
         return Response(grant_json(grant))
 
+    @extend_schema(
+        operation_id="grant_delete", tags=["grants"], responses={200: GrantSerializer, **ERRORS}
+    )
     def delete(self, request: Request, grant_id: str) -> Response:
         return _revoke(request, grant_id)
 
@@ -340,6 +354,12 @@ class GrantRevokeApi(APIView):
 
     permission_classes = [IsApproverKeyOrReviewer]
 
+    @extend_schema(
+        operation_id="grant_revoke",
+        tags=["grants"],
+        request=None,
+        responses={200: GrantSerializer, **ERRORS},
+    )
     def post(self, request: Request, grant_id: str) -> Response:
         return _revoke(request, grant_id)
 

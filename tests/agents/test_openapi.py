@@ -119,7 +119,7 @@ def test_every_operation_has_a_response_schema_and_writes_have_a_request_schema(
                 missing.append(f"{method} {path} {code}: no body")
         if "400" in operation["responses"] and method in ("post", "put", "patch"):
             bodyless = operation["operationId"].endswith(
-                ("_rotate_secret", "_send_test", "_resend", "keys_revoke")
+                ("_rotate_secret", "_send_test", "_resend", "keys_revoke", "grant_revoke")
             )
             if not bodyless and "requestBody" not in operation:
                 missing.append(f"{method} {path}: no request body")

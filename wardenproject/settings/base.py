@@ -359,6 +359,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # One name for each set of choices that several fields share.
     "ENUM_NAME_OVERRIDES": {
+        "KeyKindEnum": ["agent", "org", "approver"],
+        "GrantKindEnum": ["identical", "session", "amount"],
         "DecisionEnum": ["allow", "requires_approval", "block"],
         "CheckStatusEnum": ["allowed", "blocked", "pending"],
         "ActionStatusEnum": [
