@@ -268,6 +268,9 @@ AXE_PAGES: list[Callable[[World], str]] = [
     lambda w: "/mcp-servers/",
     lambda w: f"/orgs/{w.org}/members/",
     lambda w: f"/orgs/{w.org}/plan/",
+    lambda w: "/insights/tokens/",
+    lambda w: f"/orgs/{w.org}/groups/",
+    lambda w: f"/integrations/slack/orgs/{w.org}/",
 ]
 AXE_PUBLIC_PAGES = ["/accounts/login/", "/accounts/signup/", "/verify-email/resend/"]
 
