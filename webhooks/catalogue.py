@@ -67,8 +67,12 @@ def sample_data(event_type: str) -> dict[str, Any]:
         "approval.approved": ("approved", "alice@example.com", "Customer confirmed by phone."),
         "approval.rejected": ("denied", "alice@example.com", "Duplicate of an earlier refund."),
         "approval.expired": ("expired", None, None),
+        "approval.escalated": ("pending", None, None),
     }[event_type]
-    decided = event_type != "log.pending_approval"
+    decided = event_type not in ("log.pending_approval", "approval.escalated")
+    extra: dict[str, Any] = {}
+    if event_type == "approval.escalated":  # still pending, with new approvers and deadline
+        extra = {"expires_at": "2026-01-01T01:30:00+00:00", "approvers": ["role:owner"]}
     return {
         "action_id": "act_8Hn2QpLw5Rt7Vy9Zb3Cd",
         "agent_id": "agt_4Fj6Kl8Mn0Pq2Rs4Tu6V",
@@ -85,6 +89,7 @@ def sample_data(event_type: str) -> dict[str, Any]:
         "decided_at": _DECIDED if decided else None,
         "decided_by": decided_by,
         "notes": notes,
+        **extra,
     }
 
 
