@@ -26,9 +26,10 @@ from wardenproject.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db
 
-# Tomorrow 12:30 UTC: after everything the fixtures write at the real time (agents'
-# configuration entries), so a roll-up "at NOW" has all of it behind its lag.
-NOW = (datetime.now(UTC) + timedelta(days=1)).replace(hour=12, minute=30, second=0, microsecond=0)
+# Far after everything the fixtures write at the real time (agents' configuration entries),
+# so a roll-up "at NOW" has all of it behind its lag; a constant, as no test module may read
+# the clock at import (tests/core/test_suite_clock.py).
+NOW = datetime(2099, 1, 2, 12, 30, tzinfo=UTC)
 ROLLED_UP_AT = NOW + timedelta(hours=1)
 
 
