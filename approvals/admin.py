@@ -53,8 +53,25 @@ class ApprovalVoteInline(admin.TabularInline):
         return False
 
 
+class _OrganizationRecordAdmin(admin.ModelAdmin):
+    """Records of an organisation that the product makes (requests, grants): never added
+    or deleted here; staff who are not superusers see only their organisations' rows."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        return qs.filter(organization__memberships__user=request.user)
+
+
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(admin.ModelAdmin):
+class ApprovalRequestAdmin(_OrganizationRecordAdmin):
     list_display = [
         "action",
         "agent",
@@ -93,18 +110,6 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
         "arguments_hash",
     ]
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        qs = super().get_queryset(request)
-        if request.user.is_superuser:
-            return qs
-        return qs.filter(organization__memberships__user=request.user)
 
     @admin.display(description="approvals")
     def approvals_progress(self, obj: ApprovalRequest) -> str:
@@ -185,7 +190,7 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(Grant)
-class GrantAdmin(admin.ModelAdmin):
+class GrantAdmin(_OrganizationRecordAdmin):
     list_display = [
         "public_id",
         "kind",
@@ -229,18 +234,6 @@ class GrantAdmin(admin.ModelAdmin):
         "revoked_by_label",
     ]
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        qs = super().get_queryset(request)
-        if request.user.is_superuser:
-            return qs
-        return qs.filter(organization__memberships__user=request.user)
 
     @admin.action(description="Revoke selected grants")
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
