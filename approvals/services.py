@@ -541,9 +541,17 @@ class LinkUsed(Conflict):
     code = "link_used"
 
 
-def approval_decide_by_email_link(*, token: str, approve: bool, notes: str = "") -> ApprovalRequest:
+def approval_decide_by_email_link(
+    *,
+    token: str,
+    approve: bool,
+    notes: str = "",
+    grant: GrantSpec | dict[str, Any] | None = None,
+) -> ApprovalRequest:
     """The POST of an email link's confirmation page: decide as the reviewer the link was
     sent to, through ``approval_decide`` (role and routing checked now, source ``email``).
+    ``grant``: remember this approval, as on the dashboard (within what the rule allows; a
+    grant it does not allow is refused and nothing is decided nor used up).
 
     The link is used up in the decision's transaction: a refused decision (no longer an
     approver, decided elsewhere, expired) leaves it unused, and a second use is
@@ -567,6 +575,7 @@ def approval_decide_by_email_link(*, token: str, approve: bool, notes: str = "")
             approve=approve,
             notes=notes,
             source="email",
+            grant=grant,
         )
 
 
@@ -965,6 +974,7 @@ def _escalate_locked(request: ApprovalRequest, *, now: datetime) -> ApprovalRequ
         action_id=request.action_id,
     )
     _notify_reviewers_on_commit(request.organization_id)
+    slack_update_on_commit(request_id=request.pk)  # the new approvers and deadline
     return request
 
 

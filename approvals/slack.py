@@ -43,8 +43,9 @@ from accounts.permissions import Capability, membership_require
 from agents.models import Agent
 from agents.policy_document import _SLACK_CHANNEL_RE
 from approvals import slack_blocks
+from approvals.grants import grant_kinds_allowed
 from approvals.models import ApprovalRequest
-from approvals.services import approval_decide
+from approvals.services import approval_decide, approval_decider_problem
 from approvals.slack_api import SlackPermanentError, SlackRetryLater, slack_call, slack_client
 from approvals.slack_hooks import POST_TASK, UPDATE_TASK, slack_task_queue
 from approvals.slack_models import SlackAgentChannel, SlackConnection, SlackMessage, SlackUserLink
@@ -267,6 +268,9 @@ def _view(request: ApprovalRequest) -> slack_blocks.MessageView:
         decided_at=request.decided_at,
         notes=request.notes,
         detail_url=settings.WARDEN_BASE_URL + reverse("approvals:detail", args=[request.action_id]),
+        approvers=", ".join(request.approvers),
+        escalated=request.escalations > 0,
+        grant_kinds=grant_kinds_allowed(request),
     )
 
 
@@ -701,6 +705,8 @@ def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> Slac
         view = payload.get("view") or {}
         if view.get("callback_id") == slack_blocks.REJECT_CALLBACK:
             return _reject_submitted(connection, payload, view)
+        if view.get("callback_id") == slack_blocks.REMEMBER_CALLBACK:
+            return _remember_submitted(connection, payload, view)
     return SlackReply()
 
 
@@ -709,7 +715,11 @@ def _block_action(connection: SlackConnection, payload: dict[str, Any]) -> Slack
     actions = payload.get("actions") or []
     action = actions[0] if actions and isinstance(actions[0], dict) else {}
     verb = action.get("action_id")
-    if verb not in (slack_blocks.APPROVE_ACTION, slack_blocks.REJECT_ACTION):
+    if verb not in (
+        slack_blocks.APPROVE_ACTION,
+        slack_blocks.REJECT_ACTION,
+        slack_blocks.REMEMBER_ACTION,
+    ):
         return reply
     client = _client_for(connection)
     slack_user_id = str((payload.get("user") or {}).get("id") or "")
@@ -734,6 +744,8 @@ def _block_action(connection: SlackConnection, payload: dict[str, Any]) -> Slack
                 client, payload, f"Could not open the rejection form ({exc}); try again.", reply
             )
         return reply
+    if verb == slack_blocks.REMEMBER_ACTION:
+        return _remember_open(client, payload, request, member, reply)
     try:
         decided = approval_decide(
             request_or_action_id=request, actor_user=member, approve=True, source="slack"
@@ -750,6 +762,79 @@ def _block_action(connection: SlackConnection, payload: dict[str, Any]) -> Slack
             reply,
         )
     return reply
+
+
+def _remember_open(
+    client: Any,
+    payload: dict[str, Any],
+    request: ApprovalRequest,
+    member: User,
+    reply: SlackReply,
+) -> SlackReply:
+    """ "Approve and remember…": the modal, for a reviewer who may decide the request now
+    (others are told why here rather than after filling it in)."""
+    problem = approval_decider_problem(request=request, user=member)
+    if problem is not None:
+        _ephemeral(client, payload, f"Nothing was decided: {problem.detail}", reply)
+        return reply
+    kinds = grant_kinds_allowed(request)
+    if not kinds:
+        _ephemeral(
+            client,
+            payload,
+            "Nothing was decided: this request is no longer pending, or its rule allows no "
+            "remembered approvals.",
+            reply,
+        )
+        return reply
+    try:
+        slack_call(
+            client,
+            "views_open",
+            trigger_id=str(payload.get("trigger_id") or ""),
+            view=slack_blocks.remember_modal(
+                action_id=request.action_id, action=request.action, kinds=kinds
+            ),
+        )
+    except (SlackPermanentError, SlackRetryLater) as exc:
+        _ephemeral(client, payload, f"Could not open the form ({exc}); try again.", reply)
+    return reply
+
+
+def _remember_submitted(
+    connection: SlackConnection, payload: dict[str, Any], view: dict[str, Any]
+) -> SlackReply:
+    """The remember modal's submit: approve with the grant, through ``approval_decide`` (the
+    rule's allowed kinds, the member's role and the routing checked there). A refusal is
+    shown in the modal under the field it names, and nothing is decided."""
+    grant, notes = slack_blocks.remember_values(view.get("state") or {})
+    slack_user_id = str((payload.get("user") or {}).get("id") or "")
+
+    def refuse(text: str, block: str = "kind") -> SlackReply:
+        return SlackReply(body={"response_action": "errors", "errors": {block: text[:150]}})
+
+    request = _request_in(connection, view.get("private_metadata"))
+    if request is None:
+        return refuse("No such approval request in this organisation.")
+    member = _member_for(connection, slack_user_id, _client_for(connection))
+    if member is None:
+        return refuse("Your Slack account is not linked to a member; click the button again.")
+    try:
+        approval_decide(
+            request_or_action_id=request,
+            actor_user=member,
+            approve=True,
+            notes=notes,
+            source="slack",
+            grant=grant,
+        )
+    except DomainError as exc:
+        name = (getattr(exc, "field", "") or "").removeprefix("grant.")
+        if name == "notes":
+            name = slack_blocks.NOTES_BLOCK
+        block = name if name in (*slack_blocks.GRANT_BLOCKS, slack_blocks.NOTES_BLOCK) else "kind"
+        return refuse(f"Nothing was decided: {exc.detail}", block)
+    return SlackReply()
 
 
 def _reject_submitted(

@@ -20,8 +20,19 @@ MAX_NOTES_SHOWN = 500
 APPROVE_ACTION = "warden_approve"
 REJECT_ACTION = "warden_reject"
 REJECT_CALLBACK = "warden_reject_modal"
+REMEMBER_ACTION = "warden_approve_remember"
+REMEMBER_CALLBACK = "warden_remember_modal"
 NOTES_BLOCK = "notes"
 NOTES_INPUT = "notes_input"
+# The "Approve and remember" modal: one input block per field of the API's ``grant``; an
+# error the decision service names (``grant.ttl`` ...) is shown under that block.
+GRANT_BLOCKS = ("kind", "ttl", "max_amount", "uses")
+GRANT_INPUT = "value"
+KIND_WORDS = {
+    "identical": "Identical calls (same arguments)",
+    "session": "This action for the rest of the session",
+    "amount": "This action up to an amount",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,9 @@ class MessageView:
     decided_at: datetime | None = None
     notes: str = ""
     detail_url: str = ""
+    approvers: str = ""  # who may decide, as the dashboard says it ("" : not limited)
+    escalated: bool = False
+    grant_kinds: tuple[str, ...] = ()  # what an approver may remember (the rule's grants)
 
 
 def redact(arguments: Any, paths: list[str] | tuple[str, ...]) -> Any:
@@ -131,6 +145,9 @@ def message_blocks(view: MessageView, redact_paths: list[str] | tuple[str, ...])
         f"*Reason*\n{_escape(view.reason or 'a rule requires it')[:500]}",
         f"*Deadline*\n{_when(view.expires_at)}",
     ]
+    if view.approvers:
+        escalated = " (escalated)" if view.escalated else ""
+        fields.append(f"*Approvers{escalated}*\n{_escape(view.approvers)[:500]}")
     blocks: list[dict] = [
         {
             "type": "header",
@@ -167,6 +184,18 @@ def message_blocks(view: MessageView, redact_paths: list[str] | tuple[str, ...])
                         "style": "danger",
                         "value": view.action_id,
                     },
+                    *(
+                        [
+                            {
+                                "type": "button",
+                                "action_id": REMEMBER_ACTION,
+                                "text": {"type": "plain_text", "text": "Approve and remember…"},
+                                "value": view.action_id,
+                            }
+                        ]
+                        if view.grant_kinds
+                        else []
+                    ),
                 ],
             }
         )
@@ -225,3 +254,91 @@ def reject_modal(*, action_id: str, action: str) -> dict:
             },
         ],
     }
+
+
+def _input(block_id: str, label: str, element: dict, *, optional: bool, hint: str = "") -> dict:
+    block = {
+        "type": "input",
+        "block_id": block_id,
+        "optional": optional,
+        "label": {"type": "plain_text", "text": label},
+        "element": {"action_id": GRANT_INPUT, **element},
+    }
+    if hint:
+        block["hint"] = {"type": "plain_text", "text": hint}
+    return block
+
+
+def remember_modal(*, action_id: str, action: str, kinds: tuple[str, ...]) -> dict:
+    """The modal "Approve and remember…" opens: approve, and allow calls like this one
+    without asking again, within the kinds the rule allows (as the dashboard offers)."""
+    options = [
+        {"text": {"type": "plain_text", "text": KIND_WORDS.get(kind, kind)}, "value": kind}
+        for kind in kinds
+    ]
+    text_input = {"type": "plain_text_input"}
+    return {
+        "type": "modal",
+        "callback_id": REMEMBER_CALLBACK,
+        "private_metadata": action_id,
+        "title": {"type": "plain_text", "text": "Approve and remember"},
+        "submit": {"type": "plain_text", "text": "Approve"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"Approve *{_escape(action)}* ({action_id}) and allow calls like "
+                    "it without asking again. Same agent and environment only; a rule that "
+                    "blocks still blocks.",
+                },
+            },
+            _input(
+                "kind",
+                "Allow without asking",
+                {"type": "static_select", "options": options, "initial_option": options[0]},
+                optional=False,
+            ),
+            _input(
+                "ttl",
+                "For",
+                {**text_input, "initial_value": "1h", "max_length": 12},
+                optional=False,
+                hint="30m, 8h, 1d… at most 30d",
+            ),
+            _input(
+                "max_amount",
+                "Up to amount (amount only)",
+                {**text_input, "max_length": 40},
+                optional=True,
+            ),
+            _input("uses", "Uses (amount only)", {**text_input, "max_length": 6}, optional=True),
+            _input(
+                NOTES_BLOCK,
+                "Note",
+                {"type": "plain_text_input", "multiline": True, "max_length": 2000},
+                optional=True,
+            ),
+        ],
+    }
+
+
+def remember_values(state: dict) -> tuple[dict[str, Any], str]:
+    """The grant (as the API's ``grant``) and the note of a submitted remember modal."""
+    values = state.get("values") or {}
+
+    def read(block_id: str) -> str:
+        element = (values.get(block_id) or {}).get(GRANT_INPUT) or {}
+        if not isinstance(element, dict):
+            return ""
+        chosen = element.get("selected_option")
+        value = chosen.get("value") if isinstance(chosen, dict) else element.get("value")
+        return value.strip() if isinstance(value, str) else ""
+
+    grant: dict[str, Any] = {"kind": read("kind"), "ttl": read("ttl")}
+    if grant["kind"] == "amount":
+        grant["max_amount"] = read("max_amount")
+        uses = read("uses")
+        grant["uses"] = int(uses) if uses.isdigit() else uses
+    return grant, read(NOTES_BLOCK)

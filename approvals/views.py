@@ -42,6 +42,7 @@ from approvals.selectors import (
     arguments_rows,
     email_link_review,
     grant_get_for_org,
+    grant_list,
 )
 from approvals.services import (
     NotAnApprover,
@@ -332,20 +333,28 @@ def email_link(request: HttpRequest, choice: str, token: str) -> HttpResponse:
     if choice not in CHOICES:
         raise Http404("No such page.")
     form = EmailLinkForm(request.POST or None)
+    # Read with every kind so that one the rule does not allow is refused by the decision
+    # service, naming the rule, rather than dropped silently.
+    grant_form = GrantForm(request.POST or None, kinds=("identical", "session", "amount"))
     decided = None
     error = ""
     status = 200
     if request.method == "POST":
-        try:
-            decided = approval_decide_by_email_link(
-                token=token,
-                approve=choice == "approve",
-                notes=form.cleaned_data["notes"] if form.is_valid() else "",
-            )
-        except DomainError as exc:
-            error, status = exc.detail, exc.status
+        if choice == "approve" and not grant_form.is_valid():
+            error, status = "The approval to remember is not valid; nothing was decided.", 400
+        else:
+            try:
+                decided = approval_decide_by_email_link(
+                    token=token,
+                    approve=choice == "approve",
+                    notes=form.cleaned_data["notes"] if form.is_valid() else "",
+                    grant=grant_form.grant() if choice == "approve" else None,
+                )
+            except DomainError as exc:
+                error, status = exc.detail, exc.status
     review = email_link_review(token=token)
     approval = decided or review.request
+    offered = grant_kinds_allowed(approval) if choice == "approve" and approval is not None else ()
     return render(
         request,
         "approvals/email_link.html",
@@ -354,6 +363,11 @@ def email_link(request: HttpRequest, choice: str, token: str) -> HttpResponse:
             "other": "reject" if choice == "approve" else "approve",
             "token": token,
             "form": form,
+            "grant_form": GrantForm(request.POST or None, kinds=offered) if offered else None,
+            "approve_only": True,
+            "grants": grant_list(organization=decided.organization, request=decided)
+            if decided is not None and choice == "approve"
+            else [],
             "approval": approval,
             "decided": decided,
             "reviewer_email": review.reviewer_email,

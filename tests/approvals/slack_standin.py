@@ -180,3 +180,48 @@ def reject_submission(
             },
         },
     }
+
+
+def remember_submission(
+    *,
+    team_id: str,
+    user_id: str,
+    action_id: str,
+    kind: str,
+    ttl: str = "1h",
+    max_amount: str = "",
+    uses: str = "",
+    notes: str = "",
+) -> dict[str, Any]:
+    """The "Approve and remember" modal submitted, its state as Slack sends it (an empty
+    text input's value is null)."""
+
+    def text(value: str) -> dict[str, Any]:
+        return {"value": {"type": "plain_text_input", "value": value or None}}
+
+    return {
+        "type": "view_submission",
+        "team": {"id": team_id},
+        "user": {"id": user_id, "team_id": team_id},
+        "view": {
+            "callback_id": "warden_remember_modal",
+            "private_metadata": action_id,
+            "state": {
+                "values": {
+                    "kind": {
+                        "value": {
+                            "type": "static_select",
+                            "selected_option": {
+                                "text": {"type": "plain_text", "text": kind},
+                                "value": kind,
+                            },
+                        }
+                    },
+                    "ttl": text(ttl),
+                    "max_amount": text(max_amount),
+                    "uses": text(uses),
+                    "notes": text(notes),
+                }
+            },
+        },
+    }

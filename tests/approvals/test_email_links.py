@@ -13,11 +13,11 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from approvals.email_links import SALT
-from approvals.models import ApprovalRequest, EmailLink
+from approvals.models import ApprovalRequest, EmailLink, Grant
 from approvals.services import approval_decide
 from approvals.tasks import approvals_notify
 from audit.models import AuditEntry
-from tests.approvals.conftest import approval_spec, request_create
+from tests.approvals.conftest import approval_spec, held, hold_rule, request_create
 
 pytestmark = pytest.mark.django_db
 
@@ -278,3 +278,70 @@ def test_an_unknown_choice_is_404(emailed):
     _request, links = emailed
     path = links["approve"].replace("/approve/", "/maybe/")
     assert Client().get(path).status_code == HTTPStatus.NOT_FOUND
+
+
+# Remember this approval from the email page ---------------------------------------------
+
+
+def _emailed_check(org_a, bot, check, grants, **check_kw):
+    """A call of the bot held by a rule that allows ``grants``, emailed; Bob's links."""
+    hold_rule(bot, grants)
+    request = held(check({"amount": 150}, **check_kw))
+    mail.outbox.clear()
+    approvals_notify(org_a.pk)
+    return request, links_in(email_to("bob@example.com"))
+
+
+def confirm_with(client: Client, path: str, data: dict) -> object:
+    page = client.get(path)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
+    return client.post(path, {"csrfmiddlewaretoken": token.group(1), **data})
+
+
+def test_the_approve_page_offers_the_grants_the_rule_allows(org_a, bot, check):
+    _request, links = _emailed_check(org_a, bot, check, ["identical", "amount"])
+    approve_page = Client().get(links["approve"]).content.decode()
+    assert "Remember this approval" in approve_page
+    assert 'value="identical"' in approve_page and 'value="amount"' in approve_page
+    assert 'value="session"' not in approve_page  # not allowed by the rule
+    assert "Remember this approval" not in Client().get(links["reject"]).content.decode()
+
+
+def test_approving_from_the_email_page_remembers_the_approval(org_a, bot, bob, check):
+    request, links = _emailed_check(org_a, bot, check, ["identical"])
+    response = confirm_with(
+        csrf_client(), links["approve"], {"grant_kind": "identical", "grant_ttl": "1h"}
+    )
+    assert response.status_code == HTTPStatus.OK
+    grant = Grant.objects.get(request=request)
+    assert (grant.kind, grant.created_by) == ("identical", bob)
+    assert grant.public_id in response.content.decode()
+    # The identical call now goes through without a new request, naming the grant.
+    again = check({"amount": 150})
+    assert again["decision"] == "allow"
+    assert grant.public_id in again["reason"]
+
+
+def test_a_grant_the_rule_does_not_allow_decides_nothing_and_keeps_the_link(org_a, bot, check):
+    request, links = _emailed_check(org_a, bot, check, ["identical"])
+    response = confirm_with(
+        csrf_client(), links["approve"], {"grant_kind": "session", "grant_ttl": "8h"}
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "does not allow session grants" in response.content.decode()
+    request.refresh_from_db()
+    assert request.status == "pending"
+    assert not Grant.objects.exists()
+    assert not EmailLink.objects.filter(used_at__isnull=False).exists()
+    # The same link still works for a plain approval.
+    confirm_with(csrf_client(), links["approve"], {"grant_kind": ""})
+    request.refresh_from_db()
+    assert request.status == "approved"
+
+
+def test_a_reject_link_never_grants(org_a, bot, check):
+    request, links = _emailed_check(org_a, bot, check, ["identical"])
+    confirm_with(csrf_client(), links["reject"], {"grant_kind": "identical", "grant_ttl": "1h"})
+    request.refresh_from_db()
+    assert request.status == "denied"
+    assert not Grant.objects.exists()

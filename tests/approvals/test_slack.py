@@ -25,7 +25,13 @@ from django.utils import timezone
 from agents import services as agent_services
 from approvals import notifications as approvals_notifications
 from approvals import slack
-from approvals.models import ApprovalRequest, SlackConnection, SlackMessage, SlackUserLink
+from approvals.models import (
+    ApprovalRequest,
+    Grant,
+    SlackConnection,
+    SlackMessage,
+    SlackUserLink,
+)
 from approvals.services import approval_decide, approval_expire_overdue, approval_request_create
 from approvals.slack_api import SlackRetryLater
 from approvals.tasks import approvals_slack_post
@@ -35,6 +41,7 @@ from tests.approvals.slack_standin import (
     SlackStandIn,
     block_action,
     reject_submission,
+    remember_submission,
     signed_interaction,
 )
 from tests.factories import plan
@@ -962,3 +969,239 @@ def test_the_token_and_signing_secret_never_reach_the_logs(
     logged = caplog.text
     assert "not_in_channel" in logged  # the failure is logged...
     assert ACME_TOKEN not in logged and ACME_SECRET not in logged  # ...never the secrets
+
+
+# --- remembering an approval, routing and escalation from Slack -------------------------------
+
+
+def _rule(agent: Any, alice: Any, **approval: Any) -> Any:
+    return agent_services.rule_create(
+        organization=agent.organization,
+        agent=agent,
+        data={
+            "name": "big refunds",
+            "action": "stripe.refund",
+            "effect": "requires_approval",
+            "max_amount": 100,
+            "approval": approval,
+        },
+        actor=alice,
+    )
+
+
+def _live_check(agent: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    from rest_framework.test import APIClient
+
+    _key, raw = agent_services.api_key_create(
+        organization=agent.organization, kind="agent", agent=agent, environment="live", actor=None
+    )
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=raw)
+    answer = client.post(
+        "/api/v1/check",
+        {"action": "stripe.refund", "arguments": arguments, "session_id": "s1"},
+        format="json",
+    )
+    assert answer.status_code == HTTPStatus.OK, answer.content
+    return answer.json()
+
+
+def _held(agent: Any, capture: Any) -> ApprovalRequest:
+    """A call held through the check API (the rule's routing, grants and escalation copied
+    onto the request as in production); its Slack message posted."""
+    with capture(execute=True):
+        answer = _live_check(agent, {"amount": 500, "customer": "cus_1"})
+    assert answer["decision"] == "requires_approval", answer
+    return ApprovalRequest.objects.get(action_id=answer["action_id"])
+
+
+def _buttons(message: Any) -> list[str]:
+    (actions,) = [b for b in message.params["blocks"] if b["type"] == "actions"]
+    return [element["action_id"] for element in actions["elements"]]
+
+
+@pytest.fixture
+def remembering(
+    acme_slack, refund_bot, alice, eager, django_capture_on_commit_callbacks
+) -> ApprovalRequest:
+    """A call held by a rule that lets approvers remember identical and amount grants."""
+    _rule(refund_bot, alice, grants=["identical", "amount"])
+    return _held(refund_bot, django_capture_on_commit_callbacks)
+
+
+def test_a_rule_that_allows_grants_adds_approve_and_remember(posted, remembering, standin):
+    without, with_grants = standin.received("chat.postMessage")
+    assert _buttons(without) == ["warden_approve", "warden_reject"]
+    assert _buttons(with_grants) == ["warden_approve", "warden_reject", "warden_approve_remember"]
+
+
+def test_approve_and_remember_opens_a_modal_with_the_rules_kinds_and_grants_on_submit(
+    client, remembering, linked, bob, standin, django_capture_on_commit_callbacks
+):
+    click = block_action(
+        team_id="T_ACME",
+        user_id=linked["bob"],
+        action="warden_approve_remember",
+        action_id=remembering.action_id,
+    )
+    assert interact(client, click).status_code == HTTPStatus.OK
+    (opened,) = standin.received("views.open")
+    view = opened.params["view"]
+    assert view["private_metadata"] == remembering.action_id
+    (kind_block,) = [b for b in view["blocks"] if b.get("block_id") == "kind"]
+    assert [o["value"] for o in kind_block["element"]["options"]] == ["identical", "amount"]
+    remembering.refresh_from_db()
+    assert remembering.status == "pending"  # opening the modal decides nothing
+
+    submission = remember_submission(
+        team_id="T_ACME",
+        user_id=linked["bob"],
+        action_id=remembering.action_id,
+        kind="identical",
+        ttl="2h",
+        notes="fine for today",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = interact(client, submission)
+    assert response.status_code == HTTPStatus.OK and response.content == b""
+    remembering.refresh_from_db()
+    assert (remembering.status, remembering.decided_by) == ("approved", bob)
+    assert remembering.notes == "fine for today"
+    grant = Grant.objects.get(request=remembering)
+    assert (grant.kind, grant.created_by) == ("identical", bob)
+    created = AuditEntry.objects.get(target_id=grant.public_id, data__verb="create")
+    assert created.source == "slack"
+    # The identical call goes through without asking, naming the grant.
+    again = _live_check(remembering.agent, {"amount": 500, "customer": "cus_1"})
+    assert again["decision"] == "allow" and grant.public_id in again["reason"]
+    # A different amount is still held.
+    assert _live_check(remembering.agent, {"amount": 501, "customer": "cus_1"})["decision"] == (
+        "requires_approval"
+    )
+
+
+def test_a_grant_the_rule_does_not_allow_is_refused_in_the_modal_and_decides_nothing(
+    client, remembering, linked
+):
+    submission = remember_submission(
+        team_id="T_ACME", user_id=linked["bob"], action_id=remembering.action_id, kind="session"
+    )
+    body = interact(client, submission).json()
+    assert body["response_action"] == "errors"
+    assert "does not allow session grants" in body["errors"]["kind"]
+    bad_ttl = remember_submission(
+        team_id="T_ACME",
+        user_id=linked["bob"],
+        action_id=remembering.action_id,
+        kind="identical",
+        ttl="forever",
+    )
+    assert "ttl" in interact(client, bad_ttl).json()["errors"]
+    remembering.refresh_from_db()
+    assert remembering.status == "pending"
+    assert not Grant.objects.exists()
+
+
+def test_a_viewer_gets_no_remember_modal(client, remembering, linked, standin):
+    click = block_action(
+        team_id="T_ACME",
+        user_id=linked["vera"],
+        action="warden_approve_remember",
+        action_id=remembering.action_id,
+    )
+    interact(client, click)
+    assert standin.received("views.open") == []
+    assert "Viewers" in standin.received("chat.postEphemeral")[0].params["text"]
+    submission = remember_submission(
+        team_id="T_ACME", user_id=linked["vera"], action_id=remembering.action_id, kind="identical"
+    )
+    assert "Viewers" in interact(client, submission).json()["errors"]["kind"]
+    remembering.refresh_from_db()
+    assert remembering.status == "pending"
+
+
+def test_routing_refuses_a_click_of_someone_the_rule_does_not_name(
+    client,
+    acme_slack,
+    refund_bot,
+    alice,
+    linked,
+    standin,
+    eager,
+    django_capture_on_commit_callbacks,
+):
+    """The rule names Alice alone: Bob (an approver by role) is refused on every Slack path
+    with the approvers named; Alice's click decides."""
+    _rule(refund_bot, alice, approvers=["user:alice@example.com"], grants=["identical"])
+    request = _held(refund_bot, django_capture_on_commit_callbacks)
+    for action in ("warden_approve", "warden_approve_remember"):
+        interact(
+            client,
+            block_action(
+                team_id="T_ACME", user_id=linked["bob"], action=action, action_id=request.action_id
+            ),
+        )
+    refusals = [e.params["text"] for e in standin.received("chat.postEphemeral")]
+    assert len(refusals) == 2
+    assert all("alice@example.com" in text for text in refusals), refusals
+    assert standin.received("views.open") == []
+    rejected = interact(
+        client,
+        reject_submission(team_id="T_ACME", user_id=linked["bob"], action_id=request.action_id),
+    ).json()
+    assert "alice@example.com" in rejected["errors"]["notes"]
+    remembered = interact(
+        client,
+        remember_submission(
+            team_id="T_ACME", user_id=linked["bob"], action_id=request.action_id, kind="identical"
+        ),
+    ).json()
+    assert "alice@example.com" in remembered["errors"]["kind"]
+    request.refresh_from_db()
+    assert request.status == "pending" and request.votes.count() == 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        interact(
+            client,
+            block_action(
+                team_id="T_ACME",
+                user_id=linked["alice"],
+                action="warden_approve",
+                action_id=request.action_id,
+            ),
+        )
+    request.refresh_from_db()
+    assert request.status == "approved"
+
+
+def test_an_escalation_edits_the_message_to_name_the_new_approvers_and_deadline(
+    client,
+    acme_slack,
+    refund_bot,
+    alice,
+    linked,
+    standin,
+    eager,
+    django_capture_on_commit_callbacks,
+):
+    _rule(
+        refund_bot,
+        alice,
+        timeout="10m",
+        approvers=["user:bob@example.com"],
+        on_timeout="escalate",
+        escalate_to=["user:alice@example.com"],
+        escalate_timeout="30m",
+    )
+    request = _held(refund_bot, django_capture_on_commit_callbacks)
+    (posted,) = standin.received("chat.postMessage")
+    assert "bob@example.com" in texts(posted.params["blocks"])
+    with django_capture_on_commit_callbacks(execute=True):
+        approval_expire_overdue(now=timezone.now() + timedelta(minutes=11))
+    request.refresh_from_db()
+    assert (request.status, request.approvers) == ("pending", ["user:alice@example.com"])
+    (update,) = standin.received("chat.update")
+    shown = texts(update.params["blocks"])
+    assert "Approvers (escalated)" in shown and "alice@example.com" in shown
+    assert "bob@example.com" not in shown
+    assert _buttons(update) == ["warden_approve", "warden_reject"]  # still to be decided
