@@ -189,3 +189,21 @@ def test_the_queue_fits_the_screen_at_desktop_and_phone_sizes(
     out = Path(os.environ.get("WARDEN_SCREENSHOTS_DIR") or tmp_path)
     page.screenshot(path=str(out / f"queue-{name}.png"), full_page=False)
     assert (out / f"queue-{name}.png").stat().st_size > 0
+
+
+def test_on_a_phone_the_collapsed_menu_button_carries_the_pending_count(
+    chromium, live_server, bob, pending, agent_a
+):
+    page = chromium.new_context(viewport=PHONE).new_page()
+    log_in(page, live_server.url, bob)
+    page.goto(f"{live_server.url}/agents/")
+    toggle = page.locator(".menu-toggle")
+    expect(toggle).to_be_visible()
+    expect(page.locator("#nav-pending-count")).to_be_hidden()  # inside the collapsed menu
+    expect(page.locator("#menu-pending-count")).to_have_text("1")
+    expect(page.locator("#menu-pending-count")).to_be_visible()
+    request_create(agent_a)
+    expect(page.locator("#menu-pending-count")).to_have_text("2", timeout=WAIT_MS)
+    # The badge is aria-hidden: the button's accessible name stays "Menu" (the count is read
+    # out on the Approvals link inside the menu).
+    expect(page.get_by_role("button", name="Menu", exact=True)).to_be_visible()
