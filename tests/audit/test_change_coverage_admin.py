@@ -15,6 +15,7 @@ The services behind these paths are enumerated by tests/audit/test_change_covera
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 from django import forms
 from django.contrib import admin
+from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
@@ -36,6 +38,7 @@ from agents import services as agents_services
 from agents.models import Agent, ApiKey, ModelPrice, Rule
 from approvals.models import Grant
 from audit.models import AuditEntry
+from audit.services import audit_seal
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory, plan
 from webhooks import services as webhooks_services
 from webhooks.models import Endpoint
@@ -513,3 +516,17 @@ def test_an_agents_organisation_and_lists_are_not_offered_for_change_in_the_admi
     rule = _rule(world)
     form = client.get(_url(Rule, "change", rule.pk)).context["adminform"].form
     assert set(form.fields) == {"document"}
+
+
+def test_entries_of_an_operator_change_are_sealed_into_each_organisations_chain(
+    world, client, org_c
+):
+    client.force_login(world.staff)
+    admin_change(plan("pro"), max_rules_per_agent=9)(client)
+    audit_seal()
+    for organization in (world.org_a, org_c):
+        entry = AuditEntry.objects.get(organization=organization, target_type="plan")
+        assert entry.link.organization_id == organization.pk
+        out = io.StringIO()
+        call_command("warden_audit", "verify", "--org", organization.public_id, stdout=out)
+        assert out.getvalue().startswith("OK"), out.getvalue()
