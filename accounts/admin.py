@@ -20,6 +20,7 @@ from accounts.services import (
     organization_delete,
     organization_settings_clean,
     organization_update,
+    plan_update,
 )
 from wardenproject.errors import DomainError, ValidationFailed
 from wardenproject.text import counted
@@ -132,9 +133,27 @@ class PlanAdmin(admin.ModelAdmin):
     list_filter = ["approval_workflows", "webhooks", "approval_quorum"]
     search_fields = ["name", "slug"]
     ordering = ["rank"]
+    readonly_fields = ["slug"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Plan]:
         return super().get_queryset(request).annotate(_orgs=Count("organizations"))
+
+    # The catalogue is the plans the migration seeds (code and commands name them by slug).
+    # Their terms change through the service, which records the change in the log of every
+    # organisation on the plan; a plan is neither added nor deleted here.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Plan | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
+        plan_update(
+            actor=request.user,
+            plan=obj,
+            source="admin",
+            **{field: getattr(obj, field) for field in form.changed_data},
+        )
 
     @admin.display(description="Organisations", ordering="_orgs")
     def organization_count(self, obj: Plan) -> int:

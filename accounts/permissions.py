@@ -99,6 +99,20 @@ class RoleForbidden(Forbidden, PermissionDenied):
     """403: you are a member, but your role does not allow this."""
 
 
+class OperatorOnly(Forbidden, PermissionDenied):
+    """403: an operator's change (``as_operator``, the plan catalogue, token prices) made by
+    someone who is not staff."""
+
+    code = "operator_only"
+
+
+def operator_require(actor: User | None) -> None:
+    """Operators' changes come from staff in the admin, or from a command (``actor`` None:
+    the audit entry names the system)."""
+    if actor is not None and not actor.is_staff:
+        raise OperatorOnly("Only staff make this change from the admin.")
+
+
 def role_has(role: str, capability: Capability | str) -> bool:
     return Capability(capability) in ROLE_CAPABILITIES.get(role, frozenset())
 

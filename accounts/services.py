@@ -33,12 +33,13 @@ from accounts.permissions import (
     RoleForbidden,
     membership_can_manage,
     membership_require,
+    operator_require,
     role_can_assign,
 )
 from accounts.plans import plan_self_serve
 from agents.runtime import organization_forget
 from agents.services import api_key_revoke_approver_keys_of
-from audit.services import audit_record_change, model_snapshot
+from audit.services import audit_record_change, audit_record_operator_change, model_snapshot
 from wardenproject.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from wardenproject.ids import random_token
 
@@ -58,19 +59,6 @@ class PlanChangeByOperator(Forbidden, PermissionDenied):
     """403 for pages and APIs alike: this service's plans are changed by its operator."""
 
     code = "plan_change_by_operator"
-
-
-class OperatorOnly(Forbidden, PermissionDenied):
-    """403: an operator's change (``as_operator``) made by someone who is not staff."""
-
-    code = "operator_only"
-
-
-def _operator_require(actor: User | None) -> None:
-    """Operators' changes come from staff in the admin, or from a command (``actor`` None:
-    the audit entry names the system)."""
-    if actor is not None and not actor.is_staff:
-        raise OperatorOnly("Only staff make this change from the admin.")
 
 
 class InvitationInvalid(DomainError):
@@ -165,7 +153,7 @@ def organization_update(
 
     ``as_operator``: staff in the Django admin, who need no membership."""
     if as_operator:
-        _operator_require(actor)
+        operator_require(actor)
     else:
         membership_require(
             user=actor, organization=organization, capability=Capability.MANAGE_ORGANIZATION
@@ -248,6 +236,64 @@ def organization_change_plan(
     return organization
 
 
+# What staff may change of a plan; its slug is how code and commands name it.
+PLAN_TERMS = (
+    "name",
+    "rank",
+    "monthly_price_usd",
+    "approval_workflows",
+    "webhooks",
+    "approval_quorum",
+    "max_agents",
+    "max_rules_per_agent",
+    "audit_retention_days",
+    "api_requests_per_minute",
+)
+
+
+def plan_update(*, actor: User | None, plan: Plan, source: str = "admin", **changes: Any) -> Plan:
+    """Change a plan's terms (features, limits, price): the operator's, staff in the admin.
+
+    The plan belongs to no organisation, so the change is recorded in the log of every
+    organisation on the plan (``audit_record_operator_change``), with every term before and
+    after; their cached plans are dropped as for a plan change.
+    """
+    operator_require(actor)
+    unknown = set(changes) - set(PLAN_TERMS)
+    if unknown:
+        raise ValidationFailed(f"Unknown field {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
+    with transaction.atomic():
+        plan = Plan.objects.select_for_update().get(pk=plan.pk)
+        before = model_snapshot(plan, list(PLAN_TERMS))
+        for field, value in changes.items():
+            setattr(plan, field, value)
+        plan.save()
+        plan.refresh_from_db()
+        after = model_snapshot(plan, list(PLAN_TERMS))
+        if after == before:
+            return plan
+        on_plan = Organization.objects.filter(plan=plan)
+        audit_record_operator_change(
+            organizations=on_plan,
+            actor_user=actor,
+            target=plan,
+            target_id=plan.slug,
+            verb="updated",
+            before=before,
+            after=after,
+            source=source,
+        )
+        organization_ids = list(on_plan.values_list("pk", flat=True))
+
+        def forget() -> None:
+            for organization_id in organization_ids:
+                organization_forget(organization_id)
+
+        forget()
+        transaction.on_commit(forget)
+    return plan
+
+
 def organization_delete(*, organization: Organization) -> None:
     """Delete an organisation and everything it owns, its audit log included.
 
@@ -308,7 +354,7 @@ def membership_change_role(
     if role not in Role.values:
         raise ValidationFailed(f"Unknown role {role!r}.", field="role")
     if as_operator:
-        _operator_require(actor)
+        operator_require(actor)
     else:
         acting = membership_require(
             user=actor, organization=membership.organization, capability=Capability.MANAGE_MEMBERS
@@ -352,7 +398,7 @@ def membership_remove(
     """
     leaving = actor is not None and membership.user_id == actor.pk
     if as_operator:
-        _operator_require(actor)
+        operator_require(actor)
     elif leaving:
         membership_require(user=actor, organization=membership.organization)
     else:
@@ -473,7 +519,7 @@ def invitation_revoke(
 ) -> Invitation:
     """``as_operator``: staff in the Django admin."""
     if as_operator:
-        _operator_require(actor)
+        operator_require(actor)
     else:
         acting = membership_require(
             user=actor, organization=invitation.organization, capability=Capability.MANAGE_MEMBERS

@@ -29,6 +29,12 @@ class AgentAdmin(admin.ModelAdmin):
     search_fields = ("name", "public_id", "organization__name")
     readonly_fields = ("public_id", "policy_revision", "created_at", "updated_at")
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Agent | None = None) -> list[str]:
+        # The services change neither an agent's organisation nor its lists (a policy
+        # document's): the admin shows them, so nothing it offers is silently ignored.
+        fixed = ["policy_lists"] if obj is None else ["organization", "policy_lists"]
+        return [*self.readonly_fields, *fixed]
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Agents go only with their organisation (their audit rows keep pointing at them);
         # deactivating one is the audited way to stop it.
@@ -95,7 +101,7 @@ class RuleAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        agent = data.get("agent")
+        agent = data.get("agent") or (self.instance.agent if self.instance.agent_id else None)
         try:
             rule_spec_from_mapping(
                 data.get("document"), lists=(agent.policy_lists if agent else None)
@@ -111,7 +117,12 @@ class RuleAdmin(admin.ModelAdmin):
     list_display = ("name", "organization", "agent", "action_pattern", "effect", "enabled")
     list_filter = ("effect", "enabled")
     search_fields = ("name", "action_pattern", "public_id", "organization__name")
-    readonly_fields = ("public_id", "created_at", "updated_at")
+    readonly_fields = ("public_id", "position", "created_at", "updated_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Rule | None = None) -> list[str]:
+        # A rule stays with its agent; its position is its place in the policy document.
+        fixed = [] if obj is None else ["organization", "agent"]
+        return [*self.readonly_fields, *fixed]
 
     def save_model(self, request: HttpRequest, obj: Rule, form: Any, change: bool) -> None:
         if change:
@@ -139,8 +150,36 @@ class RuleAdmin(admin.ModelAdmin):
 
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
+    """Prices are the operator's and price every organisation's usage: each change goes
+    through the services, which record it in every organisation's log."""
+
     list_display = ("model", "prompt_usd_per_million", "completion_usd_per_million")
     search_fields = ("model",)
+
+    def save_model(self, request: HttpRequest, obj: ModelPrice, form: Any, change: bool) -> None:
+        if change:
+            services.model_price_update(
+                actor=request.user,
+                price=obj,
+                source="admin",
+                **{field: getattr(obj, field) for field in form.changed_data},
+            )
+            return
+        created = services.model_price_create(
+            actor=request.user,
+            model=obj.model,
+            prompt_usd_per_million=obj.prompt_usd_per_million,
+            completion_usd_per_million=obj.completion_usd_per_million,
+            source="admin",
+        )
+        obj.pk = created.pk
+
+    def delete_model(self, request: HttpRequest, obj: ModelPrice) -> None:
+        services.model_price_delete(actor=request.user, price=obj, source="admin")
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for price in queryset:
+            services.model_price_delete(actor=request.user, price=price, source="admin")
 
 
 @admin.register(TokenUsage)

@@ -16,7 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Organization, User
-from accounts.permissions import Capability, membership_require
+from accounts.permissions import Capability, membership_require, operator_require
 from accounts.plans import (
     Feature,
     Limit,
@@ -40,7 +40,12 @@ from agents.policy_document import (
     rule_to_mapping,
 )
 from agents.selectors import rule_list_for_agent
-from audit.services import actor_label, audit_record_change, model_snapshot
+from audit.services import (
+    actor_label,
+    audit_record_change,
+    audit_record_operator_change,
+    model_snapshot,
+)
 from wardenproject.errors import Conflict, NotFound, ValidationFailed
 from wardenproject.ids import random_token
 from wardenproject.tasks import enqueue_on_commit
@@ -993,6 +998,97 @@ def agent_simulate(
 # --- Token usage ----------------------------------------------------------------------------
 
 _MILLION = Decimal(1_000_000)
+
+
+# --- The token price table (the operator's) ---------------------------------------------------
+
+PRICE_FIELDS = ("model", "prompt_usd_per_million", "completion_usd_per_million")
+
+
+def _price_audit(
+    *,
+    actor: User | None,
+    price: ModelPrice,
+    verb: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    source: str,
+) -> None:
+    """Prices belong to no organisation and price every organisation's token usage, so a
+    change is recorded in every organisation's log."""
+    audit_record_operator_change(
+        organizations=Organization.objects.all(),
+        actor_user=actor,
+        target=price,
+        target_id=price.model[:64],
+        verb=verb,
+        before=before,
+        after=after,
+        source=source,
+    )
+
+
+def model_price_create(
+    *,
+    actor: User | None,
+    model: str,
+    prompt_usd_per_million: Decimal,
+    completion_usd_per_million: Decimal,
+    source: str = "admin",
+) -> ModelPrice:
+    """Price a model's tokens (USD per million): staff in the admin."""
+    operator_require(actor)
+    with transaction.atomic():
+        price = ModelPrice.objects.create(
+            model=model,
+            prompt_usd_per_million=prompt_usd_per_million,
+            completion_usd_per_million=completion_usd_per_million,
+        )
+        price.refresh_from_db()
+        _price_audit(
+            actor=actor,
+            price=price,
+            verb="created",
+            before=None,
+            after=model_snapshot(price, list(PRICE_FIELDS)),
+            source=source,
+        )
+    return price
+
+
+def model_price_update(
+    *, actor: User | None, price: ModelPrice, source: str = "admin", **changes: Any
+) -> ModelPrice:
+    """Change a model's name or prices; usage already recorded keeps the cost it had."""
+    operator_require(actor)
+    unknown = set(changes) - set(PRICE_FIELDS)
+    if unknown:
+        raise ValidationFailed(f"Unknown field {sorted(unknown)[0]!r}.", field=sorted(unknown)[0])
+    with transaction.atomic():
+        price = ModelPrice.objects.select_for_update().get(pk=price.pk)
+        before = model_snapshot(price, list(PRICE_FIELDS))
+        for field, value in changes.items():
+            setattr(price, field, value)
+        price.save()
+        price.refresh_from_db()
+        after = model_snapshot(price, list(PRICE_FIELDS))
+        if after != before:
+            _price_audit(
+                actor=actor, price=price, verb="updated", before=before, after=after, source=source
+            )
+    return price
+
+
+def model_price_delete(*, actor: User | None, price: ModelPrice, source: str = "admin") -> None:
+    """Stop pricing a model: its later usage costs 0 (and is named as unpriced)."""
+    operator_require(actor)
+    with transaction.atomic():
+        price = ModelPrice.objects.select_for_update().get(pk=price.pk)
+        before = model_snapshot(price, list(PRICE_FIELDS))
+        _price_audit(
+            actor=actor, price=price, verb="deleted", before=before, after=None, source=source
+        )
+        price.delete()
 
 
 def token_usage_record(

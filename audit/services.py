@@ -53,9 +53,24 @@ def audit_record(
     **fields: Any,
 ) -> AuditEntry:
     """Append one entry. ``fields`` are AuditEntry columns (action, arguments, data, ...)."""
-    entry = AuditEntry(
+    entry = _entry_build(
         organization=organization,
         kind=kind,
+        actor_user=actor_user,
+        actor_key=actor_key,
+        public_id=public_id,
+        **fields,
+    )
+    entry.save(force_insert=True)
+    return entry
+
+
+def _entry_build(
+    *, actor_user: User | None, actor_key: Any | None, public_id: str | None, **fields: Any
+) -> AuditEntry:
+    """The one way an entry is made: ``fields`` are AuditEntry columns (the organisation,
+    or its id for entries written in bulk)."""
+    entry = AuditEntry(
         actor_user=actor_user,
         actor_key=actor_key,
         actor_label=fields.pop("actor_label", None)
@@ -64,7 +79,6 @@ def audit_record(
     )
     if public_id:
         entry.public_id = public_id
-    entry.save(force_insert=True)
     return entry
 
 
@@ -119,6 +133,25 @@ def model_snapshot(instance: models.Model, fields: list[str] | None = None) -> d
     return data
 
 
+def _change_fields(
+    *,
+    target: models.Model,
+    target_id: str | None,
+    verb: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    source: str,
+) -> dict[str, Any]:
+    return {
+        "kind": AuditEntry.Kind.CONFIG,
+        "target_type": target._meta.model_name or "",
+        "target_id": target_id or getattr(target, "public_id", None) or str(target.pk),
+        "reason": f"{verb} {target._meta.verbose_name} {target}",
+        "source": source,
+        "data": {"verb": verb, "before": before, "after": after},
+    }
+
+
 def audit_record_change(
     *,
     organization: Organization,
@@ -129,19 +162,60 @@ def audit_record_change(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
     source: str = "",
+    target_id: str | None = None,
 ) -> AuditEntry:
     """Record a configuration change: who, when, what, before and after."""
     return audit_record(
         organization=organization,
-        kind=AuditEntry.Kind.CONFIG,
         actor_user=actor_user,
         actor_key=actor_key,
-        target_type=target._meta.model_name or "",
-        target_id=getattr(target, "public_id", None) or str(target.pk),
-        reason=f"{verb} {target._meta.verbose_name} {target}",
-        source=source,
-        data={"verb": verb, "before": before, "after": after},
+        **_change_fields(
+            target=target, target_id=target_id, verb=verb, before=before, after=after, source=source
+        ),
     )
+
+
+OPERATOR_CHANGE_BATCH = 500
+
+
+def audit_record_operator_change(
+    *,
+    organizations: models.QuerySet[Organization],
+    actor_user: User | None,
+    target: models.Model,
+    verb: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    source: str = "",
+    target_id: str | None = None,
+) -> int:
+    """Record an operator's change that belongs to no organisation (a plan's terms, a token
+    price) as a configuration entry in the log of each organisation it affects; returns how
+    many entries were written.
+
+    Every entry lives in an organisation's chain, so a change to the shared catalogue is
+    written where it takes effect: the same entry as ``audit_record_change`` would write,
+    once per organisation, inserted in batches. The cost grows with the number of
+    organisations affected, never with the log.
+    """
+    fields = _change_fields(
+        target=target, target_id=target_id, verb=verb, before=before, after=after, source=source
+    )
+    ids = list(organizations.order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(ids), OPERATOR_CHANGE_BATCH):
+        AuditEntry.objects.bulk_create(
+            [
+                _entry_build(
+                    organization_id=organization_id,
+                    actor_user=actor_user,
+                    actor_key=None,
+                    public_id=None,
+                    **fields,
+                )
+                for organization_id in ids[start : start + OPERATOR_CHANGE_BATCH]
+            ]
+        )
+    return len(ids)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from django.core.management import call_command
 
 from accounts import services
 from accounts.models import Invitation, Membership
+from accounts.permissions import OperatorOnly
 from audit.models import AuditEntry
 from tests.factories import UserFactory, plan
 
@@ -178,7 +179,7 @@ def test_invitations_and_memberships_are_not_added_by_hand_in_the_admin(staff_cl
 
 
 def test_an_operator_change_by_a_member_who_is_not_staff_is_refused(alice, org_a):
-    with pytest.raises(services.OperatorOnly):
+    with pytest.raises(OperatorOnly):
         services.organization_update(
             actor=alice,
             organization=org_a,

@@ -83,7 +83,6 @@ def test_the_admin_index_offers_add_only_for_what_an_operator_creates(staff_clie
     )
     assert addable == [
         "account.EmailAddress",
-        "accounts.Plan",
         "accounts.User",
         "agents.Agent",
         "agents.ModelPrice",

@@ -5,6 +5,8 @@ of the project's apps must either have a case in ``CASES`` (which makes the chan
 persona and expects an entry naming them) or be in ``NOT_CONFIGURATION`` with the reason it
 changes no configuration. A new service that is in neither fails
 ``test_every_service_is_audited_or_explained``, so it cannot forget its audit entry.
+
+The admin's write paths are enumerated the same way by test_change_coverage_admin.py.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from accounts import services as accounts_services
 from accounts.models import Invitation, Membership, User
 from agents import services as agents_services
 from agents.mcp import services as mcp_services
-from agents.models import Agent, ApiKey, Rule
+from agents.models import Agent, ApiKey, ModelPrice, Rule
 from approvals.models import Grant
 from approvals.services import grant_revoke
 from audit.models import AuditEntry
@@ -247,6 +250,62 @@ def _(w: World):
         ),
         None,
     )
+
+
+# The operator's catalogue (plans' terms, token prices) belongs to no organisation: each
+# change is recorded in the log of every organisation it affects (org A here).
+
+
+def _operator() -> User:
+    return UserFactory(email="operator@example.com", is_staff=True)
+
+
+@case("accounts.services.plan_update")
+def _(w: World):
+    operator = _operator()
+    return (
+        lambda: accounts_services.plan_update(
+            actor=operator, plan=w.org_a.plan, max_agents=3, source="admin"
+        ),
+        operator,
+    )
+
+
+def _price() -> ModelPrice:
+    return ModelPrice.objects.create(
+        model="acme-llm", prompt_usd_per_million=1, completion_usd_per_million=2
+    )
+
+
+@case("agents.services.model_price_create")
+def _(w: World):
+    operator = _operator()
+    return (
+        lambda: agents_services.model_price_create(
+            actor=operator,
+            model="acme-llm",
+            prompt_usd_per_million=Decimal(1),
+            completion_usd_per_million=Decimal(2),
+        ),
+        operator,
+    )
+
+
+@case("agents.services.model_price_update")
+def _(w: World):
+    operator, price = _operator(), _price()
+    return (
+        lambda: agents_services.model_price_update(
+            actor=operator, price=price, prompt_usd_per_million=Decimal(3)
+        ),
+        operator,
+    )
+
+
+@case("agents.services.model_price_delete")
+def _(w: World):
+    operator, price = _operator(), _price()
+    return lambda: agents_services.model_price_delete(actor=operator, price=price), operator
 
 
 # --- members and invitations ----------------------------------------------------------------
@@ -563,7 +622,8 @@ def test_each_configuration_service_records_who_made_the_change(world, service):
 
 def test_the_table_has_a_case_for_each_kind_of_configuration():
     """The issue's list: agents, rules, keys, webhooks, members, invitations, plans and
-    organisation settings each have at least one audited service."""
+    organisation settings each have at least one audited service; so do the operator's
+    plan terms and token prices."""
     kinds = {
         "agent": "agents.services.agent_create",
         "rule": "agents.services.rule_create",
@@ -572,6 +632,8 @@ def test_the_table_has_a_case_for_each_kind_of_configuration():
         "member": "accounts.services.membership_change_role",
         "invitation": "accounts.services.invitation_create",
         "plan": "accounts.services.organization_change_plan",
+        "plan terms": "accounts.services.plan_update",
+        "token prices": "agents.services.model_price_update",
         "organisation settings": "accounts.services.organization_update",
     }
     assert set(kinds.values()) <= set(CASES)
