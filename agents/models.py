@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -257,8 +258,14 @@ class ModelPrice(models.Model):
     """Price table for token usage, editable in the admin (USD per million tokens)."""
 
     model = models.CharField(max_length=120, unique=True)
-    prompt_usd_per_million = models.DecimalField(max_digits=12, decimal_places=4)
-    completion_usd_per_million = models.DecimalField(max_digits=12, decimal_places=4)
+    # A negative price would lower an organisation's recorded cost: refused (the admin form
+    # shows it on the field; the services raise ValidationFailed naming it).
+    prompt_usd_per_million = models.DecimalField(
+        max_digits=12, decimal_places=4, validators=[MinValueValidator(0)]
+    )
+    completion_usd_per_million = models.DecimalField(
+        max_digits=12, decimal_places=4, validators=[MinValueValidator(0)]
+    )
 
     class Meta:
         ordering = ["model"]

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -1028,6 +1029,16 @@ def _price_audit(
     )
 
 
+def _price_validate(price: ModelPrice) -> None:
+    """The model's own field validators (no negative price), as ``ValidationFailed`` naming
+    the first field with a problem."""
+    try:
+        price.full_clean(validate_unique=False)
+    except DjangoValidationError as exc:
+        field, problems = next(iter(exc.message_dict.items()))
+        raise ValidationFailed(problems[0], field=field) from None
+
+
 def model_price_create(
     *,
     actor: User | None,
@@ -1038,12 +1049,14 @@ def model_price_create(
 ) -> ModelPrice:
     """Price a model's tokens (USD per million): staff in the admin."""
     operator_require(actor)
+    price = ModelPrice(
+        model=model,
+        prompt_usd_per_million=prompt_usd_per_million,
+        completion_usd_per_million=completion_usd_per_million,
+    )
+    _price_validate(price)
     with transaction.atomic():
-        price = ModelPrice.objects.create(
-            model=model,
-            prompt_usd_per_million=prompt_usd_per_million,
-            completion_usd_per_million=completion_usd_per_million,
-        )
+        price.save()
         price.refresh_from_db()
         _price_audit(
             actor=actor,
@@ -1069,6 +1082,7 @@ def model_price_update(
         before = model_snapshot(price, list(PRICE_FIELDS))
         for field, value in changes.items():
             setattr(price, field, value)
+        _price_validate(price)
         price.save()
         price.refresh_from_db()
         after = model_snapshot(price, list(PRICE_FIELDS))

@@ -40,6 +40,7 @@ from approvals.models import Grant
 from audit.models import AuditEntry
 from audit.services import audit_seal
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory, plan
+from wardenproject.errors import ValidationFailed
 from webhooks import services as webhooks_services
 from webhooks.models import Endpoint
 
@@ -530,3 +531,29 @@ def test_entries_of_an_operator_change_are_sealed_into_each_organisations_chain(
         out = io.StringIO()
         call_command("warden_audit", "verify", "--org", organization.public_id, stdout=out)
         assert out.getvalue().startswith("OK"), out.getvalue()
+
+
+def test_a_negative_token_price_is_refused_on_its_field_and_records_nothing(world, client):
+    price = _price()
+    client.force_login(world.staff)
+    url = _url(ModelPrice, "change", price.pk)
+    page = client.get(url)
+    response = client.post(url, {**_form_as_posted(page), "prompt_usd_per_million": "-1"})
+    assert response.status_code == HTTPStatus.OK
+    assert "prompt_usd_per_million" in response.context["adminform"].form.errors
+    with pytest.raises(ValidationFailed) as refused:
+        agents_services.model_price_create(
+            actor=world.staff,
+            model="cheap-llm",
+            prompt_usd_per_million=Decimal("1"),
+            completion_usd_per_million=Decimal("-0.5"),
+        )
+    assert refused.value.field == "completion_usd_per_million"
+    with pytest.raises(ValidationFailed):
+        agents_services.model_price_update(
+            actor=world.staff, price=price, prompt_usd_per_million=Decimal("-2")
+        )
+    price.refresh_from_db()
+    assert price.prompt_usd_per_million == 1
+    assert not ModelPrice.objects.filter(model="cheap-llm").exists()
+    assert not AuditEntry.objects.filter(target_type="modelprice").exists()
