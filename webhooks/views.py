@@ -6,9 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.utils.cache import patch_cache_control
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from accounts.models import Membership
@@ -21,6 +19,7 @@ from accounts.permissions import (
 from accounts.plans import Feature, plan_allows, plan_required_message
 from wardenproject.errors import DomainError
 from wardenproject.text import counted
+from wardenproject.timeparse import datetime_parse_utc
 from webhooks import catalogue, selectors, services
 from webhooks.models import Delivery, Endpoint
 
@@ -173,12 +172,10 @@ def endpoint_action(request: HttpRequest, endpoint_id: str, action: str) -> Http
             )
             messages.success(request, "Endpoint disabled.")
         elif action == "recover":
-            since = parse_datetime(request.POST.get("since", ""))
+            since = datetime_parse_utc(request.POST.get("since", ""))
             if since is None:
                 messages.error(request, "Give a start time like 2026-01-31T00:00Z.")
             else:
-                if since.tzinfo is None:
-                    since = timezone.make_aware(since)
                 count = services.deliveries_recover(endpoint=endpoint, since=since)
                 messages.success(
                     request,

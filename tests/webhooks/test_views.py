@@ -75,3 +75,20 @@ def test_owner_sends_a_test_event_from_the_page(client, alice, org_a):
     login(client, alice)
     client.post(f"/webhooks/{endpoint.public_id}/test/")
     assert endpoint.deliveries.get().event.event_type == "webhook.test"
+
+
+def test_recover_on_the_page_takes_a_utc_time_and_refuses_impossible_ones(client, alice, org_a):
+    """The page's recover form reads its start time as the API does: an impossible or
+    out-of-range time is a message (never a 500), a time without zone is UTC."""
+    endpoint = services.endpoint_create(
+        actor=None, organization=org_a, url="https://e.com/x"
+    ).endpoint
+    login(client, alice)
+    url = f"/webhooks/{endpoint.public_id}/recover/"
+    for since in ("2026-13-01T00:00", "0001-01-01T00:00+01:00", "yesterday", ""):
+        response = client.post(url, {"since": since}, follow=True)
+        assert response.status_code == HTTPStatus.OK, since
+        assert "Give a start time like" in response.content.decode(), since
+    for since in ("2026-01-31T00:00", "2026-01-31T00:00+21:31"):
+        response = client.post(url, {"since": since}, follow=True)
+        assert "queued again" in response.content.decode(), since
