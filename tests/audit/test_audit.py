@@ -9,7 +9,7 @@ from datetime import timedelta
 from http import HTTPStatus
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
@@ -218,3 +218,9 @@ def test_an_export_since_a_time_with_a_zone_counts_from_that_moment_in_utc(clien
     response = client.get("/api/v1/audit", {"format": "jsonl", "kind": "check", "since": since})
     assert response.status_code == HTTPStatus.OK
     assert len(b"".join(response.streaming_content).splitlines()) == 1
+
+
+@pytest.mark.parametrize("since", ["2026-13-01", "2026-13-01T00:00", "last week"])
+def test_the_command_refuses_an_impossible_or_unreadable_time_with_a_message(org_a, since):
+    with pytest.raises(CommandError, match="--since must be an ISO-8601 date"):
+        call_command("warden_audit", "export", "--org", org_a.public_id, "--since", since)

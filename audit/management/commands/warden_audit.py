@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.dateparse import parse_date
 from django.utils.timezone import make_aware
 
 from audit.chain import Report
@@ -31,17 +31,23 @@ from audit.selectors import audit_chain_verify, audit_public_keys
 from audit.services import audit_checkpoints_sign, audit_purge_expired, audit_seal
 from audit.signing import BadKey, public_key_from_text
 from wardenproject.commands import organization_from
+from wardenproject.timeparse import datetime_parse_utc
 
 
 def _when(value: str | None, name: str) -> datetime | None:
     if not value:
         return None
-    parsed = parse_datetime(value)
-    if parsed is None and (day := parse_date(value)) is not None:
-        parsed = datetime(day.year, day.month, day.day)
+    parsed = datetime_parse_utc(value)
+    if parsed is None:
+        try:
+            day = parse_date(value)
+        except ValueError:  # well formed but impossible: 2026-13-01
+            day = None
+        if day is not None:
+            parsed = make_aware(datetime(day.year, day.month, day.day))
     if parsed is None:
         raise CommandError(f"--{name} must be an ISO-8601 date or date and time.")
-    return parsed if parsed.tzinfo else make_aware(parsed)
+    return parsed
 
 
 class Command(BaseCommand):
