@@ -31,7 +31,8 @@ def slack_post_on_commit(*, request_id: int, organization_id: int) -> None:
 
 
 def slack_update_on_commit(*, request_id: int) -> None:
-    """After a decision, expiry or cancellation: edit the request's message, if it has one.
+    """After a decision, escalation, expiry or cancellation: edit the request's message, if it
+    has one.
 
     A message still being posted has no row's ``ts`` yet: the post task checks the status
     again once it has posted (approvals/slack.py), so no outcome is missed.
