@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import database_prepare
+from servers import cpu_seconds, database_prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -72,7 +72,8 @@ APPROVALS_SQL = """
 INSERT INTO approvals_approvalrequest (
     action_id, organization_id, agent_id, action, arguments, arguments_hash, environment,
     session_id, rule_name, reason, source, status, approvals_required, requested_at,
-    expires_at, decided_at, decided_by_label, notes
+    expires_at, decided_at, decided_by_label, notes, approvers, escalate_to, escalations,
+    notice, redact
 )
 SELECT
     'act_h' || g, %(org)s, (%(agents)s::bigint[])[1 + g %% 8], 'tool.action_' || (g %% 20),
@@ -84,7 +85,7 @@ SELECT
         + interval '1 hour',
     %(start)s::timestamptz + (g::bigint * %(step)s::bigint) * interval '1 microsecond'
         + ((5 + (g * 37) %% 1800) * interval '1 second'),
-    'reviewer' || (g %% 4) || '@example.com', ''
+    'reviewer' || (g %% 4) || '@example.com', '', '[]'::jsonb, '[]'::jsonb, 0, '', '[]'::jsonb
 FROM generate_series(1, %(count)s) AS g
 """
 
@@ -142,6 +143,8 @@ def main() -> None:
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
             "ALLOWED_HOSTS": "testserver,localhost",
             "SESSION_COOKIE_SECURE": "false",
+            # One PostgreSQL backend for the whole run, so its CPU per request can be read.
+            "DATABASE_CONN_MAX_AGE": "3600",
         }
     )
     if not args.measure_only:
@@ -159,22 +162,37 @@ def main() -> None:
         user = seed_and_roll_up(args)
     client = Client()
     client.force_login(user)
-    print(f"| request | p50 | p95 | max | ({args.requests} requests after 3 warm-up) |")
-    print("|---|---|---|---|---|")
+    from django.db import connection
+
+    print(
+        f"| request | p50 | p95 | max | CPU per request: web / PostgreSQL | "
+        f"({args.requests} requests after 3 warm-up) |"
+    )
+    print("|---|---|---|---|---|---|")
     for path in args.paths.split(","):
         for period in ("24h", "7d", "30d"):
             url = f"{path}?period={period}"
             for _ in range(3):
                 assert client.get(url).status_code == 200, url
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backend = cursor.fetchone()[0]
             times = []
+            web_cpu, db_cpu = time.process_time(), cpu_seconds(backend)
             for _ in range(args.requests):
                 t0 = time.perf_counter()
                 response = client.get(url)
                 times.append((time.perf_counter() - t0) * 1000)
                 assert response.status_code == 200, url
+            web_cpu = (time.process_time() - web_cpu) * 1000 / args.requests
+            db_cpu = (cpu_seconds(backend) - db_cpu) * 1000 / args.requests
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                assert cursor.fetchone()[0] == backend, "the connection was replaced"
             print(
                 f"| `{url}` | {statistics.median(times):.0f} ms | "
-                f"{percentile(times, 0.95):.0f} ms | {max(times):.0f} ms | |",
+                f"{percentile(times, 0.95):.0f} ms | {max(times):.0f} ms | "
+                f"{web_cpu:.0f} / {db_cpu:.0f} ms | |",
                 flush=True,
             )
     html = client.get("/insights/tokens/?period=30d").content.decode()
