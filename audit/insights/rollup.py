@@ -12,9 +12,8 @@ watermark itself (``audit.insights.selectors``), so it is current between runs.
 
 Checks and token usage rows younger than ``LAG_SECONDS`` wait for the next run: ids are
 handed out at insert, so a row still being committed may hold a smaller id than one already
-visible. Decisions change
-their request, so they are read by decision time instead, behind a (decided_at, id) mark,
-also ``LAG_SECONDS`` late.
+visible. Decisions change their request, so they are read by decision time instead, behind
+a (decided_at, id) mark, also ``LAG_SECONDS`` late.
 """
 
 from __future__ import annotations
@@ -50,6 +49,8 @@ MAX_BATCHES_PER_RUN = 20
 # Hourly counts serve the 24-hour pages only; older ones are dropped (daily ones stay).
 HOURLY_KEPT_HOURS = 72
 HOURLY_TABLES = (CheckCount, TokenCostHour, TokenSessionHour)
+# Session ids per read of the rows to add to (SQLite takes at most 32,766 parameters).
+SESSIONS_PER_READ = 5000
 
 DECIDED = (ApprovalRequest.Status.APPROVED, ApprovalRequest.Status.DENIED)
 CHECK_DIMENSIONS = ("organization_id", "agent_id", "environment", "action", "decision")
@@ -159,16 +160,20 @@ def _upsert_sums(
     if not sums:
         return
     period = fields[-1]
-    lookups = {
-        "organization_id__in": {key[0] for key in sums},
-        f"{period}__in": {key[-1] for key in sums},
-    }
+    rows = model.objects.select_for_update().filter(
+        organization_id__in={key[0] for key in sums},
+        **{f"{period}__in": {key[-1] for key in sums}},
+    )
     if "session_id" in fields:  # a day holds many sessions: read only those being added to
-        lookups["session_id__in"] = {key[fields.index("session_id")] for key in sums}
-    existing = {
-        tuple(getattr(row, f) for f in fields): row
-        for row in model.objects.select_for_update().filter(**lookups)
-    }
+        sessions = sorted({key[fields.index("session_id")] for key in sums})
+        found = [
+            row
+            for i in range(0, len(sessions), SESSIONS_PER_READ)
+            for row in rows.filter(session_id__in=sessions[i : i + SESSIONS_PER_READ])
+        ]
+    else:
+        found = list(rows)
+    existing = {tuple(getattr(row, f) for f in fields): row for row in found}
     summed = list(next(iter(sums.values())))
     changed, created = [], []
     for key, added in sums.items():
