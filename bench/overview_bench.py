@@ -300,6 +300,8 @@ def seed_and_roll_up(args: argparse.Namespace) -> Any:
             break
     took = time.perf_counter() - rollup_started
     print(f"roll-up: {read:,} rows in {took:.0f} s ({read / took:,.0f} rows/s)")
+    with connection.cursor() as cursor:  # as autovacuum would have by now
+        cursor.execute("ANALYZE")
 
     with connection.cursor() as cursor:  # the tail: newer than the roll-up's last run
         cursor.execute(

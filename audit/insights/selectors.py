@@ -514,36 +514,19 @@ def _usage_rows(
     """(UTC day, agent id, model, calls, prompt tokens, completion tokens, cost) of the window:
     from the roll-up (by hour for 24 hours, by day otherwise) plus the rows above its mark."""
     if window.hourly:
-        rolled = TokenCostHour.objects.filter(organization=organization, hour__gte=window.start)
-        period = "hour"
+        rolled = TokenCostHour.objects.filter(
+            organization=organization, hour__gte=window.start
+        ).annotate(day=TruncDay("hour", tzinfo=UTC))
     else:
         rolled = TokenCostDay.objects.filter(organization=organization, day__gte=window.buckets[0])
-        period = "day"
-    counted = list(
-        _scoped(rolled, filters)
-        .values(period, "agent_id", "model")
-        .annotate(**_ROLLED_SUMS)
-        .order_by()
-    )
-    recent = list(
+    counted = _scoped(rolled, filters).values("day", "agent_id", "model").annotate(**_ROLLED_SUMS)
+    recent = (
         _usage_tail(organization, filters, mark, tail_from)
         .annotate(day=TruncDay("created_at", tzinfo=UTC))
         .values("day", "agent_id", "model")
         .annotate(**_RAW_SUMS)
-        .order_by()
     )
     return [
-        (
-            _as_day(r[period]),
-            r["agent_id"],
-            r["model"],
-            r["n_calls"] or 0,
-            r["n_prompt"] or 0,
-            r["n_completion"] or 0,
-            r["n_cost"] or Decimal(0),
-        )
-        for r in counted
-    ] + [
         (
             _as_day(r["day"]),
             r["agent_id"],
@@ -553,7 +536,8 @@ def _usage_rows(
             r["n_completion"] or 0,
             r["n_cost"] or Decimal(0),
         )
-        for r in recent
+        for rows in (counted, recent)
+        for r in rows.order_by()
     ]
 
 
