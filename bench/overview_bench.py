@@ -9,11 +9,19 @@ warden_overview_bench, dropped and created afresh). Seeds one organisation with 
 1,000,000 per statement; agent, action, environment and decision drawn at random: 85 %
 allowed, 10 % blocked, 5 % held; 20 actions; 80 % live), one
 approval request per 100 checks (decided after 5 s to 30 min, by 4 reviewers; 40 pending),
-and one token usage row per 50 checks (4 models, one without a price). Then runs the roll-up
-(``audit.insights.rollup.overview_rollup``) until it has caught up, adds 3,000 newer checks above
-its watermark (the tail the overview reads itself), and requests the dashboard (which
-renders the overview) and the live panel through Django's test client: ``--requests`` timed
-requests per period after 3 warm-up ones, p50 / p95 / max.
+and ``--usage-rows`` token usage rows (default one per 50 checks; 4 models, one without a
+price; sessions of ``--calls-per-session`` consecutive calls, each of one agent and
+environment). Then runs the roll-up (``audit.insights.rollup.overview_rollup``) until it has
+caught up, adds 3,000 newer checks and 1,000 newer usage rows above its watermarks (the tail
+the pages read themselves), and requests the dashboard (which renders the overview), the
+live panel and the token usage page (``--paths`` chooses) through Django's test client:
+``--requests`` timed requests per period after 3 warm-up ones, p50 / p95 / max.
+
+The token usage page with many sessions (what docs/PERFORMANCE.md reports):
+
+    BENCH_OVERVIEW_DATABASE_URL=postgres://postgres@127.0.0.1:5432/warden_tokens_bench \
+    .venv/bin/python bench/overview_bench.py --rows 100000 --usage-rows 2000000 \
+        --paths /insights/tokens/
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import database_prepare
+from servers import cpu_seconds, database_prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,7 +72,8 @@ APPROVALS_SQL = """
 INSERT INTO approvals_approvalrequest (
     action_id, organization_id, agent_id, action, arguments, arguments_hash, environment,
     session_id, rule_name, reason, source, status, approvals_required, requested_at,
-    expires_at, decided_at, decided_by_label, notes
+    expires_at, decided_at, decided_by_label, notes, approvers, escalate_to, escalations,
+    notice, redact
 )
 SELECT
     'act_h' || g, %(org)s, (%(agents)s::bigint[])[1 + g %% 8], 'tool.action_' || (g %% 20),
@@ -76,22 +85,26 @@ SELECT
         + interval '1 hour',
     %(start)s::timestamptz + (g::bigint * %(step)s::bigint) * interval '1 microsecond'
         + ((5 + (g * 37) %% 1800) * interval '1 second'),
-    'reviewer' || (g %% 4) || '@example.com', ''
+    'reviewer' || (g %% 4) || '@example.com', '', '[]'::jsonb, '[]'::jsonb, 0, '', '[]'::jsonb
 FROM generate_series(1, %(count)s) AS g
 """
 
+# Calls of one session follow each other (``per_session`` of them), with one agent and
+# environment per session; the model changes call by call, the tokens and the cost vary.
 USAGE_SQL = """
 INSERT INTO agents_tokenusage (
     public_id, organization_id, agent_id, model, prompt_tokens, completion_tokens,
     total_tokens, cost_usd, session_id, environment, created_at
 )
 SELECT
-    'usg_b' || g, %(org)s, (%(agents)s::bigint[])[1 + g %% 8],
+    'usg_b' || g, %(org)s, (%(agents)s::bigint[])[1 + (g / %(per_session)s) %% 8],
     (ARRAY['gpt-4o', 'gpt-4o-mini', 'claude-sonnet-4', 'bench-unpriced'])[1 + g %% 4],
-    1000, 200, 1200, CASE WHEN g %% 4 = 3 THEN 0 ELSE 0.0042 END,
-    'session-' || (g %% 5000), CASE WHEN g %% 5 = 0 THEN 'test' ELSE 'live' END,
+    500 + (g * 37) %% 1000, 200, 700 + (g * 37) %% 1000,
+    CASE WHEN g %% 4 = 3 THEN 0 ELSE ((500 + (g * 37) %% 1000) * 2 + 200 * 8) / 1e6 END,
+    'session-' || (g / %(per_session)s),
+    CASE WHEN (g / %(per_session)s) %% 5 = 0 THEN 'test' ELSE 'live' END,
     %(start)s::timestamptz + (g::bigint * %(step)s::bigint) * interval '1 microsecond'
-FROM generate_series(1, %(count)s) AS g
+FROM generate_series(%(first)s, %(last)s) AS g
 """
 
 
@@ -104,6 +117,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument(
+        "--usage-rows", type=int, default=None, help="token usage rows (default: --rows / 50)"
+    )
+    parser.add_argument("--calls-per-session", type=int, default=20)
+    parser.add_argument(
+        "--paths",
+        default="/,/insights/overview/panel/,/insights/tokens/",
+        help="comma-separated pages to time",
+    )
     parser.add_argument(
         "--measure-only",
         action="store_true",
@@ -121,6 +143,8 @@ def main() -> None:
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
             "ALLOWED_HOSTS": "testserver,localhost",
             "SESSION_COOKIE_SECURE": "false",
+            # One PostgreSQL backend for the whole run, so its CPU per request can be read.
+            "DATABASE_CONN_MAX_AGE": "3600",
         }
     )
     if not args.measure_only:
@@ -138,26 +162,41 @@ def main() -> None:
         user = seed_and_roll_up(args)
     client = Client()
     client.force_login(user)
-    print(f"| request | p50 | p95 | max | ({args.requests} requests after 3 warm-up) |")
-    print("|---|---|---|---|---|")
-    for path in ("/", "/insights/overview/panel/", "/insights/tokens/"):
+    from django.db import connection
+
+    print(
+        f"| request | p50 | p95 | max | CPU per request: web / PostgreSQL | "
+        f"({args.requests} requests after 3 warm-up) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for path in args.paths.split(","):
         for period in ("24h", "7d", "30d"):
             url = f"{path}?period={period}"
             for _ in range(3):
                 assert client.get(url).status_code == 200, url
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backend = cursor.fetchone()[0]
             times = []
+            web_cpu, db_cpu = time.process_time(), cpu_seconds(backend)
             for _ in range(args.requests):
                 t0 = time.perf_counter()
                 response = client.get(url)
                 times.append((time.perf_counter() - t0) * 1000)
                 assert response.status_code == 200, url
+            web_cpu = (time.process_time() - web_cpu) * 1000 / args.requests
+            db_cpu = (cpu_seconds(backend) - db_cpu) * 1000 / args.requests
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                assert cursor.fetchone()[0] == backend, "the connection was replaced"
             print(
                 f"| `{url}` | {statistics.median(times):.0f} ms | "
-                f"{percentile(times, 0.95):.0f} ms | {max(times):.0f} ms | |",
+                f"{percentile(times, 0.95):.0f} ms | {max(times):.0f} ms | "
+                f"{web_cpu:.0f} / {db_cpu:.0f} ms | |",
                 flush=True,
             )
-    html = client.get("/?period=30d").content.decode()
-    assert "no price for bench-unpriced" in html, "the unpriced model is flagged"
+    html = client.get("/insights/tokens/?period=30d").content.decode()
+    assert "no price for model bench-unpriced" in html, "the unpriced model is flagged"
     with open("/proc/loadavg") as load:
         print(f"load average at the end: {load.read().split()[:3]}")
 
@@ -230,17 +269,21 @@ def seed_and_roll_up(args: argparse.Namespace) -> Any:
             " WHERE id IN (SELECT id FROM approvals_approvalrequest ORDER BY id DESC LIMIT 40)",
             [now - timedelta(minutes=25), now + timedelta(hours=1)],
         )
-        usages = args.rows // 50
-        cursor.execute(
-            USAGE_SQL,
-            {
-                "org": org.pk,
-                "agents": agent_ids,
-                "start": start,
-                "count": usages,
-                "step": span_us // usages,
-            },
-        )
+        usages = args.usage_rows if args.usage_rows is not None else args.rows // 50
+        for first in range(1, usages + 1, CHUNK):
+            last = min(usages, first + CHUNK - 1)
+            cursor.execute(
+                USAGE_SQL,
+                {
+                    "org": org.pk,
+                    "agents": agent_ids,
+                    "start": start,
+                    "step": span_us // usages,
+                    "per_session": args.calls_per_session,
+                    "first": first,
+                    "last": last,
+                },
+            )
         cursor.execute("ANALYZE")
     seeded = time.perf_counter() - seed_started
     print(
@@ -257,6 +300,8 @@ def seed_and_roll_up(args: argparse.Namespace) -> Any:
             break
     took = time.perf_counter() - rollup_started
     print(f"roll-up: {read:,} rows in {took:.0f} s ({read / took:,.0f} rows/s)")
+    with connection.cursor() as cursor:  # as autovacuum would have by now
+        cursor.execute("ANALYZE")
 
     with connection.cursor() as cursor:  # the tail: newer than the roll-up's last run
         cursor.execute(
@@ -270,7 +315,20 @@ def seed_and_roll_up(args: argparse.Namespace) -> Any:
                 "last": args.rows + 3000,
             },
         )
+        cursor.execute(
+            USAGE_SQL,
+            {
+                "org": org.pk,
+                "agents": agent_ids,
+                "start": now - timedelta(seconds=50),
+                "step": 40_000,
+                "per_session": args.calls_per_session,
+                "first": usages + 1,
+                "last": usages + 1000,
+            },
+        )
         cursor.execute("ANALYZE audit_auditentry")
+        cursor.execute("ANALYZE agents_tokenusage")
     return user
 
 

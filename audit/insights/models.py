@@ -1,5 +1,6 @@
-"""Pre-aggregated counts behind the overview (insights/rollup.py writes them, never the
-check path): checks per hour and per UTC day, and token usage per UTC day."""
+"""Pre-aggregated counts behind the overview and the token usage page (insights/rollup.py
+writes them, never the check path): checks per hour and per UTC day, token usage per hour and
+per UTC day, and token usage per session by hour and by UTC day."""
 
 from __future__ import annotations
 
@@ -70,8 +71,9 @@ class TokenCostDay(models.Model):
     organization = models.ForeignKey(
         "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
     )
+    # As on the usage rows: a deleted agent's usage stays, without its agent.
     agent = models.ForeignKey(
-        "agents.Agent", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     model = models.CharField(max_length=120)
     environment = models.CharField(max_length=8, blank=True)
@@ -86,6 +88,82 @@ class TokenCostDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model}: {self.calls} calls"
+
+
+class TokenCostHour(models.Model):
+    """The same per UTC hour: what the 24-hour token usage page reads (kept 72 hours)."""
+
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model = models.CharField(max_length=120)
+    environment = models.CharField(max_length=8, blank=True)
+    hour = models.DateTimeField()
+    calls = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "hour"])]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.model}: {self.calls} calls"
+
+
+class TokenSessionDay(models.Model):
+    """Token usage of one session (a non-empty ``session_id``) of one agent (or none) and
+    environment on one UTC day, all models together: the token usage page's most costly
+    sessions over 7 and 30 days. ``total_tokens`` is the sum of the rows' own totals."""
+
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    environment = models.CharField(max_length=8, blank=True)
+    session_id = models.CharField(max_length=200)
+    day = models.DateField()
+    calls = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} session {self.session_id}: {self.calls} calls"
+
+
+class TokenSessionHour(models.Model):
+    """The same per UTC hour: the 24-hour page's sessions (kept 72 hours)."""
+
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    environment = models.CharField(max_length=8, blank=True)
+    session_id = models.CharField(max_length=200)
+    hour = models.DateTimeField()
+    calls = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal(0))
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "hour"])]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h session {self.session_id}: {self.calls} calls"
 
 
 class DecisionWait(models.Model):

@@ -1,5 +1,6 @@
-"""The overview's roll-up: checks per hour and per day, token usage per day, and approval
-decisions per day (by reviewer, and as a histogram of the time to decision).
+"""The overview's roll-up: checks per hour and per day, token usage per hour and per day (by
+agent, model and environment, and by session), and approval decisions per day (by reviewer,
+and as a histogram of the time to decision).
 
 Like ``agents.shadow.shadow_tallies_update``, it reads the audit log behind a watermark on
 the entry id (and the token usage table behind one on its id): each run counts only the
@@ -9,10 +10,10 @@ interrupted never counts a row twice. The check path writes nothing for it. Beat
 every ``WARDEN_OVERVIEW_ROLLUP_INTERVAL`` seconds; the overview adds the rows above the
 watermark itself (``audit.insights.selectors``), so it is current between runs.
 
-Checks younger than ``LAG_SECONDS`` wait for the next run: ids are handed out at insert, so
-a row still being committed may hold a smaller id than one already visible. Decisions change
-their request, so they are read by decision time instead, behind a (decided_at, id) mark,
-also ``LAG_SECONDS`` late.
+Checks and token usage rows younger than ``LAG_SECONDS`` wait for the next run: ids are
+handed out at insert, so a row still being committed may hold a smaller id than one already
+visible. Decisions change their request, so they are read by decision time instead, behind
+a (decided_at, id) mark, also ``LAG_SECONDS`` late.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Max, Min, Q, Sum
-from django.db.models.functions import TruncDay, TruncHour
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from agents.models import TokenUsage
@@ -37,47 +37,55 @@ from audit.insights.models import (
     DecisionWait,
     RollupMark,
     TokenCostDay,
+    TokenCostHour,
+    TokenSessionDay,
+    TokenSessionHour,
 )
 from audit.models import AuditEntry
 
 LAG_SECONDS = 60
 BATCH_ROWS = 200_000
 MAX_BATCHES_PER_RUN = 20
-# Hourly counts serve the 24-hour overview only; older ones are dropped (daily ones stay).
+# Hourly counts serve the 24-hour pages only; older ones are dropped (daily ones stay).
 HOURLY_KEPT_HOURS = 72
+HOURLY_TABLES = (CheckCount, TokenCostHour, TokenSessionHour)
+# Session ids per read of the rows to add to (SQLite takes at most 32,766 parameters).
+SESSIONS_PER_READ = 5000
 
 DECIDED = (ApprovalRequest.Status.APPROVED, ApprovalRequest.Status.DENIED)
 CHECK_DIMENSIONS = ("organization_id", "agent_id", "environment", "action", "decision")
 
 
 def overview_rollup(*, now: datetime | None = None, lag_seconds: int = LAG_SECONDS) -> int:
-    """Count the checks and token usage written since the watermarks (checks only when older
-    than ``lag_seconds``) into the hourly and daily tables, and the approval requests decided
+    """Count the checks and token usage written since the watermarks (when older than
+    ``lag_seconds``) into the hourly and daily tables, and the approval requests decided
     since the last run (at least ``lag_seconds`` ago) by reviewer and wait; drop hourly
     counts older than ``HOURLY_KEPT_HOURS``. Returns the number of rows read. Concurrent
     runs queue on the watermark row."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=lag_seconds)
+    hours_from = now - timedelta(hours=HOURLY_KEPT_HOURS)
     RollupMark.objects.get_or_create(pk=1)
     read = 0
     for _ in range(MAX_BATCHES_PER_RUN):
-        done, count = _checks_batch(cutoff)
+        done, count = _checks_batch(cutoff, hours_from)
         read += count
         if done:
             RollupMark.objects.filter(pk=1).update(caught_up_to=cutoff)
             break
     for _ in range(MAX_BATCHES_PER_RUN):
-        done, count = _usage_batch()
+        done, count = _usage_batch(cutoff, hours_from)
         read += count
         if done:
-            RollupMark.objects.filter(pk=1).update(usage_caught_up_to=now)
+            RollupMark.objects.filter(pk=1).update(usage_caught_up_to=cutoff)
             break
     for _ in range(MAX_BATCHES_PER_RUN):
         done, count = _decisions_batch(cutoff)
         read += count
         if done:
             break
-    CheckCount.objects.filter(hour__lt=now - timedelta(hours=HOURLY_KEPT_HOURS)).delete()
+    for model in HOURLY_TABLES:
+        model.objects.filter(hour__lt=hours_from).delete()
     return read
 
 
@@ -101,7 +109,7 @@ def _batch_upper(queryset: Any, after: int, cutoff: datetime | None) -> tuple[in
     return upper, count, young is not None or not full
 
 
-def _checks_batch(cutoff: datetime) -> tuple[bool, int]:
+def _checks_batch(cutoff: datetime, hours_from: datetime) -> tuple[bool, int]:
     with transaction.atomic():
         mark = RollupMark.objects.select_for_update().get(pk=1)
         upper, scanned, last = _batch_upper(AuditEntry.objects, mark.last_entry_id, cutoff)
@@ -123,7 +131,8 @@ def _checks_batch(cutoff: datetime) -> tuple[bool, int]:
         days: dict[tuple[Any, ...], int] = defaultdict(int)
         for row in rows:
             key = tuple(row[d] for d in CHECK_DIMENSIONS)
-            hours[(*key, row["hour"])] += row["n"]
+            if row["hour"] >= hours_from:  # older ones would be dropped at the end of the run
+                hours[(*key, row["hour"])] += row["n"]
             days[(*key, row["hour"].astimezone(UTC).date())] += row["n"]
         _counts_add(CheckCount, "hour", hours)
         _counts_add(CheckCountDay, "day", days)
@@ -138,28 +147,44 @@ def _counts_add(model: Any, period: str, counts: dict[tuple[Any, ...], int]) -> 
 
 
 def _upsert_counts(model: Any, fields: tuple[str, ...], counts: dict[tuple[Any, ...], int]) -> None:
-    """Add ``counts`` (keyed by the values of ``fields``: organization_id first, the day or
-    hour last) to the rows of ``model``, creating the missing ones. The caller holds the
-    watermark's lock, so no other run writes these rows meanwhile."""
-    if not counts:
+    _upsert_sums(model, fields, {key: {"count": n} for key, n in counts.items()})
+
+
+def _upsert_sums(
+    model: Any, fields: tuple[str, ...], sums: dict[tuple[Any, ...], dict[str, Any]]
+) -> None:
+    """Add ``sums`` (keyed by the values of ``fields``: organization_id first, the day or
+    hour last; each a mapping of the summed fields to what to add) to the rows of ``model``,
+    creating the missing ones. The caller holds the watermark's lock, so no other run writes
+    these rows meanwhile."""
+    if not sums:
         return
     period = fields[-1]
-    existing = {
-        tuple(getattr(row, f) for f in fields): row
-        for row in model.objects.select_for_update().filter(
-            organization_id__in={key[0] for key in counts},
-            **{f"{period}__in": {key[-1] for key in counts}},
-        )
-    }
+    rows = model.objects.select_for_update().filter(
+        organization_id__in={key[0] for key in sums},
+        **{f"{period}__in": {key[-1] for key in sums}},
+    )
+    if "session_id" in fields:  # a day holds many sessions: read only those being added to
+        sessions = sorted({key[fields.index("session_id")] for key in sums})
+        found = [
+            row
+            for i in range(0, len(sessions), SESSIONS_PER_READ)
+            for row in rows.filter(session_id__in=sessions[i : i + SESSIONS_PER_READ])
+        ]
+    else:
+        found = list(rows)
+    existing = {tuple(getattr(row, f) for f in fields): row for row in found}
+    summed = list(next(iter(sums.values())))
     changed, created = [], []
-    for key, n in counts.items():
+    for key, added in sums.items():
         row = existing.get(key)
         if row is not None:
-            row.count += n
+            for name, value in added.items():
+                setattr(row, name, getattr(row, name) + value)
             changed.append(row)
         else:
-            created.append(model(**dict(zip(fields, key, strict=True)), count=n))
-    model.objects.bulk_update(changed, ["count"], batch_size=1000)
+            created.append(model(**dict(zip(fields, key, strict=True)), **added))
+    model.objects.bulk_update(changed, summed, batch_size=1000)
     model.objects.bulk_create(created, batch_size=1000)
 
 
@@ -227,60 +252,56 @@ def _decisions_batch(cutoff: datetime) -> tuple[bool, int]:
 
 
 USAGE_DIMENSIONS = ("organization_id", "agent_id", "model", "environment")
+SESSION_DIMENSIONS = ("organization_id", "agent_id", "environment", "session_id")
+USAGE_SUMS = {
+    "calls": Count("id"),
+    "prompt_tokens": Sum("prompt_tokens"),
+    "completion_tokens": Sum("completion_tokens"),
+    "cost_usd": Sum("cost_usd"),
+}
+SESSION_SUMS = {**USAGE_SUMS, "total_tokens": Sum("total_tokens")}
 
 
-def _usage_batch() -> tuple[bool, int]:
-    # Token usage rows are counted as soon as they are visible: the overview reads the rows
-    # above this watermark itself, and a row committed late with a smaller id is rare enough
-    # for usage (not a security record) to accept.
+def _usage_batch(cutoff: datetime, hours_from: datetime) -> tuple[bool, int]:
+    """Count the token usage rows written since the last batch (and before ``cutoff``) per
+    hour and per day: by agent, model and environment, and by session."""
     with transaction.atomic():
         mark = RollupMark.objects.select_for_update().get(pk=1)
-        upper, scanned, last = _batch_upper(TokenUsage.objects, mark.last_usage_id, None)
+        upper, scanned, last = _batch_upper(TokenUsage.objects, mark.last_usage_id, cutoff)
         if scanned == 0:
             return True, 0
-        rows = (
-            TokenUsage.objects.filter(id__gt=mark.last_usage_id, id__lte=upper)
-            .annotate(day=TruncDay("created_at", tzinfo=UTC))
-            .values(*USAGE_DIMENSIONS, "day")
-            .annotate(
-                calls=Count("id"),
-                prompt=Sum("prompt_tokens"),
-                completion=Sum("completion_tokens"),
-                cost=Sum("cost_usd"),
-            )
-            .order_by()
+        batch = TokenUsage.objects.filter(id__gt=mark.last_usage_id, id__lte=upper).annotate(
+            hour=TruncHour("created_at", tzinfo=UTC)
         )
-        wanted = {(*(row[d] for d in USAGE_DIMENSIONS), _as_date(row["day"])): row for row in rows}
-        existing = {
-            (t.organization_id, t.agent_id, t.model, t.environment, t.day): t
-            for t in TokenCostDay.objects.select_for_update().filter(
-                organization_id__in={key[0] for key in wanted},
-                day__in={key[-1] for key in wanted},
-            )
-        }
-        changed, created = [], []
-        for key, row in wanted.items():
-            tally = existing.get(key)
-            if tally is None:
-                tally = TokenCostDay(
-                    **dict(zip(USAGE_DIMENSIONS, key[:-1], strict=True)), day=key[-1]
-                )
-                created.append(tally)
-            else:
-                changed.append(tally)
-            tally.calls += row["calls"]
-            tally.prompt_tokens += row["prompt"] or 0
-            tally.completion_tokens += row["completion"] or 0
-            tally.cost_usd += row["cost"] or Decimal(0)
-        TokenCostDay.objects.bulk_update(
-            changed, ["calls", "prompt_tokens", "completion_tokens", "cost_usd"], batch_size=1000
-        )
-        TokenCostDay.objects.bulk_create(created, batch_size=1000)
+        for dimensions, sums, hourly, daily, rows in (
+            (USAGE_DIMENSIONS, USAGE_SUMS, TokenCostHour, TokenCostDay, batch),
+            (
+                SESSION_DIMENSIONS,
+                SESSION_SUMS,
+                TokenSessionHour,
+                TokenSessionDay,
+                batch.exclude(session_id=""),
+            ),
+        ):
+            hours: dict[tuple[Any, ...], dict[str, Any]] = {}
+            days: dict[tuple[Any, ...], dict[str, Any]] = {}
+            for row in rows.values(*dimensions, "hour").annotate(**sums).order_by():
+                key = tuple(row[d] for d in dimensions)
+                added = {name: row[name] or 0 for name in sums}
+                if row["hour"] >= hours_from:  # older ones would be dropped at the end
+                    _sums_add(hours, (*key, row["hour"]), added)
+                _sums_add(days, (*key, row["hour"].astimezone(UTC).date()), added)
+            _upsert_sums(hourly, (*dimensions, "hour"), hours)
+            _upsert_sums(daily, (*dimensions, "day"), days)
         mark.last_usage_id = upper
         mark.updated_at = timezone.now()
         mark.save(update_fields=["last_usage_id", "updated_at"])
     return last, scanned
 
 
-def _as_date(value: Any) -> Any:
-    return value.astimezone(UTC).date() if isinstance(value, datetime) else value
+def _sums_add(
+    into: dict[tuple[Any, ...], dict[str, Any]], key: tuple[Any, ...], added: dict[str, Any]
+) -> None:
+    entry = into.setdefault(key, dict.fromkeys(added, 0))
+    for name, value in added.items():
+        entry[name] += value

@@ -1,9 +1,10 @@
 """Reads behind the overview and the token usage page.
 
-Check counts come from the roll-up's tables (``audit.insights.rollup``) plus the entries above
-its watermark (the tail, at most ``TAIL_MAX_SECONDS`` of them), so the overview is current
-and its cost does not grow with the audit log. Approvals are read from their own table
-through its (organization, status, requested_at) and (organization, decided_at) indexes.
+Check counts and token usage come from the roll-up's tables (``audit.insights.rollup``) plus
+the rows above its watermarks (the tail, at most ``TAIL_MAX_SECONDS`` of them), so the pages
+are current and their cost does not grow with the audit log or the usage table. Approvals are
+read from their own table through its (organization, status, requested_at) and
+(organization, decided_at) indexes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from audit.insights.models import (
     DecisionWait,
     RollupMark,
     TokenCostDay,
+    TokenCostHour,
+    TokenSessionDay,
+    TokenSessionHour,
 )
 from audit.insights.rollup import DECIDED, LAG_SECONDS, wait_bucket, wait_bucket_bounds
 from audit.models import AuditEntry
@@ -121,13 +125,16 @@ def _mark() -> RollupMark:
     return RollupMark.objects.filter(pk=1).first() or RollupMark(pk=1)
 
 
-def _tail_start(mark: RollupMark, since: datetime, now: datetime) -> tuple[datetime, bool]:
-    """Where the read of entries above the watermark starts, and whether the roll-up is so far
-    behind (or has not run yet) that part of them is left out."""
+def _tail_start(
+    caught_up_to: datetime | None, since: datetime, now: datetime
+) -> tuple[datetime, bool]:
+    """Where the read of rows above a watermark starts (``caught_up_to``: the mark's
+    ``caught_up_to`` or ``usage_caught_up_to``), and whether the roll-up is so far behind (or
+    has not run yet) that part of them is left out."""
     earliest = now - timedelta(seconds=TAIL_MAX_SECONDS)
-    if mark.caught_up_to is None:
+    if caught_up_to is None:
         return max(since, earliest), True
-    start = max(since, mark.caught_up_to - timedelta(seconds=LAG_SECONDS))
+    start = max(since, caught_up_to - timedelta(seconds=LAG_SECONDS))
     if start < earliest:
         return earliest, True
     return start, False
@@ -195,7 +202,7 @@ def _check_counts(
         for r in ranked[:RANKED_FETCHED]:
             counts.add(dimension.removesuffix("_id"), r[dimension], r["n"], r["held"] or 0)
 
-    tail_from, behind = _tail_start(mark, window.start, now)
+    tail_from, behind = _tail_start(mark.caught_up_to, window.start, now)
     trunc = TruncHour if window.hourly else TruncDay
     tail = _scoped(
         AuditEntry.objects.filter(
@@ -438,18 +445,10 @@ def _token_costs(
     for r in counted.values("model", "day").annotate(c=Sum("cost_usd"), n=Sum("calls")):
         cost[(r["model"], r["day"])] += r["c"] or Decimal(0)
         calls[r["model"]] += r["n"] or 0
-    if mark.usage_caught_up_to is None:
-        tail_from = max(window.start, now - timedelta(seconds=TAIL_MAX_SECONDS))
-    else:
-        tail_from = max(window.start, mark.usage_caught_up_to - timedelta(seconds=LAG_SECONDS))
-    tail = _scoped(
-        TokenUsage.objects.filter(
-            organization=organization, created_at__gte=tail_from, id__gt=mark.last_usage_id
-        ),
-        filters,
-    )
+    tail_from, _ = _tail_start(mark.usage_caught_up_to, window.start, now)
     for r in (
-        tail.annotate(day=TruncDay("created_at", tzinfo=UTC))
+        _usage_tail(organization, filters, mark, tail_from)
+        .annotate(day=TruncDay("created_at", tzinfo=UTC))
         .values("model", "day")
         .annotate(c=Sum("cost_usd"), n=Count("id"))
         .order_by()
@@ -478,60 +477,67 @@ def _token_costs(
 # --- Token usage page ------------------------------------------------------------------------
 
 
+def _usage_tail(
+    organization: Organization, filters: OverviewFilters, mark: RollupMark, tail_from: datetime
+) -> QuerySet:
+    """The usage rows above the roll-up's watermark, from ``tail_from`` (``_tail_start``)."""
+    return _scoped(
+        TokenUsage.objects.filter(
+            organization=organization, created_at__gte=tail_from, id__gt=mark.last_usage_id
+        ),
+        filters,
+    )
+
+
+# Summed over rolled-up rows (named apart from the tables' own fields) and over usage rows.
+_ROLLED_SUMS = {
+    "n_calls": Sum("calls"),
+    "n_prompt": Sum("prompt_tokens"),
+    "n_completion": Sum("completion_tokens"),
+    "n_cost": Sum("cost_usd"),
+}
+_RAW_SUMS = {
+    "n_calls": Count("id"),
+    "n_prompt": Sum("prompt_tokens"),
+    "n_completion": Sum("completion_tokens"),
+    "n_cost": Sum("cost_usd"),
+}
+
+
 def _usage_rows(
-    organization: Organization, filters: OverviewFilters, window: _Window, now: datetime
+    organization: Organization,
+    filters: OverviewFilters,
+    window: _Window,
+    mark: RollupMark,
+    tail_from: datetime,
 ) -> list[tuple[date, int | None, str, int, int, int, Decimal]]:
     """(UTC day, agent id, model, calls, prompt tokens, completion tokens, cost) of the window:
-    for 24 hours from the usage rows; over days from the roll-up plus the rows since."""
-    sums = {
-        "calls": Count("id"),
-        "prompt": Sum("prompt_tokens"),
-        "completion": Sum("completion_tokens"),
-        "cost": Sum("cost_usd"),
-    }
-    raw = _scoped(TokenUsage.objects.filter(organization=organization), filters)
+    from the roll-up (by hour for 24 hours, by day otherwise) plus the rows above its mark."""
     if window.hourly:
-        tail_from = window.start
-        rolled: list[dict[str, Any]] = []
+        rolled = TokenCostHour.objects.filter(
+            organization=organization, hour__gte=window.start
+        ).annotate(day=TruncDay("hour", tzinfo=UTC))
     else:
-        mark = _mark()
-        rolled = list(
-            _scoped(
-                TokenCostDay.objects.filter(organization=organization, day__gte=window.buckets[0]),
-                filters,
-            )
-            .values("day", "agent_id", "model")
-            .annotate(
-                calls=Sum("calls"),
-                prompt=Sum("prompt_tokens"),
-                completion=Sum("completion_tokens"),
-                cost=Sum("cost_usd"),
-            )
-            .order_by()
-        )
-        if mark.usage_caught_up_to is None:
-            tail_from = max(window.start, now - timedelta(seconds=TAIL_MAX_SECONDS))
-        else:
-            tail_from = max(window.start, mark.usage_caught_up_to - timedelta(seconds=LAG_SECONDS))
-        raw = raw.filter(id__gt=mark.last_usage_id)
-    recent = list(
-        raw.filter(created_at__gte=tail_from)
+        rolled = TokenCostDay.objects.filter(organization=organization, day__gte=window.buckets[0])
+    counted = _scoped(rolled, filters).values("day", "agent_id", "model").annotate(**_ROLLED_SUMS)
+    recent = (
+        _usage_tail(organization, filters, mark, tail_from)
         .annotate(day=TruncDay("created_at", tzinfo=UTC))
         .values("day", "agent_id", "model")
-        .annotate(**sums)
-        .order_by()
+        .annotate(**_RAW_SUMS)
     )
     return [
         (
             _as_day(r["day"]),
             r["agent_id"],
             r["model"],
-            r["calls"] or 0,
-            r["prompt"] or 0,
-            r["completion"] or 0,
-            r["cost"] or Decimal(0),
+            r["n_calls"] or 0,
+            r["n_prompt"] or 0,
+            r["n_completion"] or 0,
+            r["n_cost"] or Decimal(0),
         )
-        for r in (*rolled, *recent)
+        for rows in (counted, recent)
+        for r in rows.order_by()
     ]
 
 
@@ -539,14 +545,78 @@ def _as_day(value: Any) -> date:
     return value.astimezone(UTC).date() if isinstance(value, datetime) else value
 
 
+def _session(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "session_id": row["session_id"],
+        "calls": row["n_calls"] or 0,
+        "prompt_tokens": row["n_prompt"] or 0,
+        "completion_tokens": row["n_completion"] or 0,
+        "total_tokens": row["n_total"] or 0,
+        "cost_usd": row["n_cost"] or Decimal(0),
+    }
+
+
+def _costliest_sessions(
+    organization: Organization,
+    filters: OverviewFilters,
+    window: _Window,
+    mark: RollupMark,
+    tail_from: datetime,
+) -> list[dict[str, Any]]:
+    """The ``SESSIONS_SHOWN`` most costly sessions of the window (ties by session id): the
+    roll-up's session counts plus the rows above its mark.
+
+    Exact without merging every session: a session absent from the tail keeps its rolled-up
+    total, so if it is not among the top SESSIONS_SHOWN + (sessions in the tail) of the
+    roll-up, at least SESSIONS_SHOWN sessions absent from the tail rank before it."""
+    tail = {
+        r["session_id"]: _session(r)
+        for r in _usage_tail(organization, filters, mark, tail_from)
+        .exclude(session_id="")
+        .values("session_id")
+        .annotate(**_RAW_SUMS, n_total=Sum("total_tokens"))
+        .order_by()
+    }
+    if window.hourly:
+        rolled = TokenSessionHour.objects.filter(organization=organization, hour__gte=window.start)
+    else:
+        rolled = TokenSessionDay.objects.filter(
+            organization=organization, day__gte=window.buckets[0]
+        )
+    per_session = (
+        _scoped(rolled, filters)
+        .values("session_id")
+        .annotate(**_ROLLED_SUMS, n_total=Sum("total_tokens"))
+    )
+    sessions = {
+        r["session_id"]: _session(r)
+        for r in per_session.order_by("-n_cost", "session_id")[: SESSIONS_SHOWN + len(tail)]
+    }
+    missing = set(tail) - set(sessions)
+    if missing:
+        for r in per_session.filter(session_id__in=missing).order_by():
+            sessions[r["session_id"]] = _session(r)
+    for session_id, recent in tail.items():
+        entry = sessions.get(session_id)
+        if entry is None:
+            sessions[session_id] = recent
+            continue
+        for name in ("calls", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd"):
+            entry[name] += recent[name]
+    ranked = sorted(sessions.values(), key=lambda r: (-r["cost_usd"], r["session_id"]))
+    return ranked[:SESSIONS_SHOWN]
+
+
 def token_usage_report(
     *, organization: Organization, filters: OverviewFilters, now: datetime | None = None
 ) -> dict[str, Any]:
     """Token usage over the period by model, day, agent and session (the most costly
     ``SESSIONS_SHOWN``), with cost; models without a ``ModelPrice`` are named, since their
-    calls were stored at $0. Sessions are read from the usage rows themselves."""
+    calls were stored at $0. Read from the roll-up plus the usage rows above its mark."""
     now = now or timezone.now()
     window = _window(filters.period, now)
+    mark = _mark()
+    tail_from, behind = _tail_start(mark.usage_caught_up_to, window.start, now)
 
     def empty() -> dict[str, Any]:
         return {
@@ -564,7 +634,7 @@ def token_usage_report(
     }
     totals = empty()
     for day, agent_id, model, calls, prompt, completion, cost in _usage_rows(
-        organization, filters, window, now
+        organization, filters, window, mark, tail_from
     ):
         for entry in (
             groups["model"][model],
@@ -601,30 +671,17 @@ def token_usage_report(
         ),
         key=lambda r: -r["cost_usd"],
     )
-    usage = _scoped(
-        TokenUsage.objects.filter(organization=organization, created_at__gte=window.start),
-        filters,
-    )
-    by_session = list(
-        usage.exclude(session_id="")
-        .values("session_id")
-        .annotate(
-            calls=Count("id"),
-            prompt_tokens=Sum("prompt_tokens"),
-            completion_tokens=Sum("completion_tokens"),
-            total_tokens=Sum("total_tokens"),
-            cost_usd=Sum("cost_usd"),
-        )
-        .order_by("-cost_usd", "session_id")[:SESSIONS_SHOWN]
-    )
     return {
         "period": filters.period,
         "start": window.start,
         "by_model": by_model,
         "by_day": [{"day": d, **v} for d, v in sorted(groups["day"].items(), reverse=True)],
         "by_agent": by_agent,
-        "by_session": by_session,
+        "by_session": _costliest_sessions(organization, filters, window, mark, tail_from),
         "totals": totals,
         "unpriced_models": [r["model"] for r in by_model if not r["priced"]],
         "unpriced_calls": sum(r["calls"] for r in by_model if not r["priced"]),
+        "rolled_up_to": mark.usage_caught_up_to,
+        "behind": behind,
+        "missing_until": tail_from if behind else None,
     }

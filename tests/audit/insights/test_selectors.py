@@ -207,6 +207,7 @@ def test_the_token_usage_report_groups_by_model_day_agent_and_session(org_a, sup
         usage(support_bot, "gpt-4o", "0.50", session_id="s-2")
         usage(support_bot, "mystery-llm", "0", session_id="s-2")
         usage(None, "gpt-4o", "1.00", organization=org_a)
+    overview_rollup(now=NOW)
 
     report = token_usage_report(organization=org_a, filters=OverviewFilters(), now=NOW)
 
