@@ -6,10 +6,11 @@ check, and on PostgreSQL the commit costs more CPU than the rest of the check. S
 threads of a process take turns as the *leader*: a thread whose row arrives while no write
 is in flight writes it at once, as before; rows that arrive while a write is in flight queue
 up, and when that write has committed, the first of them becomes the leader and writes the
-whole queue (up to ``WARDEN_AUDIT_BATCH_MAX`` rows) with one multi-row INSERT in autocommit:
-one statement, all rows or none, one commit. Every thread answers only after its own row has
-committed, so durability is what it was; a lone request pays nothing extra, and under load
-one commit carries many rows.
+whole queue (up to ``WARDEN_AUDIT_BATCH_MAX`` rows) with one INSERT in autocommit (its rows
+as one JSON parameter on PostgreSQL, see wardenproject/db.py): one statement, all rows or
+none, one commit. Every thread answers only after its own row has committed, so durability
+is what it was; a lone request pays nothing extra, and under load one commit carries many
+rows.
 
 Failures stay with the rows they belong to: if a batch fails on a row's data (an integrity
 or data error), its rows are written one by one, so only that row's request fails. Any other

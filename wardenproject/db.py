@@ -4,15 +4,49 @@ The check endpoint writes one audit row per tool call and the webhook worker one
 per delivery; the ORM's save path (signals, SQL compiled per call) cost as much CPU as the
 rest of that work. The statements here are built once per model and database from the
 model's own field list, so they follow the model through migrations.
+
+On PostgreSQL a batch of several rows (the audit group commit, audit/writer.py) travels as
+one JSON parameter, ``INSERT ... SELECT ... FROM json_populate_recordset(NULL::table, %s)``:
+the statement's text is the same for any number of rows, so psycopg converts it once and
+keeps it (a multi-row ``VALUES`` has 26 placeholders per audit row, and psycopg re-parses any
+statement of 50 or more on every call), and one string is quoted instead of 26 values per
+row. On the lab machine that is 30-40 µs less CPU per row in the web process from three rows
+a batch, and no more in PostgreSQL (bench/audit_batch.py, bench/NOTES.md 2026-12-07). A
+single row keeps ``VALUES``: there the statement is cached anyway, and PostgreSQL spends
+more on the JSON than on the literals.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+# Field types whose values, as ``get_db_prep_save`` gives them on PostgreSQL (str, int, bool,
+# None, an aware datetime, psycopg's Jsonb of a JSONField without its own encoder), JSON
+# carries exactly. A model with any other field is inserted with VALUES.
+_JSON_SAFE_TYPES = frozenset(
+    {
+        "AutoField",
+        "BigAutoField",
+        "BigIntegerField",
+        "BooleanField",
+        "CharField",
+        "DateTimeField",
+        "IntegerField",
+        "JSONField",
+        "PositiveBigIntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "SmallAutoField",
+        "SmallIntegerField",
+        "TextField",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +56,11 @@ class InsertStatement:
     placeholders: str
     fields: list[models.Field]
     pk_column: str
+    # For rows as JSON (PostgreSQL): the columns' plain names, and which values are
+    # datetimes and JSON documents; None when a field's values may not survive JSON.
+    json_names: tuple[str, ...] | None = None
+    datetime_positions: tuple[int, ...] = ()
+    document_positions: tuple[int, ...] = ()
 
     def params(self, instance: models.Model, connection: BaseDatabaseWrapper) -> list[Any]:
         """The row's values as the database takes them (``get_db_prep_save``)."""
@@ -40,12 +79,19 @@ def insert_statement(model: type[models.Model], using: str = "default") -> Inser
     if key not in _STATEMENTS:
         quote = connections[using].ops.quote_name
         fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        types = [(f.target_field if f.is_relation else f).get_internal_type() for f in fields]
+        json_safe = all(kind in _JSON_SAFE_TYPES for kind in types) and all(
+            getattr(f, "encoder", None) is None for f in fields
+        )
         _STATEMENTS[key] = InsertStatement(
             table=quote(model._meta.db_table),
             columns=", ".join(quote(f.column) for f in fields),
             placeholders=", ".join(["%s"] * len(fields)),
             fields=fields,
             pk_column=quote(model._meta.pk.column),
+            json_names=tuple(f.column for f in fields) if json_safe else None,
+            datetime_positions=tuple(i for i, k in enumerate(types) if k == "DateTimeField"),
+            document_positions=tuple(i for i, k in enumerate(types) if k == "JSONField"),
         )
     return _STATEMENTS[key]
 
@@ -82,11 +128,54 @@ def rows_inserted(instances: list[models.Model], keys: list[Any], *, using: str)
         instance._state.db = using
 
 
+def _rows_as_json(
+    statement: InsertStatement, instances: list[models.Model], connection: BaseDatabaseWrapper
+) -> str | None:
+    """The rows as one JSON array of objects keyed by column, or None if one of them cannot
+    be (a JSON document that is JSON ``null``: as a column of a JSON record it would become
+    SQL NULL)."""
+    names = statement.json_names
+    assert names is not None
+    rows = []
+    for instance in instances:
+        values = statement.params(instance, connection)
+        for position in statement.document_positions:
+            document = values[position]
+            if document is not None:  # None: SQL NULL, as in JSON
+                if document.obj is None:
+                    return None
+                values[position] = document.obj
+        for position in statement.datetime_positions:
+            moment = values[position]
+            if isinstance(moment, datetime):
+                values[position] = moment.isoformat()
+        rows.append(dict(zip(names, values, strict=True)))
+    return json.dumps(rows)
+
+
 def rows_insert(instances: list[models.Model], *, using: str = "default") -> list[models.Model]:
     """Insert new instances of one model with one multi-row ``INSERT ... RETURNING`` (one
     statement: all rows or none); each instance gets its primary key."""
-    sql, params = rows_insert_sql(instances, using=using)
-    with connections[using].cursor() as cursor:
+    connection = connections[using]
+    statement = insert_statement(type(instances[0]), using)
+    rows = (
+        _rows_as_json(statement, instances, connection)
+        if len(instances) > 1
+        and statement.json_names is not None
+        and connection.vendor == "postgresql"
+        else None
+    )
+    if rows is not None:
+        # Identifiers come from the model and quote_name; the rows are one bound parameter.
+        sql = (
+            f"INSERT INTO {statement.table} ({statement.columns}) "  # noqa: S608
+            f"SELECT {statement.columns} FROM json_populate_recordset(NULL::{statement.table}, "
+            f"%s::json) RETURNING {statement.pk_column}"
+        )
+        params: list[Any] = [rows]
+    else:
+        sql, params = rows_insert_sql(instances, using=using)
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
         # PostgreSQL and SQLite return the rows of an INSERT ... VALUES in VALUES order (as
         # Django's bulk_create relies on).

@@ -25,14 +25,17 @@ def adapted(values):
 
 
 def audit_entry(org, **fields):
+    fields = {
+        "created_at": datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
+        "arguments": {"amount": 42.5, "customer": {"tier": "vip"}},
+        "latency_us": 120,
+        **fields,
+    }
     return AuditEntry(
         public_id="act_lean",
         organization=org,
         kind=AuditEntry.Kind.CHECK,
-        created_at=datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
         action="stripe.refund",
-        arguments={"amount": 42.5, "customer": {"tier": "vip"}},
-        latency_us=120,
         **fields,
     )
 
@@ -70,3 +73,79 @@ def test_row_insert_keeps_defaults_and_foreign_keys(org_a, alice):
         agent.pk,
         org_a.pk,
     )
+
+
+def stored_values(entry):
+    """The row as the database returns it, every column."""
+    stored = AuditEntry.objects.get(pk=entry.pk)
+    return {f.attname: getattr(stored, f.attname) for f in AuditEntry._meta.concrete_fields}
+
+
+@pytest.mark.postgres
+def test_a_batch_as_json_stores_what_one_row_with_values_stores(org_a, alice):
+    """Batches of several rows travel as one JSON parameter on PostgreSQL; each column must
+    come back exactly as the same row written alone (VALUES) does."""
+    from agents import services
+
+    agent = services.agent_create(organization=org_a, actor=alice, name="json-bot")
+    key, _ = services.api_key_create(
+        organization=org_a, kind="agent", agent=agent, environment="live", actor=alice
+    )
+
+    def variety():
+        return [
+            audit_entry(
+                org_a,
+                actor_key=key,
+                agent=agent,
+                session_id='sé\u00a0ss 🙂 "quoted" \\ back',
+                reason="line\nbreak\ttab ' single",
+                data={"trace": [{"n": 1.5, "big": 2**70, "t": True, "no": None}], "u": "ü"},
+            ),
+            audit_entry(org_a, arguments=None, data={}, latency_us=None),
+            audit_entry(
+                org_a,
+                arguments=["a", 1, None],
+                created_at=datetime(2026, 11, 21, 12, 0, 0, 123456, tzinfo=UTC),
+                actor_user=alice,
+                policy_version=7,
+            ),
+            audit_entry(org_a, arguments="just text", data={"": 0, "nested": {"x": []}}),
+        ]
+
+    alone, batch = variety(), variety()
+    for i, (one, many) in enumerate(zip(alone, batch, strict=True)):
+        one.public_id, many.public_id = f"act_one{i}", f"act_many{i}"
+        row_insert(one)
+    assert statement_kind_for(batch) == "json"
+    rows_insert(batch)
+    for one, many in zip(alone, batch, strict=True):
+        expected, got = stored_values(one), stored_values(many)
+        for column in ("id", "public_id"):
+            expected.pop(column), got.pop(column)
+        assert got == expected
+    # Every instance got its own row's key (the rows come back in order).
+    assert [AuditEntry.objects.get(pk=e.pk).public_id for e in batch] == [
+        f"act_many{i}" for i in range(4)
+    ]
+
+
+@pytest.mark.postgres
+def test_a_batch_with_a_json_null_document_falls_back_to_values(org_a):
+    """A JSON document that is JSON null (not SQL NULL) has no JSON-record form."""
+    from django.db.models import JSONField, Value
+
+    entries = [audit_entry(org_a), audit_entry(org_a)]
+    entries[0].public_id, entries[1].public_id = "act_null0", "act_null1"
+    entries[1].arguments = Value(None, JSONField())
+    assert statement_kind_for(entries) == "values"
+    rows_insert(entries)
+    assert AuditEntry.objects.filter(public_id="act_null1", arguments__isnull=True).count() == 0
+
+
+def statement_kind_for(instances):
+    from wardenproject.db import _rows_as_json
+
+    statement = insert_statement(AuditEntry)
+    as_json = _rows_as_json(statement, instances, connections["default"])
+    return "json" if as_json is not None else "values"
