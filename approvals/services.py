@@ -27,7 +27,6 @@ from accounts.selectors import membership_of_active_user_get, membership_role_ge
 from agents.limits import budgets_spend_approved
 from agents.policy import Call, RuleSpec, amount_read
 from approvals import wakeup
-from approvals.bulkhead import decision_slot
 from approvals.email_links import LinkInvalid, email_link_get
 from approvals.grants import (
     AMOUNT,
@@ -408,37 +407,9 @@ def approval_decide(
     needs the quorum feature at decision time, so on a plan without it approvals are refused
     with the plan message (the safe side: no silent lowering to one approver); a denial is
     always accepted, and otherwise the request expires.
-
-    Raises ``DecisionsBusy`` (503, nothing written) when the organisation's decision slots
-    in this process stay taken too long (``WARDEN_DECISION_CONCURRENCY``,
-    approvals/bulkhead.py).
     """
     request = approval_request_get(request_or_action_id)
     voter = _authorize_decider(request, actor_user=actor_user, actor_key=actor_key)
-    # A bounded number at once per organisation and process (approvals/bulkhead.py); taken
-    # once the caller is known to be one of its reviewers (outsiders get their 404 as ever).
-    with decision_slot(organization_id=request.organization_id):
-        return _decide(
-            request,
-            voter=voter,
-            actor_key=actor_key,
-            approve=approve,
-            notes=notes,
-            source=source,
-            grant=grant,
-        )
-
-
-def _decide(
-    request: ApprovalRequest,
-    *,
-    voter: User,
-    actor_key: Any | None,
-    approve: bool,
-    notes: str,
-    source: str,
-    grant: GrantSpec | dict[str, Any] | None,
-) -> ApprovalRequest:
     notes = (notes or "").strip()
     if len(notes) > MAX_NOTES:
         raise ValidationFailed(f"Notes are limited to {MAX_NOTES} characters.", field="notes")
@@ -521,8 +492,6 @@ def approval_decide_bulk(
     quorum, plan and the audit entry apply exactly as for a single decision, and one
     request decided meanwhile does not undo the others. Ids of other organisations (or no
     request at all) are ``not_found`` and untouched. Outcomes come back in the order asked.
-    The whole batch runs in one decision slot (approvals/bulkhead.py): it waits for one
-    once, and a busy process refuses it before anything is decided.
     """
     wanted = list(dict.fromkeys(a for a in action_ids if a))
     if not wanted:
@@ -535,47 +504,38 @@ def approval_decide_bulk(
             organization=organization, action_id__in=wanted
         ).select_related("organization__plan", "agent")
     }
-    with decision_slot(organization_id=organization.pk):
-        return [
-            _bulk_outcome(
-                action_id,
-                found.get(action_id),
+    outcomes: list[BulkOutcome] = []
+    for action_id in wanted:
+        request = found.get(action_id)
+        if request is None:
+            outcomes.append(BulkOutcome(action_id, "not_found", "", "No such approval request."))
+            continue
+        try:
+            decided = approval_decide(
+                request_or_action_id=request,
                 actor_user=actor_user,
                 approve=approve,
                 notes=notes,
                 source=source,
             )
-            for action_id in wanted
-        ]
-
-
-def _bulk_outcome(
-    action_id: str,
-    request: ApprovalRequest | None,
-    *,
-    actor_user: User,
-    approve: bool,
-    notes: str,
-    source: str,
-) -> BulkOutcome:
-    if request is None:
-        return BulkOutcome(action_id, "not_found", "", "No such approval request.")
-    try:
-        decided = approval_decide(
-            request_or_action_id=request,
-            actor_user=actor_user,
-            approve=approve,
-            notes=notes,
-            source=source,
-        )
-    except Conflict as error:
-        result = "already_voted" if error.code == "already_voted" else "already_decided"
-        return BulkOutcome(
-            action_id, result, str(error.extra.get("status", "")), error.detail, request.action
-        )
-    except (Forbidden, PlanRequired, NotFound) as error:
-        return BulkOutcome(action_id, "not_allowed", request.status, error.detail, request.action)
-    return BulkOutcome(action_id, "decided", decided.status, "", decided.action)
+        except Conflict as error:
+            result = "already_voted" if error.code == "already_voted" else "already_decided"
+            outcomes.append(
+                BulkOutcome(
+                    action_id,
+                    result,
+                    str(error.extra.get("status", "")),
+                    error.detail,
+                    request.action,
+                )
+            )
+        except (Forbidden, PlanRequired, NotFound) as error:
+            outcomes.append(
+                BulkOutcome(action_id, "not_allowed", request.status, error.detail, request.action)
+            )
+        else:
+            outcomes.append(BulkOutcome(action_id, "decided", decided.status, "", decided.action))
+    return outcomes
 
 
 class LinkUsed(Conflict):
@@ -593,8 +553,7 @@ def approval_decide_by_email_link(*, token: str, approve: bool, notes: str = "")
     link = email_link_get(token)
     if not link.user.is_active:
         raise LinkInvalid("This link is not valid.")
-    # The decision slot before the transaction: no row is held while it waits for one.
-    with decision_slot(organization_id=link.request.organization_id), transaction.atomic():
+    with transaction.atomic():
         used = EmailLink.objects.filter(pk=link.pk, used_at__isnull=True).update(
             used_at=timezone.now()
         )

@@ -89,10 +89,7 @@ class Client:
     def post(self, path: str, body: str = "{}") -> tuple[int, dict]:
         self.connection.request("POST", path, body=body, headers=self.headers)
         response = self.connection.getresponse()
-        answer = json.loads(response.read() or b"{}")
-        if response.status == 503:
-            answer["retry_after"] = float(response.getheader("Retry-After") or 1)
-        return response.status, answer
+        return response.status, json.loads(response.read() or b"{}")
 
 
 def hold(port: int, key: str, count: int) -> list[str]:
@@ -105,19 +102,11 @@ def hold(port: int, key: str, count: int) -> list[str]:
     return ids
 
 
-BUSY: list[str] = []  # action ids answered 503 "busy" (the decision bulkhead), then retried
-
-
 def approve(port: int, key: str, action_id: str, client: Client | None = None) -> float:
-    """Approve one held call; the answer's latency in ms (a 503 "busy" is retried after its
-    Retry-After, as the SDK does, and counts in the latency)."""
+    """Approve one held call; the answer's latency in ms."""
     client = client or Client(port, key)
     started = time.perf_counter()
     status, body = client.post(f"/api/v1/actions/{action_id}/approve")
-    while status == 503 and body.get("code") == "busy":
-        BUSY.append(action_id)
-        time.sleep(body["retry_after"])
-        status, body = client.post(f"/api/v1/actions/{action_id}/approve")
     elapsed = (time.perf_counter() - started) * 1000
     assert status == 200, (status, body)
     return elapsed
@@ -318,7 +307,6 @@ def main() -> int:
     print(f"| backends waiting for a lock (every 20 ms) | {quiet['waits']} | {busy['waits']} |")
     errors = quiet["paced"].errors + busy["paced"].errors
     print(f"\ncheck errors: {errors}; p99 ratio busy / quiet: {busy['p99'] / quiet['p99']:.2f}")
-    print(f"decisions answered 503 busy (and retried): {len(BUSY)}")
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; gunicorn 4 x 8 threads, one Celery worker (4 threads)"

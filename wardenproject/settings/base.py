@@ -398,12 +398,6 @@ SPECTACULAR_SETTINGS = {
 # documents have their own limit, 1 MiB).
 WARDEN_MAX_BODY_BYTES = env_int("WARDEN_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(WARDEN_MAX_BODY_BYTES, 2_621_440)
-# Decisions of one organisation running at once in each web process (0: no bound), and the
-# seconds one waits for a slot before it is answered 503 "busy" with Retry-After
-# (approvals/bulkhead.py): a flood of decisions must not starve the checks that share the
-# process and the cores.
-WARDEN_DECISION_CONCURRENCY = env_int("WARDEN_DECISION_CONCURRENCY", 1, minimum=0)
-WARDEN_DECISION_WAIT = env_int("WARDEN_DECISION_WAIT", 5, minimum=0)
 
 # --- Webhooks --------------------------------------------------------------------------------
 # Allow webhook URLs that resolve to loopback/private/link-local addresses (tests, labs).
