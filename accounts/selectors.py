@@ -216,9 +216,24 @@ def membership_is_last_owner(membership: Membership) -> bool:
 
 def membership_role_get(*, user: User, organization_id: int) -> str | None:
     """The user's role in the organisation, or None for outsiders."""
+    # order_by(): one row at most, and the model's ordering would join the organisation.
     return (
         Membership.objects.filter(user=user, organization_id=organization_id)
+        .order_by()
         .values_list("role", flat=True)
+        .first()
+    )
+
+
+def membership_of_active_user_get(*, user_id: int, organization_id: int) -> Membership | None:
+    """The membership of an active user in the organisation, with the user (one query), or
+    None for outsiders and deactivated users."""
+    return (
+        Membership.objects.filter(
+            user_id=user_id, user__is_active=True, organization_id=organization_id
+        )
+        .select_related("user")
+        .order_by()
         .first()
     )
 

@@ -79,7 +79,7 @@ def request_actor(request: Request) -> tuple[User | None, Any | None]:
 def approval_json(request: ApprovalRequest) -> dict[str, Any]:
     """The native action JSON of an approval request (audit.selectors.action_detail)."""
     if request.check_entry_id is not None:
-        return action_detail(entry=request.check_entry)
+        return action_detail(entry=request.check_entry, approval=request)
     raise Conflict("The check of this request was purged by retention.", extra={"status": "gone"})
 
 

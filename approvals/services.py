@@ -23,7 +23,7 @@ from django.utils import timezone
 from accounts.models import Organization, User
 from accounts.permissions import Capability, roles_with
 from accounts.plans import Feature, plan_require
-from accounts.selectors import membership_role_get
+from accounts.selectors import membership_of_active_user_get, membership_role_get
 from agents.limits import budgets_spend_approved
 from agents.policy import Call, RuleSpec, amount_read
 from approvals import wakeup
@@ -233,17 +233,15 @@ def _deciding_person(
             raise NotFound(missing)
         if actor_key.kind != "approver":
             raise Forbidden("Only approver keys and reviewers can decide approval requests.")
-        creator = (
-            User.objects.filter(pk=actor_key.created_by_id, is_active=True).first()
+        membership = (
+            membership_of_active_user_get(
+                user_id=actor_key.created_by_id, organization_id=organization_id
+            )
             if actor_key.created_by_id is not None
             else None
         )
-        role = (
-            membership_role_get(user=creator, organization_id=organization_id)
-            if creator is not None
-            else None
-        )
-        if role not in DECIDING_ROLES:
+        creator, role = (membership.user, membership.role) if membership else (None, None)
+        if creator is None or role not in DECIDING_ROLES:
             raise Forbidden(
                 "This approver key votes as the member who created it, and that member may "
                 "not decide approval requests (any more)."
@@ -421,14 +419,17 @@ def approval_decide(
     refused: DomainError | None = None
     with transaction.atomic():
         # The request row only, and the lock an UPDATE of its non-key columns takes anyway:
-        # its organisation, plan and agent are read, not locked (a lock on them would hold up
+        # its organisation, plan and agent are not locked (a lock on them would hold up
         # every check of the organisation and every decision on the same plan), and rows
-        # that reference the request (votes) can still be inserted.
+        # that reference the request (votes) can still be inserted. The check entry comes
+        # with it (an approval spends its budgets, the API answers with it), unlocked.
         locked = (
             ApprovalRequest.objects.select_for_update(of=("self",), no_key=True)
-            .select_related("organization__plan", "agent")
+            .select_related("check_entry")
             .get(pk=request.pk)
         )
+        # A decision changes neither: the instances read above, not a second read.
+        locked.organization, locked.agent = request.organization, request.agent
         now = timezone.now()
         if _is_overdue(locked, now):
             locked = _settle_overdue_locked(locked, now=now) or locked
@@ -608,7 +609,12 @@ def _vote(
     """
     if approve and request.approvals_required > 1:
         plan_require(request.organization, Feature.APPROVAL_QUORUM)
-    if ApprovalVote.objects.filter(request=request, user=voter).exists():
+    # A pending one-approver request has no votes (its first vote decides it); the
+    # database's one-vote-per-person constraint stands behind this either way.
+    if (
+        request.approvals_required > 1
+        and ApprovalVote.objects.filter(request=request, user=voter).exists()
+    ):
         raise Conflict(
             "You have already voted on this request (in person or with one of your approver "
             "keys); another reviewer must decide.",

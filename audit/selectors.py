@@ -72,14 +72,20 @@ def action_explanation(*, entry: AuditEntry) -> dict[str, Any]:
     return {"recorded": trace is not None, "lines": lines, "text": "; ".join(lines), "trace": trace}
 
 
-def action_detail(*, entry: AuditEntry) -> dict[str, Any]:
-    """The native JSON view of one tool call: the check, its approval and its outcome."""
+def action_detail(*, entry: AuditEntry, approval: Any | None = None) -> dict[str, Any]:
+    """The native JSON view of one tool call: the check, its approval and its outcome.
+
+    ``approval``: the entry's approval request when the caller holds it already (a decision
+    just taken, a page of the queue); otherwise it is read here, if there is one."""
     from approvals.models import ApprovalRequest
     from approvals.services import approval_expire_if_overdue
 
-    approval = (
-        ApprovalRequest.objects.filter(action_id=entry.public_id).prefetch_related("votes").first()
-    )
+    if approval is None:
+        approval = (
+            ApprovalRequest.objects.filter(action_id=entry.public_id)
+            .prefetch_related("votes")
+            .first()
+        )
     if approval is not None:
         # Every reader sees an overdue request as expired, whatever the beat task's lag.
         approval = approval_expire_if_overdue(approval)

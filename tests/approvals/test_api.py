@@ -3,6 +3,8 @@ from __future__ import annotations
 from http import HTTPStatus
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from approvals.models import ApprovalRequest
 from tests.approvals.conftest import key_create, request_create
@@ -342,3 +344,25 @@ def test_arden_approve_with_an_empty_body_still_approves(key_client, keys, pendi
     )
     assert response.status_code == HTTPStatus.OK
     assert response.json()["status"] == "approved"
+
+
+def test_a_one_approver_decision_through_the_api_sends_a_bounded_number_of_statements(
+    key_client, keys, make_request
+):
+    """Decision bursts compete with checks for the CPU (docs/PERFORMANCE.md): each statement
+    costs the web process more than the database. The first call warms the key's cache."""
+    warm, measured = make_request(), make_request()
+    client = key_client(keys["approver"])
+    assert client.post(_approve_url(warm.action_id), {}, format="json").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(_approve_url(measured.action_id), {}, format="json")
+    assert response.status_code == 200
+    assert response.json()["status"] == "approved"
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"].upper()]
+    request_reads = [s for s in statements if s.startswith('SELECT "approvals_approvalrequest"')]
+    assert len(request_reads) == 2  # authorise, then lock; the answer reuses the locked one
+    assert not [
+        s for s in statements if 'FROM "approvals_approvalvote" WHERE' in s and "LIMIT 1" in s
+    ]
+    # Reading the vote back for the answer, yes; asking whether one exists first, no.
+    assert len(statements) <= 11, statements
