@@ -7,7 +7,8 @@ PostgreSQL database (default ``warden_mcp_bench``; ``--database-url``), seeds an
 on the Enterprise plan (no rate limit) with an agent whose policy allows ``mcp.bench.echo``
 (one allow rule, as a real policy would have), and registers the upstream. Then one SDK
 client to each side calls ``echo`` alternately (direct, gateway, direct ...), after a warm-up,
-and reports p50/p90/p99 of both and their difference. The gateway's check row, its outcome
+and reports p50/p90/p99 of both and their difference, with the CPU time per call of the
+client, the upstream and the gateway (from /proc, Linux). The gateway's check row, its outcome
 row (recorded after the answer) and the policy evaluation are all inside the measured call.
 
     .venv/bin/python bench/mcp_overhead.py --calls 2000
@@ -28,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from servers import database_fresh_migrated, free_port  # noqa: E402
+from servers import cpu_seconds, database_fresh_migrated, free_port  # noqa: E402
 
 
 def serve_upstream(port: int) -> None:
@@ -42,7 +43,16 @@ def serve_upstream(port: int) -> None:
         """Say it back."""
         return text
 
-    uvicorn.run(server.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning")
+    # The upstream stays the same whatever is installed (asyncio's loop, h11), so that only
+    # the gateway's side changes between runs.
+    uvicorn.run(
+        server.streamable_http_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        loop="asyncio",
+        http="h11",
+    )
 
 
 def seed(upstream_url: str) -> str:
@@ -79,13 +89,22 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise SystemExit(f"nothing listens on {port}")
 
 
-def measure(direct_url: str, gateway_url: str, key: str, calls: int, warmup: int) -> dict:
+def measure(
+    direct_url: str, gateway_url: str, key: str, calls: int, warmup: int, pids: dict[str, int]
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Milliseconds of each call, by side; and the CPU milliseconds per measured call of the
+    processes in ``pids`` (and of this client process), counted after the warm-up."""
     import anyio
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
 
-    async def main() -> dict:
+    def cpu_now() -> dict[str, float]:
+        return {"client": time.process_time()} | {
+            name: cpu_seconds(pid) for name, pid in pids.items()
+        }
+
+    async def main() -> tuple[dict[str, list[float]], dict[str, float]]:
         direct_http = create_mcp_http_client()
         gateway_http = create_mcp_http_client(headers={"authorization": f"Bearer {key}"})
         async with (
@@ -95,7 +114,10 @@ def measure(direct_url: str, gateway_url: str, key: str, calls: int, warmup: int
             Client(streamable_http_client(gateway_url, http_client=gateway_http)) as gateway,
         ):
             times: dict[str, list[float]] = {"direct": [], "gateway": []}
+            cpu_before: dict[str, float] = {}
             for n in range(warmup + calls):
+                if n == warmup:
+                    cpu_before = cpu_now()
                 for name, client in (("direct", direct), ("gateway", gateway)):
                     started = time.perf_counter()
                     result = await client.call_tool("echo", {"text": f"call {n}"})
@@ -104,7 +126,9 @@ def measure(direct_url: str, gateway_url: str, key: str, calls: int, warmup: int
                         raise SystemExit(f"{name} call failed: {result.content}")
                     if n >= warmup:
                         times[name].append(elapsed)
-            return times
+            cpu_after = cpu_now()
+            cpu = {name: (cpu_after[name] - cpu_before[name]) / calls * 1000 for name in cpu_after}
+            return times, cpu
 
     return anyio.run(main)
 
@@ -165,12 +189,13 @@ def main() -> None:
             )
         )
         wait_port(gateway_port)
-        times = measure(
+        times, cpu = measure(
             upstream_url,
             f"http://127.0.0.1:{gateway_port}/mcp/bench",
             key,
             args.calls,
             args.warmup,
+            {"upstream": children[0].pid, "gateway": children[1].pid},
         )
     finally:
         for child in children:
@@ -193,6 +218,10 @@ def main() -> None:
     overhead = [g - d for g, d in zip(rows["gateway"], rows["direct"], strict=True)]
     print(f"{'overhead':10}" + "".join(f"{v:9.2f}" for v in overhead))
     verdict = overhead[0] <= 5 and overhead[2] <= 20
+    print(
+        "CPU ms per measured call pair (one direct and one gateway call; the upstream serves "
+        "both): " + ", ".join(f"{name} {value:.3f}" for name, value in cpu.items())
+    )
     print(f"target p50 <= 5 ms and p99 <= 20 ms: {'met' if verdict else 'NOT met'}")
 
 

@@ -161,6 +161,13 @@ class Upstreams:
 
     async def client(self, upstream: Upstream) -> Client:
         link = self._links.get(upstream.pk)
+        if (
+            link is not None
+            and link.client is not None
+            and not link.dead
+            and link.upstream.version == upstream.version
+        ):
+            return link.client  # the common case: open already, nothing to wait for
         if link is None or link.dead or link.upstream.version != upstream.version:
             if link is not None:
                 link.closed.set()
