@@ -27,7 +27,8 @@ CONFLICT DO UPDATE``, key order, so racing checks queue and cannot deadlock) and
 them until it commits. A budget that was overtaken is "contended" in this process for
 ``CONTENDED_SECONDS``: its checks take the locks at once rather than race and lose again.
 So a check with budgets costs two statements where one without costs one, and one that
-spends a contended budget four (docs/PERFORMANCE.md).
+spends a contended budget four (docs/PERFORMANCE.md). On PostgreSQL they are prepared
+statements (``prepared_cursor``): planning them on every call was most of their cost.
 
 A held call's budgets are kept on its audit row (``data["budgets"]``) and spent when it is
 approved (``budgets_spend_approved``), in the bucket of the time it was requested.
