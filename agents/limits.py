@@ -27,7 +27,8 @@ CONFLICT DO UPDATE``, key order, so racing checks queue and cannot deadlock) and
 them until it commits. A budget that was overtaken is "contended" in this process for
 ``CONTENDED_SECONDS``: its checks take the locks at once rather than race and lose again.
 So a check with budgets costs two statements where one without costs one, and one that
-spends a contended budget four (docs/PERFORMANCE.md).
+spends a contended budget four (docs/PERFORMANCE.md). On PostgreSQL they are prepared
+statements (``prepared_cursor``): planning them on every call was most of their cost.
 
 A held call's budgets are kept on its audit row (``data["budgets"]``) and spent when it is
 approved (``budgets_spend_approved``), in the bucket of the time it was requested.
@@ -68,7 +69,7 @@ from agents.selectors import organization_tz, rule_spec
 from approvals.models import ApprovalRequest
 from audit.models import AuditEntry
 from audit.services import audit_entry_insert
-from wardenproject.db import rows_insert_sql, rows_inserted
+from wardenproject.db import prepared_cursor, rows_insert_sql, rows_inserted
 
 _COUNTER_TABLE = LimitCounter._meta.db_table
 _BUCKET_TABLE = LimitBucket._meta.db_table
@@ -213,7 +214,7 @@ class Reservation:
         ]
         for counter_id, since in trims:
             params += [counter_id, since]
-        with connections["default"].cursor() as cursor:
+        with prepared_cursor(connections["default"]) as cursor:
             cursor.execute(
                 _spend_sql(len(self.held), len(trims), insert_sql), [*params, *insert_params]
             )
@@ -322,7 +323,7 @@ def _counters_read(
     for key, budget in wanted:
         params += [key, _window_start(now, budget.per_seconds)]
     sql = _read_sql(len(wanted))
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         if lock:
             cursor.execute(_lock_sql(len(wanted)), create_params)
         cursor.execute(sql, params)

@@ -83,6 +83,7 @@ TRICKS = {
     "trace": ("PLAIN", BODY, {}, ()),
     "balanced_worker": ("PLAIN", BODY, {}, ("--worker-class", "gthread")),
     "optimistic_spend": ("LIMITED", LIMITED, {}, ()),
+    "prepared_limits": ("LIMITED", LIMITED, {}, ()),
     "redis_client_reuse": ("METERED", BODY, {"REDIS_URL": REDIS_URL}, ()),
 }
 

@@ -10,6 +10,9 @@ them; docs/PERFORMANCE.md has the results):
   without a lock and spending with one statement;
 - ``redis_client_reuse``: Django's Redis cache client (a ``redis.Redis`` built per
   operation);
+- ``prepared_limits``: the running totals' read and spend go through Django's own cursor
+  (client-side binding: parsed and planned on every call) instead of
+  ``wardenproject.db.prepared_cursor``;
 - ``trace`` (not a trick: what issue 16's evaluation trace costs): checks record no trace.
 """
 
@@ -27,6 +30,7 @@ KNOWN = {
     "balanced_worker",  # taken out by bench/tricks_ab.py with gunicorn's own gthread worker
     "optimistic_spend",
     "redis_client_reuse",
+    "prepared_limits",
 }
 if WITHOUT - KNOWN:
     raise SystemExit(f"unknown tricks: {sorted(WITHOUT - KNOWN)}")
@@ -47,3 +51,8 @@ if "redis_client_reuse" in WITHOUT:
     from wardenproject import cache
 
     cache._ReusedClient = RedisCacheClient  # what each cache instance builds its client from
+
+if "prepared_limits" in WITHOUT:
+    from agents import limits
+
+    limits.prepared_cursor = lambda connection: connection.cursor()

@@ -115,6 +115,21 @@ def test_racing_checks_against_a_count_limit_allow_exactly_the_count(keys, suppo
     assert (decisions.count("allow"), decisions.count("requires_approval")) == (7, 17)
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements: PostgreSQL")
+def test_a_limited_checks_read_and_spend_are_prepared_statements(client, keys, support_bot):
+    """PostgreSQL parses and plans them once per connection (most of their cost otherwise)."""
+    refund_budget(support_bot)
+    for _ in range(3):
+        assert check(client, keys.live, {"amount": 10})["decision"] == "allow"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    counters = LimitCounter._meta.db_table
+    assert any(s.startswith("WITH w(key, since)") and counters in s for s in prepared)
+    assert any(s.startswith("WITH expected(key, version)") for s in prepared)
+    assert counted(LimitCounter.objects.get().rule) == 30
+
+
 # --- Counters, not scans ---------------------------------------------------------------------
 
 

@@ -88,6 +88,20 @@ def test_audit_async_commit_is_an_explicit_postgresql_only_opt_in():
     assert run({"WARDEN_AUDIT_ASYNC_COMMIT": "true"}) == "default None"  # SQLite: no such knob
 
 
+def test_prepared_statements_are_on_with_postgresql_unless_turned_off():
+    """Only the running totals' server-binding cursor prepares (agents/limits.py)."""
+
+    def run(extra: dict[str, str]) -> str:
+        return printed_by_settings(
+            "s.DATABASES['default']['OPTIONS'].get('prepare_threshold', 'unset')", extra
+        )
+
+    postgres = "postgres://postgres@127.0.0.1:5432/x"
+    assert run({"DATABASE_URL": postgres}) == "1"
+    assert run({"DATABASE_URL": postgres, "DATABASE_PREPARED_STATEMENTS": "false"}) == "None"
+    assert run({}) == "unset"  # SQLite
+
+
 def test_self_serve_plans_are_off_unless_turned_on():
     """A hosted service: plan changes are the operator's; `make run` turns them on."""
     assert printed_by_settings("s.WARDEN_SELF_SERVE_PLANS", {}) == "False"
