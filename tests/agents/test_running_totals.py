@@ -115,7 +115,7 @@ def test_racing_checks_against_a_count_limit_allow_exactly_the_count(keys, suppo
     assert (decisions.count("allow"), decisions.count("requires_approval")) == (7, 17)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements: PostgreSQL")
+@pytest.mark.postgres  # prepared statements: PostgreSQL only
 def test_a_limited_checks_read_and_spend_are_prepared_statements(client, keys, support_bot):
     """PostgreSQL parses and plans them once per connection (most of their cost otherwise)."""
     refund_budget(support_bot)
