@@ -804,37 +804,19 @@ def _remember_open(
 def _remember_submitted(
     connection: SlackConnection, payload: dict[str, Any], view: dict[str, Any]
 ) -> SlackReply:
-    """The remember modal's submit: approve with the grant, through ``approval_decide`` (the
-    rule's allowed kinds, the member's role and the routing checked there). A refusal is
-    shown in the modal under the field it names, and nothing is decided."""
+    """The remember modal's submit: approve with the grant (the rule's allowed kinds, the
+    member's role and the routing checked by ``approval_decide``)."""
     grant, notes = slack_blocks.remember_values(view.get("state") or {})
-    slack_user_id = str((payload.get("user") or {}).get("id") or "")
-
-    def refuse(text: str, block: str = "kind") -> SlackReply:
-        return SlackReply(body={"response_action": "errors", "errors": {block: text[:150]}})
-
-    request = _request_in(connection, view.get("private_metadata"))
-    if request is None:
-        return refuse("No such approval request in this organisation.")
-    member = _member_for(connection, slack_user_id, _client_for(connection))
-    if member is None:
-        return refuse("Your Slack account is not linked to a member; click the button again.")
-    try:
-        approval_decide(
-            request_or_action_id=request,
-            actor_user=member,
-            approve=True,
-            notes=notes,
-            source="slack",
-            grant=grant,
-        )
-    except DomainError as exc:
-        name = (getattr(exc, "field", "") or "").removeprefix("grant.")
-        if name == "notes":
-            name = slack_blocks.NOTES_BLOCK
-        block = name if name in (*slack_blocks.GRANT_BLOCKS, slack_blocks.NOTES_BLOCK) else "kind"
-        return refuse(f"Nothing was decided: {exc.detail}", block)
-    return SlackReply()
+    return _modal_decide(
+        connection,
+        payload,
+        view,
+        approve=True,
+        notes=notes,
+        grant=grant,
+        blocks=(*slack_blocks.GRANT_BLOCKS, slack_blocks.NOTES_BLOCK),
+        button="the button",
+    )
 
 
 def _reject_submitted(
@@ -844,27 +826,53 @@ def _reject_submitted(
     notes = ((values.get(slack_blocks.NOTES_BLOCK) or {}).get(slack_blocks.NOTES_INPUT) or {}).get(
         "value"
     ) or ""
-    slack_user_id = str((payload.get("user") or {}).get("id") or "")
+    return _modal_decide(
+        connection,
+        payload,
+        view,
+        approve=False,
+        notes=str(notes),
+        grant=None,
+        blocks=(slack_blocks.NOTES_BLOCK,),
+        button="Reject",
+    )
 
-    def refuse(text: str) -> SlackReply:
-        return SlackReply(
-            body={"response_action": "errors", "errors": {slack_blocks.NOTES_BLOCK: text[:150]}}
-        )
+
+def _modal_decide(
+    connection: SlackConnection,
+    payload: dict[str, Any],
+    view: dict[str, Any],
+    *,
+    approve: bool,
+    notes: str,
+    grant: dict[str, Any] | None,
+    blocks: tuple[str, ...],
+    button: str,
+) -> SlackReply:
+    """Decide the request a submitted modal names (``private_metadata``) as the clicking
+    member. A refusal is shown in the modal under the block of the field it names (else the
+    first block), and nothing is decided."""
+
+    def refuse(text: str, block: str = blocks[0]) -> SlackReply:
+        return SlackReply(body={"response_action": "errors", "errors": {block: text[:150]}})
 
     request = _request_in(connection, view.get("private_metadata"))
     if request is None:
         return refuse("No such approval request in this organisation.")
+    slack_user_id = str((payload.get("user") or {}).get("id") or "")
     member = _member_for(connection, slack_user_id, _client_for(connection))
     if member is None:
-        return refuse("Your Slack account is not linked to a member; click Reject again.")
+        return refuse(f"Your Slack account is not linked to a member; click {button} again.")
     try:
         approval_decide(
             request_or_action_id=request,
             actor_user=member,
-            approve=False,
-            notes=str(notes),
+            approve=approve,
+            notes=notes,
             source="slack",
+            grant=grant,
         )
     except DomainError as exc:
-        return refuse(f"Nothing was decided: {exc.detail}")
+        name = (exc.field or "").removeprefix("grant.")
+        return refuse(f"Nothing was decided: {exc.detail}", name if name in blocks else blocks[0])
     return SlackReply()

@@ -51,12 +51,13 @@ def csrf_client() -> Client:
     return Client(enforce_csrf_checks=True)
 
 
-def confirm(client: Client, path: str, notes: str = "") -> object:
-    """GET the page (which sets the CSRF cookie), then POST its form with the token."""
+def confirm(client: Client, path: str, notes: str = "", **fields: str) -> object:
+    """GET the page (which sets the CSRF cookie), then POST its form with the token (and
+    any other ``fields`` of the form, such as the grant's)."""
     page = client.get(path)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
     assert token, page.content.decode()
-    return client.post(path, {"csrfmiddlewaretoken": token.group(1), "notes": notes})
+    return client.post(path, {"csrfmiddlewaretoken": token.group(1), "notes": notes, **fields})
 
 
 def test_each_reviewer_gets_links_of_their_own(emailed):
@@ -292,12 +293,6 @@ def _emailed_check(org_a, bot, check, grants, **check_kw):
     return request, links_in(email_to("bob@example.com"))
 
 
-def confirm_with(client: Client, path: str, data: dict) -> object:
-    page = client.get(path)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
-    return client.post(path, {"csrfmiddlewaretoken": token.group(1), **data})
-
-
 def test_the_approve_page_offers_the_grants_the_rule_allows(org_a, bot, check):
     _request, links = _emailed_check(org_a, bot, check, ["identical", "amount"])
     approve_page = Client().get(links["approve"]).content.decode()
@@ -309,9 +304,7 @@ def test_the_approve_page_offers_the_grants_the_rule_allows(org_a, bot, check):
 
 def test_approving_from_the_email_page_remembers_the_approval(org_a, bot, bob, check):
     request, links = _emailed_check(org_a, bot, check, ["identical"])
-    response = confirm_with(
-        csrf_client(), links["approve"], {"grant_kind": "identical", "grant_ttl": "1h"}
-    )
+    response = confirm(csrf_client(), links["approve"], grant_kind="identical", grant_ttl="1h")
     assert response.status_code == HTTPStatus.OK
     grant = Grant.objects.get(request=request)
     assert (grant.kind, grant.created_by) == ("identical", bob)
@@ -324,9 +317,7 @@ def test_approving_from_the_email_page_remembers_the_approval(org_a, bot, bob, c
 
 def test_a_grant_the_rule_does_not_allow_decides_nothing_and_keeps_the_link(org_a, bot, check):
     request, links = _emailed_check(org_a, bot, check, ["identical"])
-    response = confirm_with(
-        csrf_client(), links["approve"], {"grant_kind": "session", "grant_ttl": "8h"}
-    )
+    response = confirm(csrf_client(), links["approve"], grant_kind="session", grant_ttl="8h")
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "does not allow session grants" in response.content.decode()
     request.refresh_from_db()
@@ -334,14 +325,14 @@ def test_a_grant_the_rule_does_not_allow_decides_nothing_and_keeps_the_link(org_
     assert not Grant.objects.exists()
     assert not EmailLink.objects.filter(used_at__isnull=False).exists()
     # The same link still works for a plain approval.
-    confirm_with(csrf_client(), links["approve"], {"grant_kind": ""})
+    confirm(csrf_client(), links["approve"], grant_kind="")
     request.refresh_from_db()
     assert request.status == "approved"
 
 
 def test_a_reject_link_never_grants(org_a, bot, check):
     request, links = _emailed_check(org_a, bot, check, ["identical"])
-    confirm_with(csrf_client(), links["reject"], {"grant_kind": "identical", "grant_ttl": "1h"})
+    confirm(csrf_client(), links["reject"], grant_kind="identical", grant_ttl="1h")
     request.refresh_from_db()
     assert request.status == "denied"
     assert not Grant.objects.exists()
