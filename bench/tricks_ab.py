@@ -84,6 +84,7 @@ TRICKS = {
     "balanced_worker": ("PLAIN", BODY, {}, ("--worker-class", "gthread")),
     "optimistic_spend": ("LIMITED", LIMITED, {}, ()),
     "prepared_limits": ("LIMITED", LIMITED, {}, ()),
+    "prepared_audit": ("PLAIN", BODY, {}, ()),
     "redis_client_reuse": ("METERED", BODY, {"REDIS_URL": REDIS_URL}, ()),
 }
 

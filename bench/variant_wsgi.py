@@ -13,6 +13,8 @@ them; docs/PERFORMANCE.md has the results):
 - ``prepared_limits``: the running totals' read and spend go through Django's own cursor
   (client-side binding: parsed and planned on every call) instead of
   ``wardenproject.db.prepared_cursor``;
+- ``prepared_audit``: the check's audit INSERT (one row, or a group commit's batch) goes
+  through Django's own cursor instead of ``prepared_cursor``;
 - ``trace`` (not a trick: what issue 16's evaluation trace costs): checks record no trace.
 """
 
@@ -31,6 +33,7 @@ KNOWN = {
     "optimistic_spend",
     "redis_client_reuse",
     "prepared_limits",
+    "prepared_audit",
 }
 if WITHOUT - KNOWN:
     raise SystemExit(f"unknown tricks: {sorted(WITHOUT - KNOWN)}")
@@ -56,3 +59,8 @@ if "prepared_limits" in WITHOUT:
     from agents import limits
 
     limits.prepared_cursor = lambda connection: connection.cursor()
+
+if "prepared_audit" in WITHOUT:
+    from wardenproject import db
+
+    db.prepared_cursor = lambda connection: connection.cursor()

@@ -12,8 +12,14 @@ keeps it (a multi-row ``VALUES`` has 26 placeholders per audit row, and psycopg 
 statement of 50 or more on every call), and one string is quoted instead of 26 values per
 row. On the lab machine that is 30-40 µs less CPU per row in the web process from three rows
 a batch, and no more in PostgreSQL (bench/audit_batch.py, bench/NOTES.md 2026-12-07). A
-single row keeps ``VALUES``: there the statement is cached anyway, and PostgreSQL spends
-more on the JSON than on the literals.
+single row keeps ``VALUES``: PostgreSQL spends more on the JSON of one row than on its
+values.
+
+Both statements run on ``prepared_cursor``: PostgreSQL parses and plans each once per
+connection and takes the values as parameters, so neither side quotes them into the SQL text.
+With the values' fast path (``InsertStatement.params``) that took a check's web-process CPU
+from 599 to 513 µs in process, and through gunicorn its CPU (web + PostgreSQL) from 1.143 to
+1.078 ms (docs/PERFORMANCE.md, "Check API").
 """
 
 from __future__ import annotations
@@ -50,6 +56,23 @@ _JSON_SAFE_TYPES = frozenset(
 )
 
 
+# Fields whose values of an exact type ``pre_save`` and ``get_db_prep_save`` return unchanged
+# (on SQLite and PostgreSQL): text fields a str, and foreign keys to an auto-increment key an
+# int (or None where the column is nullable). Exact field classes only: a subclass may
+# prepare its values (encrypt, normalise) in ways these do not.
+_PLAIN_TEXT = (models.CharField, models.TextField)
+_AUTO_KEYS = (models.AutoField, models.BigAutoField)
+
+
+def _plain_types(field: models.Field) -> frozenset[type] | None:
+    """The value types ``field`` takes unprepared (see above), or None."""
+    if type(field) in _PLAIN_TEXT:
+        return frozenset({str, type(None)} if field.null else {str})
+    if type(field) is models.ForeignKey and type(field.target_field) in _AUTO_KEYS:
+        return frozenset({int, type(None)})
+    return None
+
+
 @dataclass(frozen=True)
 class InsertStatement:
     table: str
@@ -63,12 +86,25 @@ class InsertStatement:
     datetime_positions: tuple[int, ...] = ()
     document_positions: tuple[int, ...] = ()
 
+    # Per field, in order: the value types it takes unprepared (_plain_types), or None.
+    plain_types: tuple[frozenset[type] | None, ...] = ()
+
     def params(self, instance: models.Model, connection: BaseDatabaseWrapper) -> list[Any]:
-        """The row's values as the database takes them (``get_db_prep_save``)."""
-        return [
-            field.get_db_prep_save(field.pre_save(instance, True), connection)
-            for field in self.fields
-        ]
+        """The row's values as the database takes them (``get_db_prep_save``).
+
+        A value of a type its field takes unprepared (``_plain_types``) is taken as it is:
+        ``pre_save`` and ``get_db_prep_save`` would return it unchanged, and calling them
+        for every column was most of the cost of building a check's row (26 columns, ~35
+        µs). Every other value (datetimes, numbers, JSON documents, an int given to a text
+        field) is prepared by its field as ``save()`` would."""
+        values = instance.__dict__
+        params = []
+        for field, plain in zip(self.fields, self.plain_types, strict=True):
+            if plain is not None and type(value := values[field.attname]) in plain:
+                params.append(value)
+            else:
+                params.append(field.get_db_prep_save(field.pre_save(instance, True), connection))
+        return params
 
 
 _STATEMENTS: dict[tuple[type[models.Model], str], InsertStatement] = {}
@@ -89,6 +125,7 @@ def insert_statement(model: type[models.Model], using: str = "default") -> Inser
             columns=", ".join(quote(f.column) for f in fields),
             placeholders=", ".join(["%s"] * len(fields)),
             fields=fields,
+            plain_types=tuple(_plain_types(f) for f in fields),
             pk_column=quote(model._meta.pk.column),
             json_names=tuple(f.column for f in fields) if json_safe else None,
             datetime_positions=tuple(i for i, k in enumerate(types) if k == "DateTimeField"),
@@ -108,12 +145,13 @@ def prepared_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
     Django's psycopg cursors bind parameters on the client, so the server parses and plans
     every statement afresh: for the running totals' read and spend (agents/limits.py) that
     was most of their PostgreSQL CPU (EXPLAIN: 0.16-0.29 ms planning against 0.05-0.13 ms
-    execution). This is psycopg's own server-binding cursor on Django's connection, wrapped
-    as Django wraps its cursors (execute wrappers, error mapping, query logging); psycopg
-    prepares its statements as the connection's ``prepare_threshold`` says (settings:
-    ``DATABASE_PREPARED_STATEMENTS``). Elsewhere (SQLite), and while queries are logged
-    (DEBUG, tests capturing queries: psycopg keeps no text of a statement it has prepared, so
-    the log would show none), Django's cursor.
+    execution). The audit INSERTs of ``rows_insert`` run on it too. This is psycopg's own
+    server-binding cursor on Django's connection, wrapped as Django wraps its cursors
+    (execute wrappers, error mapping, query logging); psycopg prepares its statements as the
+    connection's ``prepare_threshold`` says (settings: ``DATABASE_PREPARED_STATEMENTS``).
+    Elsewhere (SQLite), and while queries are logged (DEBUG, tests capturing queries:
+    psycopg keeps no text of a statement it has prepared, so the log would show none),
+    Django's cursor.
     """
     if connection.vendor != "postgresql" or connection.queries_logged:
         return connection.cursor()
@@ -198,7 +236,7 @@ def rows_insert(instances: list[models.Model], *, using: str = "default") -> lis
         params: list[Any] = [rows]
     else:
         sql, params = rows_insert_sql(instances, using=using)
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(sql, params)
         # PostgreSQL and SQLite return the rows of an INSERT ... VALUES in VALUES order (as
         # Django's bulk_create relies on).

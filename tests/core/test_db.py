@@ -47,6 +47,24 @@ def test_the_params_are_what_the_fields_own_conversion_gives(org_a):
     assert adapted(params) == adapted(full_conversion(entry))
 
 
+def test_values_of_other_types_are_still_prepared_by_their_fields(org_a, alice):
+    # Plain str and int values skip preparation; anything else goes through the field, so
+    # an int in a text column is sent as text, and a foreign key given as an instance or an
+    # id is the same key.
+    entry = audit_entry(org_a, session_id=5, actor_user_id=alice.pk, reason="r")
+    statement = insert_statement(AuditEntry)
+    params = statement.params(entry, connections["default"])
+    assert adapted(params) == adapted(full_conversion(entry))
+    by_column = dict(zip([f.column for f in statement.fields], params, strict=True))
+    assert by_column["session_id"] == "5" and type(by_column["session_id"]) is str
+    assert by_column["actor_user_id"] == alice.pk
+    assert by_column["organization_id"] == org_a.pk
+    assert by_column["agent_id"] is None
+    row_insert(entry)
+    stored = AuditEntry.objects.get(pk=entry.pk)
+    assert (stored.session_id, stored.actor_user_id, stored.kind) == ("5", alice.pk, "check")
+
+
 def test_rows_insert_writes_every_row_in_order_and_sets_their_keys(org_a):
     entries = [audit_entry(org_a, session_id=f"s{i}") for i in range(3)]
     for i, entry in enumerate(entries):
@@ -149,3 +167,37 @@ def statement_kind_for(instances):
     statement = insert_statement(AuditEntry)
     as_json = _rows_as_json(statement, instances, connections["default"])
     return "json" if as_json is not None else "values"
+
+
+@pytest.mark.postgres  # prepared statements: PostgreSQL only
+def test_the_row_and_the_batch_statements_are_prepared_once_per_connection(org_a):
+    """PostgreSQL parses and plans the audit INSERTs once per connection (psycopg prepares a
+    statement on its second run, prepare_threshold=1), and the values travel as parameters,
+    never quoted into the SQL text."""
+
+    def write(round_):
+        entries = [audit_entry(org_a) for _ in range(4)]
+        for i, entry in enumerate(entries):
+            entry.public_id = f"act_prep{round_}{i}"
+        row_insert(entries[0])
+        rows_insert(entries[1:])
+
+    def prepared():
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE 'INSERT INTO \"audit_auditentry\"%%'"
+            )
+            return dict(cursor.fetchall())
+
+    write(0)
+    write(1)
+    before = prepared()
+    write(2)
+    write(3)
+    after = prepared()
+    assert len(after) == 2, after
+    values, batch = sorted(after, key=lambda s: "json_populate_recordset" in s)
+    assert "VALUES ($1, $2" in values and "act_prep" not in values
+    assert "json_populate_recordset" in batch and "$1::json" in batch
+    assert after[values] - before[values] == after[batch] - before[batch] == 2

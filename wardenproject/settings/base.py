@@ -110,10 +110,10 @@ if _database_url:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     if _postgresql:
         # psycopg prepares a statement the first time a server-binding cursor runs it on a
-        # connection (Django's default is never). Only the running totals' read and spend use
-        # one (wardenproject.db.prepared_cursor); Django's own cursors bind on the client and
-        # never prepare. Off for a pooler that cannot keep prepared statements (PgBouncer in
-        # transaction mode before 1.21).
+        # connection (Django's default is never). The running totals' read and spend and the
+        # check's audit INSERT use one (wardenproject.db.prepared_cursor); Django's own
+        # cursors bind on the client and never prepare. Off for a pooler that cannot keep
+        # prepared statements (PgBouncer in transaction mode before 1.21).
         DATABASES["default"]["OPTIONS"]["prepare_threshold"] = (
             1 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
         )
