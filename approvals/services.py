@@ -26,7 +26,7 @@ from accounts.plans import Feature, plan_require
 from accounts.selectors import membership_of_active_user_get, membership_role_get
 from agents.limits import budgets_spend_approved
 from agents.policy import Call, RuleSpec, amount_read
-from approvals import wakeup
+from approvals import turns, wakeup
 from approvals.email_links import LinkInvalid, email_link_get
 from approvals.grants import (
     AMOUNT,
@@ -407,6 +407,10 @@ def approval_decide(
     needs the quorum feature at decision time, so on a plan without it approvals are refused
     with the plan message (the safe side: no silent lowering to one approver); a denial is
     always accepted, and otherwise the request expires.
+
+    On PostgreSQL one organisation's decisions run one at a time (approvals/turns.py):
+    ``DecisionsBusy`` (503, nothing written) when its turn does not come within
+    ``WARDEN_DECISION_LOCK_TIMEOUT`` seconds.
     """
     request = approval_request_get(request_or_action_id)
     voter = _authorize_decider(request, actor_user=actor_user, actor_key=actor_key)
@@ -418,6 +422,9 @@ def approval_decide(
     standing: str | None = None
     refused: DomainError | None = None
     with transaction.atomic():
+        # One decision of the organisation at a time, deployment-wide (approvals/turns.py):
+        # before the row lock, always; checks and other organisations never take it.
+        turns.decision_turn_take(organization_id=request.organization_id)
         # The request row only, and the lock an UPDATE of its non-key columns takes anyway:
         # its organisation, plan and agent are not locked (a lock on them would hold up
         # every check of the organisation and every decision on the same plan), and rows
@@ -467,7 +474,9 @@ class BulkOutcome:
     ``result``: ``decided`` (the vote was recorded: ``status`` says whether it decided the
     request or, with a quorum, more approvals are needed), ``already_decided`` (someone or
     the clock was first: ``status`` is the standing outcome), ``already_voted``,
-    ``not_allowed`` (role or plan; ``detail`` says which) or ``not_found``.
+    ``not_allowed`` (role or plan; ``detail`` says which), ``not_found`` or ``busy`` (the
+    organisation's turn to decide did not come in time: that request and every one after
+    it are left undecided, to be tried again).
     """
 
     action_id: str
@@ -505,10 +514,16 @@ def approval_decide_bulk(
         ).select_related("organization__plan", "agent")
     }
     outcomes: list[BulkOutcome] = []
+    busy: turns.DecisionsBusy | None = None
     for action_id in wanted:
         request = found.get(action_id)
         if request is None:
             outcomes.append(BulkOutcome(action_id, "not_found", "", "No such approval request."))
+            continue
+        if busy is not None:  # each would wait as long again: the rest are not tried
+            outcomes.append(
+                BulkOutcome(action_id, "busy", request.status, busy.detail, request.action)
+            )
             continue
         try:
             decided = approval_decide(
@@ -532,6 +547,11 @@ def approval_decide_bulk(
         except (Forbidden, PlanRequired, NotFound) as error:
             outcomes.append(
                 BulkOutcome(action_id, "not_allowed", request.status, error.detail, request.action)
+            )
+        except turns.DecisionsBusy as error:
+            busy = error
+            outcomes.append(
+                BulkOutcome(action_id, "busy", request.status, error.detail, request.action)
             )
         else:
             outcomes.append(BulkOutcome(action_id, "decided", decided.status, "", decided.action))

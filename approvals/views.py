@@ -128,6 +128,7 @@ BULK_RESULT_TEXT = {
     "already_voted": "{action}: you have already voted on it.",
     "not_allowed": "{action}: not allowed: {detail}",
     "not_found": "{action_id}: no such request in this organisation.",
+    "busy": "{action}: not decided: {detail}",
 }
 
 

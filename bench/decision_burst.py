@@ -2,7 +2,8 @@
 
     REDIS_URL=redis://127.0.0.1:6379/3 \\
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/warden_h_locks_bench \\
-    .venv/bin/python bench/decision_burst.py [--rate 200] [--seconds 10] [--decisions 300]
+    .venv/bin/python bench/decision_burst.py [--rate 200] [--seconds 10] [--decisions 300] \\
+        [--without decision_turns]
 
 The database is dropped and created afresh. gunicorn as in check_load.py (4 workers x 8
 threads) and one Celery worker (both queues, 4 threads) on PostgreSQL and Redis. Seeds two
@@ -15,7 +16,9 @@ latency counts from each request's due time), and one decision in B every 250 ms
 Phase 2: the same, and 2 s in, a burst: A's held calls approved through the API by 16 client
 threads (``--clients``) as fast as the server answers (or at ``--decision-rate``). Reports
 the checks' p50/p99 over the requests due during the burst, against phase 1's, and B's
-decision latency in both phases.
+decision latency in both phases. A decision answered 503 "busy" is retried after its
+Retry-After, as a client would, and counted. ``--without`` serves bench/variant_wsgi.py with
+those names taken out (``decision_turns``: one organisation's decisions side by side again).
 """
 
 from __future__ import annotations
@@ -89,7 +92,10 @@ class Client:
     def post(self, path: str, body: str = "{}") -> tuple[int, dict]:
         self.connection.request("POST", path, body=body, headers=self.headers)
         response = self.connection.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
+        answer = json.loads(response.read() or b"{}")
+        if response.status == 503:
+            answer["retry_after"] = float(response.getheader("Retry-After") or 1)
+        return response.status, answer
 
 
 def hold(port: int, key: str, count: int) -> list[str]:
@@ -102,11 +108,19 @@ def hold(port: int, key: str, count: int) -> list[str]:
     return ids
 
 
+BUSY: list[str] = []  # action ids answered 503 "busy", then retried
+
+
 def approve(port: int, key: str, action_id: str, client: Client | None = None) -> float:
-    """Approve one held call; the answer's latency in ms."""
+    """Approve one held call; the answer's latency in ms (a 503 "busy" is retried after its
+    Retry-After and counts in the latency)."""
     client = client or Client(port, key)
     started = time.perf_counter()
     status, body = client.post(f"/api/v1/actions/{action_id}/approve")
+    while status == 503 and body.get("code") == "busy":
+        BUSY.append(action_id)
+        time.sleep(body["retry_after"])
+        status, body = client.post(f"/api/v1/actions/{action_id}/approve")
     elapsed = (time.perf_counter() - started) * 1000
     assert status == 200, (status, body)
     return elapsed
@@ -156,15 +170,18 @@ def burst(
 
 
 class LockWaits:
-    """Samples, every 20 ms, how many backends of the database wait for a lock."""
+    """Samples, every 20 ms, how many backends of the database wait for a lock other than
+    a decision's turn (an advisory lock), and how many wait for a turn."""
 
     SQL = (
-        "SELECT count(*) FROM pg_stat_activity "
+        "SELECT count(*) FILTER (WHERE wait_event <> 'advisory'), "
+        "count(*) FILTER (WHERE wait_event = 'advisory') FROM pg_stat_activity "
         "WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
 
     def __init__(self) -> None:
         self.samples: list[int] = []
+        self.turns: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
 
@@ -176,7 +193,9 @@ class LockWaits:
         ) as psql:  # fmt: skip
             while not self._stop.is_set():
                 psql.stdin.write(self.SQL + ";\n")
-                self.samples.append(int(psql.stdout.readline()))
+                rows, turns = psql.stdout.readline().split("|")
+                self.samples.append(int(rows))
+                self.turns.append(int(turns))
                 time.sleep(0.02)
             psql.stdin.close()
 
@@ -188,12 +207,19 @@ class LockWaits:
         self._stop.set()
         self._thread.join()
 
-    def summary(self) -> str:
-        waiting = sum(1 for n in self.samples if n)
+    @staticmethod
+    def _summary(samples: list[int]) -> str:
+        waiting = sum(1 for n in samples if n)
         return (
-            f"{waiting} of {len(self.samples)} samples ({waiting / max(len(self.samples), 1):.0%})"
-            f", at most {max(self.samples, default=0)} backends"
+            f"{waiting} of {len(samples)} samples ({waiting / max(len(samples), 1):.0%})"
+            f", at most {max(samples, default=0)} backends"
         )
+
+    def summary(self) -> str:
+        return self._summary(self.samples)
+
+    def turns_summary(self) -> str:
+        return self._summary(self.turns)
 
 
 def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -> dict:
@@ -229,6 +255,7 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
         "burst_s": (until - since) if window else 0.0,
         "b": b_latencies,
         "waits": waits.summary(),
+        "turns": waits.turns_summary(),
     }
 
 
@@ -240,6 +267,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16, help="concurrent deciding clients")
     parser.add_argument(
         "--decision-rate", type=float, default=0.0, help="decisions/s in the burst (0: no limit)"
+    )
+    parser.add_argument(
+        "--without", default="", help="bench/variant_wsgi.py names to take out (comma-separated)"
     )
     args = parser.parse_args()
     os.environ["DATABASE_URL"] = DATABASE_URL
@@ -268,7 +298,16 @@ def main() -> int:
         cwd=ROOT, env=server_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    server = start_gunicorn(port=port, workers=4, threads=8, env=server_env)
+    if args.without:
+        server = start_gunicorn(
+            port=port,
+            workers=4,
+            threads=8,
+            env=server_env | {"WARDEN_WITHOUT": args.without},
+            app="bench.variant_wsgi:application",
+        )
+    else:
+        server = start_gunicorn(port=port, workers=4, threads=8, env=server_env)
     try:
         for _ in range(100):
             try:
@@ -305,8 +344,11 @@ def main() -> int:
         f"({args.decisions / busy['burst_s']:.0f}/s) |"
     )
     print(f"| backends waiting for a lock (every 20 ms) | {quiet['waits']} | {busy['waits']} |")
+    print(f"| backends waiting for a decision's turn | {quiet['turns']} | {busy['turns']} |")
     errors = quiet["paced"].errors + busy["paced"].errors
     print(f"\ncheck errors: {errors}; p99 ratio busy / quiet: {busy['p99'] / quiet['p99']:.2f}")
+    print(f"decisions answered 503 busy (and retried): {len(BUSY)}")
+    print(f"without: {args.without or '-'}")
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; gunicorn 4 x 8 threads, one Celery worker (4 threads)"

@@ -15,7 +15,9 @@ them; docs/PERFORMANCE.md has the results):
   ``wardenproject.db.prepared_cursor``;
 - ``prepared_audit``: the check's audit INSERT (one row, or a group commit's batch) goes
   through Django's own cursor instead of ``prepared_cursor``;
-- ``trace`` (not a trick: what issue 16's evaluation trace costs): checks record no trace.
+- ``trace`` (not a trick: what issue 16's evaluation trace costs): checks record no trace;
+- ``decision_turns`` (not a trick either): one organisation's decisions no longer take turns
+  (``approvals/turns.py``), for bench/decision_burst.py's A/B.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ KNOWN = {
     "redis_client_reuse",
     "prepared_limits",
     "prepared_audit",
+    "decision_turns",
 }
 if WITHOUT - KNOWN:
     raise SystemExit(f"unknown tricks: {sorted(WITHOUT - KNOWN)}")
@@ -64,3 +67,8 @@ if "prepared_audit" in WITHOUT:
     from wardenproject import db
 
     db.prepared_cursor = lambda connection: connection.cursor()
+
+if "decision_turns" in WITHOUT:
+    from approvals import turns
+
+    turns.decision_turn_take = lambda **kwargs: None  # decisions run side by side again

@@ -187,6 +187,9 @@ _check_audit_keys()
 # transaction when there are at most this many calls to count; more, and a task recounts
 # them while the rule's limit applies to every call it would count (agents/limits.py).
 WARDEN_LIMITS_RECOUNT_INLINE_ROWS = env_int("WARDEN_LIMITS_RECOUNT_INLINE_ROWS", 20_000, minimum=0)
+# PostgreSQL: one organisation's decisions run one at a time (approvals/turns.py); seconds a
+# decision waits for its turn before it is refused with 503 "busy" and nothing written.
+WARDEN_DECISION_LOCK_TIMEOUT = env_int("WARDEN_DECISION_LOCK_TIMEOUT", 5, minimum=1)
 
 # --- Redis, cache and Celery -----------------------------------------------------------------
 # REDIS_URL selects Redis as Celery broker and cache. Without it Celery uses kombu's

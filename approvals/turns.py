@@ -1,0 +1,79 @@
+"""One organisation's decisions take turns across the whole deployment.
+
+A decision costs the web process ~20 times the CPU of a check (docs/PERFORMANCE.md, "Checks
+during a burst of decisions"). Reviewers or scripts deciding flat out in parallel would
+otherwise take the cores, and the GIL of the web processes they share with the check
+endpoints, from the checks. So ``approval_decide`` takes its organisation's turn first in
+its transaction: a PostgreSQL transaction-level advisory lock, released by the commit or
+rollback. Only decisions take it: checks, claims, expiry sweeps and other organisations'
+decisions never wait for it. It is taken before the request's row lock, always in that
+order, so it adds no deadlock.
+
+A decision waits for its turn at most ``WARDEN_DECISION_LOCK_TIMEOUT`` seconds, then is
+refused with ``DecisionsBusy`` (503, ``busy``, ``Retry-After``): its transaction rolls back,
+nothing is written and a retry is safe. The timeout bounds that wait only (the
+connection's own ``lock_timeout`` is put back once the turn is taken, within the
+transaction). The lock is re-entrant within a transaction, so decisions nested in one (an
+email link's) take it again without waiting.
+
+SQLite lets one writer at a time anyway: nothing to take there.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from django.conf import settings
+from django.db import OperationalError, connection
+
+from wardenproject.errors import DomainError
+
+# First key of the two-key advisory locks of decisions: "AD" (approval decisions). Other
+# two-key users must keep off it: webhooks/dispatch.py's slots use 0x5748xxxx ("WH").
+DECISION_LOCK_NAMESPACE = 0x41440000
+RETRY_AFTER_SECONDS = 1
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
+
+
+class DecisionsBusy(DomainError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "busy"
+
+
+def _int4(value: int) -> int:
+    """An id as the int4 the two-key lock functions take (ids past 2**31 wrap around: two
+    organisations would share turns, which is slower, never wrong)."""
+    return (value + 2**31) % 2**32 - 2**31
+
+
+def decision_turn_take(*, organization_id: int) -> None:
+    """Wait for the organisation's turn to decide, in the current transaction (PostgreSQL);
+    ``DecisionsBusy`` if it does not come within ``WARDEN_DECISION_LOCK_TIMEOUT``."""
+    if connection.vendor != "postgresql":
+        return
+    if not connection.in_atomic_block:
+        raise RuntimeError("a decision's turn is taken inside its transaction")
+    timeout_ms = max(1, round(settings.WARDEN_DECISION_LOCK_TIMEOUT * 1000))
+    # One statement, evaluated inside out (OFFSET 0 keeps each subquery from being merged
+    # into the one around it): read the connection's lock_timeout, bound the wait (SET LOCAL:
+    # this transaction only), wait for the turn, then put the connection's own value back,
+    # so the bound applies to this wait alone.
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('lock_timeout', previous, true) FROM ("
+                " SELECT previous, pg_advisory_xact_lock(%s, %s) FROM ("
+                "  SELECT previous, set_config('lock_timeout', %s, true) FROM ("
+                "   SELECT current_setting('lock_timeout') AS previous OFFSET 0"
+                "  ) AS session OFFSET 0"
+                " ) AS bounded OFFSET 0"
+                ") AS turn",
+                [DECISION_LOCK_NAMESPACE, _int4(organization_id), f"{timeout_ms}ms"],
+            )
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise  # a lost connection is an outage, answered as one
+        raise DecisionsBusy(
+            "Other decisions of this organisation are being taken; nothing was decided. Try again.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
