@@ -365,4 +365,5 @@ def test_a_one_approver_decision_through_the_api_sends_a_bounded_number_of_state
         s for s in statements if 'FROM "approvals_approvalvote" WHERE' in s and "LIMIT 1" in s
     ]
     # Reading the vote back for the answer, yes; asking whether one exists first, no.
-    assert len(statements) <= 11, statements
+    turn = connection.vendor == "postgresql"  # the organisation's turn (approvals/turns.py)
+    assert len(statements) <= 11 + turn, statements

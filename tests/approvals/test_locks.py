@@ -1,4 +1,6 @@
-"""Row locks of the approval paths: a decision locks its request row and nothing else.
+"""Row locks of the approval paths: a decision locks its request row and nothing else, and
+takes its organisation's turn (approvals/turns.py), which only other decisions of that
+organisation wait for.
 
 PostgreSQL only (SQLite has no row locks). A decision runs in a thread and is paused inside
 its transaction; the test's own connection then tries the rows the decision must leave
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -21,8 +24,9 @@ from django.db import OperationalError, connection, transaction
 from django.test import Client
 
 from accounts.models import Membership
-from approvals import services
-from approvals.models import ApprovalRequest
+from approvals import services, turns
+from approvals.models import ApprovalRequest, ApprovalVote
+from audit.models import AuditEntry
 from tests.approvals.conftest import key_create, request_create
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory, plan
 
@@ -139,3 +143,165 @@ def test_a_decision_in_progress_holds_up_no_other_organisation_and_no_check(
     assert decided.status == ApprovalRequest.Status.DENIED
     assert response.status_code == HTTPStatus.OK, response.content
     assert response.json()["decision"] == "allow"
+
+
+def waiting_for_a_turn(organization_id: int) -> int:
+    """How many backends wait for the organisation's turn to decide."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = %s AND objid = %s AND objsubid = 2",
+            [turns.DECISION_LOCK_NAMESPACE, organization_id],
+        )
+        return cursor.fetchone()[0]
+
+
+def wait_until(condition: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def other_organisation_request(org_a: Any, agent_a: Any) -> tuple[Any, ApprovalRequest]:
+    """Olga, approver of another organisation on Acme's plan, and a request of hers."""
+    other = OrganizationFactory(name="Other Co", plan=org_a.plan)
+    olga = UserFactory(email="olga@example.com")
+    MembershipFactory(user=olga, organization=other, role=Membership.Role.APPROVER)
+    other_agent = agent_a.__class__.objects.create(organization=other, name="other-bot")
+    return olga, request_create(other_agent)
+
+
+def test_a_second_decision_of_the_organisation_waits_for_its_turn_then_goes_through(
+    monkeypatch, org_a, alice, bob, agent_a
+):
+    """While one decision of Acme is paused in its transaction, a second one waits for its
+    turn and is decided once the first commits; another organisation's decision and an
+    allowed check of Acme go through meanwhile."""
+    olga, other_request = other_organisation_request(org_a, agent_a)
+    first, second = request_create(agent_a), request_create(agent_a)
+    key = key_create(org_a, "agent", agent_a)
+    errors: list[BaseException] = []
+
+    def decide_second() -> None:
+        try:
+            services.approval_decide(request_or_action_id=second, actor_user=alice, approve=True)
+        except BaseException as error:  # reported by the test thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    waiter = threading.Thread(target=decide_second)
+    with decision_paused_after(monkeypatch, "_wake_on_commit", request=first, reviewer=bob):
+        waiter.start()
+        wait_until(lambda: waiting_for_a_turn(org_a.pk) == 1, "the second decision to wait")
+        second.refresh_from_db()
+        assert second.status == ApprovalRequest.Status.PENDING
+        with lock_timeout("200ms"):
+            decided = services.approval_decide(
+                request_or_action_id=other_request, actor_user=olga, approve=False
+            )
+            response = Client().post(
+                "/api/v1/check",
+                data=json.dumps({"action": "kb.search", "arguments": {"q": "x"}}),
+                content_type="application/json",
+                HTTP_X_API_KEY=key.raw,
+            )
+        assert waiter.is_alive()  # still waiting: neither of those took Acme's turn
+    waiter.join(60)
+    assert not waiter.is_alive() and not errors, errors
+    assert decided.status == ApprovalRequest.Status.DENIED
+    assert response.status_code == HTTPStatus.OK, response.content
+    assert response.json()["decision"] == "allow"
+    second.refresh_from_db()
+    assert second.status == ApprovalRequest.Status.APPROVED
+    assert second.decided_by == alice
+    for request, reviewer in ((first, bob), (second, alice)):
+        assert list(
+            ApprovalVote.objects.filter(request=request).values_list("user", flat=True)
+        ) == [reviewer.pk]
+        assert (
+            AuditEntry.objects.filter(
+                kind=AuditEntry.Kind.DECISION, action_id=request.action_id, decision="approve"
+            ).count()
+            == 1
+        )
+
+
+def test_a_decision_whose_turn_does_not_come_in_time_is_answered_busy_and_writes_nothing(
+    monkeypatch, settings, org_a, bob, agent_a
+):
+    settings.WARDEN_DECISION_LOCK_TIMEOUT = 0.05
+    first, second = request_create(agent_a), request_create(agent_a)
+    key = key_create(org_a, "approver")  # Alice's
+    with decision_paused_after(monkeypatch, "_wake_on_commit", request=first, reviewer=bob):
+        response = Client().post(
+            f"/api/v1/actions/{second.action_id}/approve",
+            data="{}",
+            content_type="application/json",
+            HTTP_X_API_KEY=key.raw,
+        )
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE, response.content
+    assert response.json()["code"] == "busy"
+    assert response["Retry-After"] == "1"
+    second.refresh_from_db()
+    assert second.status == ApprovalRequest.Status.PENDING
+    assert not ApprovalVote.objects.filter(request=second).exists()
+    assert not AuditEntry.objects.filter(
+        kind=AuditEntry.Kind.DECISION, action_id=second.action_id
+    ).exists()
+
+
+def test_a_bulk_decision_that_does_not_get_its_turn_leaves_the_rest_undecided(
+    monkeypatch, settings, org_a, alice, bob, agent_a
+):
+    """The first request that finds no turn is ``busy``; the others are not tried (each
+    would wait as long again) and are ``busy`` too, all still pending."""
+    settings.WARDEN_DECISION_LOCK_TIMEOUT = 0.05
+    first = request_create(agent_a)
+    others = [request_create(agent_a) for _ in range(3)]
+    waits: list[int] = []
+    take = turns.decision_turn_take
+
+    def counted(*, organization_id: int) -> None:
+        waits.append(organization_id)
+        take(organization_id=organization_id)
+
+    with decision_paused_after(monkeypatch, "_wake_on_commit", request=first, reviewer=bob):
+        monkeypatch.setattr(turns, "decision_turn_take", counted)
+        outcomes = services.approval_decide_bulk(
+            organization=org_a,
+            action_ids=[r.action_id for r in others],
+            actor_user=alice,
+            approve=True,
+        )
+    assert waits == [org_a.pk]
+    assert [o.result for o in outcomes] == ["busy"] * len(others)
+    assert ApprovalRequest.objects.filter(
+        pk__in=[r.pk for r in others], status=ApprovalRequest.Status.PENDING
+    ).count() == len(others)
+
+
+def test_decisions_nested_in_one_transaction_take_the_turn_again_and_keep_its_lock_timeout(
+    org_a, bob, agent_a
+):
+    """The turn is re-entrant within a transaction (an email link's decision runs inside the
+    link's own), and its bound applies to the wait only: the connection's lock_timeout is
+    what it was, inside the transaction and after it."""
+    first, second = request_create(agent_a), request_create(agent_a)
+    with lock_timeout("300ms"):
+        with transaction.atomic():
+            for request in (first, second):
+                services.approval_decide(request_or_action_id=request, actor_user=bob, approve=True)
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW lock_timeout")
+                assert cursor.fetchone() == ("300ms",)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            assert cursor.fetchone() == ("300ms",)
+    assert (
+        ApprovalRequest.objects.filter(
+            pk__in=[first.pk, second.pk], status=ApprovalRequest.Status.APPROVED
+        ).count()
+        == 2
+    )
