@@ -18,7 +18,8 @@ threads (``--clients``) as fast as the server answers (or at ``--decision-rate``
 the checks' p50/p99 over the requests due during the burst, against phase 1's, and B's
 decision latency in both phases. A decision answered 503 "busy" is retried after its
 Retry-After, as a client would, and counted. ``--without`` serves bench/variant_wsgi.py with
-those names taken out (``decision_turns``: one organisation's decisions side by side again).
+those names taken out (``decision_turns``: one organisation's decisions side by side again),
+``--with`` with those experiments tried in.
 """
 
 from __future__ import annotations
@@ -271,6 +272,9 @@ def main() -> int:
     parser.add_argument(
         "--without", default="", help="bench/variant_wsgi.py names to take out (comma-separated)"
     )
+    parser.add_argument(
+        "--with", dest="with_", default="", help="bench/variant_wsgi.py experiments to try in"
+    )
     args = parser.parse_args()
     os.environ["DATABASE_URL"] = DATABASE_URL
     if not os.environ.get("REDIS_URL"):
@@ -298,12 +302,12 @@ def main() -> int:
         cwd=ROOT, env=server_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    if args.without:
+    if args.without or args.with_:
         server = start_gunicorn(
             port=port,
             workers=4,
             threads=8,
-            env=server_env | {"WARDEN_WITHOUT": args.without},
+            env=server_env | {"WARDEN_WITHOUT": args.without, "WARDEN_WITH": args.with_},
             app="bench.variant_wsgi:application",
         )
     else:
@@ -348,7 +352,7 @@ def main() -> int:
     errors = quiet["paced"].errors + busy["paced"].errors
     print(f"\ncheck errors: {errors}; p99 ratio busy / quiet: {busy['p99'] / quiet['p99']:.2f}")
     print(f"decisions answered 503 busy (and retried): {len(BUSY)}")
-    print(f"without: {args.without or '-'}")
+    print(f"without: {args.without or '-'}; with: {args.with_ or '-'}")
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; gunicorn 4 x 8 threads, one Celery worker (4 threads)"

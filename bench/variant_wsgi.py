@@ -18,6 +18,12 @@ them; docs/PERFORMANCE.md has the results):
 - ``trace`` (not a trick: what issue 16's evaluation trace costs): checks record no trace;
 - ``decision_turns`` (not a trick either): one organisation's decisions no longer take turns
   (``approvals/turns.py``), for bench/decision_burst.py's A/B.
+
+And experiments, changes tried in rather than taken out (``WARDEN_WITH``):
+
+- ``decision_turn_whole_request``: ``POST /api/v1/actions/{id}/approve|deny`` takes its
+  organisation's turn before anything else and keeps it to the end of the answer (the
+  whole request in one transaction), instead of for the decision's transaction only.
 """
 
 from __future__ import annotations
@@ -72,3 +78,30 @@ if "decision_turns" in WITHOUT:
     from approvals import turns
 
     turns.decision_turn_take = lambda **kwargs: None  # decisions run side by side again
+
+WITH = {name for name in os.environ.get("WARDEN_WITH", "").split(",") if name}
+if WITH - {"decision_turn_whole_request"}:
+    raise SystemExit(f"unknown experiments: {sorted(WITH)}")
+
+if "decision_turn_whole_request" in WITH:
+    from django.db import transaction
+    from rest_framework.request import Request
+    from rest_framework.response import Response
+
+    from approvals import api, turns
+    from approvals.models import ApprovalRequest
+
+    decide_post = api._DecideApi.post
+
+    def _post_in_turn(self: api._DecideApi, request: Request, action_id: str) -> Response:
+        organization_id = (
+            ApprovalRequest.objects.filter(action_id=action_id)
+            .values_list("organization_id", flat=True)
+            .first()
+        )
+        with transaction.atomic():
+            if organization_id is not None:
+                turns.decision_turn_take(organization_id=organization_id)
+            return decide_post(self, request, action_id)
+
+    api._DecideApi.post = _post_in_turn
