@@ -252,6 +252,8 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
         "paced": paced,
         "p50": paced.percentile(50, since, until),
         "p99": paced.percentile(99, since, until),
+        "p90": paced.percentile(90, since, until),
+        "p95": paced.percentile(95, since, until),
         "n": sum(since <= due < until for due in paced.dues),
         "burst_s": (until - since) if window else 0.0,
         "b": b_latencies,
@@ -336,6 +338,10 @@ def main() -> int:
         f"| allowed checks at {args.rate:.0f}/s, p50 / p99 | {quiet['p50']:.1f} / "
         f"{quiet['p99']:.1f} ms ({quiet['n']} checks) | {busy['p50']:.1f} / {busy['p99']:.1f} ms "
         f"({busy['n']} checks due during the burst) |"
+    )
+    print(
+        f"| allowed checks, p90 / p95 | {quiet['p90']:.1f} / {quiet['p95']:.1f} ms | "
+        f"{busy['p90']:.1f} / {busy['p95']:.1f} ms |"
     )
     print(
         f"| decisions in organisation B (same plan), p50 / max | "
