@@ -6,7 +6,7 @@
         [--without decision_turns]
 
 The database is dropped and created afresh. gunicorn as in check_load.py (4 workers x 8
-threads) and one Celery worker (both queues, 4 threads) on PostgreSQL and Redis. Seeds two
+threads, or --threads) and one Celery worker (both queues, 4 threads) on PostgreSQL and Redis. Seeds two
 organisations on the same plan (Enterprise: no rate limit), each with the check benchmark's
 agent (20 rules; a refund of 42 is allowed, one over 100 is held) and an approver key; holds
 ``--decisions`` calls in organisation A and enough in organisation B through the check API.
@@ -271,6 +271,7 @@ def main() -> int:
     parser.add_argument(
         "--decision-rate", type=float, default=0.0, help="decisions/s in the burst (0: no limit)"
     )
+    parser.add_argument("--threads", type=int, default=8, help="per gunicorn process (of 4)")
     parser.add_argument(
         "--without", default="", help="bench/variant_wsgi.py names to take out (comma-separated)"
     )
@@ -308,12 +309,12 @@ def main() -> int:
         server = start_gunicorn(
             port=port,
             workers=4,
-            threads=8,
+            threads=args.threads,
             env=server_env | {"WARDEN_WITHOUT": args.without, "WARDEN_WITH": args.with_},
             app="bench.variant_wsgi:application",
         )
     else:
-        server = start_gunicorn(port=port, workers=4, threads=8, env=server_env)
+        server = start_gunicorn(port=port, workers=4, threads=args.threads, env=server_env)
     try:
         for _ in range(100):
             try:
@@ -361,7 +362,8 @@ def main() -> int:
     print(f"without: {args.without or '-'}; with: {args.with_ or '-'}")
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; gunicorn 4 x 8 threads, one Celery worker (4 threads)"
+        f"{platform.python_version()}; gunicorn 4 x {args.threads} threads, one Celery worker "
+        "(4 threads)"
     )
     return 0
 
