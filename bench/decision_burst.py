@@ -6,10 +6,11 @@
         [--without decision_turns]
 
 The database is dropped and created afresh. gunicorn as in check_load.py (4 workers x 8
-threads, or --threads) and one Celery worker (both queues, 4 threads) on PostgreSQL and Redis. Seeds two
-organisations on the same plan (Enterprise: no rate limit), each with the check benchmark's
-agent (20 rules; a refund of 42 is allowed, one over 100 is held) and an approver key; holds
-``--decisions`` calls in organisation A and enough in organisation B through the check API.
+threads, or ``--threads``) and one Celery worker (both queues, 4 threads) on PostgreSQL and
+Redis. Seeds two organisations on the same plan (Enterprise: no rate limit), each with the
+check benchmark's agent (20 rules; a refund of 42 is allowed, one over 100 is held) and an
+approver key; holds ``--decisions`` calls in organisation A and enough in organisation B
+through the check API.
 
 Phase 1: allowed checks of A, open loop at ``--rate`` for ``--seconds`` (bench/paced.py:
 latency counts from each request's due time), and one decision in B every 250 ms.
