@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -224,6 +225,36 @@ class LockWaits:
         return self._summary(self.turns)
 
 
+def _ss_pids(query: str) -> dict[int, int]:
+    """Local port -> owning pid of the established TCP connections ``ss`` finds."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", query], capture_output=True, text=True
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        fields = line.split()
+        pid = re.search(r"pid=(\d+)", line)
+        if len(fields) >= 3 and pid:
+            found[int(fields[2].rsplit(":", 1)[1])] = int(pid.group(1))
+    return found
+
+
+def spread(port: int) -> str:
+    """Per gunicorn process: the HTTP connections it holds, and how many of its PostgreSQL
+    backends wait for a decision's turn (connections: process <- client)."""
+    http = Counter(_ss_pids(f"( sport = :{port} )").values())
+    by_port = _ss_pids("( dport = :5432 )")
+    name = DATABASE_URL.rsplit("/", 1)[1]
+    ports = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", name, "-tAqc",
+         "SELECT client_port FROM pg_stat_activity WHERE wait_event = 'advisory'"],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    waiting = Counter(by_port.get(int(p)) for p in ports if p.strip())
+    pids = sorted(http, key=lambda pid: -http[pid])
+    return ", ".join(f"{http[pid]} conn / {waiting.get(pid, 0)} waiting" for pid in pids)
+
+
 def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -> dict:
     b_latencies: list[float] = []
     b_thread = threading.Thread(
@@ -235,10 +266,17 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
         args=(port, keys["A"]["approver"], burst_ids, args.clients, args.decision_rate, window),
     )
     timer = threading.Timer(4.0, burster.start)  # paced warms up 2 s; the burst starts 2 s in
+    spreads: list[str] = []
+    samplers = [
+        threading.Timer(4.0 + at, lambda at=at: spreads.append(f"+{at:.1f} s: {spread(port)}"))
+        for at in (0.1, 0.3, 1.0)
+    ]
     headers = {"Content-Type": "application/json", "X-API-Key": keys["A"]["agent"]}
     b_thread.start()
     if burst_ids:
         timer.start()
+        for sampler in samplers:
+            sampler.start()
     with LockWaits() as waits:
         paced = paced_load(
             "127.0.0.1", port, "/api/v1/check", BODY.encode(), headers,
@@ -262,6 +300,7 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
         "b": b_latencies,
         "waits": waits.summary(),
         "turns": waits.turns_summary(),
+        "spreads": spreads,
     }
 
 
@@ -367,6 +406,7 @@ def main() -> int:
         if busy["since"] <= due < busy["until"] and latency > 2 * quiet["p99"]
     )
     print(f"checks over 2x the quiet p99 during the burst (due at ms, latency ms): {slow}")
+    print("per gunicorn process, after the burst's start: " + "; ".join(busy["spreads"]))
     errors = quiet["paced"].errors + busy["paced"].errors
     print(f"\ncheck errors: {errors}; p99 ratio busy / quiet: {busy['p99'] / quiet['p99']:.2f}")
     print(f"decisions answered 503 busy (and retried): {len(BUSY)}")
