@@ -225,33 +225,33 @@ class LockWaits:
         return self._summary(self.turns)
 
 
-def _ss_pids(query: str) -> dict[int, int]:
-    """Local port -> owning pid of the established TCP connections ``ss`` finds."""
+def _ss(query: str) -> list[tuple[int, int]]:
+    """(local port, owning pid) of the established TCP connections ``ss`` finds."""
     out = subprocess.run(
         ["ss", "-tnpH", "state", "established", query], capture_output=True, text=True
     ).stdout
-    found = {}
+    found = []
     for line in out.splitlines():
         fields = line.split()
         pid = re.search(r"pid=(\d+)", line)
         if len(fields) >= 3 and pid:
-            found[int(fields[2].rsplit(":", 1)[1])] = int(pid.group(1))
+            found.append((int(fields[2].rsplit(":", 1)[1]), int(pid.group(1))))
     return found
 
 
 def spread(port: int) -> str:
     """Per gunicorn process: the HTTP connections it holds, and how many of its PostgreSQL
-    backends wait for a decision's turn (connections: process <- client)."""
-    http = Counter(_ss_pids(f"( sport = :{port} )").values())
-    by_port = _ss_pids("( dport = :5432 )")
+    backends wait for a decision's turn."""
+    http = Counter(pid for _, pid in _ss(f"( sport = :{port} )"))
+    by_port = dict(_ss("( dport = :5432 )"))
     name = DATABASE_URL.rsplit("/", 1)[1]
     ports = subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", name, "-tAqc",
          "SELECT client_port FROM pg_stat_activity WHERE wait_event = 'advisory'"],
         capture_output=True, text=True,
     ).stdout.split()  # fmt: skip
-    waiting = Counter(by_port.get(int(p)) for p in ports if p.strip())
-    pids = sorted(http, key=lambda pid: -http[pid])
+    waiting = Counter(by_port.get(int(p)) for p in ports)
+    pids = sorted(set(http) | {pid for pid in waiting if pid}, key=lambda pid: -http[pid])
     return ", ".join(f"{http[pid]} conn / {waiting.get(pid, 0)} waiting" for pid in pids)
 
 
