@@ -255,6 +255,24 @@ def spread(port: int) -> str:
     return ", ".join(f"{http[pid]} conn / {waiting.get(pid, 0)} waiting" for pid in pids)
 
 
+def warm(port: int, key: str, connections: int = 48, each: int = 20) -> None:
+    """Allowed checks from ``connections`` clients at once, so that every gunicorn thread has
+    served a request and holds a database connection (its PostgreSQL backend started and
+    warmed) before the phases."""
+
+    def run() -> None:
+        client = Client(port, key)
+        for _ in range(each):
+            status, _body = client.post("/api/v1/check", BODY)
+            assert status == 200, status
+
+    threads = [threading.Thread(target=run) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -> dict:
     b_latencies: list[float] = []
     b_thread = threading.Thread(
@@ -313,6 +331,12 @@ def main() -> int:
     parser.add_argument(
         "--decision-rate", type=float, default=0.0, help="decisions/s in the burst (0: no limit)"
     )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="engage every server thread (and its database "
+        "connection) with concurrent checks before the phases",
+    )
     parser.add_argument("--threads", type=int, default=8, help="per gunicorn process (of 4)")
     parser.add_argument(
         "--without", default="", help="bench/variant_wsgi.py names to take out (comma-separated)"
@@ -367,6 +391,8 @@ def main() -> int:
         a_ids = hold(port, keys["A"]["agent"], args.decisions)
         n_b = int((args.seconds + 2) / 0.25)  # one B decision every 250 ms in each phase
         b_ids = hold(port, keys["B"]["agent"], 2 * n_b)
+        if args.warm:
+            warm(port, keys["A"]["agent"])
         quiet = phase(port, keys, args, [], b_ids[:n_b])
         busy = phase(port, keys, args, a_ids, b_ids[n_b : 2 * n_b])
     finally:
@@ -410,7 +436,7 @@ def main() -> int:
     errors = quiet["paced"].errors + busy["paced"].errors
     print(f"\ncheck errors: {errors}; p99 ratio busy / quiet: {busy['p99'] / quiet['p99']:.2f}")
     print(f"decisions answered 503 busy (and retried): {len(BUSY)}")
-    print(f"without: {args.without or '-'}; with: {args.with_ or '-'}")
+    print(f"without: {args.without or '-'}; with: {args.with_ or '-'}; warm: {args.warm}")
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; gunicorn 4 x {args.threads} threads, one Celery worker "
