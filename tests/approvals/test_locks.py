@@ -173,11 +173,12 @@ def other_organisation_request(org_a: Any, agent_a: Any) -> tuple[Any, ApprovalR
 
 
 def test_a_second_decision_of_the_organisation_waits_for_its_turn_then_goes_through(
-    monkeypatch, org_a, alice, bob, agent_a
+    monkeypatch, settings, org_a, alice, bob, agent_a
 ):
     """While one decision of Acme is paused in its transaction, a second one waits for its
     turn and is decided once the first commits; another organisation's decision and an
     allowed check of Acme go through meanwhile."""
+    settings.WARDEN_DECISION_LOCK_TIMEOUT = 120  # the wait ends with the pause, not the bound
     olga, other_request = other_organisation_request(org_a, agent_a)
     first, second = request_create(agent_a), request_create(agent_a)
     key = key_create(org_a, "agent", agent_a)
