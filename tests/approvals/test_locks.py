@@ -283,6 +283,31 @@ def test_a_bulk_decision_that_does_not_get_its_turn_leaves_the_rest_undecided(
     ).count() == len(others)
 
 
+def test_the_queue_page_says_which_requests_a_busy_bulk_decision_left_undecided(
+    monkeypatch, settings, org_a, alice, bob, agent_a
+):
+    from django.contrib.messages import get_messages
+    from django.urls import reverse
+
+    settings.WARDEN_DECISION_LOCK_TIMEOUT = 0.05
+    first, other = request_create(agent_a), request_create(agent_a)
+    client = Client()
+    client.force_login(alice)
+    with decision_paused_after(monkeypatch, "_wake_on_commit", request=first, reviewer=bob):
+        response = client.post(
+            reverse("approvals:queue-decide"),
+            {"action_ids": [other.action_id], "decision": "approve", "notes": ""},
+        )
+    assert response.status_code == HTTPStatus.FOUND
+    texts = [str(m) for m in get_messages(response.wsgi_request)]
+    assert texts == [
+        f"{other.action} ({other.action_id}): not decided: Other decisions of this "
+        "organisation are being taken; nothing was decided. Try again."
+    ]
+    other.refresh_from_db()
+    assert other.status == ApprovalRequest.Status.PENDING
+
+
 def test_decisions_nested_in_one_transaction_take_the_turn_again_and_keep_its_lock_timeout(
     org_a, bob, agent_a
 ):
