@@ -21,6 +21,7 @@ from agents.permissions import (
     request_organization,
 )
 from agents.schemas import ARDEN_TAG, ERRORS, ActionSerializer
+from approvals import turns
 from approvals.models import ApprovalRequest
 from approvals.schemas import (
     ApprovalListSerializer,
@@ -170,22 +171,26 @@ class _DecideApi(APIView):
         body.is_valid(raise_exception=True)
         user, key = request_actor(request)
         grant = body.validated_data.get("grant")
-        decided = approval_decide(
-            request_or_action_id=action_id,
-            actor_user=user,
-            actor_key=key,
-            approve=self.approve,
-            notes=body.validated_data.get("notes") or "",
-            source="api",
-            grant=grant,
-        )
-        answer = approval_json(decided)
-        if grant is not None:
-            # The grants made so far from this request (with a quorum: once it is approved).
-            answer["grants"] = [
-                grant_json(made)
-                for made in grant_list(organization=decided.organization, request=decided)
-            ]
+        organization = request_organization(request)
+        # The caller's organisation's turn for the whole request (approvals/turns.py): a
+        # request of another organisation is a 404 from approval_decide, as always.
+        with turns.decision_turn(organization_id=organization.pk if organization else None):
+            decided = approval_decide(
+                request_or_action_id=action_id,
+                actor_user=user,
+                actor_key=key,
+                approve=self.approve,
+                notes=body.validated_data.get("notes") or "",
+                source="api",
+                grant=grant,
+            )
+            answer = approval_json(decided)
+            if grant is not None:
+                # The grants made so far from this request (with a quorum: once approved).
+                answer["grants"] = [
+                    grant_json(made)
+                    for made in grant_list(organization=decided.organization, request=decided)
+                ]
         return Response(answer)
 
 

@@ -16,15 +16,23 @@ connection's own ``lock_timeout`` is put back once the turn is taken, within the
 transaction). The lock is re-entrant within a transaction, so decisions nested in one (an
 email link's) take it again without waiting.
 
+An API decision (``POST /api/v1/actions/{id}/approve|deny``) takes the turn for the whole
+request instead (``decision_turn``): the reads that authorise it, the decision and the
+answer. Sixteen scripts deciding at once otherwise still did all of that side by side, and
+the checks due in the burst's first moments waited for it (docs/PERFORMANCE.md).
+
 SQLite lets one writer at a time anyway: nothing to take there.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 
 from wardenproject.errors import DomainError
 
@@ -46,10 +54,17 @@ def _int4(value: int) -> int:
     return (value + 2**31) % 2**32 - 2**31
 
 
+# The organisations whose turn this thread holds for a whole request (``decision_turn``):
+# decisions inside it take it without a statement of their own.
+_held = threading.local()
+
+
 def decision_turn_take(*, organization_id: int) -> None:
     """Wait for the organisation's turn to decide, in the current transaction (PostgreSQL);
     ``DecisionsBusy`` if it does not come within ``WARDEN_DECISION_LOCK_TIMEOUT``."""
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or getattr(_held, "organization_id", None) == (
+        organization_id
+    ):
         return
     if not connection.in_atomic_block:
         raise RuntimeError("a decision's turn is taken inside its transaction")
@@ -77,3 +92,25 @@ def decision_turn_take(*, organization_id: int) -> None:
             "Other decisions of this organisation are being taken; nothing was decided. Try again.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from None
+
+
+@contextmanager
+def decision_turn(*, organization_id: int | None) -> Iterator[None]:
+    """Run the body (a whole decision request) in the organisation's turn, in one
+    transaction. A refusal the body raises (a ``DomainError``: already decided, not an
+    approver, ...) keeps what the decision wrote before it, as it would without the
+    turn (a request found past its deadline is settled as expired), and is raised after
+    the commit; any other error rolls everything back."""
+    refusal: DomainError | None = None
+    with transaction.atomic():
+        if organization_id is not None:
+            decision_turn_take(organization_id=organization_id)
+        _held.organization_id = organization_id
+        try:
+            yield
+        except DomainError as error:
+            refusal = error
+        finally:
+            _held.organization_id = None
+    if refusal is not None:
+        raise refusal

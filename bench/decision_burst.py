@@ -19,8 +19,11 @@ threads (``--clients``) as fast as the server answers (or at ``--decision-rate``
 the checks' p50/p99 over the requests due during the burst, against phase 1's, and B's
 decision latency in both phases. A decision answered 503 "busy" is retried after its
 Retry-After, as a client would, and counted. ``--without`` serves bench/variant_wsgi.py with
-those names taken out (``decision_turns``: one organisation's decisions side by side again),
-``--with`` with those experiments tried in.
+those names taken out (``decision_turns``: one organisation's decisions side by side again;
+``decision_turn_request``: an API decision's turn for its transaction only). ``--warm``
+first engages every server thread with checks, and with ``--warm-decisions N`` also with
+approvals of N calls held for the warm-up, so the burst meets threads and PostgreSQL
+backends that have run a decision, as on a server that has been serving reviewers.
 """
 
 from __future__ import annotations
@@ -255,18 +258,25 @@ def spread(port: int) -> str:
     return ", ".join(f"{http[pid]} conn / {waiting.get(pid, 0)} waiting" for pid in pids)
 
 
-def warm(port: int, key: str, connections: int = 48, each: int = 20) -> None:
+def warm(
+    port: int, key: str, approver: str, held: list[str], connections: int = 48, each: int = 20
+) -> None:
     """Allowed checks from ``connections`` clients at once, so that every gunicorn thread has
     served a request and holds a database connection (its PostgreSQL backend started and
-    warmed) before the phases."""
+    warmed) before the phases; and, one per client, approvals of ``held`` (calls held for
+    the warm-up only), so that the threads and backends have run a decision too, as those
+    of a server that has been serving reviewers have."""
 
-    def run() -> None:
+    def run(action_id: str | None) -> None:
         client = Client(port, key)
         for _ in range(each):
             status, _body = client.post("/api/v1/check", BODY)
             assert status == 200, status
+        if action_id is not None:
+            approve(port, approver, action_id)
 
-    threads = [threading.Thread(target=run) for _ in range(connections)]
+    ids: list[str | None] = [*held, *[None] * connections][:connections]
+    threads = [threading.Thread(target=run, args=(action_id,)) for action_id in ids]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -337,12 +347,16 @@ def main() -> int:
         help="engage every server thread (and its database "
         "connection) with concurrent checks before the phases",
     )
+    parser.add_argument(
+        "--warm-decisions",
+        type=int,
+        default=0,
+        help="with --warm, also approve this many calls of A (held for the warm-up only), "
+        "one per warm-up client, so threads and backends have run a decision before the burst",
+    )
     parser.add_argument("--threads", type=int, default=8, help="per gunicorn process (of 4)")
     parser.add_argument(
         "--without", default="", help="bench/variant_wsgi.py names to take out (comma-separated)"
-    )
-    parser.add_argument(
-        "--with", dest="with_", default="", help="bench/variant_wsgi.py experiments to try in"
     )
     args = parser.parse_args()
     os.environ["DATABASE_URL"] = DATABASE_URL
@@ -371,12 +385,12 @@ def main() -> int:
         cwd=ROOT, env=server_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    if args.without or args.with_:
+    if args.without:
         server = start_gunicorn(
             port=port,
             workers=4,
             threads=args.threads,
-            env=server_env | {"WARDEN_WITHOUT": args.without, "WARDEN_WITH": args.with_},
+            env=server_env | {"WARDEN_WITHOUT": args.without},
             app="bench.variant_wsgi:application",
         )
     else:
@@ -392,7 +406,8 @@ def main() -> int:
         n_b = int((args.seconds + 2) / 0.25)  # one B decision every 250 ms in each phase
         b_ids = hold(port, keys["B"]["agent"], 2 * n_b)
         if args.warm:
-            warm(port, keys["A"]["agent"])
+            warm_ids = hold(port, keys["A"]["agent"], args.warm_decisions)
+            warm(port, keys["A"]["agent"], keys["A"]["approver"], warm_ids)
         quiet = phase(port, keys, args, [], b_ids[:n_b])
         busy = phase(port, keys, args, a_ids, b_ids[n_b : 2 * n_b])
     finally:
@@ -436,7 +451,7 @@ def main() -> int:
     errors = quiet["paced"].errors + busy["paced"].errors
     print(f"\ncheck errors: {errors}; p99 ratio busy / quiet: {busy['p99'] / quiet['p99']:.2f}")
     print(f"decisions answered 503 busy (and retried): {len(BUSY)}")
-    print(f"without: {args.without or '-'}; with: {args.with_ or '-'}; warm: {args.warm}")
+    print(f"without: {args.without or '-'}; warm: {args.warm} (decisions: {args.warm_decisions})")
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; gunicorn 4 x {args.threads} threads, one Celery worker "

@@ -17,13 +17,10 @@ them; docs/PERFORMANCE.md has the results):
   through Django's own cursor instead of ``prepared_cursor``;
 - ``trace`` (not a trick: what issue 16's evaluation trace costs): checks record no trace;
 - ``decision_turns`` (not a trick either): one organisation's decisions no longer take turns
-  (``approvals/turns.py``), for bench/decision_burst.py's A/B.
-
-And experiments, changes tried in rather than taken out (``WARDEN_WITH``):
-
-- ``decision_turn_whole_request``: ``POST /api/v1/actions/{id}/approve|deny`` takes its
-  organisation's turn before anything else and keeps it to the end of the answer (the
-  whole request in one transaction), instead of for the decision's transaction only.
+  (``approvals/turns.py``), for bench/decision_burst.py's A/B;
+- ``decision_turn_request``: an API decision takes its organisation's turn for the
+  decision's transaction only (inside ``approval_decide``), as before 2026-12-07 evening,
+  not for the whole request (``turns.decision_turn``).
 """
 
 from __future__ import annotations
@@ -43,6 +40,7 @@ KNOWN = {
     "prepared_limits",
     "prepared_audit",
     "decision_turns",
+    "decision_turn_request",
 }
 if WITHOUT - KNOWN:
     raise SystemExit(f"unknown tricks: {sorted(WITHOUT - KNOWN)}")
@@ -79,29 +77,9 @@ if "decision_turns" in WITHOUT:
 
     turns.decision_turn_take = lambda **kwargs: None  # decisions run side by side again
 
-WITH = {name for name in os.environ.get("WARDEN_WITH", "").split(",") if name}
-if WITH - {"decision_turn_whole_request"}:
-    raise SystemExit(f"unknown experiments: {sorted(WITH)}")
+if "decision_turn_request" in WITHOUT:
+    from contextlib import nullcontext
 
-if "decision_turn_whole_request" in WITH:
-    from django.db import transaction
-    from rest_framework.request import Request
-    from rest_framework.response import Response
+    from approvals import turns
 
-    from approvals import api, turns
-    from approvals.models import ApprovalRequest
-
-    decide_post = api._DecideApi.post
-
-    def _post_in_turn(self: api._DecideApi, request: Request, action_id: str) -> Response:
-        organization_id = (
-            ApprovalRequest.objects.filter(action_id=action_id)
-            .values_list("organization_id", flat=True)
-            .first()
-        )
-        with transaction.atomic():
-            if organization_id is not None:
-                turns.decision_turn_take(organization_id=organization_id)
-            return decide_post(self, request, action_id)
-
-    api._DecideApi.post = _post_in_turn
+    turns.decision_turn = lambda **kwargs: nullcontext()  # approval_decide's own turn only

@@ -7,6 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from approvals.models import ApprovalRequest
+from audit.models import AuditEntry
 from tests.approvals.conftest import key_create, request_create
 from tests.factories import plan
 
@@ -184,6 +185,24 @@ def test_an_overdue_request_lists_as_expired(key_client, keys, pending):
     )
     body = key_client(keys["approver"]).get("/api/v1/approvals").json()
     assert body["results"][0]["status"] == "expired"
+
+
+def test_approving_an_overdue_request_is_409_and_it_stays_expired(key_client, keys, pending):
+    """The decision settles the overdue request (expired, with its audit entry) before it
+    refuses; the request's transaction keeps that settlement (approvals/turns.py)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    ApprovalRequest.objects.filter(pk=pending.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    response = key_client(keys["approver"]).post(_approve_url(pending.action_id), {}, "json")
+    assert response.status_code == HTTPStatus.CONFLICT, response.content
+    assert response.json()["status"] == "expired"
+    pending.refresh_from_db()
+    assert pending.status == ApprovalRequest.Status.EXPIRED
+    assert AuditEntry.objects.filter(action_id=pending.action_id, decision="expire").exists()
 
 
 # --- claim and cancel -----------------------------------------------------------------------

@@ -283,6 +283,62 @@ def test_a_bulk_decision_that_does_not_get_its_turn_leaves_the_rest_undecided(
     ).count() == len(others)
 
 
+def turn_is_taken(organization_id: int) -> bool:
+    """Whether another transaction holds the organisation's turn (never waits)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, %s)",
+            [turns.DECISION_LOCK_NAMESPACE, organization_id],
+        )
+        return not cursor.fetchone()[0]
+
+
+def test_an_api_decision_holds_its_turn_until_its_answer_is_built(monkeypatch, org_a, agent_a):
+    """Through the API the turn covers the whole request: the reads that authorise the
+    decision, the decision and the answer (approvals/turns.py ``decision_turn``)."""
+    from approvals import api
+
+    request = request_create(agent_a)
+    key = key_create(org_a, "approver")
+    reached, release = threading.Event(), threading.Event()
+    real = api.approval_json
+    answers: list[Any] = []
+
+    def paused(decided: ApprovalRequest) -> dict[str, Any]:
+        reached.set()
+        release.wait(60)
+        return real(decided)
+
+    def post() -> None:
+        try:
+            answers.append(
+                Client().post(
+                    f"/api/v1/actions/{request.action_id}/approve",
+                    data="{}",
+                    content_type="application/json",
+                    HTTP_X_API_KEY=key.raw,
+                )
+            )
+        finally:
+            reached.set()
+            connection.close()
+
+    monkeypatch.setattr(api, "approval_json", paused)
+    thread = threading.Thread(target=post)
+    thread.start()
+    try:
+        assert reached.wait(60), "the decision never reached its answer"
+        assert turn_is_taken(org_a.pk)  # decided, answer in progress: still its turn
+        request.refresh_from_db()
+        assert request.status == ApprovalRequest.Status.PENDING  # not committed yet
+    finally:
+        release.set()
+        thread.join(60)
+    assert answers and answers[0].status_code == HTTPStatus.OK, answers
+    assert answers[0].json()["status"] == "approved"
+    assert not turn_is_taken(org_a.pk)
+
+
 def test_the_queue_page_says_which_requests_a_busy_bulk_decision_left_undecided(
     monkeypatch, settings, org_a, alice, bob, agent_a
 ):
