@@ -54,18 +54,18 @@ def _int4(value: int) -> int:
     return (value + 2**31) % 2**32 - 2**31
 
 
-# The organisations whose turn this thread holds for a whole request (``decision_turn``):
-# decisions inside it take it without a statement of their own.
+# The organisation whose turn this thread holds for a whole request (``decision_turn``):
+# a decision inside it needs no statement of its own for the turn.
 _held = threading.local()
 
 
 def decision_turn_take(*, organization_id: int) -> None:
     """Wait for the organisation's turn to decide, in the current transaction (PostgreSQL);
     ``DecisionsBusy`` if it does not come within ``WARDEN_DECISION_LOCK_TIMEOUT``."""
-    if connection.vendor != "postgresql" or getattr(_held, "organization_id", None) == (
-        organization_id
-    ):
+    if connection.vendor != "postgresql":
         return
+    if getattr(_held, "organization_id", None) == organization_id:
+        return  # the whole request holds it already
     if not connection.in_atomic_block:
         raise RuntimeError("a decision's turn is taken inside its transaction")
     timeout_ms = max(1, round(settings.WARDEN_DECISION_LOCK_TIMEOUT * 1000))
