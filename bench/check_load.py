@@ -10,7 +10,12 @@ rate limit) with one agent, 20 rules (one with an amount limit) and a live key, 
    its audit row;
 2. p50/p99 latency at 500 checks/s, open loop (bench/paced.py: each request is due at a fixed
    time and its latency counts from then, so server queueing is not hidden);
-3. the trivial JSON view /healthz at saturation, for the ratio.
+3. the trivial JSON view /healthz at saturation, for the ratio;
+4. with ``--rounds N``, N more pairs of short saturation phases (``--round-seconds``, 5 by
+   default), checks and /healthz back to back, the order swapped every round: the ratio of
+   each pair and their median. The VM's speed drifts by tens of percent within minutes, and
+   phases 1 and 3 are a minute apart; a pair's phases are seconds apart, so its ratio
+   compares the two at the same speed of the machine.
 
 Prints a Markdown table for docs/PERFORMANCE.md.
 """
@@ -23,6 +28,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,6 +181,14 @@ def main() -> int:
     )
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop checks/s")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="Then measure this many pairs of short saturation phases (checks, /healthz), "
+        "back to back, alternating which goes first; prints each pair's ratio and the median.",
+    )
+    parser.add_argument("--round-seconds", type=int, default=5)
+    parser.add_argument(
         "--keep-data",
         action="store_true",
         help="Keep the database's earlier rows (by default it is dropped and created afresh: "
@@ -232,6 +246,10 @@ def main() -> int:
         cpu_before = phase_cpu(server)
         trivial = parse(wrk(f"{base}/healthz", args.seconds, args.connections, 2, None))
         trivial_cpu = cpu_report(cpu_before, phase_cpu(server), int(trivial["requests"]), "request")
+        rounds = [
+            rounds_pair(base, saturate, args, checks_first=index % 2 == 0, server=server)
+            for index in range(args.rounds)
+        ]
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -260,7 +278,51 @@ def main() -> int:
     print(f"| ratio checks / trivial | {check['rps'] / trivial['rps']:.2f} |")
     print(f"\nsaturation, checks: {check_cpu}")
     print(f"saturation, /healthz: {trivial_cpu}")
+    if rounds:
+        print(f"\n{len(rounds)} pairs of {args.round_seconds} s phases, back to back:\n")
+        print(
+            "| pair | checks/s | /healthz req/s | ratio | CPU ms per check: gunicorn + PostgreSQL "
+            "| CPU ms per /healthz | CPU ratio |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for index, pair in enumerate(rounds, 1):
+            print(
+                f"| {index} | {pair['checks']:.0f} | {pair['healthz']:.0f} | "
+                f"{pair['checks'] / pair['healthz']:.2f} | {pair['checks_cpu']:.3f} | "
+                f"{pair['healthz_cpu']:.3f} | {pair['healthz_cpu'] / pair['checks_cpu']:.2f} |"
+            )
+        ratios = [pair["checks"] / pair["healthz"] for pair in rounds]
+        cpu_ratios = [pair["healthz_cpu"] / pair["checks_cpu"] for pair in rounds]
+        print(
+            f"\nmedian ratio checks / trivial: {statistics.median(ratios):.2f} "
+            f"(min {min(ratios):.2f}, max {max(ratios):.2f}); "
+            f"by CPU per request: {statistics.median(cpu_ratios):.2f}"
+        )
     return 0
+
+
+def rounds_pair(
+    base: str,
+    script: Path,
+    args: argparse.Namespace,
+    *,
+    checks_first: bool,
+    server: subprocess.Popen,
+) -> dict[str, float]:
+    """One pair of short saturation phases, checks and /healthz, back to back: throughput
+    of each and CPU per request (gunicorn + PostgreSQL)."""
+    result: dict[str, float] = {}
+    phases = [("checks", "/api/v1/check", str(script)), ("healthz", "/healthz", None)]
+    for name, path, lua in phases if checks_first else phases[::-1]:
+        before = phase_cpu(server)
+        measured = parse(wrk(base + path, args.round_seconds, args.connections, 2, lua))
+        after = phase_cpu(server)
+        if measured["errors"]:
+            raise SystemExit(f"{path}: {measured['errors']:.0f} non-2xx answers")
+        result[name] = measured["rps"]
+        spent = sum(after[role] - before[role] for role in ("gunicorn", "postgres"))
+        result[f"{name}_cpu"] = spent / measured["requests"] * 1000
+    return result
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ those names taken out (``decision_turns``: one organisation's decisions side by 
 first engages every server thread with checks, and with ``--warm-decisions N`` also with
 approvals of N calls held for the warm-up, so the burst meets threads and PostgreSQL
 backends that have run a decision, as on a server that has been serving reviewers.
+The deciding clients run in a process of their own (``--clients-in-process``: as threads
+beside the paced checks, as until 2026-12-07), so that their threads never hold the GIL of
+the process that sends and times the checks.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -43,6 +47,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_load import BODY, PYTHON, env
@@ -175,6 +180,22 @@ def burst(
     window.append(time.perf_counter())
 
 
+def burst_process(
+    port: int, key: str, ids: list[str], clients: int, rate: float, start_at: float, out: Any
+) -> None:
+    """``burst`` in a process of its own, from ``start_at`` (a ``time.perf_counter()`` value:
+    CLOCK_MONOTONIC, the same in every process); sends back its window and its busy ids.
+    The deciding clients' threads then never hold the GIL of the process that sends the
+    checks and times them: 16 threads starting at once there delayed the checks due in the
+    burst's first ~100 ms on the client's side, and that delay counted as their latency."""
+    if (delay := start_at - time.perf_counter()) > 0:
+        time.sleep(delay)
+    window: list[float] = []
+    burst(port, key, ids, clients, rate, window)
+    out.send((window, BUSY))
+    out.close()
+
+
 class LockWaits:
     """Samples, every 20 ms, how many backends of the database wait for a lock other than
     a decision's turn (an advisory lock), and how many wait for a turn."""
@@ -289,11 +310,20 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
         target=decide_every, args=(port, keys["B"]["approver"], b_ids, 0.25, b_latencies)
     )
     window: list[float] = []
-    burster = threading.Thread(
-        target=burst,
-        args=(port, keys["A"]["approver"], burst_ids, args.clients, args.decision_rate, window),
-    )
-    timer = threading.Timer(4.0, burster.start)  # paced warms up 2 s; the burst starts 2 s in
+    start_at = time.perf_counter() + 4.0  # paced warms up 2 s; the burst starts 2 s in
+    if args.clients_in_process:  # as until 2026-12-07: the clients beside the paced checks
+        burster = threading.Thread(
+            target=burst,
+            args=(port, keys["A"]["approver"], burst_ids, args.clients, args.decision_rate, window),
+        )
+        timer = threading.Timer(4.0, burster.start)
+    else:
+        received, sent = multiprocessing.Pipe(duplex=False)
+        child = multiprocessing.get_context("spawn").Process(
+            target=burst_process,
+            args=(port, keys["A"]["approver"], burst_ids, args.clients, args.decision_rate,
+                  start_at, sent),
+        )  # fmt: skip
     spreads: list[str] = []
     samplers = [
         threading.Timer(4.0 + at, lambda at=at: spreads.append(f"+{at:.1f} s: {spread(port)}"))
@@ -302,7 +332,10 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
     headers = {"Content-Type": "application/json", "X-API-Key": keys["A"]["agent"]}
     b_thread.start()
     if burst_ids:
-        timer.start()
+        if args.clients_in_process:
+            timer.start()
+        else:
+            child.start()
         for sampler in samplers:
             sampler.start()
     with LockWaits() as waits:
@@ -310,9 +343,13 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
             "127.0.0.1", port, "/api/v1/check", BODY.encode(), headers,
             rate=args.rate, seconds=args.seconds,
         )  # fmt: skip
-        if burst_ids:
+        if burst_ids and args.clients_in_process:
             timer.join()
             burster.join()
+        elif burst_ids:
+            window[:], busy_ids = received.recv()
+            BUSY.extend(busy_ids)
+            child.join()
     b_thread.join()
     since, until = (window[0], window[1]) if window else (0.0, float("inf"))
     return {
@@ -355,6 +392,12 @@ def main() -> int:
         "one per warm-up client, so threads and backends have run a decision before the burst",
     )
     parser.add_argument("--threads", type=int, default=8, help="per gunicorn process (of 4)")
+    parser.add_argument(
+        "--clients-in-process",
+        action="store_true",
+        help="run the deciding clients as threads of this process, beside the paced checks "
+        "(the method until 2026-12-07), instead of in a process of their own",
+    )
     parser.add_argument(
         "--without", default="", help="bench/variant_wsgi.py names to take out (comma-separated)"
     )
@@ -451,7 +494,10 @@ def main() -> int:
     errors = quiet["paced"].errors + busy["paced"].errors
     print(f"\ncheck errors: {errors}; p99 ratio busy / quiet: {busy['p99'] / quiet['p99']:.2f}")
     print(f"decisions answered 503 busy (and retried): {len(BUSY)}")
-    print(f"without: {args.without or '-'}; warm: {args.warm} (decisions: {args.warm_decisions})")
+    print(
+        f"without: {args.without or '-'}; warm: {args.warm} (decisions: {args.warm_decisions}); "
+        f"clients: {'threads beside the checks' if args.clients_in_process else 'own process'}"
+    )
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; gunicorn 4 x {args.threads} threads, one Celery worker "
