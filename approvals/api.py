@@ -392,23 +392,27 @@ class _ArdenDecideApi(APIView):
         body = ArdenMessageSerializer(data=request_body(request))
         body.is_valid(raise_exception=True)
         user, key = request_actor(request)
+        organization = request_organization(request)
         wanted = ApprovalRequest.Status.APPROVED if self.approve else ApprovalRequest.Status.DENIED
         try:
-            decided = approval_decide(
-                request_or_action_id=action_id,
-                actor_user=user,
-                actor_key=key,
-                approve=self.approve,
-                notes=body.validated_data.get("message") or "",
-                source="arden",
-            )
+            # The organisation's turn for the whole request, as for the native endpoints.
+            with turns.decision_turn(organization_id=organization.pk if organization else None):
+                decided = approval_decide(
+                    request_or_action_id=action_id,
+                    actor_user=user,
+                    actor_key=key,
+                    approve=self.approve,
+                    notes=body.validated_data.get("message") or "",
+                    source="arden",
+                )
+                status, message = approval_compat_status(decided)
         except Conflict as conflict:
             # The SDK retries non-2xx answers: a retry of a decision that went through
             # (same outcome standing) is answered 2xx rather than an error.
             if conflict.extra.get("status") != wanted or conflict.code != "conflict":
                 raise
             decided = approval_request_get(action_id)
-        status, message = approval_compat_status(decided)
+            status, message = approval_compat_status(decided)
         return Response(
             {
                 "action_id": decided.action_id,

@@ -293,7 +293,16 @@ def turn_is_taken(organization_id: int) -> bool:
         return not cursor.fetchone()[0]
 
 
-def test_an_api_decision_holds_its_turn_until_its_answer_is_built(monkeypatch, org_a, agent_a):
+@pytest.mark.parametrize(
+    ("path", "answer_step"),
+    [
+        ("/api/v1/actions/{}/approve", "approval_json"),
+        ("/approve/{}", "approval_compat_status"),  # the Arden SDK's endpoint (COMPAT.md)
+    ],
+)
+def test_an_api_decision_holds_its_turn_until_its_answer_is_built(
+    monkeypatch, org_a, agent_a, path, answer_step
+):
     """Through the API the turn covers the whole request: the reads that authorise the
     decision, the decision and the answer (approvals/turns.py ``decision_turn``)."""
     from approvals import api
@@ -301,10 +310,10 @@ def test_an_api_decision_holds_its_turn_until_its_answer_is_built(monkeypatch, o
     request = request_create(agent_a)
     key = key_create(org_a, "approver")
     reached, release = threading.Event(), threading.Event()
-    real = api.approval_json
+    real = getattr(api, answer_step)
     answers: list[Any] = []
 
-    def paused(decided: ApprovalRequest) -> dict[str, Any]:
+    def paused(decided: ApprovalRequest) -> Any:
         reached.set()
         release.wait(60)
         return real(decided)
@@ -313,7 +322,7 @@ def test_an_api_decision_holds_its_turn_until_its_answer_is_built(monkeypatch, o
         try:
             answers.append(
                 Client().post(
-                    f"/api/v1/actions/{request.action_id}/approve",
+                    path.format(request.action_id),
                     data="{}",
                     content_type="application/json",
                     HTTP_X_API_KEY=key.raw,
@@ -323,7 +332,7 @@ def test_an_api_decision_holds_its_turn_until_its_answer_is_built(monkeypatch, o
             reached.set()
             connection.close()
 
-    monkeypatch.setattr(api, "approval_json", paused)
+    monkeypatch.setattr(api, answer_step, paused)
     thread = threading.Thread(target=post)
     thread.start()
     try:
