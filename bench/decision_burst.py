@@ -393,6 +393,13 @@ def main() -> int:
     )
     parser.add_argument("--threads", type=int, default=8, help="per gunicorn process (of 4)")
     parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="run the Celery worker at this niceness (nice -n N): the CPU it takes during a "
+        "burst (the decisions' events, webhooks, mail) then yields to the web processes",
+    )
+    parser.add_argument(
         "--clients-in-process",
         action="store_true",
         help="run the deciding clients as threads of this process, beside the paced checks "
@@ -422,7 +429,8 @@ def main() -> int:
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="decision-bench-")) / "worker.log"
     worker = subprocess.Popen(
-        [PYTHON, "-m", "celery", "-A", "wardenproject", "worker", "-Q", "celery,mail",
+        [*(["nice", "-n", str(args.worker_nice)] if args.worker_nice else []),
+         PYTHON, "-m", "celery", "-A", "wardenproject", "worker", "-Q", "celery,mail",
          "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING",
          "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "bench@%h"],
         cwd=ROOT, env=server_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,

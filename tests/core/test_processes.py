@@ -248,6 +248,22 @@ def test_the_systemd_unit_restarts_always_and_reads_one_environment_file(unit):
     assert "NoNewPrivileges=yes" in lines
 
 
+def test_the_workers_yield_the_cpu_to_the_web_server():
+    """On a shared host the checks come first: the Celery workers run at a lower CPU priority
+    (niceness and cgroup weight) than the web server, which keeps the defaults."""
+
+    def priority(unit: str) -> tuple[int, int]:
+        lines = unit_settings(unit)
+        nice = [int(line.split("=", 1)[1]) for line in lines if line.startswith("Nice=")]
+        weight = [int(line.split("=", 1)[1]) for line in lines if line.startswith("CPUWeight=")]
+        return (nice or [0])[-1], (weight or [100])[-1]
+
+    web_nice, web_weight = priority("warden-web.service")
+    for worker in ("warden-worker.service", "warden-mail-worker.service"):
+        nice, weight = priority(worker)
+        assert nice > web_nice and weight < web_weight, (worker, nice, weight)
+
+
 @pytest.mark.parametrize("unit", UNITS)
 def test_systemd_accepts_the_unit_and_rates_it_ok(unit, tmp_path):
     """``systemd-analyze verify`` (syntax, and that the command exists: the units are
