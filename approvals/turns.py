@@ -17,9 +17,10 @@ transaction). The lock is re-entrant within a transaction, so decisions nested i
 email link's) take it again without waiting.
 
 An API decision (``POST /api/v1/actions/{id}/approve|deny``, and the Arden SDK's
-``POST /approve|deny/{id}``) takes the turn for the whole request instead (``decision_turn``): the reads that authorise it, the decision and the
-answer. Sixteen scripts deciding at once otherwise still did all of that side by side, and
-the checks due in the burst's first moments waited for it (docs/PERFORMANCE.md).
+``POST /approve|deny/{id}``) takes the turn for the whole request instead
+(``decision_turn``): the reads that authorise it, the decision and the answer. Sixteen
+scripts deciding at once otherwise still did all of that side by side, and the checks due
+in the burst's first moments waited for it (docs/PERFORMANCE.md).
 
 SQLite lets one writer at a time anyway: nothing to take there.
 """
