@@ -171,10 +171,9 @@ class _DecideApi(APIView):
         body.is_valid(raise_exception=True)
         user, key = request_actor(request)
         grant = body.validated_data.get("grant")
-        organization = request_organization(request)
         # The caller's organisation's turn for the whole request (approvals/turns.py): a
         # request of another organisation is a 404 from approval_decide, as always.
-        with turns.decision_turn(organization_id=organization.pk if organization else None):
+        with turns.decision_turn(organization=request_organization(request)):
             decided = approval_decide(
                 request_or_action_id=action_id,
                 actor_user=user,
@@ -392,11 +391,10 @@ class _ArdenDecideApi(APIView):
         body = ArdenMessageSerializer(data=request_body(request))
         body.is_valid(raise_exception=True)
         user, key = request_actor(request)
-        organization = request_organization(request)
         wanted = ApprovalRequest.Status.APPROVED if self.approve else ApprovalRequest.Status.DENIED
         try:
             # The organisation's turn for the whole request, as for the native endpoints.
-            with turns.decision_turn(organization_id=organization.pk if organization else None):
+            with turns.decision_turn(organization=request_organization(request)):
                 decided = approval_decide(
                     request_or_action_id=action_id,
                     actor_user=user,

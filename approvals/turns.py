@@ -31,11 +31,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
 from wardenproject.errors import DomainError
+
+if TYPE_CHECKING:
+    from accounts.models import Organization
 
 # First key of the two-key advisory locks of decisions: "AD" (approval decisions). Other
 # two-key users must keep off it: webhooks/dispatch.py's slots use 0x5748xxxx ("WH").
@@ -96,13 +100,14 @@ def decision_turn_take(*, organization_id: int) -> None:
 
 
 @contextmanager
-def decision_turn(*, organization_id: int | None) -> Iterator[None]:
-    """Run the body (a whole decision request) in the organisation's turn, in one
-    transaction. A refusal the body raises (a ``DomainError``: already decided, not an
-    approver, ...) keeps what the decision wrote before it, as it would without the
-    turn (a request found past its deadline is settled as expired), and is raised after
-    the commit; any other error rolls everything back."""
+def decision_turn(*, organization: Organization | None) -> Iterator[None]:
+    """Run the body (a whole decision request) in the caller's organisation's turn (none
+    for a caller without one), in one transaction. A refusal the body raises (a
+    ``DomainError``: already decided, not an approver, ...) keeps what the decision wrote
+    before it, as it would without the turn (a request found past its deadline is settled
+    as expired), and is raised after the commit; any other error rolls everything back."""
     refusal: DomainError | None = None
+    organization_id = organization.pk if organization is not None else None
     with transaction.atomic():
         if organization_id is not None:
             decision_turn_take(organization_id=organization_id)
