@@ -26,7 +26,12 @@ approvals of N calls held for the warm-up, so the burst meets threads and Postgr
 backends that have run a decision, as on a server that has been serving reviewers.
 The deciding clients run in a process of their own (``--clients-in-process``: as threads
 beside the paced checks, as until 2026-12-07), so that their threads never hold the GIL of
-the process that sends and times the checks.
+the process that sends and times the checks. ``--check-pool N`` serves the paced checks from
+a second gunicorn of N processes (the production topology of deploy/systemd's
+``warden-check.service`` behind deploy/nginx/warden.conf; the clients talk to each server
+directly, as the proxy would route them), and everything else from the first.
+``--spread`` samples the connections and turn waits per gunicorn process early in the
+burst (it forks ``ss`` and ``psql`` from the timing process, in the burst's phase only).
 """
 
 from __future__ import annotations
@@ -304,7 +309,9 @@ def warm(
         thread.join()
 
 
-def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -> dict:
+def phase(
+    port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str], check_port: int
+) -> dict:
     b_latencies: list[float] = []
     b_thread = threading.Thread(
         target=decide_every, args=(port, keys["B"]["approver"], b_ids, 0.25, b_latencies)
@@ -325,9 +332,13 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
                   start_at, sent),
         )  # fmt: skip
     spreads: list[str] = []
+    # Off unless asked: each sample forks `ss` twice and `psql` from this process, which
+    # sends and times the checks, and only in the burst's phase (2026-12-08: the checks
+    # "slow in the burst's first ~100 ms" of earlier runs finished together just after the
+    # +0.1 s sample).
     samplers = [
         threading.Timer(4.0 + at, lambda at=at: spreads.append(f"+{at:.1f} s: {spread(port)}"))
-        for at in (0.1, 0.3, 1.0)
+        for at in ((0.1, 0.3, 1.0) if args.spread else ())
     ]
     headers = {"Content-Type": "application/json", "X-API-Key": keys["A"]["agent"]}
     b_thread.start()
@@ -340,7 +351,7 @@ def phase(port: int, keys: dict, args, burst_ids: list[str], b_ids: list[str]) -
             sampler.start()
     with LockWaits() as waits:
         paced = paced_load(
-            "127.0.0.1", port, "/api/v1/check", BODY.encode(), headers,
+            "127.0.0.1", check_port, "/api/v1/check", BODY.encode(), headers,
             rate=args.rate, seconds=args.seconds,
         )  # fmt: skip
         if burst_ids and args.clients_in_process:
@@ -406,6 +417,25 @@ def main() -> int:
         "(the method until 2026-12-07), instead of in a process of their own",
     )
     parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="sample the connections and turn waits per gunicorn process 0.1, 0.3 and 1 s "
+        "into the burst (forks `ss` and `psql` from the process that times the checks)",
+    )
+    parser.add_argument(
+        "--check-pool",
+        type=int,
+        default=0,
+        help="serve the paced checks from a gunicorn of their own with this many processes "
+        "(as deploy/systemd's warden-check.service does), the decisions from the main one",
+    )
+    parser.add_argument(
+        "--web-nice",
+        type=int,
+        default=0,
+        help="with --check-pool, run the main gunicorn (the decisions) at this niceness",
+    )
+    parser.add_argument(
         "--without", default="", help="bench/variant_wsgi.py names to take out (comma-separated)"
     )
     args = parser.parse_args()
@@ -445,25 +475,38 @@ def main() -> int:
             app="bench.variant_wsgi:application",
         )
     else:
-        server = start_gunicorn(port=port, workers=4, threads=args.threads, env=server_env)
+        server = start_gunicorn(
+            port=port, workers=4, threads=args.threads, env=server_env, nice=args.web_nice
+        )
+    check_port, check_server = port, None
+    if args.check_pool:
+        check_port = free_port()
+        check_server = start_gunicorn(
+            port=check_port, workers=args.check_pool, threads=args.threads, env=server_env
+        )
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        for ready in {port, check_port}:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{ready}/healthz", timeout=1).read()
+                    break
+                except OSError:
+                    time.sleep(0.1)
         a_ids = hold(port, keys["A"]["agent"], args.decisions)
         n_b = int((args.seconds + 2) / 0.25)  # one B decision every 250 ms in each phase
         b_ids = hold(port, keys["B"]["agent"], 2 * n_b)
         if args.warm:
             warm_ids = hold(port, keys["A"]["agent"], args.warm_decisions)
             warm(port, keys["A"]["agent"], keys["A"]["approver"], warm_ids)
-        quiet = phase(port, keys, args, [], b_ids[:n_b])
-        busy = phase(port, keys, args, a_ids, b_ids[n_b : 2 * n_b])
+            if check_server is not None:
+                warm(check_port, keys["A"]["agent"], keys["A"]["approver"], [])
+        quiet = phase(port, keys, args, [], b_ids[:n_b], check_port)
+        busy = phase(port, keys, args, a_ids, b_ids[n_b : 2 * n_b], check_port)
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        for running in (server, check_server):
+            if running is not None:
+                running.terminate()
+                running.wait(timeout=15)
         os.killpg(worker.pid, 15)
         worker.wait(30)
         subprocess.run(purge, cwd=ROOT, env=server_env, check=True, capture_output=True)
@@ -498,7 +541,8 @@ def main() -> int:
         if busy["since"] <= due < busy["until"] and latency > 2 * quiet["p99"]
     )
     print(f"checks over 2x the quiet p99 during the burst (due at ms, latency ms): {slow}")
-    print("per gunicorn process, after the burst's start: " + "; ".join(busy["spreads"]))
+    if args.spread:
+        print("per gunicorn process, after the burst's start: " + "; ".join(busy["spreads"]))
     errors = quiet["paced"].errors + busy["paced"].errors
     print(f"\ncheck errors: {errors}; p99 ratio busy / quiet: {busy['p99'] / quiet['p99']:.2f}")
     print(f"decisions answered 503 busy (and retried): {len(BUSY)}")
@@ -508,8 +552,13 @@ def main() -> int:
     )
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; gunicorn 4 x {args.threads} threads, one Celery worker "
-        "(4 threads)"
+        f"{platform.python_version()}; gunicorn 4 x {args.threads} threads"
+        + (
+            f", checks on their own gunicorn ({args.check_pool} x {args.threads})"
+            if args.check_pool
+            else ""
+        )
+        + ", one Celery worker (4 threads)"
     )
     return 0
 

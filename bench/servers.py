@@ -56,11 +56,14 @@ def start_gunicorn(
     env: dict[str, str],
     app: str = "wardenproject.wsgi",
     extra: tuple[str, ...] = (),
+    nice: int = 0,
 ) -> subprocess.Popen:
     """gunicorn -c gunicorn.conf.py (gthread, gc.freeze) on 127.0.0.1:port, in its own session;
-    ``extra`` command-line options override the configuration file's."""
+    ``extra`` command-line options override the configuration file's; ``nice``: run it at
+    that niceness."""
     return subprocess.Popen(
         [
+            *(["nice", "-n", str(nice)] if nice else []),
             str(Path(sys.executable).parent / "gunicorn"),
             "-c",
             str(ROOT / "gunicorn.conf.py"),

@@ -226,6 +226,7 @@ def test_gunicorn_opens_its_control_socket_where_gunicorn_control_socket_says(tm
 
 UNITS = (
     "warden-web.service",
+    "warden-check.service",
     "warden-worker.service",
     "warden-mail-worker.service",
     "warden-beat.service",
@@ -259,6 +260,7 @@ def test_the_workers_yield_the_cpu_to_the_web_server():
         return (nice or [0])[-1], (weight or [100])[-1]
 
     web_nice, web_weight = priority("warden-web.service")
+    assert priority("warden-check.service") == (web_nice, web_weight)
     for worker in ("warden-worker.service", "warden-mail-worker.service"):
         nice, weight = priority(worker)
         assert nice > web_nice and weight < web_weight, (worker, nice, weight)
