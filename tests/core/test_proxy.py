@@ -249,10 +249,12 @@ def test_nginx_routes_the_checks_to_the_check_server_and_the_rest_to_their_proce
         ("GET", "/healthz"),
     ]:
         assert served_by(port, method, path) == "warden_web", path
+    assert served_by(port, "POST", "/api/v1/check?trace=1") == "warden_check"  # a query string
     assert served_by(port, "POST", "/mcp/files") == "warden_mcp"
-    # Each request reached its process once, with its method and path unchanged.
+    # Each request reached its process once, with its method, path and query unchanged.
     assert [(seen["method"], seen["path"]) for seen in backends["warden_check"].seen] == [
-        ("POST", path) for path in sorted(check_endpoint_paths())
+        *[("POST", path) for path in sorted(check_endpoint_paths())],
+        ("POST", "/api/v1/check?trace=1"),
     ]
     assert len(backends["warden_web"].seen) == 8
 
