@@ -17,6 +17,9 @@ rate limit) with one agent, 20 rules (one with an amount limit) and a live key, 
    phases 1 and 3 are a minute apart; a pair's phases are seconds apart, so its ratio
    compares the two at the same speed of the machine.
 
+``--seal`` runs the worker's audit chain sealing beside the server for the whole run (the
+figures with chaining on) and reports how many entries were still unsealed at the end.
+
 Prints a Markdown table for docs/PERFORMANCE.md.
 """
 
@@ -70,6 +73,22 @@ if agent is None:
 _, raw = services.api_key_create(organization=org, kind="agent", agent=agent,
                                  environment="live", actor=None)
 print("KEY=" + raw)
+"""
+
+
+# The worker's beat task `audit.seal`, in a loop of its own (--seal).
+SEALER = """
+import time
+from django.conf import settings
+from audit.services import audit_seal
+while True:
+    audit_seal()
+    time.sleep(settings.WARDEN_AUDIT_SEAL_INTERVAL)
+"""
+
+UNSEALED = """
+from audit.models import AuditEntry, AuditLink
+print(AuditEntry.objects.count() - AuditLink.objects.count())
 """
 
 
@@ -199,6 +218,13 @@ def main() -> int:
         action="store_true",
         help="Set WARDEN_AUDIT_ASYNC_COMMIT=true: allow/block audit rows commit asynchronously.",
     )
+    parser.add_argument(
+        "--seal",
+        action="store_true",
+        help="Seal the audit chain beside the server for the whole run, as the worker does "
+        "(audit_seal() every WARDEN_AUDIT_SEAL_INTERVAL seconds, at niceness 10 as the systemd "
+        "unit runs the worker): the figures with chaining on.",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: install it (Debian: apt-get install wrk)")
@@ -220,6 +246,14 @@ def main() -> int:
     saturate.write_text(headers)
 
     server = start_gunicorn(port=PORT, workers=args.workers, threads=args.threads, env=env())
+    sealer = None
+    if args.seal:
+        sealer = subprocess.Popen(
+            ["nice", "-n", "10", PYTHON, "manage.py", "shell", "-c", SEALER],
+            cwd=ROOT,
+            env=env(),
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{PORT}"
     try:
         for _ in range(100):
@@ -253,7 +287,13 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=10)
+        if sealer is not None:
+            sealer.terminate()
+            sealer.wait(timeout=30)
 
+    if args.seal:
+        unsealed = manage("shell", "-c", UNSEALED, capture=True).strip().splitlines()[-1]
+        print(f"| chaining on: entries not sealed when the server stopped | {unsealed} |")
     print(f"| checks/s at saturation ({args.connections} connections) | {check['rps']:.0f} |")
     print(
         f"| audit rows written in that phase / requests | "
