@@ -100,7 +100,8 @@ def test_the_proxy_upstreams_are_the_units_default_addresses():
 
 def test_gunicorn_accepts_the_check_servers_command_line():
     """The unit's ExecStart, its variables at their defaults and the paths at this checkout,
-    is a configuration gunicorn accepts and an application it can load."""
+    is a configuration gunicorn accepts and an application it can load, and its options win
+    over gunicorn.conf.py's (which binds HOST:PORT, the web server's address)."""
     defaults = unit_environment("warden-check.service")
     command = [
         re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], part).replace(
@@ -111,15 +112,30 @@ def test_gunicorn_accepts_the_check_servers_command_line():
     assert command[0] == str(ROOT / ".venv" / "bin" / "gunicorn")
     command[0] = str(Path(sys.executable).parent / "gunicorn")
     assert "--bind" in command and defaults["CHECK_BIND"] in command
+    environment = {**os.environ, "DEBUG": "true", "PORT": "8000", "WEB_CONCURRENCY": "4"}
     checked = subprocess.run(
         [*command, "--check-config"],
         cwd=ROOT,
-        env={**os.environ, "DEBUG": "true"},
+        env=environment,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    printed = subprocess.run(
+        [*command, "--print-config"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    effective = dict(re.findall(r"^(bind|workers|threads) += (.*)$", printed.stdout, re.M))
+    assert effective == {
+        "bind": repr([defaults["CHECK_BIND"]]),
+        "workers": defaults["CHECK_CONCURRENCY"],
+        "threads": defaults["CHECK_THREADS"],
+    }, printed.stdout + printed.stderr
 
 
 # --- Through a real nginx -------------------------------------------------------------------
