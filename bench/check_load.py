@@ -35,13 +35,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paced import paced_load
-from servers import cpu_by_role, cpu_report, database_prepare, start_gunicorn
+from servers import cpu_by_role, cpu_report, database_prepare, start_gunicorn, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -256,12 +254,7 @@ def main() -> int:
         )
     base = f"http://127.0.0.1:{PORT}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_ready(PORT)
         wrk(f"{base}/api/v1/check", 3, 8, 2, str(saturate))  # warm caches in every worker
         *_, last_id = audit_rows_since(0)
         cpu_before = phase_cpu(server)

@@ -49,7 +49,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_load import BODY, PYTHON, env
 from paced import paced_load
-from servers import database_prepare, free_port, start_gunicorn
+from servers import database_prepare, free_port, start_gunicorn, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get(
@@ -486,12 +485,7 @@ def main() -> int:
         )
     try:
         for ready in {port, check_port}:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{ready}/healthz", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            wait_ready(ready)
         a_ids = hold(port, keys["A"]["agent"], args.decisions)
         n_b = int((args.seconds + 2) / 0.25)  # one B decision every 250 ms in each phase
         b_ids = hold(port, keys["B"]["agent"], 2 * n_b)

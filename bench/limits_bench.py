@@ -34,7 +34,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 os.environ.setdefault(
@@ -43,7 +42,7 @@ os.environ.setdefault(
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_inprocess import wsgi_environ
 from check_load import DATABASE_URL, env, parse, phase_cpu, wrk
-from servers import cpu_report, database_prepare, start_gunicorn
+from servers import cpu_report, database_prepare, start_gunicorn, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -224,12 +223,7 @@ def through_gunicorn(key: str, seconds: int, connections: int) -> dict[str, tupl
     base = f"http://127.0.0.1:{PORT}"
     results = {}
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_ready(PORT)
         for script in scripts.values():
             wrk(f"{base}/api/v1/check", 2, 8, 2, str(script))  # warm every worker
         for name, script in scripts.items():

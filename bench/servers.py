@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,16 @@ def database_fresh_migrated(database_url: str) -> None:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True
     )
+
+
+def wait_ready(port: int, *, tries: int = 100) -> None:
+    """Wait until 127.0.0.1:port answers /healthz, at most ``tries`` tenths of a second."""
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
 
 
 def free_port() -> int:

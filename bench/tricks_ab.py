@@ -21,13 +21,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_load import BODY, DATABASE_URL, env, manage, parse, phase_cpu, wrk
-from servers import database_prepare, start_gunicorn
+from servers import database_prepare, start_gunicorn, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = int(os.environ.get("BENCH_PORT", "8767"))
@@ -116,12 +114,7 @@ def run_once(
     )
     base = f"http://127.0.0.1:{PORT}"
     try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_ready(PORT, tries=150)
         wrk(f"{base}/api/v1/check", 3, 32, 2, str(script))  # warm every worker
         before = phase_cpu(server)
         result = parse(wrk(f"{base}/api/v1/check", seconds, 32, 2, str(script)))

@@ -5,23 +5,20 @@ everything else to the web server and the MCP gateway, through a real nginx."""
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from agents.http import KeyOnlyPostView
-from tests.live import free_port, wait_until
+from tests.live import WebhookReceiver, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = ROOT / "deploy" / "nginx" / "warden.conf"
@@ -113,75 +110,30 @@ def test_gunicorn_accepts_the_check_servers_command_line():
     command[0] = str(Path(sys.executable).parent / "gunicorn")
     assert "--bind" in command and defaults["CHECK_BIND"] in command
     environment = {**os.environ, "DEBUG": "true", "PORT": "8000", "WEB_CONCURRENCY": "4"}
-    checked = subprocess.run(
-        [*command, "--check-config"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    printed = subprocess.run(
-        [*command, "--print-config"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    effective = dict(re.findall(r"^(bind|workers|threads) += (.*)$", printed.stdout, re.M))
+
+    def gunicorn(option: str) -> str:
+        done = subprocess.run(
+            [*command, option],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    gunicorn("--check-config")
+    printed = gunicorn("--print-config")
+    effective = dict(re.findall(r"^(bind|workers|threads) += (.*)$", printed, re.M))
     assert effective == {
         "bind": repr([defaults["CHECK_BIND"]]),
         "workers": defaults["CHECK_CONCURRENCY"],
         "threads": defaults["CHECK_THREADS"],
-    }, printed.stdout + printed.stderr
+    }, printed
 
 
 # --- Through a real nginx -------------------------------------------------------------------
-
-
-class Backend:
-    """An HTTP server standing in for one upstream: answers with its name and records each
-    request's method, path and the headers the proxy set."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.seen: list[dict[str, str]] = []
-        backend = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                backend.seen.append(
-                    {
-                        "method": self.command,
-                        "path": self.path,
-                        "host": self.headers.get("Host", ""),
-                        "proto": self.headers.get("X-Forwarded-Proto", ""),
-                        "for": self.headers.get("X-Forwarded-For", ""),
-                    }
-                )
-                body = json.dumps({"served_by": backend.name}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def nginx_binary() -> str | None:
@@ -191,13 +143,16 @@ def nginx_binary() -> str | None:
 
 
 @pytest.fixture
-def proxy(tmp_path) -> Iterator[tuple[int, dict[str, Backend]]]:
+def proxy(tmp_path) -> Iterator[tuple[int, dict[str, WebhookReceiver]]]:
     """The shipped configuration served by nginx on a free port, plain HTTP (its TLS lines
-    and the redirecting server taken out), its upstreams pointed at three ``Backend``s."""
+    and the redirecting server taken out), its upstreams pointed at three recording HTTP
+    servers standing in for the web server, the check server and the MCP gateway."""
     binary = nginx_binary()
     if binary is None:
         pytest.skip("needs nginx (Debian's nginx package; .ci/run installs it)")
-    backends = {name: Backend(name) for name in ("warden_web", "warden_check", "warden_mcp")}
+    backends = {name: WebhookReceiver() for name in ("warden_web", "warden_check", "warden_mcp")}
+    for backend in backends.values():
+        backend.start()
     port = free_port()
     text = NGINX_CONF.read_text()
     text = re.sub(r"server \{\s*listen 80;.*?\n\}\n", "", text, count=1, flags=re.S)
@@ -238,22 +193,32 @@ def proxy(tmp_path) -> Iterator[tuple[int, dict[str, Backend]]]:
         process.terminate()
         process.wait(timeout=15)
         for backend in backends.values():
-            backend.close()
+            backend.stop()
 
 
-def served_by(port: int, method: str, path: str, headers: dict[str, str] | None = None) -> str:
+def served_by(
+    proxy: tuple[int, dict[str, WebhookReceiver]],
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Send one request through nginx; the name of the upstream that received it."""
+    port, backends = proxy
+    before = {name: len(backend.received()) for name, backend in backends.items()}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     body = "{}" if method == "POST" else None
     connection.request(method, path, body=body, headers={"Host": "warden.test", **(headers or {})})
     answer = connection.getresponse()
+    answer.read()
     assert answer.status == 200, (path, answer.status)
-    return json.loads(answer.read())["served_by"]
+    (name,) = [name for name, backend in backends.items() if len(backend.received()) > before[name]]
+    return name
 
 
 def test_nginx_routes_the_checks_to_the_check_server_and_the_rest_to_their_processes(proxy):
-    port, backends = proxy
+    _, backends = proxy
     for path in sorted(check_endpoint_paths()):
-        assert served_by(port, "POST", path) == "warden_check", path
+        assert served_by(proxy, "POST", path) == "warden_check", path
     for method, path in [
         ("GET", "/"),
         ("GET", "/api/v1/approvals"),
@@ -264,24 +229,27 @@ def test_nginx_routes_the_checks_to_the_check_server_and_the_rest_to_their_proce
         ("POST", "/api/v1/checks"),
         ("GET", "/healthz"),
     ]:
-        assert served_by(port, method, path) == "warden_web", path
-    assert served_by(port, "POST", "/api/v1/check?trace=1") == "warden_check"  # a query string
-    assert served_by(port, "POST", "/mcp/files") == "warden_mcp"
+        assert served_by(proxy, method, path) == "warden_web", path
+    assert served_by(proxy, "POST", "/api/v1/check?trace=1") == "warden_check"  # a query string
+    assert served_by(proxy, "POST", "/mcp/files") == "warden_mcp"
     # Each request reached its process once, with its method, path and query unchanged.
-    assert [(seen["method"], seen["path"]) for seen in backends["warden_check"].seen] == [
+    assert [(seen.method, seen.path) for seen in backends["warden_check"].received()] == [
         *[("POST", path) for path in sorted(check_endpoint_paths())],
         ("POST", "/api/v1/check?trace=1"),
     ]
-    assert len(backends["warden_web"].seen) == 8
+    assert len(backends["warden_web"].received()) == 8
 
 
 def test_nginx_tells_each_process_the_host_scheme_and_client_address_it_saw(proxy):
-    port, backends = proxy
-    served_by(port, "POST", "/api/v1/check", {"X-Forwarded-For": "6.6.6.6"})
-    served_by(port, "GET", "/dashboard/", {"X-Forwarded-Proto": "https"})
-    (check,) = backends["warden_check"].seen
-    (page,) = backends["warden_web"].seen
+    _, backends = proxy
+    served_by(proxy, "POST", "/api/v1/check", {"X-Forwarded-For": "6.6.6.6"})
+    served_by(proxy, "GET", "/dashboard/", {"X-Forwarded-Proto": "https"})
+    (check,) = backends["warden_check"].received()
+    (page,) = backends["warden_web"].received()
     for seen in (check, page):
         # The client's own X-Forwarded-For and X-Forwarded-Proto are replaced, not passed on.
-        assert (seen["host"], seen["proto"], seen["for"]) == ("warden.test", "http", "127.0.0.1")
-    assert (check["method"], check["path"]) == ("POST", "/api/v1/check")
+        forwarded = [
+            seen.headers.get(name) for name in ("Host", "X-Forwarded-Proto", "X-Forwarded-For")
+        ]
+        assert forwarded == ["warden.test", "http", "127.0.0.1"]
+    assert (check.method, check.path) == ("POST", "/api/v1/check")
